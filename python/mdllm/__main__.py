@@ -1,0 +1,5 @@
+import sys
+
+from mdllm.cli import main
+
+sys.exit(main())

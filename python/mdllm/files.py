@@ -1,0 +1,28 @@
+"""Atomic file output: an interrupted run leaves the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix, so format detection by extension
+    still works); on success it is renamed onto ``path``, on any exception it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{''.join(path.suffixes)}",
+                               dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers such as mdtraj refuse to overwrite; let them create it
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
