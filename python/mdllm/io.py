@@ -204,7 +204,7 @@ def _load_mdtraj(path, top, stride):
         return md.load(str(path), **kwargs)
     except Exception as exc:
         message = _first_line(exc)
-        if topology is not None and ("atoms" in message or "shape" in message):
+        if topology is not None and ("same atoms" in message or "xyz must be shape" in message):
             raise in_file(path, f"does not match topology {top} ({topology.n_atoms} atoms): {message}") from None
         if topology is None and "top" in message.lower():
             raise in_file(path, "this format has no topology; pass one with top= (--top on the command line)") from None
@@ -305,8 +305,8 @@ def _check_gaps(path, backbone, residues):
 
 
 def _chain_label(chain) -> str:
-    label = getattr(chain, "chain_id", None)
-    return str(label) if label not in (None, "") else chr(ord("A") + chain.index % 26)
+    label = str(getattr(chain, "chain_id", None) or "").strip()
+    return label or chr(ord("A") + chain.index % 26)
 
 
 def _one_letter(residue) -> str:
