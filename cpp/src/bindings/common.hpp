@@ -35,5 +35,6 @@ T* output(py::array a, int64_t expected, const char* name) {
 
 void register_geometry(py::module_& m);
 void register_sampler(py::module_& m);
+void register_generate(py::module_& m);  // only with llama.cpp
 
 }  // namespace mdllm::bindings

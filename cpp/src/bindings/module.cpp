@@ -8,4 +8,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("num_threads", &mdllm::num_threads);
   mdllm::bindings::register_geometry(m);
   mdllm::bindings::register_sampler(m);
+#ifdef MDLLM_WITH_LLAMA
+  mdllm::bindings::register_generate(m);
+  m.attr("has_llama") = true;
+#else
+  m.attr("has_llama") = false;
+#endif
 }

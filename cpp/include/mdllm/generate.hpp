@@ -1,0 +1,85 @@
+// Rolling-window generation of structure-token trajectories with llama.cpp.
+//
+// The model's text is a conditioning prefix followed by frames; a frame is `residues` structure
+// tokens and one separator. While a frame is generated the model sees the prefix and the last
+// `window` complete frames. When a new frame would overflow the window, the oldest frame is removed
+// from llama.cpp's KV cache and the later positions are shifted down, so nothing is re-evaluated.
+// Many walkers (one llama.cpp sequence each) advance in one batch; each walker draws its random
+// numbers from (seed, walker, step) alone. This header does not expose llama.cpp.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mdllm/sampler.hpp"
+
+namespace mdllm::generation {
+
+// Where frames live in the vocabulary.
+struct FrameLayout {
+  int32_t structure_begin = 0;  // first structure-token id
+  int32_t structure_end = 0;    // one past the last structure-token id
+  int32_t separator = 0;        // frame-separator id
+  int64_t residues = 0;         // structure tokens per frame
+};
+
+struct Options {
+  int64_t frames = 10;   // new frames per walker
+  int64_t walkers = 1;
+  int64_t window = 4;    // complete frames visible while a frame is generated
+  sampling::Params sampling;
+  uint64_t seed = 0;
+  bool kv_shift = true;  // false: re-evaluate the whole window after each eviction (reference path)
+};
+
+struct Trajectories {
+  int64_t walkers = 0, frames = 0, residues = 0;
+  std::vector<int32_t> tokens;  // (walkers, frames, residues) structure-token ids
+  std::vector<float> logprobs;  // (walkers, frames, residues + 1): each token, then the separator
+  double prompt_seconds = 0, generate_seconds = 0;
+  int64_t tokens_decoded = 0;   // tokens evaluated by llama.cpp after the prompt (re-evaluation included)
+};
+
+struct ModelOptions {
+  int gpu_layers = 0;  // layers offloaded to a GPU when llama.cpp was built with one
+  int threads = 0;     // 0 = all cores
+};
+
+// Called after every generated frame with the number of frames finished; return false to stop.
+using Progress = std::function<bool(int64_t frames_done)>;
+
+class Model {
+ public:
+  explicit Model(const std::string& gguf_path, const ModelOptions& options = {});
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  int32_t vocab_size() const;
+  // A GGUF metadata value as text, or "" when the key is absent.
+  std::string metadata(const std::string& key) const;
+
+  // Generate options.frames new frames per walker after the prompt: prefix, then the last
+  // `window` of the start frames (n_start, residues). Throws std::invalid_argument on bad input and
+  // std::runtime_error when llama.cpp fails.
+  Trajectories generate(const std::vector<int32_t>& prefix, const std::vector<int32_t>& start_frames,
+                        const FrameLayout& layout, const Options& options, const Progress& progress = {});
+
+  // Log-probabilities (frames, residues + 1) of a given trajectory's tokens under the same
+  // rolling window (teacher forcing); the first frame is conditioned on the prefix alone.
+  std::vector<float> score(const std::vector<int32_t>& prefix, const std::vector<int32_t>& frames,
+                           const FrameLayout& layout, int64_t window);
+
+  // llama.cpp's own decode speed, without this loop: `steps` decode calls of `batch` sequences
+  // with one token each, after a prompt of `context` tokens. Returns tokens per second.
+  double raw_decode_tokens_per_second(int64_t batch, int64_t steps, int64_t context);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mdllm::generation

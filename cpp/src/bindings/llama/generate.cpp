@@ -1,0 +1,92 @@
+// Thin bindings of mdllm/generate.hpp (compiled only when llama.cpp was found at build time).
+#include <stdexcept>
+
+#include "../common.hpp"
+#include "mdllm/generate.hpp"
+
+namespace mdllm::bindings {
+
+namespace gen = mdllm::generation;
+
+namespace {
+
+std::vector<int32_t> to_vector(const InI32& a) { return std::vector<int32_t>(a.data(), a.data() + a.size()); }
+
+template <class Fn>
+auto translate_errors(Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+}
+
+}  // namespace
+
+void register_generate(py::module_& m) {
+  py::class_<gen::FrameLayout>(m, "FrameLayout")
+      .def(py::init([](int32_t begin, int32_t end, int32_t separator, int64_t residues) {
+             return gen::FrameLayout{begin, end, separator, residues};
+           }),
+           py::arg("structure_begin"), py::arg("structure_end"), py::arg("separator"), py::arg("residues"))
+      .def_readonly("structure_begin", &gen::FrameLayout::structure_begin)
+      .def_readonly("structure_end", &gen::FrameLayout::structure_end)
+      .def_readonly("separator", &gen::FrameLayout::separator)
+      .def_readonly("residues", &gen::FrameLayout::residues);
+
+  py::class_<gen::Model>(m, "LlamaModel")
+      .def(py::init([](const std::string& path, int gpu_layers, int threads) {
+             py::gil_scoped_release nogil;
+             return new gen::Model(path, gen::ModelOptions{gpu_layers, threads});
+           }),
+           py::arg("path"), py::arg("gpu_layers") = 0, py::arg("threads") = 0)
+      .def_property_readonly("vocab_size", &gen::Model::vocab_size)
+      .def("metadata", &gen::Model::metadata)
+      .def("generate", [](gen::Model& model, InI32 prefix, InI32 start, const gen::FrameLayout& layout,
+                          int64_t frames, int64_t walkers, int64_t window, float temperature, int32_t top_k,
+                          float top_p, float min_p, uint64_t seed, bool kv_shift, py::object progress) {
+        gen::Options opt{frames, walkers, window, {temperature, top_k, top_p, min_p}, seed, kv_shift};
+        gen::Progress callback;
+        if (!progress.is_none())
+          callback = [progress](int64_t done) {
+            py::gil_scoped_acquire gil;
+            return progress(done).cast<bool>();
+          };
+        const auto p = to_vector(prefix), s = to_vector(start);
+        gen::Trajectories t = translate_errors([&] {
+          py::gil_scoped_release nogil;
+          return model.generate(p, s, layout, opt, callback);
+        });
+        py::array_t<int32_t> tokens({t.walkers, t.frames, t.residues});
+        py::array_t<float> logprobs({t.walkers, t.frames, t.residues + 1});
+        std::copy(t.tokens.begin(), t.tokens.end(), tokens.mutable_data());
+        std::copy(t.logprobs.begin(), t.logprobs.end(), logprobs.mutable_data());
+        py::dict timing;
+        timing["prompt_seconds"] = t.prompt_seconds;
+        timing["generate_seconds"] = t.generate_seconds;
+        timing["tokens_decoded"] = t.tokens_decoded;
+        return py::make_tuple(tokens, logprobs, timing);
+      },
+           py::arg("prefix"), py::arg("start_frames"), py::arg("layout"), py::arg("frames"), py::arg("walkers"),
+           py::arg("window"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
+           py::arg("seed"), py::arg("kv_shift") = true, py::arg("progress") = py::none())
+      .def("score", [](gen::Model& model, InI32 prefix, InI32 frames, const gen::FrameLayout& layout, int64_t window) {
+        const auto p = to_vector(prefix), f = to_vector(frames);
+        std::vector<float> lp = translate_errors([&] {
+          py::gil_scoped_release nogil;
+          return model.score(p, f, layout, window);
+        });
+        const int64_t n = static_cast<int64_t>(f.size()) / layout.residues;
+        py::array_t<float> out({n, layout.residues + 1});
+        std::copy(lp.begin(), lp.end(), out.mutable_data());
+        return out;
+      })
+      .def("raw_decode_tokens_per_second", [](gen::Model& model, int64_t batch, int64_t steps, int64_t context) {
+        return translate_errors([&] {
+          py::gil_scoped_release nogil;
+          return model.raw_decode_tokens_per_second(batch, steps, context);
+        });
+      });
+}
+
+}  // namespace mdllm::bindings

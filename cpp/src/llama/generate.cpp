@@ -1,0 +1,351 @@
+// Rolling-window generation on llama.cpp (see mdllm/generate.hpp).
+#include "mdllm/generate.hpp"
+
+#include <llama.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace mdllm::generation {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// llama.cpp logs every load detail to stderr; keep only errors.
+void quiet_log(ggml_log_level level, const char* text, void*) {
+  if (level == GGML_LOG_LEVEL_ERROR) std::fputs(text, stderr);
+}
+
+void init_backend_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llama_log_set(quiet_log, nullptr);
+    llama_backend_init();
+  });
+}
+
+// A llama_batch that frees itself; tokens are added one at a time.
+class Batch {
+ public:
+  explicit Batch(int32_t capacity) : batch_(llama_batch_init(capacity, 0, 1)), capacity_(capacity) {}
+  ~Batch() { llama_batch_free(batch_); }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+
+  void clear() { batch_.n_tokens = 0; }
+  void add(llama_token token, llama_pos pos, llama_seq_id seq, bool logits) {
+    if (batch_.n_tokens >= capacity_) throw std::logic_error("llama batch overflow");
+    const int32_t i = batch_.n_tokens++;
+    batch_.token[i] = token;
+    batch_.pos[i] = pos;
+    batch_.n_seq_id[i] = 1;
+    batch_.seq_id[i][0] = seq;
+    batch_.logits[i] = logits;
+  }
+  int32_t size() const { return batch_.n_tokens; }
+  const llama_batch& get() const { return batch_; }
+
+ private:
+  llama_batch batch_;
+  int32_t capacity_;
+};
+
+// A context sized for one job; freed with it.
+struct Context {
+  llama_context* ctx = nullptr;
+  ~Context() {
+    if (ctx) llama_free(ctx);
+  }
+};
+
+void decode(llama_context* ctx, const Batch& batch) {
+  if (batch.size() == 0) return;
+  const int32_t rc = llama_decode(ctx, batch.get());
+  if (rc != 0) throw std::runtime_error("llama_decode failed with status " + std::to_string(rc));
+}
+
+void check_layout(const FrameLayout& layout, int32_t vocab) {
+  if (layout.residues <= 0) throw std::invalid_argument("frame layout: residues must be positive");
+  if (layout.structure_begin < 0 || layout.structure_end > vocab || layout.structure_begin >= layout.structure_end)
+    throw std::invalid_argument("frame layout: structure-token range outside the model's vocabulary of " +
+                                std::to_string(vocab));
+  if (layout.separator < 0 || layout.separator >= vocab)
+    throw std::invalid_argument("frame layout: separator outside the model's vocabulary");
+}
+
+void check_tokens(const std::vector<int32_t>& tokens, int32_t begin, int32_t end, const char* what) {
+  for (int32_t t : tokens)
+    if (t < begin || t >= end)
+      throw std::invalid_argument(std::string(what) + ": token id " + std::to_string(t) + " outside [" +
+                                  std::to_string(begin) + ", " + std::to_string(end) + ")");
+}
+
+}  // namespace
+
+struct Model::Impl {
+  llama_model* model = nullptr;
+  const llama_vocab* vocab = nullptr;
+  int threads = 0;
+
+  ~Impl() {
+    if (model) llama_model_free(model);
+  }
+
+  // A fresh context with room for `sequences` sequences of `per_sequence` tokens each.
+  void open(Context& c, int64_t sequences, int64_t per_sequence, int64_t max_batch) const {
+    llama_context_params p = llama_context_default_params();
+    const int64_t per_seq = (per_sequence + 255) / 256 * 256;
+    p.n_ctx = static_cast<uint32_t>(per_seq * sequences);
+    p.n_seq_max = static_cast<uint32_t>(sequences);
+    p.n_batch = static_cast<uint32_t>(std::max<int64_t>(max_batch, 1));
+    p.n_ubatch = std::min<uint32_t>(p.n_batch, 512);
+    p.n_threads = p.n_threads_batch = threads;
+    p.no_perf = true;
+    c.ctx = llama_init_from_model(model, p);
+    if (!c.ctx) throw std::runtime_error("llama.cpp could not create a context");
+    if (static_cast<int64_t>(llama_n_ctx_seq(c.ctx)) < per_sequence)
+      throw std::runtime_error("llama.cpp context too small for the rolling window");
+  }
+};
+
+Model::Model(const std::string& gguf_path, const ModelOptions& options) : impl_(new Impl) {
+  init_backend_once();
+  llama_model_params p = llama_model_default_params();
+  p.n_gpu_layers = options.gpu_layers;
+  impl_->model = llama_model_load_from_file(gguf_path.c_str(), p);
+  if (!impl_->model) throw std::runtime_error(gguf_path + ": llama.cpp could not load this GGUF model");
+  impl_->vocab = llama_model_get_vocab(impl_->model);
+  const unsigned hw = std::thread::hardware_concurrency();
+  impl_->threads = options.threads > 0 ? options.threads : static_cast<int>(hw ? hw : 1);
+}
+
+Model::~Model() = default;
+
+int32_t Model::vocab_size() const { return llama_vocab_n_tokens(impl_->vocab); }
+
+std::string Model::metadata(const std::string& key) const {
+  std::vector<char> buf(256);
+  int32_t n = llama_model_meta_val_str(impl_->model, key.c_str(), buf.data(), buf.size());
+  if (n < 0) return "";
+  if (static_cast<size_t>(n) >= buf.size()) {
+    buf.resize(n + 1);
+    n = llama_model_meta_val_str(impl_->model, key.c_str(), buf.data(), buf.size());
+  }
+  return std::string(buf.data(), n);
+}
+
+Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vector<int32_t>& start_frames,
+                             const FrameLayout& layout, const Options& opt, const Progress& progress) {
+  const int32_t n_vocab = vocab_size();
+  check_layout(layout, n_vocab);
+  if (opt.walkers < 1 || opt.frames < 1 || opt.window < 1)
+    throw std::invalid_argument("walkers, frames and window must be at least 1");
+  const int64_t L = layout.residues, stride = L + 1, W = opt.window;
+  if (start_frames.size() % L != 0)
+    throw std::invalid_argument("start frames: " + std::to_string(start_frames.size()) +
+                                " tokens is not a whole number of frames of " + std::to_string(L));
+  check_tokens(prefix, 0, n_vocab, "prefix");
+  check_tokens(start_frames, layout.structure_begin, layout.structure_end, "start frames");
+
+  // The prompt: prefix, then the last W start frames each closed by a separator.
+  const int64_t n_start = std::min<int64_t>(start_frames.size() / L, W);
+  std::vector<int32_t> prompt(prefix);
+  for (int64_t f = start_frames.size() / L - n_start; f < static_cast<int64_t>(start_frames.size() / L); ++f) {
+    prompt.insert(prompt.end(), start_frames.begin() + f * L, start_frames.begin() + (f + 1) * L);
+    prompt.push_back(layout.separator);
+  }
+  if (prompt.empty()) throw std::invalid_argument("need a prefix or at least one start frame");
+  const int64_t P = static_cast<int64_t>(prefix.size());
+  const int64_t N = opt.walkers;
+  const int64_t per_sequence = P + (W + 1) * stride;
+  const int64_t rebuild = N * per_sequence;  // naive re-evaluation submits every walker's window at once
+
+  Context c;
+  impl_->open(c, N, per_sequence, std::max<int64_t>({static_cast<int64_t>(prompt.size()), N, opt.kv_shift ? 0 : rebuild}));
+  llama_memory_t mem = llama_get_memory(c.ctx);
+
+  Trajectories out;
+  out.walkers = N;
+  out.frames = opt.frames;
+  out.residues = L;
+  out.tokens.assign(N * opt.frames * L, 0);
+  out.logprobs.assign(N * opt.frames * stride, 0.0f);
+
+  // Evaluate the shared prompt once on sequence 0, then copy it to every walker.
+  auto t0 = Clock::now();
+  Batch batch(static_cast<int32_t>(std::max<int64_t>({static_cast<int64_t>(prompt.size()), N, rebuild})));
+  for (size_t i = 0; i < prompt.size(); ++i)
+    batch.add(prompt[i], static_cast<llama_pos>(i), 0, i + 1 == prompt.size());
+  decode(c.ctx, batch);
+  std::vector<float> logits(N * n_vocab);
+  const float* last = llama_get_logits_ith(c.ctx, -1);
+  for (int64_t w = 0; w < N; ++w) std::memcpy(&logits[w * n_vocab], last, sizeof(float) * n_vocab);
+  for (int64_t w = 1; w < N; ++w) llama_memory_seq_cp(mem, 0, static_cast<llama_seq_id>(w), -1, -1);
+  out.prompt_seconds = seconds_since(t0);
+
+  t0 = Clock::now();
+  int64_t pos = static_cast<int64_t>(prompt.size());
+  int64_t frames_in_context = n_start;
+  // Tokens of each walker's visible frames (complete ones and the current one), for re-evaluation.
+  std::vector<std::vector<int32_t>> window_tokens(N, std::vector<int32_t>(prompt.begin() + P, prompt.end()));
+  std::vector<sampling::Allowed> allowed(N);
+  std::vector<uint64_t> walker_ids(N), steps(N);
+  for (int64_t w = 0; w < N; ++w) walker_ids[w] = static_cast<uint64_t>(w);
+  std::vector<int32_t> chosen(N);
+  std::vector<float> chosen_logprob(N);
+
+  for (int64_t f = 0; f < opt.frames; ++f) {
+    for (int64_t j = 0; j <= L; ++j) {
+      const bool separator = j == L;
+      const sampling::Allowed range = separator ? sampling::Allowed{layout.separator, layout.separator + 1}
+                                                : sampling::Allowed{layout.structure_begin, layout.structure_end};
+      std::fill(allowed.begin(), allowed.end(), range);
+      std::fill(steps.begin(), steps.end(), static_cast<uint64_t>(f * stride + j));
+      sampling::sample(logits.data(), N, n_vocab, allowed.data(), opt.sampling, opt.seed, walker_ids.data(),
+                       steps.data(), chosen.data(), chosen_logprob.data());
+      for (int64_t w = 0; w < N; ++w) {
+        if (!separator) out.tokens[(w * opt.frames + f) * L + j] = chosen[w];
+        out.logprobs[(w * opt.frames + f) * stride + j] = chosen_logprob[w];
+        window_tokens[w].push_back(chosen[w]);
+      }
+      if (separator && f + 1 == opt.frames) break;  // nothing left to predict
+
+      if (separator && frames_in_context + 1 > W) {
+        // The frame being closed would make W + 1: drop the oldest before the separator is seen.
+        for (int64_t w = 0; w < N; ++w) window_tokens[w].erase(window_tokens[w].begin(), window_tokens[w].begin() + stride);
+        if (opt.kv_shift) {
+          for (int64_t w = 0; w < N; ++w) {
+            const auto s = static_cast<llama_seq_id>(w);
+            llama_memory_seq_rm(mem, s, static_cast<llama_pos>(P), static_cast<llama_pos>(P + stride));
+            llama_memory_seq_add(mem, s, static_cast<llama_pos>(P + stride), -1, static_cast<llama_pos>(-stride));
+          }
+        } else {
+          batch.clear();
+          for (int64_t w = 0; w < N; ++w) {
+            const auto s = static_cast<llama_seq_id>(w);
+            llama_memory_seq_rm(mem, s, -1, -1);
+            for (int64_t i = 0; i < P; ++i) batch.add(prefix[i], static_cast<llama_pos>(i), s, false);
+            // Everything visible except the separator just sampled, which is decoded below.
+            for (size_t i = 0; i + 1 < window_tokens[w].size(); ++i)
+              batch.add(window_tokens[w][i], static_cast<llama_pos>(P + i), s, false);
+          }
+          decode(c.ctx, batch);
+          out.tokens_decoded += batch.size();
+        }
+        pos -= stride;
+        --frames_in_context;
+      }
+
+      batch.clear();
+      for (int64_t w = 0; w < N; ++w) batch.add(chosen[w], static_cast<llama_pos>(pos), static_cast<llama_seq_id>(w), true);
+      decode(c.ctx, batch);
+      out.tokens_decoded += N;
+      for (int64_t w = 0; w < N; ++w)
+        std::memcpy(&logits[w * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(w)), sizeof(float) * n_vocab);
+      ++pos;
+      if (separator) ++frames_in_context;
+    }
+    if (progress && !progress(f + 1)) {
+      out.frames = f + 1;
+      break;
+    }
+  }
+  out.generate_seconds = seconds_since(t0);
+  if (out.frames < opt.frames) {  // stopped early: keep the finished frames of every walker
+    std::vector<int32_t> tokens(N * out.frames * L);
+    std::vector<float> logprobs(N * out.frames * stride);
+    for (int64_t w = 0; w < N; ++w) {
+      std::copy_n(&out.tokens[w * opt.frames * L], out.frames * L, &tokens[w * out.frames * L]);
+      std::copy_n(&out.logprobs[w * opt.frames * stride], out.frames * stride, &logprobs[w * out.frames * stride]);
+    }
+    out.tokens.swap(tokens);
+    out.logprobs.swap(logprobs);
+  }
+  return out;
+}
+
+std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::vector<int32_t>& frames,
+                                const FrameLayout& layout, int64_t window) {
+  const int32_t n_vocab = vocab_size();
+  check_layout(layout, n_vocab);
+  const int64_t L = layout.residues, stride = L + 1;
+  if (window < 1) throw std::invalid_argument("window must be at least 1");
+  if (frames.empty() || frames.size() % L != 0)
+    throw std::invalid_argument("frames: need a whole, non-zero number of frames of " + std::to_string(L) + " tokens");
+  if (prefix.empty()) throw std::invalid_argument("scoring needs a non-empty prefix");
+  check_tokens(prefix, 0, n_vocab, "prefix");
+  check_tokens(frames, layout.structure_begin, layout.structure_end, "frames");
+  const int64_t n_frames = frames.size() / L, P = prefix.size();
+
+  Context c;
+  impl_->open(c, 1, P + (window + 1) * stride, std::max<int64_t>(P, L));
+  llama_memory_t mem = llama_get_memory(c.ctx);
+  Batch batch(static_cast<int32_t>(std::max<int64_t>(P, L)));
+  for (int64_t i = 0; i < P; ++i) batch.add(prefix[i], static_cast<llama_pos>(i), 0, i + 1 == P);
+  decode(c.ctx, batch);
+  std::vector<float> previous(llama_get_logits_ith(c.ctx, -1), llama_get_logits_ith(c.ctx, -1) + n_vocab);
+  std::vector<float> rows(stride * n_vocab), out(n_frames * stride);
+  int64_t pos = P, in_context = 0;
+  for (int64_t f = 0; f < n_frames; ++f) {
+    // Structure tokens of frame f in one batch: row k of the outputs predicts token k + 1.
+    batch.clear();
+    for (int64_t k = 0; k < L; ++k) batch.add(frames[f * L + k], static_cast<llama_pos>(pos + k), 0, true);
+    decode(c.ctx, batch);
+    std::copy(previous.begin(), previous.end(), rows.begin());
+    for (int64_t k = 0; k < L; ++k) {
+      const float* r = llama_get_logits_ith(c.ctx, static_cast<int32_t>(k));
+      std::copy(r, r + n_vocab, rows.begin() + (k + 1) * n_vocab);
+    }
+    std::vector<int32_t> targets(frames.begin() + f * L, frames.begin() + (f + 1) * L);
+    targets.push_back(layout.separator);
+    sampling::token_logprobs(rows.data(), stride, n_vocab, targets.data(), &out[f * stride]);
+    pos += L;
+    if (in_context + 1 > window) {  // same eviction point as generation: before the separator
+      llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(P), static_cast<llama_pos>(P + stride));
+      llama_memory_seq_add(mem, 0, static_cast<llama_pos>(P + stride), -1, static_cast<llama_pos>(-stride));
+      pos -= stride;
+      --in_context;
+    }
+    batch.clear();
+    batch.add(layout.separator, static_cast<llama_pos>(pos), 0, true);
+    decode(c.ctx, batch);
+    const float* r = llama_get_logits_ith(c.ctx, 0);
+    previous.assign(r, r + n_vocab);
+    ++pos;
+    ++in_context;
+  }
+  return out;
+}
+
+double Model::raw_decode_tokens_per_second(int64_t batch_size, int64_t steps, int64_t context) {
+  if (batch_size < 1 || steps < 1 || context < 1) throw std::invalid_argument("batch, steps and context must be positive");
+  Context c;
+  impl_->open(c, batch_size, context + steps, std::max(context, batch_size));
+  llama_memory_t mem = llama_get_memory(c.ctx);
+  const int32_t token = 0;
+  Batch batch(static_cast<int32_t>(std::max(context, batch_size)));
+  for (int64_t i = 0; i < context; ++i) batch.add(token, static_cast<llama_pos>(i), 0, false);
+  decode(c.ctx, batch);
+  for (int64_t w = 1; w < batch_size; ++w) llama_memory_seq_cp(mem, 0, static_cast<llama_seq_id>(w), -1, -1);
+  const auto t0 = Clock::now();
+  for (int64_t s = 0; s < steps; ++s) {
+    batch.clear();
+    for (int64_t w = 0; w < batch_size; ++w)
+      batch.add(token, static_cast<llama_pos>(context + s), static_cast<llama_seq_id>(w), true);
+    decode(c.ctx, batch);
+    llama_get_logits_ith(c.ctx, 0);
+  }
+  return static_cast<double>(batch_size * steps) / seconds_since(t0);
+}
+
+}  // namespace mdllm::generation
