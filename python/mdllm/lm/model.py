@@ -52,6 +52,17 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+# Named sizes for ``mdllm train --preset``; vocab_size and context come from the data.
+PRESETS = {
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2),
+    "small": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8,
+                  num_key_value_heads=2),
+    "base": dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
+                 num_key_value_heads=2),
+}
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
