@@ -158,6 +158,9 @@ def _quantize_q8_0(model: MistralLM, path: Path, name: str) -> Path:
 
     import llama_cpp
 
+    from mdllm.lm.gguf_eval import quiet_llama
+
+    quiet_llama()
     cfg = model.config
     if cfg.hidden_size % 32 or cfg.intermediate_size % 32:
         raise MdllmError("Q8_0 needs hidden_size and intermediate_size divisible by 32")

@@ -29,20 +29,27 @@ def _quiet(level, text, user_data):  # llama.cpp's log callback: drop everything
 _LOG_CALLBACK = None
 
 
+def quiet_llama() -> None:
+    """Silence llama.cpp's own logging (it writes every loaded tensor to stderr)."""
+    import llama_cpp
+
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None:
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
 def gguf_logits(path, ids, n_threads: int = 1, extra_buffers: bool = False) -> np.ndarray:
     """float32 (T, vocab) logits of every position of one sequence of token ids."""
     import llama_cpp
 
-    global _LOG_CALLBACK
     path = Path(path)
     if not path.exists():
         raise in_file(path, "no such GGUF file")
     ids = [int(i) for i in ids]
     if not ids:
         raise MdllmError("no token ids to evaluate")
-    if _LOG_CALLBACK is None:
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
-        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+    quiet_llama()
     llama_cpp.llama_backend_init()
 
     mparams = llama_cpp.llama_model_default_params()
