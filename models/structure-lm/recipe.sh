@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Recipe of the shipped structure language model (models/structure-lm) and of the AdK LoRA fine-tune
+# that checks it. Run from the repository root with the train extra installed and the default
+# structure tokenizer in models/foldtoken. CPU: about 2 cores; see README.md here for timings.
+set -euo pipefail
+THREADS=${THREADS:-2}
+SHARED=${SHARED:-../shared/data}
+
+# 1. Token files: every trajectory and NMR ensemble of the shared data that loads as a protein backbone
+#    (base.txt), and the three AdK closed->open transitions of data/adk (adk.txt).
+python models/structure-lm/prepare_data.py --shared "$SHARED" --out build/lm-data
+
+# 2. Base model from scratch. Validation = last 10% of every trajectory's frames (never trained on).
+#    Context 4096 so that generation can hold up to 16 AdK frames (training windows are 4 frames).
+mdllm --threads "$THREADS" train --data-list build/lm-data/base.txt -o build/lm-base \
+  --preset small --context 4096 --window 4 --stride 1 --val-fraction 0.1 \
+  --epochs 4 --micro-batch 4 --lr 1e-3 --warmup 20 --seed 0 --checkpoint-every 25
+cp build/lm-base/config.json build/lm-base/model.safetensors build/lm-base/history.json models/structure-lm/
+mdllm export models/structure-lm -o models/structure-lm/structure-lm.f16.gguf --type f16 --check
+
+# 3. LoRA fine-tune of the base on the AdK transitions, same window and validation split; its first
+#    validation point (step 0) is the base model's loss on the held-out AdK frames.
+mdllm --threads "$THREADS" train --data-list build/lm-data/adk.txt --base models/structure-lm \
+  -o build/lm-adk-lora --lora-rank 8 --lora-alpha 16 \
+  --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
+  --window 4 --stride 1 --val-fraction 0.1 --epochs 3 --micro-batch 4 --lr 1e-3 --warmup 10 --seed 0 \
+  --eval-every 20
+mdllm export build/lm-adk-lora -o build/lm-adk-lora/adk-lora.f16.gguf --type f16 --check
+
+# 4. Curves of both runs.
+python models/structure-lm/report.py build/lm-base build/lm-adk-lora > models/structure-lm/CURVES.md

@@ -1,0 +1,145 @@
+"""``mdllm train TOKENS.npz ... -o MODEL_DIR``: pretrain the structure language model from scratch, or
+fine-tune a base (LoRA or full). Run under ``torchrun --nproc_per_node N -m mdllm train ...`` for
+data-parallel training."""
+
+
+def register(sub):
+    p = sub.add_parser("train", help="pretrain or fine-tune the structure language model on token files")
+    p.add_argument("data", nargs="*", help="token files (.npz from `mdllm encode`)")
+    p.add_argument("--data-list", help="text file with one token file per line (# comments allowed)")
+    p.add_argument("-o", "--out", required=True, help="output model directory (also holds checkpoints)")
+    init = p.add_argument_group("starting point (default: a new model of --preset)")
+    init.add_argument("--base", help="mdllm model directory to fine-tune")
+    init.add_argument("--hf-base", help="local Hugging Face Llama/Mistral checkpoint directory to extend")
+    init.add_argument("--preset", default="small", help="size of a new model: tiny, small, base")
+    init.add_argument("--context", type=int, default=0,
+                      help="context length of a new model (default: longest window, rounded up to 256)")
+    init.add_argument("--n-conditioning", type=int, default=8, help="reserved conditioning token slots")
+    lora = p.add_argument_group("LoRA (fine-tuning)")
+    lora.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (0: train all weights)")
+    lora.add_argument("--lora-alpha", type=float, default=16.0)
+    lora.add_argument("--lora-dropout", type=float, default=0.0)
+    lora.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj",
+                      help="comma-separated module names (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)")
+    d = p.add_argument_group("windows")
+    d.add_argument("--window", type=int, default=8, help="frames per training window (W)")
+    d.add_argument("--stride", type=int, default=1, help="frames between window starts")
+    d.add_argument("--val-fraction", type=float, default=0.1,
+                   help="last fraction of each trajectory's frames held out for validation")
+    t = p.add_argument_group("optimisation")
+    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--micro-batch", type=int, default=4, help="windows per forward pass per process")
+    t.add_argument("--grad-accum", type=int, default=1)
+    t.add_argument("--lr", type=float, default=3e-4)
+    t.add_argument("--min-lr-ratio", type=float, default=0.1)
+    t.add_argument("--warmup", type=int, default=10, help="warm-up steps")
+    t.add_argument("--weight-decay", type=float, default=0.1)
+    t.add_argument("--grad-clip", type=float, default=1.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
+    t.add_argument("--eval-every", type=int, default=0, help="steps between validations (0: per epoch)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    t.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=run)
+
+
+def _data_paths(args) -> list[str]:
+    from pathlib import Path
+
+    from mdllm.errors import in_file
+
+    paths = list(args.data)
+    if args.data_list:
+        listing = Path(args.data_list)
+        if not listing.exists():
+            raise in_file(listing, "no such data list")
+        for line in listing.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                p = Path(line)
+                paths.append(str(p if p.is_absolute() else listing.parent / p))
+    return paths
+
+
+def run(args):
+    import sys
+
+    import torch
+
+    from mdllm.errors import MdllmError
+    from mdllm.lm import store
+    from mdllm.lm.data import load_token_files, windows
+    from mdllm.lm.lora import add_lora
+    from mdllm.lm.model import PRESETS, MistralLM, ModelConfig
+    from mdllm.lm.text import Vocabulary
+    from mdllm.lm.train import TrainConfig, init_distributed, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.base and args.hf_base:
+        raise MdllmError("give --base or --hf-base, not both")
+    paths = _data_paths(args)
+    trajs = load_token_files(paths)
+    K, tok_hash = trajs[0].codebook_size, trajs[0].tokenizer_hash
+    torch.manual_seed(args.seed)
+
+    if args.base:
+        model = store.load(args.base)
+        for t in trajs:
+            model.check_tokenizer(t.codebook_size, t.tokenizer_hash, source=t.source)
+        if model.meta.get("lora"):  # a LoRA-tuned base: fold its adapters in before training on top
+            from mdllm.lm.lora import merge_lora
+
+            merge_lora(model)
+            model.meta["lora"] = None
+    elif args.hf_base:
+        model = store.load_hf(args.hf_base, K, tok_hash, args.n_conditioning, seed=args.seed)
+    else:
+        if args.preset not in PRESETS:
+            raise MdllmError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
+        vocab = Vocabulary(K, tok_hash, args.n_conditioning)
+        longest = max(len(vocab.prefix(t.sequence)) + min(args.window, len(t.tokens)) * (t.tokens.shape[1] + 1)
+                      for t in trajs)
+        context = args.context or 256 * -(-longest // 256)
+        model = MistralLM(ModelConfig(vocab_size=vocab.size, max_position_embeddings=context,
+                                      **PRESETS[args.preset]))
+        model.vocab = vocab
+    vocab = model.vocab
+    train_ex, val_ex = windows(trajs, vocab, args.window, args.stride, args.val_fraction)
+    longest = max(len(ids) for ids, _ in train_ex + val_ex)
+    if longest > model.config.max_position_embeddings:
+        raise MdllmError(f"a window of {args.window} frames needs {longest} tokens but the model's context "
+                         f"is {model.config.max_position_embeddings}; use a smaller --window")
+
+    if args.lora_rank:
+        targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
+        add_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout, targets)
+        model.meta["lora"] = {"rank": args.lora_rank, "alpha": args.lora_alpha,
+                              "dropout": args.lora_dropout, "targets": targets}
+
+    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, micro_batch=args.micro_batch,
+                      grad_accum=args.grad_accum, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
+                      warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+                      seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+                      progress=not args.no_progress)
+    record = {"command": "mdllm " + " ".join(sys.argv[1:]) if sys.argv else "", "data": paths,
+              "seed": args.seed, "window": args.window, "stride": args.stride,
+              "val_fraction": args.val_fraction, "base": args.base or args.hf_base,
+              "train_windows": len(train_ex), "val_windows": len(val_ex)}
+    dist_info = init_distributed()
+    if dist_info.is_main:
+        print(f"model: {model.num_parameters():,} parameters, {model.num_parameters(True):,} trained; "
+              f"{len(train_ex)} training / {len(val_ex)} validation windows from {len(trajs)} files",
+              file=sys.stderr)
+    history = train(model, train_ex, val_ex, args.out, cfg, resume=args.resume, record=record)
+    if dist_info.is_main:
+        model.meta["training"] = {**record, "steps": len(history["train"]),
+                                  "final_val": history["val"][-1] if history["val"] else None}
+        store.save(model.cpu(), args.out)
+        print(f"saved {args.out}", file=sys.stderr)
+    if dist_info.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()

@@ -1,0 +1,230 @@
+"""Mistral-architecture decoder in plain PyTorch, readable top to bottom.
+
+RMSNorm, rotary position embeddings (Hugging Face "rotate halves" layout), grouped-query attention,
+SwiGLU feed-forward, optional sliding-window attention. Parameter names follow Hugging Face
+(``model.embed_tokens``, ``model.layers.N.self_attn.q_proj``, ``mlp.gate_proj``, ``lm_head`` ...) so
+that they map one-to-one onto GGUF tensor names and a local HF checkpoint loads directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mdllm.errors import MdllmError
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    hidden_size: int = 256
+    intermediate_size: int = 768
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 8
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 4096
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    sliding_window: int | None = None
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise MdllmError("hidden_size must be a multiple of num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise MdllmError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.head_dim % 2:
+            raise MdllmError("head dimension must be even for rotary embeddings")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# Named sizes for ``mdllm train --preset``; vocab_size and context come from the data.
+PRESETS = {
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2),
+    "small": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8,
+                  num_key_value_heads=2),
+    "base": dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
+                 num_key_value_heads=2),
+}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rotary_tables(positions: torch.Tensor, head_dim: int, theta: float):
+    """cos, sin of shape (T, head_dim), in the rotate-halves layout."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = positions.float()[:, None] * inv_freq[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def rotate_halves(x):
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+def apply_rotary(x, cos, sin):
+    return x * cos.to(x.dtype) + rotate_halves(x) * sin.to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        hd = cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_attention_heads * hd, bias=False)
+        self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_key_value_heads * hd, bias=False)
+        self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_key_value_heads * hd, bias=False)
+        self.o_proj = nn.Linear(cfg.num_attention_heads * hd, cfg.hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, _ = x.shape
+        cfg = self.cfg
+        q = self.q_proj(x).view(B, T, cfg.num_attention_heads, cfg.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        # Grouped-query attention: each key/value head serves a group of query heads.
+        groups = cfg.num_attention_heads // cfg.num_key_value_heads
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+        if mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Backbone(nn.Module):
+    """Named ``model`` inside :class:`MistralLM`, as in Hugging Face checkpoints."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class MistralLM(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.model = Backbone(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        # The vocabulary layout and tokenizer identity (mdllm.lm.text.Vocabulary), and other
+        # metadata carried with the model (LoRA settings, training record).
+        self.vocab = None
+        self.meta: dict = {}
+
+    def check_tokenizer(self, codebook_size: int, tokenizer_hash: str, source: str = "tokens") -> None:
+        """Raise MdllmError unless the structure tokens come from this model's tokenizer."""
+        if self.vocab is None:
+            raise MdllmError("model has no vocabulary layout, so no tokenizer to check against")
+        self.vocab.check_tokenizer(codebook_size, tokenizer_hash, source)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def attention_mask(self, T: int, device):
+        """None for plain causal attention; a boolean (T, T) band when a sliding window applies."""
+        w = self.config.sliding_window
+        if w is None or w >= T:
+            return None
+        i = torch.arange(T, device=device)
+        diff = i[:, None] - i[None, :]
+        return (diff >= 0) & (diff < w)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) -> logits (B, T, vocab)."""
+        B, T = ids.shape
+        if T > self.config.max_position_embeddings:
+            raise MdllmError(f"sequence of {T} tokens exceeds the model's context of "
+                             f"{self.config.max_position_embeddings}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+            raise MdllmError(f"token id outside the model's vocabulary of {self.config.vocab_size}")
+        cos, sin = rotary_tables(torch.arange(T, device=ids.device), self.config.head_dim,
+                                 self.config.rope_theta)
+        mask = self.attention_mask(T, ids.device)
+        x = self.model.embed_tokens(ids)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, mask)
+        return self.lm_head(self.model.norm(x))
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        seen, n = set(), 0
+        for p in self.parameters():
+            if id(p) in seen or (trainable_only and not p.requires_grad):
+                continue
+            seen.add(id(p))
+            n += p.numel()
+        return n
+
+
+def loss_and_accuracy(logits, targets, ignore_index: int = -100):
+    """Summed next-token cross-entropy, number of correct predictions and of counted targets."""
+    logits = logits[:, :-1].float()
+    targets = targets[:, 1:]
+    flat_t = targets.reshape(-1)
+    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t,
+                               ignore_index=ignore_index, reduction="sum")
+    counted = flat_t != ignore_index
+    correct = ((logits.argmax(-1).reshape(-1) == flat_t) & counted).sum()
+    return loss_sum, correct, counted.sum()
+

@@ -1,0 +1,175 @@
+"""The model's text: which id is which token, and how a trajectory window becomes a token sequence.
+
+Layout of the vocabulary (ids counted from ``offset``, which is 0 for a model trained from scratch and
+the base vocabulary size when a Hugging Face checkpoint is extended with our tokens):
+
+    specials      <pad> <s> </s> <frame> <seq> </seq>
+    conditioning  <cond_0> ... <cond_{n-1}>      reserved for e.g. temperature bins
+    amino acids   A C D E F G H I K L M N P Q R S T V W Y X     (X = unknown residue)
+    structure     <t_0> ... <t_{K-1}>           the K codes of the structure tokenizer
+
+A training example is
+
+    <s> <seq> a_1 ... a_L </seq> [conditioning] t_1,1 ... t_1,L <frame> ... t_W,1 ... t_W,L <frame>
+
+so the frame length L is fixed by the sequence prefix: every frame has exactly as many structure
+tokens as the prefix has residues, then one frame separator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mdllm.errors import MdllmError
+
+SPECIALS = ("<pad>", "<s>", "</s>", "<frame>", "<seq>", "</seq>")
+AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+UNKNOWN_RESIDUE = "X"
+
+# Loss is not taken on targets marked with this value (torch's cross_entropy default).
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Token ids of one model; tied to one structure tokenizer by (codebook_size, tokenizer_hash)."""
+
+    codebook_size: int
+    tokenizer_hash: str
+    n_conditioning: int = 8
+    offset: int = 0
+
+    def __post_init__(self):
+        if self.codebook_size < 1:
+            raise MdllmError(f"codebook size must be positive, got {self.codebook_size}")
+        if not self.tokenizer_hash:
+            raise MdllmError("a vocabulary needs the hash of its structure tokenizer")
+
+    # --- ids -----------------------------------------------------------------------------------
+    @property
+    def pad_id(self) -> int:
+        return self.offset + 0
+
+    @property
+    def bos_id(self) -> int:
+        return self.offset + 1
+
+    @property
+    def eos_id(self) -> int:
+        return self.offset + 2
+
+    @property
+    def frame_id(self) -> int:
+        return self.offset + 3
+
+    @property
+    def seq_start_id(self) -> int:
+        return self.offset + 4
+
+    @property
+    def seq_end_id(self) -> int:
+        return self.offset + 5
+
+    @property
+    def conditioning_offset(self) -> int:
+        return self.offset + len(SPECIALS)
+
+    @property
+    def amino_acid_offset(self) -> int:
+        return self.conditioning_offset + self.n_conditioning
+
+    @property
+    def structure_offset(self) -> int:
+        return self.amino_acid_offset + len(AMINO_ACIDS) + 1
+
+    @property
+    def size(self) -> int:
+        """Total number of ids, including the ``offset`` ids of a base vocabulary."""
+        return self.structure_offset + self.codebook_size
+
+    def conditioning_id(self, slot: int) -> int:
+        if not 0 <= slot < self.n_conditioning:
+            raise MdllmError(f"conditioning slot {slot} outside 0..{self.n_conditioning - 1}")
+        return self.conditioning_offset + slot
+
+    # --- strings -------------------------------------------------------------------------------
+    def token_strings(self) -> list[str]:
+        """One string per id from ``offset`` on (the base vocabulary's strings are not ours)."""
+        return (list(SPECIALS)
+                + [f"<cond_{i}>" for i in range(self.n_conditioning)]
+                + list(AMINO_ACIDS) + [UNKNOWN_RESIDUE]
+                + [f"<t_{i}>" for i in range(self.codebook_size)])
+
+    # --- encoding ------------------------------------------------------------------------------
+    def sequence_ids(self, sequence: str) -> np.ndarray:
+        """Amino-acid ids of a one-letter sequence; anything not among the 20 becomes X."""
+        lookup = {aa: self.amino_acid_offset + i for i, aa in enumerate(AMINO_ACIDS)}
+        unknown = self.amino_acid_offset + len(AMINO_ACIDS)
+        return np.array([lookup.get(c, unknown) for c in sequence.upper()], dtype=np.int64)
+
+    def prefix(self, sequence: str, conditioning: tuple[int, ...] = ()) -> np.ndarray:
+        """``<s> <seq> residues </seq> [conditioning]``: the context before the first frame."""
+        parts = [[self.bos_id, self.seq_start_id], self.sequence_ids(sequence), [self.seq_end_id],
+                 [self.conditioning_id(c) for c in conditioning]]
+        return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+
+    def frames(self, tokens: np.ndarray) -> np.ndarray:
+        """(W, L) structure codes -> W * (L + 1) ids, each frame closed by the frame separator."""
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2:
+            raise MdllmError(f"structure tokens must have shape (frames, residues), got {tokens.shape}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
+            raise MdllmError(f"structure token outside 0..{self.codebook_size - 1} "
+                             f"(min {tokens.min()}, max {tokens.max()})")
+        ids = tokens.astype(np.int64) + self.structure_offset
+        sep = np.full((tokens.shape[0], 1), self.frame_id, dtype=np.int64)
+        return np.concatenate([ids, sep], axis=1).reshape(-1)
+
+    def example(self, sequence: str, tokens: np.ndarray, conditioning: tuple[int, ...] = ()
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(input ids, targets) of one training window; the loss is taken on frames only, since the
+        prefix is given by the user at generation time."""
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2 or tokens.shape[1] != len(sequence):
+            raise MdllmError(f"frames have {tokens.shape[-1]} residue tokens but the sequence has "
+                             f"{len(sequence)} residues")
+        prefix = self.prefix(sequence, conditioning)
+        ids = np.concatenate([prefix, self.frames(tokens)])
+        targets = ids.copy()
+        targets[:len(prefix)] = IGNORE
+        return ids, targets
+
+    def decode_frames(self, ids: np.ndarray, n_residues: int) -> np.ndarray:
+        """Ids of whole frames (each L structure ids + separator) -> (W, L) structure codes."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1, n_residues + 1)
+        if not np.all(ids[:, -1] == self.frame_id):
+            raise MdllmError("frame does not end with the frame separator")
+        codes = ids[:, :-1] - self.structure_offset
+        if codes.min() < 0 or codes.max() >= self.codebook_size:
+            raise MdllmError("frame holds a token that is not a structure token")
+        return codes.astype(np.int32)
+
+    # --- identity ------------------------------------------------------------------------------
+    def check_tokenizer(self, codebook_size: int, tokenizer_hash: str, source: str = "tokens") -> None:
+        """Refuse structure tokens made by another tokenizer than the one this model knows."""
+        if int(codebook_size) != self.codebook_size or str(tokenizer_hash) != self.tokenizer_hash:
+            raise MdllmError(
+                f"{source}: made by tokenizer {str(tokenizer_hash)[:12]} (K={codebook_size}) but the model "
+                f"was trained with tokenizer {self.tokenizer_hash[:12]} (K={self.codebook_size})")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(size=self.size, specials=list(SPECIALS), amino_acids=AMINO_ACIDS + UNKNOWN_RESIDUE,
+                 conditioning_offset=self.conditioning_offset, amino_acid_offset=self.amino_acid_offset,
+                 structure_offset=self.structure_offset, frame_id=self.frame_id)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Vocabulary":
+        vocab = cls(codebook_size=int(d["codebook_size"]), tokenizer_hash=str(d["tokenizer_hash"]),
+                    n_conditioning=int(d.get("n_conditioning", 8)), offset=int(d.get("offset", 0)))
+        if "size" in d and int(d["size"]) != vocab.size:
+            raise MdllmError(f"vocabulary layout says {d['size']} ids but it has {vocab.size}")
+        return vocab
