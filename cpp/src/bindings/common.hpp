@@ -34,6 +34,7 @@ T* output(py::array a, int64_t expected, const char* name) {
 }
 
 void register_geometry(py::module_& m);
+void register_tokenizer(py::module_& m);
 void register_sampler(py::module_& m);
 void register_generate(py::module_& m);  // only with llama.cpp
 

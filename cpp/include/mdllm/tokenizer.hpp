@@ -1,0 +1,52 @@
+// FoldToken-style structure tokenizer, inference only: backbone frames -> one token per residue and
+// tokens -> N, CA, C, O. It reads the model.safetensors + config.json written by the PyTorch trainer
+// (python/mdllm/tokenizer) and computes the same network in float32, multi-threaded over frames.
+//
+// Layouts (row-major): xyz (F, L, 4, 3) nanometres, atoms N, CA, C, O; tokens (F, L) int32.
+// Bad files, bad shapes and out-of-range tokens throw std::invalid_argument.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mdllm {
+
+struct TokenizerConfig {
+  std::vector<int> levels;
+  int k_neighbours = 16, n_rbf = 16, max_seq_sep = 16;
+  float rbf_max_nm = 2.0f;
+  int dim = 128, heads = 4, ffn_dim = 256, encoder_layers = 2, decoder_layers = 4, max_rel_pos = 32;
+
+  int64_t codebook_size() const;
+  static TokenizerConfig from_json(const std::string& json_text);
+};
+
+class Tokenizer {
+ public:
+  // weights_path: model.safetensors; config_json: the text of config.json.
+  Tokenizer(const std::string& weights_path, const std::string& config_json);
+  // A directory holding config.json and model.safetensors.
+  static Tokenizer from_directory(const std::string& directory);
+
+  const TokenizerConfig& config() const { return cfg_; }
+  int64_t codebook_size() const { return cfg_.codebook_size(); }
+
+  // tokens[F*L] from xyz[F*L*12]. Non-finite coordinates throw.
+  void encode(const float* xyz, int64_t n_frames, int64_t n_res, int32_t* tokens) const;
+  // Continuous quantizer digits before rounding (F, L, n_levels): for near-tie diagnostics.
+  void encode_digits(const float* xyz, int64_t n_frames, int64_t n_res, float* digits) const;
+  // xyz[F*L*12] from tokens[F*L]. Tokens outside [0, codebook_size) throw before any work.
+  void decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, float* xyz) const;
+
+ private:
+  TokenizerConfig cfg_;
+  std::map<std::string, std::vector<float>> w_;
+  const float* get(const std::string& name) const;
+  void encode_frame(const float* xyz, int64_t n_res, float* digits) const;
+  void decode_frame(const int32_t* tokens, int64_t n_res, float* xyz) const;
+  void block(const std::string& prefix, std::vector<float>& x, int64_t n) const;
+};
+
+}  // namespace mdllm

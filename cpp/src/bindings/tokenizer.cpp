@@ -1,0 +1,31 @@
+// Thin bindings of mdllm/tokenizer.hpp; shapes are checked in Python (mdllm.tokenizer.api).
+#include "common.hpp"
+#include "mdllm/tokenizer.hpp"
+
+namespace mdllm::bindings {
+
+void register_tokenizer(py::module_& m) {
+  py::class_<Tokenizer>(m, "Tokenizer")
+      .def(py::init<const std::string&, const std::string&>(), py::arg("weights_path"), py::arg("config_json"))
+      .def_property_readonly("codebook_size", &Tokenizer::codebook_size)
+      .def("encode", [](const Tokenizer& t, InF32 xyz, int64_t f, int64_t l, py::array out) {
+        require_size(xyz, f * l * 12, "xyz");
+        int32_t* o = output<int32_t>(out, f * l, "tokens");
+        py::gil_scoped_release nogil;
+        t.encode(xyz.data(), f, l, o);
+      })
+      .def("encode_digits", [](const Tokenizer& t, InF32 xyz, int64_t f, int64_t l, py::array out) {
+        require_size(xyz, f * l * 12, "xyz");
+        float* o = output<float>(out, f * l * static_cast<int64_t>(t.config().levels.size()), "digits");
+        py::gil_scoped_release nogil;
+        t.encode_digits(xyz.data(), f, l, o);
+      })
+      .def("decode", [](const Tokenizer& t, InI32 tokens, int64_t f, int64_t l, py::array out) {
+        require_size(tokens, f * l, "tokens");
+        float* o = output<float>(out, f * l * 12, "xyz");
+        py::gil_scoped_release nogil;
+        t.decode(tokens.data(), f, l, o);
+      });
+}
+
+}  // namespace mdllm::bindings

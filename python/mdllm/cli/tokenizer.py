@@ -1,0 +1,54 @@
+"""``mdllm tokenizer train|eval``: train the FoldToken-style structure tokenizer and measure it."""
+
+DEFAULT_NPZ = "../shared/data/structures/backbones_train.npz"
+
+
+def register(sub):
+    p = sub.add_parser("tokenizer", help="train or evaluate the structure tokenizer")
+    tsub = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
+
+    t = tsub.add_parser("train", help="train a tokenizer (PyTorch, CPU or GPU)")
+    t.add_argument("--data", default=DEFAULT_NPZ, help="backbone npz: coords (Angstrom), offsets, ids")
+    t.add_argument("--md", action="append", default=[], metavar="TRAJ[:TOP]",
+                   help="MD trajectory or NMR ensemble whose frames are added to training (repeatable)")
+    t.add_argument("-o", "--out", required=True, help="output directory (model.safetensors, config.json, checkpoint/)")
+    t.add_argument("--levels", default="8,5,5,5", help="FSQ levels; codebook size is their product")
+    t.add_argument("--dim", type=int, default=128)
+    t.add_argument("--encoder-layers", type=int, default=2)
+    t.add_argument("--decoder-layers", type=int, default=4)
+    t.add_argument("--steps", type=int, default=20000)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--crop", type=int, default=128)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-every", type=int, default=500)
+    t.add_argument("--val-percent", type=float, default=3.0, help="percent of chains held out for validation")
+    t.add_argument("--torch-threads", type=int, default=2)
+    t.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    t.set_defaults(run=run_train)
+
+
+def run_train(args):
+    from mdllm.errors import MdllmError
+    from mdllm.tokenizer.config import TokenizerConfig
+    from mdllm.tokenizer.data import load_dataset
+    from mdllm.tokenizer.train import TrainOptions, train
+
+    try:
+        levels = [int(x) for x in args.levels.split(",")]
+    except ValueError:
+        raise MdllmError(f"--levels must be comma-separated integers, got '{args.levels}'") from None
+    cfg = TokenizerConfig(levels=levels, dim=args.dim, ffn_dim=2 * args.dim,
+                          encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers)
+    cfg.validate("--levels/--dim")
+    opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
+                        seed=args.seed, eval_every=args.eval_every, threads=args.torch_threads,
+                        max_minutes=args.max_minutes)
+    ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
+    print(f"train segments {len(ds.train)}, held-out segments {len(ds.val)}, MD/NMR frames {len(ds.md)}, "
+          f"codebook {cfg.codebook_size}")
+    _, history, early = train(ds, cfg, opts, args.out, resume=args.resume)
+    if history:
+        print(f"last: {history[-1]}{' (stopped at --max-minutes)' if early else ''}")
+    print(f"tokenizer written to {args.out}")

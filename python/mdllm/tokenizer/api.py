@@ -1,0 +1,172 @@
+"""``FoldTokenizer``: one structure token per residue per frame, and back to N, CA, C, O.
+
+A tokenizer is a directory with ``config.json`` and ``model.safetensors``. Encode and decode run on
+the compiled C++ core when it provides the tokenizer kernels (no PyTorch needed), else on PyTorch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mdllm.errors import MdllmError, in_file
+from mdllm.tokenizer.config import TokenizerConfig
+from mdllm.tokenizer.weights import WEIGHTS_NAME, file_sha256, read_config, read_tensors
+
+DEFAULT_DIR = Path(__file__).resolve().parents[3] / "models" / "foldtoken"
+
+
+def expected_shapes(cfg: TokenizerConfig) -> dict[str, tuple]:
+    """Every tensor of a tokenizer file with its shape, derived from the config alone."""
+    d, f, n = cfg.dim, cfg.ffn_dim, len(cfg.levels)
+    shapes = {}
+
+    def linear(name, out_dim, in_dim):
+        shapes[f"{name}.weight"] = (out_dim, in_dim)
+        shapes[f"{name}.bias"] = (out_dim,)
+
+    def norm(name):
+        shapes[f"{name}.weight"] = (d,)
+        shapes[f"{name}.bias"] = (d,)
+
+    def blocks(prefix, count):
+        for i in range(count):
+            b = f"{prefix}.blocks.{i}"
+            norm(f"{b}.attn_norm")
+            for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                linear(f"{b}.attn.{proj}", d, d)
+            shapes[f"{b}.attn.rel_pos_bias"] = (cfg.heads, 2 * cfg.max_rel_pos + 1)
+            norm(f"{b}.ffn_norm")
+            linear(f"{b}.up_proj", f, d)
+            linear(f"{b}.down_proj", d, f)
+
+    linear("encoder.edge_in", d, 21 + cfg.n_rbf)
+    shapes["encoder.seq_sep.weight"] = (2 * cfg.max_seq_sep + 1, d)
+    linear("encoder.edge_out", d, d)
+    linear("encoder.node_in", d, 9)
+    norm("encoder.in_norm")
+    blocks("encoder", cfg.encoder_layers)
+    norm("encoder.out_norm")
+    linear("encoder.to_latent", n, d)
+    linear("decoder.from_code", d, n)
+    blocks("decoder", cfg.decoder_layers)
+    norm("decoder.out_norm")
+    linear("decoder.head", 18, d)
+    shapes["decoder.ideal_local"] = (3, 3)
+    return shapes
+
+
+def _core_tokenizer():
+    try:
+        from mdllm import _core
+    except ImportError:
+        return None
+    return _core if hasattr(_core, "Tokenizer") else None
+
+
+class FoldTokenizer:
+    def __init__(self, cfg: TokenizerConfig, tensors: dict[str, np.ndarray], path: Path, sha256: str,
+                 backend: str = "auto"):
+        self.config = cfg
+        self.path = path
+        self.hash = sha256
+        self._tensors = tensors
+        core = _core_tokenizer()
+        if backend not in ("auto", "cpp", "torch"):
+            raise MdllmError(f"unknown tokenizer backend '{backend}' (auto, cpp or torch)")
+        if backend == "cpp" and core is None:
+            raise MdllmError("the compiled core has no tokenizer kernels; use backend='torch'")
+        self.backend = "cpp" if backend in ("auto", "cpp") and core is not None else "torch"
+        self._cpp = core.Tokenizer(str(path / WEIGHTS_NAME), cfg.to_json()) if self.backend == "cpp" else None
+        self._torch_model = None
+
+    @classmethod
+    def load(cls, path=None, backend: str = "auto") -> "FoldTokenizer":
+        """Load a tokenizer directory (None: the shipped default in models/foldtoken)."""
+        directory = Path(path) if path is not None else DEFAULT_DIR
+        if directory.is_file():
+            directory = directory.parent
+        if not directory.is_dir():
+            raise in_file(directory, "no such tokenizer directory")
+        cfg = read_config(directory)
+        weights = directory / WEIGHTS_NAME
+        tensors = read_tensors(weights, expected_shapes(cfg))
+        return cls(cfg, tensors, directory, file_sha256(weights), backend)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def __repr__(self):
+        return f"FoldTokenizer({self.path}, codebook_size={self.codebook_size}, backend={self.backend})"
+
+    # --- torch backend ------------------------------------------------------------------------
+    def torch_model(self):
+        """The PyTorch module holding these weights (needs the 'train' extra)."""
+        if self._torch_model is None:
+            try:
+                import torch
+            except ImportError:
+                raise MdllmError("PyTorch is not installed (pip install mdllm[train])") from None
+            from mdllm.tokenizer.model import FoldTokenModel
+
+            model = FoldTokenModel(self.config)
+            model.load_state_dict({k: torch.from_numpy(v) for k, v in self._tensors.items()})
+            self._torch_model = model.eval()
+        return self._torch_model
+
+    # --- public API ---------------------------------------------------------------------------
+    def encode(self, xyz, batch_size: int = 64) -> np.ndarray:
+        """Backbone (F, L, 4, 3) nm (array or Backbone) -> tokens int32 (F, L)."""
+        xyz = _as_backbone(xyz)
+        if self.backend == "cpp":
+            out = np.empty(xyz.shape[:2], np.int32)
+            self._cpp.encode(xyz, xyz.shape[0], xyz.shape[1], out)
+            return out
+        import torch
+
+        model = self.torch_model()
+        chunks = [model.encode(torch.from_numpy(xyz[i:i + batch_size])).numpy()
+                  for i in range(0, len(xyz), batch_size)]
+        return np.concatenate(chunks).astype(np.int32)
+
+    def decode(self, tokens, batch_size: int = 64) -> np.ndarray:
+        """Tokens (F, L) or (L,) -> backbone float32 (F, L, 4, 3) nm, atoms N, CA, C, O."""
+        tokens = self.check_tokens(tokens)
+        if self.backend == "cpp":
+            out = np.empty(tokens.shape + (4, 3), np.float32)
+            self._cpp.decode(tokens, tokens.shape[0], tokens.shape[1], out)
+            return out
+        import torch
+
+        model = self.torch_model()
+        chunks = [model.decode(torch.from_numpy(tokens[i:i + batch_size].astype(np.int64))).numpy()
+                  for i in range(0, len(tokens), batch_size)]
+        return np.concatenate(chunks).astype(np.float32)
+
+    def check_tokens(self, tokens) -> np.ndarray:
+        tokens = np.asarray(tokens)
+        if tokens.ndim == 1:
+            tokens = tokens[None]
+        if tokens.ndim != 2 or tokens.shape[1] == 0:
+            raise MdllmError(f"tokens must have shape (frames, residues), got {tokens.shape}")
+        if tokens.size and not np.issubdtype(tokens.dtype, np.integer):
+            raise MdllmError(f"tokens must be integers, got {tokens.dtype}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
+            bad = tokens[(tokens < 0) | (tokens >= self.codebook_size)][0]
+            raise MdllmError(f"token {bad} is out of range for this tokenizer (codebook size {self.codebook_size})")
+        return np.ascontiguousarray(tokens, dtype=np.int32)
+
+
+def _as_backbone(xyz) -> np.ndarray:
+    xyz = getattr(xyz, "xyz", xyz)
+    xyz = np.asarray(xyz)
+    if xyz.ndim == 3:
+        xyz = xyz[None]
+    if xyz.ndim != 4 or xyz.shape[2:] != (4, 3) or xyz.shape[1] == 0:
+        raise MdllmError(f"expected backbone coordinates of shape (frames, residues, 4, 3), got {xyz.shape}")
+    xyz = np.ascontiguousarray(xyz, dtype=np.float32)
+    if not np.isfinite(xyz).all():
+        raise MdllmError("backbone coordinates contain NaN or infinite values")
+    return xyz

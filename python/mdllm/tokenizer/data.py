@@ -1,0 +1,81 @@
+"""Training data: chain segments from a backbone npz (Angstrom) plus MD/NMR frames, held out by chain."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mdllm.errors import MdllmError, in_file
+
+A_TO_NM = 0.1
+
+
+@dataclass
+class Dataset:
+    train: list = field(default_factory=list)  # (L, 4, 3) float32 nm arrays
+    val: list = field(default_factory=list)
+    val_ids: list = field(default_factory=list)
+    md: list = field(default_factory=list)  # frames of MD trajectories / NMR ensembles (train only)
+
+
+def held_out(chain_key: str, val_percent: float) -> bool:
+    """Deterministic split by chain: the same chain is always on the same side."""
+    h = int(hashlib.sha256(chain_key.encode()).hexdigest()[:8], 16)
+    return (h % 10000) < val_percent * 100
+
+
+def load_dataset(npz_path, md_specs=(), val_percent=3.0) -> Dataset:
+    """npz_path: arrays coords (Angstrom), offsets, ids ('source:chain:segment'); md_specs: list of
+    'TRAJ' or 'TRAJ:TOP' strings whose every frame becomes a training example."""
+    try:
+        data = np.load(npz_path)
+        coords, offsets, ids = data["coords"], data["offsets"], data["ids"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise in_file(npz_path, f"cannot read a backbone npz (coords, offsets, ids): {exc}") from None
+    if coords.ndim != 3 or coords.shape[1:] != (4, 3):
+        raise in_file(npz_path, f"coords must be (residues, 4, 3), got {coords.shape}")
+    ds = Dataset()
+    for i, seg_id in enumerate(ids):
+        xyz = (coords[offsets[i]:offsets[i + 1]] * A_TO_NM).astype(np.float32)
+        if not np.isfinite(xyz).all() or len(xyz) < 2:
+            continue
+        chain_key = str(seg_id).rsplit(":", 1)[0]
+        if held_out(chain_key, val_percent):
+            ds.val.append(xyz)
+            ds.val_ids.append(str(seg_id))
+        else:
+            ds.train.append(xyz)
+    for spec in md_specs:
+        from mdllm.io import load_backbone
+
+        path, _, top = spec.partition(":")
+        bb = load_backbone(path, top=top or None)
+        ds.md.extend(frame for frame in bb.xyz)
+    if not ds.train:
+        raise MdllmError(f"{npz_path}: no training segments")
+    return ds
+
+
+def sample_batch(ds: Dataset, rng: np.random.Generator, batch_size: int, crop: int, md_fraction: float):
+    """A padded batch of random crops: xyz (B, Lmax, 4, 3) float32 and mask (B, Lmax) bool."""
+    items = []
+    for _ in range(batch_size):
+        pool = ds.md if ds.md and rng.random() < md_fraction else ds.train
+        xyz = pool[rng.integers(len(pool))]
+        if len(xyz) > crop:
+            start = rng.integers(len(xyz) - crop + 1)
+            xyz = xyz[start:start + crop]
+        items.append(xyz)
+    return pad(items)
+
+
+def pad(items):
+    lmax = max(len(x) for x in items)
+    xyz = np.zeros((len(items), lmax, 4, 3), np.float32)
+    mask = np.zeros((len(items), lmax), bool)
+    for i, x in enumerate(items):
+        xyz[i, :len(x)] = x - x[:, 1].mean(0)  # centred: padding sits at the origin harmlessly
+        mask[i, :len(x)] = True
+    return xyz, mask

@@ -1,0 +1,175 @@
+"""Training loop: random crops, AdamW with warm-up and cosine decay, validation, atomic checkpoints
+(safetensors + JSON) and exact resume (the batch of step s depends only on the seed and s)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mdllm.errors import MdllmError
+from mdllm.files import atomic_output
+from mdllm.tokenizer.config import TokenizerConfig
+from mdllm.tokenizer.data import Dataset, sample_batch
+from mdllm.tokenizer.weights import save_tokenizer
+
+
+@dataclass
+class TrainOptions:
+    steps: int = 20000
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 1e-3
+    warmup: int = 300
+    weight_decay: float = 0.01
+    md_fraction: float = 0.15
+    seed: int = 0
+    eval_every: int = 500
+    val_chains: int = 60
+    threads: int = 2
+    max_minutes: float = 0.0  # stop early (and checkpoint) after this wall time; 0 = no limit
+
+
+def lr_at(step, opts: TrainOptions):
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    progress = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
+    return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def loss_terms(model, xyz, mask):
+    from mdllm.tokenizer.losses import aligned_rmsd, fape, local_geometry
+
+    xyz_hat, rot, t, tokens, _ = model(xyz, mask)
+    terms = {
+        "fape": fape(xyz_hat, rot, t, xyz, mask),
+        "rmsd": aligned_rmsd(xyz_hat, xyz, mask).mean(),
+        "local": local_geometry(xyz_hat, xyz, mask),
+    }
+    return terms, tokens
+
+
+def evaluate(model, ds: Dataset, n_chains: int, crop: int = 256):
+    """Median aligned RMSD (Angstrom), perplexity and code use over the first n held-out chains."""
+    import torch
+
+    from mdllm.tokenizer.metrics import backbone_rmsd_angstrom, codebook_usage
+
+    model.eval()
+    rmsds, tokens = [], []
+    with torch.no_grad():
+        for xyz in ds.val[:n_chains]:
+            x = torch.from_numpy(xyz[:crop][None])
+            tok = model.encode(x)
+            rec = model.decode(tok)
+            rmsds.append(backbone_rmsd_angstrom(rec.numpy(), x.numpy())[0])
+            tokens.append(tok.numpy().ravel())
+    model.train()
+    ppl, used = codebook_usage(np.concatenate(tokens), model.cfg.codebook_size)
+    return {"val_rmsd_median_A": float(np.median(rmsds)), "val_rmsd_p95_A": float(np.percentile(rmsds, 95)),
+            "perplexity": ppl, "codes_used": used}
+
+
+def save_checkpoint(ckpt_dir: Path, model, optimizer, step, cfg, opts, history):
+    from safetensors.torch import save_file
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    state = {}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if hasattr(value, "shape"):
+                    state[f"{names[id(p)]}.{key}"] = value.detach().reshape(-1).float().contiguous() \
+                        if value.ndim == 0 else value.detach().contiguous()
+    with atomic_output(ckpt_dir / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    with atomic_output(ckpt_dir / "optimizer.safetensors") as tmp:
+        save_file(state, str(tmp))
+    meta = {"step": step, "config": json.loads(cfg.to_json()), "options": opts.__dict__, "history": history}
+    with atomic_output(ckpt_dir / "state.json") as tmp:  # written last: it marks a complete checkpoint
+        tmp.write_text(json.dumps(meta, indent=1))
+
+
+def load_checkpoint(ckpt_dir: Path, model, optimizer):
+    import torch
+    from safetensors.torch import load_file
+
+    meta = json.loads((ckpt_dir / "state.json").read_text())
+    model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
+    opt_state = load_file(str(ckpt_dir / "optimizer.safetensors"))
+    params = dict(model.named_parameters())
+    for name, p in params.items():
+        entry = {}
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            if f"{name}.{key}" in opt_state:
+                value = opt_state[f"{name}.{key}"]
+                entry[key] = value.reshape(()) if key == "step" else value
+        if entry:
+            optimizer.state[p] = entry
+    return meta["step"], meta.get("history", [])
+
+
+def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume=False, progress=True):
+    import torch
+    from tqdm import tqdm
+
+    from mdllm.tokenizer.model import FoldTokenModel
+
+    torch.set_num_threads(max(1, opts.threads))
+    torch.manual_seed(opts.seed)
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoint"
+    model = FoldTokenModel(cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+    step, history = 0, []
+    if resume:
+        if not (ckpt_dir / "state.json").exists():
+            raise MdllmError(f"{ckpt_dir}: no checkpoint to resume from")
+        step, history = load_checkpoint(ckpt_dir, model, optimizer)
+    start_time = time.time()
+    running = {}
+    bar = tqdm(total=opts.steps, initial=step, disable=not progress, desc="tokenizer", dynamic_ncols=True)
+    stopped_early = False
+    while step < opts.steps:
+        rng = np.random.default_rng([opts.seed, step])
+        xyz, mask = sample_batch(ds, rng, opts.batch_size, opts.crop, opts.md_fraction)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, opts)
+        terms, _ = loss_terms(model, torch.from_numpy(xyz), torch.from_numpy(mask))
+        loss = terms["fape"] + terms["rmsd"] + terms["local"]
+        if not torch.isfinite(loss):
+            raise MdllmError(f"training diverged at step {step} (loss {loss.item()})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        step += 1
+        for k, v in terms.items():
+            running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.2f}" for k, v in running.items()})
+        out_of_time = opts.max_minutes and (time.time() - start_time) / 60 > opts.max_minutes
+        if step % opts.eval_every == 0 or step == opts.steps or out_of_time:
+            record = {"step": step, "minutes": (time.time() - start_time) / 60, **{k: round(v, 4) for k, v in running.items()}}
+            if ds.val:
+                record.update(evaluate(model, ds, opts.val_chains))
+            history.append(record)
+            bar.write(json.dumps(record))
+            save_checkpoint(ckpt_dir, model, optimizer, step, cfg, opts, history)
+            export(model, cfg, out_dir, {"_training": {"step": step, "seed": opts.seed, "last": record}})
+        if out_of_time:
+            stopped_early = True
+            break
+    bar.close()
+    return model, history, stopped_early
+
+
+def export(model, cfg, out_dir, extra=None):
+    tensors = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    save_tokenizer(out_dir, cfg, tensors, extra)
