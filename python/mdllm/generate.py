@@ -1,0 +1,184 @@
+"""Generation: a GGUF structure language model continues a trajectory, frame by frame, in llama.cpp.
+
+The start structure (or the last ``window`` frames of a start trajectory) is encoded with the
+model's structure tokenizer and becomes the context after the sequence prefix. The C++ core runs the
+rolling window (KV-cache shifting), the constrained sampler and many walkers in one llama.cpp batch;
+this module checks inputs, decodes the tokens back to backbones and writes the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mdllm.errors import MdllmError, in_file
+from mdllm.files import atomic_output
+from mdllm.io import Backbone, load_backbone, save
+from mdllm.sampling import SamplingParams
+
+
+def _core_with_llama():
+    from mdllm import _core
+
+    if not getattr(_core, "has_llama", False):
+        raise MdllmError("this mdllm was built without llama.cpp, so it cannot generate; reinstall it "
+                         "with llama-cpp-python present")
+    return _core
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Ensemble:
+    """Generated trajectories of ``walkers`` independent walkers.
+
+    backbones (walkers, frames, L, 4, 3) nm; tokens (walkers, frames, L) structure codes;
+    token_logprobs (walkers, frames, L + 1) natural-log probabilities of each chosen token (the last
+    column is the frame separator) under the unmodified model distribution.
+    """
+
+    backbones: np.ndarray
+    tokens: np.ndarray
+    token_logprobs: np.ndarray
+    sequence: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def frame_loglik(self) -> np.ndarray:
+        """(walkers, frames) log-likelihood of each generated frame (its tokens and separator)."""
+        return self.token_logprobs.sum(axis=-1)
+
+    def backbone(self, walker: int | None = None) -> Backbone:
+        """One walker's trajectory, or all walkers one after another (walker-major)."""
+        xyz = self.backbones if walker is None else self.backbones[walker:walker + 1]
+        return Backbone.from_xyz(xyz.reshape(-1, *xyz.shape[2:]), self.sequence)
+
+    def save(self, out) -> list[Path]:
+        """Write OUT (.dcd/.xtc/.pdb/.h5, walkers one after another) with a topology PDB,
+        OUT.tokens.npz (tokens, log-likelihoods) and OUT.json (model, parameters, timing)."""
+        out = Path(out)
+        stem = out.with_suffix("")
+        written = save(self.backbone(), out)
+        npz = stem.with_name(stem.name + ".tokens.npz")
+        with atomic_output(npz) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, tokens=self.tokens, token_logprobs=self.token_logprobs,
+                                    loglik=self.frame_loglik, sequence=self.sequence,
+                                    tokenizer_hash=self.info.get("tokenizer_hash", ""),
+                                    codebook_size=self.info.get("codebook_size", 0))
+        meta = stem.with_name(stem.name + ".json")
+        with atomic_output(meta) as tmp:
+            tmp.write_text(json.dumps(self.info, indent=2))
+        return written + [npz, meta]
+
+
+class Generator:
+    """A GGUF model and its structure tokenizer, loaded once for many generate/score calls."""
+
+    def __init__(self, model_path, tokenizer=None, gpu_layers: int = 0, threads: int = 0):
+        from mdllm.lm.text import Vocabulary  # numpy only
+        from mdllm.tokenizer import FoldTokenizer
+
+        core = _core_with_llama()
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise in_file(self.path, "no such model file")
+        try:
+            self.llama = core.LlamaModel(str(self.path), gpu_layers=gpu_layers, threads=threads)
+        except RuntimeError as exc:
+            raise in_file(self.path, f"not a loadable GGUF model ({exc})") from None
+        config = self.llama.metadata("mdllm.config")
+        if not config:
+            raise in_file(self.path, "GGUF has no mdllm metadata; export it with `mdllm export`")
+        self.config = json.loads(config)
+        self.vocab = Vocabulary.from_dict(self.config["vocab"])
+        if self.llama.vocab_size != self.vocab.size:
+            raise in_file(self.path, f"model vocabulary has {self.llama.vocab_size} ids, its layout says {self.vocab.size}")
+        self.n_residues = int(self.llama.metadata("mdllm.n_residues") or 0)  # 0: trained on several lengths
+        self.tokenizer = tokenizer if isinstance(tokenizer, FoldTokenizer) else FoldTokenizer.load(tokenizer)
+        self.vocab.check_tokenizer(self.tokenizer.codebook_size, self.tokenizer.hash, source=str(self.tokenizer.path))
+        self.model_hash = file_sha256(self.path)
+
+    def layout(self, n_residues: int):
+        from mdllm import _core
+
+        if self.n_residues and n_residues != self.n_residues:
+            raise MdllmError(f"{self.path}: model was trained on proteins of {self.n_residues} residues, "
+                             f"the start structure has {n_residues}")
+        begin = self.vocab.structure_offset
+        return _core.FrameLayout(begin, begin + self.vocab.codebook_size, self.vocab.frame_id, n_residues)
+
+    def _start(self, start, top, window) -> Backbone:
+        backbone = start if isinstance(start, Backbone) else load_backbone(start, top=top)
+        if len(backbone.chains) > 1:
+            raise MdllmError(f"{backbone.source}: has {len(backbone.chains)} chains; select one (chain=...)")
+        return backbone[-window:]
+
+    def generate(self, start, top=None, frames: int = 100, walkers: int = 1, window: int = 4,
+                 params: SamplingParams = SamplingParams(), seed: int = 0, kv_shift: bool = True,
+                 progress: bool = True) -> Ensemble:
+        if frames < 1 or walkers < 1 or window < 1:
+            raise MdllmError("frames, walkers and window must be at least 1")
+        backbone = self._start(start, top, window)
+        layout = self.layout(backbone.n_residues)
+        start_tokens = self.tokenizer.encode(backbone)
+        prefix = self.vocab.prefix(backbone.sequence).astype(np.int32)
+        start_ids = (start_tokens + self.vocab.structure_offset).astype(np.int32).ravel()
+
+        bar = _progress_bar(frames, progress)
+        t0 = time.perf_counter()
+        tokens, logprobs, timing = self.llama.generate(
+            prefix, start_ids, layout, frames, walkers, window, params.temperature, params.top_k,
+            params.top_p, params.min_p, seed, kv_shift=kv_shift,
+            progress=(lambda done: bar.update(done - bar.n) or True) if bar else None)
+        if bar:
+            bar.close()
+        codes = tokens - self.vocab.structure_offset
+        t1 = time.perf_counter()
+        xyz = self.tokenizer.decode(codes.reshape(-1, layout.residues)).reshape(*codes.shape, 4, 3)
+        timing.update(decode_seconds=time.perf_counter() - t1, total_seconds=time.perf_counter() - t0)
+        info = {
+            "model": str(self.path), "model_sha256": self.model_hash,
+            "tokenizer": str(self.tokenizer.path), "tokenizer_hash": self.tokenizer.hash,
+            "codebook_size": self.tokenizer.codebook_size, "sequence": backbone.sequence,
+            "start": str(backbone.source), "start_frames": int(backbone.n_frames),
+            "frames": int(codes.shape[1]), "walkers": walkers, "window": window,
+            "temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p,
+            "min_p": params.min_p, "seed": seed, "kv_shift": kv_shift, "timing": timing,
+            "frames_per_second": codes.shape[0] * codes.shape[1] / max(timing["generate_seconds"], 1e-12),
+        }
+        return Ensemble(xyz, codes.astype(np.int32), logprobs, backbone.sequence, info)
+
+    def score(self, trajectory, top=None, window: int = 4) -> np.ndarray:
+        """Per-frame log-likelihood (frames,) of an existing trajectory under the rolling window; the
+        first frame is conditioned on the sequence alone."""
+        backbone = trajectory if isinstance(trajectory, Backbone) else load_backbone(trajectory, top=top)
+        layout = self.layout(backbone.n_residues)
+        codes = self.tokenizer.encode(backbone)
+        prefix = self.vocab.prefix(backbone.sequence).astype(np.int32)
+        ids = (codes + self.vocab.structure_offset).astype(np.int32).ravel()
+        return self.llama.score(prefix, ids, layout, window).sum(axis=1)
+
+
+def generate(model, start, top=None, tokenizer=None, gpu_layers: int = 0, threads: int = 0, **kwargs) -> Ensemble:
+    """Load ``model`` (GGUF) and its tokenizer, then :meth:`Generator.generate` from ``start``."""
+    return Generator(model, tokenizer, gpu_layers, threads).generate(start, top, **kwargs)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="generating")
