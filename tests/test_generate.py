@@ -156,3 +156,27 @@ def test_refuses_bad_inputs(generator, models, tmp_path):
         Generator(bogus, models["tokenizer"])
     with pytest.raises(MdllmError, match="at least 1"):
         generator.generate(START, frames=0, progress=False)
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mdllm", *map(str, args)], capture_output=True, text=True)
+
+
+def test_generate_and_score_cli(models, tmp_path):
+    out = tmp_path / "gen.xtc"
+    r = _cli("generate", models["two_layers"], "--start", START, "--tokenizer", models["root"] / "tok",
+             "--frames", 3, "--walkers", 2, "--window", 2, "--top-k", 8, "--seed", 7, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "2 walkers x 3 frames" in r.stdout
+    for name in ("gen.xtc", "gen.pdb", "gen.tokens.npz", "gen.json"):
+        assert (tmp_path / name).exists()
+    assert json.loads((tmp_path / "gen.json").read_text())["top_k"] == 8
+    r = _cli("score", models["two_layers"], START, "--tokenizer", models["root"] / "tok", "--window", 2)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "frame,loglik" and len(r.stdout.splitlines()) == 2
+    r = _cli("generate", tmp_path / "nope.gguf", "--start", START, "-o", tmp_path / "x.dcd")
+    assert r.returncode == 1 and "nope.gguf: no such model file" in r.stderr
+    assert not (tmp_path / "x.dcd").exists()

@@ -1,0 +1,44 @@
+"""``mdllm generate MODEL.gguf --start START ...``: new frames from a structure or trajectory."""
+
+
+def register(sub):
+    p = sub.add_parser("generate", help="generate trajectories with a GGUF model (rolling window, many walkers)")
+    p.add_argument("model", help="GGUF model exported by `mdllm export`")
+    p.add_argument("--start", required=True, help="start structure, or trajectory whose last WINDOW frames start it")
+    p.add_argument("--top", help="topology for a start trajectory without one")
+    p.add_argument("--tokenizer", help="structure tokenizer directory (default: the shipped one)")
+    p.add_argument("--frames", type=int, default=100, help="new frames per walker (default 100)")
+    p.add_argument("--walkers", type=int, default=1, help="independent trajectories, decoded in one batch")
+    p.add_argument("--window", type=int, default=4, help="frames of context (default 4)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0, help="1 = off")
+    p.add_argument("--min-p", type=float, default=0.0, help="0 = off")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gpu-layers", type=int, default=0, help="layers offloaded to a GPU (llama.cpp built with one)")
+    p.add_argument("--no-kv-shift", action="store_true", help="re-evaluate the window instead of shifting the KV cache")
+    p.add_argument("-o", "--output", required=True, help="OUT.dcd|.xtc|.pdb|.h5 (plus OUT.pdb, OUT.tokens.npz, OUT.json)")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    from pathlib import Path
+
+    from mdllm.errors import MdllmError
+    from mdllm.generate import Generator
+    from mdllm.io import WRITABLE_SUFFIXES
+    from mdllm.sampling import SamplingParams
+
+    if Path(args.output).suffix.lower() not in WRITABLE_SUFFIXES:
+        raise MdllmError(f"{args.output}: output must end in one of {', '.join(WRITABLE_SUFFIXES)}")
+    params = SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p)
+    gen = Generator(args.model, args.tokenizer, gpu_layers=args.gpu_layers, threads=args.threads)
+    ensemble = gen.generate(args.start, args.top, frames=args.frames, walkers=args.walkers, window=args.window,
+                            params=params, seed=args.seed, kv_shift=not args.no_kv_shift)
+    written = ensemble.save(args.output)
+    timing = ensemble.info["timing"]
+    print(f"{ensemble.tokens.shape[0]} walkers x {ensemble.tokens.shape[1]} frames in "
+          f"{timing['generate_seconds']:.2f} s ({ensemble.info['frames_per_second']:.1f} frames/s); "
+          f"mean frame log-likelihood {ensemble.frame_loglik.mean():.2f}")
+    for path in written:
+        print(f"wrote {path}")
