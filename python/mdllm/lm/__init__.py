@@ -1,10 +1,18 @@
 """The structure language model: text format, Mistral model, LoRA, training, GGUF export.
 
-Importing this package needs PyTorch (the ``train`` extra); generation from GGUF does not.
+The model, training and export need PyTorch (the ``train`` extra) and are imported on first use, so
+that ``mdllm.lm.text`` (the vocabulary layout, numpy only) serves generation from GGUF without it.
 """
 
-from mdllm.lm.model import MistralLM, ModelConfig
-from mdllm.lm.store import load, load_hf, save
-from mdllm.lm.text import Vocabulary
+import importlib
 
-__all__ = ["MistralLM", "ModelConfig", "Vocabulary", "load", "load_hf", "save"]
+_LAZY = {"MistralLM": "mdllm.lm.model", "ModelConfig": "mdllm.lm.model", "load": "mdllm.lm.store",
+         "load_hf": "mdllm.lm.store", "save": "mdllm.lm.store", "Vocabulary": "mdllm.lm.text"}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mdllm.lm' has no attribute {name!r}")
