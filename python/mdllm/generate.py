@@ -8,7 +8,6 @@ this module checks inputs, decodes the tokens back to backbones and writes the r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
-from mdllm.files import atomic_output
+from mdllm.files import atomic_output, sha256_file
 from mdllm.io import Backbone, load_backbone, save
 from mdllm.sampling import SamplingParams
 
@@ -29,14 +28,6 @@ def _core_with_llama():
         raise MdllmError("this mdllm was built without llama.cpp, so it cannot generate; reinstall it "
                          "with llama-cpp-python present")
     return _core
-
-
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -108,7 +99,7 @@ class Generator:
         self.n_residues = int(self.llama.metadata("mdllm.n_residues") or 0)  # 0: trained on several lengths
         self.tokenizer = tokenizer if isinstance(tokenizer, FoldTokenizer) else FoldTokenizer.load(tokenizer)
         self.vocab.check_tokenizer(self.tokenizer.codebook_size, self.tokenizer.hash, source=str(self.tokenizer.path))
-        self.model_hash = file_sha256(self.path)
+        self.model_hash = sha256_file(self.path)
 
     def layout(self, n_residues: int):
         from mdllm import _core

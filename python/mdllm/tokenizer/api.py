@@ -12,7 +12,8 @@ import numpy as np
 
 from mdllm.errors import MdllmError, in_file
 from mdllm.tokenizer.config import TokenizerConfig
-from mdllm.tokenizer.weights import WEIGHTS_NAME, file_sha256, read_config, read_tensors
+from mdllm.files import sha256_file
+from mdllm.tokenizer.weights import WEIGHTS_NAME, read_config, read_tensors
 
 DEFAULT_DIR = Path(__file__).resolve().parents[3] / "models" / "foldtoken"
 
@@ -92,7 +93,7 @@ class FoldTokenizer:
         cfg = read_config(directory)
         weights = directory / WEIGHTS_NAME
         tensors = read_tensors(weights, expected_shapes(cfg))
-        return cls(cfg, tensors, directory, file_sha256(weights), backend)
+        return cls(cfg, tensors, directory, sha256_file(weights), backend)
 
     @property
     def codebook_size(self) -> int:

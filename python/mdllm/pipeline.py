@@ -1,0 +1,239 @@
+"""``mdllm run``: from one structure to an evaluated ensemble.
+
+simulate (unless trajectories are given) -> encode -> LoRA fine-tune of the shipped base -> merge and
+export GGUF -> generate -> evaluate. Each stage works in its own folder of the output directory and,
+when it finishes, writes ``stage.json`` with a key: the hash of its inputs (file contents and the keys
+of the stages before it) and its settings. A re-run skips every stage whose key is unchanged; a stage
+that was interrupted has no ``stage.json`` and runs again, resuming from its own checkpoints
+(simulation and training keep them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from mdllm.errors import MdllmError, in_file
+from mdllm.files import atomic_output, sha256_file
+
+STAGE_FILE = "stage.json"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of every stage; see PRESETS."""
+
+    simulate_ns: float  # per temperature
+    temperatures: tuple[float, ...]
+    save_every_ps: float
+    equilibrate_ps: float
+    train_steps: int
+    train_window: int
+    lora_rank: int
+    micro_batch: int
+    frames: int  # generated per walker
+    walkers: int
+    window: int
+    rebuild: int  # generated frames rebuilt all-atom and minimized in evaluation
+
+
+PRESETS = {
+    # 2 CPU cores, a small protein (e.g. chignolin): minutes, not hours.
+    "quick": Preset(simulate_ns=0.04, temperatures=(300.0,), save_every_ps=1.0, equilibrate_ps=5.0,
+                    train_steps=40, train_window=4, lora_rank=8, micro_batch=4,
+                    frames=40, walkers=4, window=4, rebuild=2),
+    # A laptop (4-8 cores) over lunch.
+    "laptop": Preset(simulate_ns=2.0, temperatures=(300.0, 340.0), save_every_ps=10.0, equilibrate_ps=100.0,
+                     train_steps=400, train_window=4, lora_rank=16, micro_batch=8,
+                     frames=500, walkers=8, window=4, rebuild=10),
+    # A GPU node (OpenMM CUDA, torch CUDA, llama.cpp offload).
+    "gpu": Preset(simulate_ns=100.0, temperatures=(300.0, 340.0, 380.0), save_every_ps=10.0, equilibrate_ps=500.0,
+                  train_steps=3000, train_window=8, lora_rank=32, micro_batch=32,
+                  frames=5000, walkers=64, window=8, rebuild=100),
+}
+
+
+def tree_digest(path) -> str:
+    """Digest of a file, or of every file below a folder (names and contents)."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(path)).encode())
+        digest.update(sha256_file(f).encode())
+    return digest.hexdigest()
+
+
+class Stage:
+    """One cached step of the pipeline."""
+
+    def __init__(self, root: Path, name: str, inputs: dict):
+        self.name = name
+        self.dir = root / name
+        self.inputs = inputs
+        self.key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+    def done(self) -> bool:
+        marker = self.dir / STAGE_FILE
+        return marker.exists() and json.loads(marker.read_text()).get("key") == self.key
+
+    def run(self, work) -> dict:
+        """Run ``work(folder) -> dict of results`` unless already done with the same key; return the results."""
+        marker = self.dir / STAGE_FILE
+        if self.done():
+            print(f"[{self.name}] up to date, skipped")
+            return json.loads(marker.read_text())["results"]
+        if marker.exists():  # finished before, with other inputs or settings: start clean
+            shutil.rmtree(self.dir)
+        resumed = self.dir.exists()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        print(f"[{self.name}] {'resuming' if resumed else 'running'}")
+        t0 = time.perf_counter()
+        results = work(self.dir)
+        record = {"key": self.key, "inputs": self.inputs, "results": results,
+                  "seconds": round(time.perf_counter() - t0, 2)}
+        with atomic_output(marker) as tmp:
+            tmp.write_text(json.dumps(record, indent=2, default=str))
+        return results
+
+
+def _cli(*args) -> None:
+    """Run an mdllm subcommand in this process; a failure stops the pipeline."""
+    from mdllm.cli import main
+
+    code = main([str(a) for a in args])
+    if code:
+        raise MdllmError(f"`mdllm {' '.join(str(a) for a in args[:1])}` failed (exit {code}); see the message above")
+
+
+def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick", base=None, tokenizer=None,
+        seed: int = 0, threads: int = 0, states: dict | None = None, **overrides) -> dict:
+    """Run every stage; returns a summary (also written to OUT/run.json)."""
+    from mdllm.io import load_backbone
+    from mdllm.paths import model_path
+    from mdllm.tokenizer import FoldTokenizer
+
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    if isinstance(preset, str) and preset not in PRESETS:
+        raise MdllmError(f"unknown preset '{preset}' (one of {', '.join(PRESETS)})")
+    p = replace(p, **overrides) if overrides else p
+    start = Path(start)
+    if not start.exists():
+        raise in_file(start, "no such start structure")
+    start_backbone = load_backbone(start)  # fail early on a bad start structure
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = Path(base) if base else model_path("structure-lm")
+    tok = FoldTokenizer.load(tokenizer)
+    settings = asdict(p) | {"seed": seed}
+    summary = {"start": str(start), "preset": preset if isinstance(preset, str) else "custom", "settings": settings}
+
+    # 1. trajectories: given, or simulated
+    if trajectories:
+        trajs = [(Path(t), Path(top) if top else None) for t in trajectories]
+        for t, tp in trajs:
+            load_backbone(t, top=tp)  # fail early, before any long work
+        traj_key = {"trajectories": [[tree_digest(t), tree_digest(tp) if tp else None] for t, tp in trajs]}
+    else:
+        sim = Stage(out, "simulate", {"start": sha256_file(start), **{k: settings[k] for k in (
+            "simulate_ns", "temperatures", "save_every_ps", "equilibrate_ps", "seed")}})
+        sim_results = sim.run(lambda d: _simulate(start, d, p, seed, threads))
+        trajs = [(Path(t), Path(tp)) for t, tp in sim_results["trajectories"]]
+        traj_key = {"simulate": sim.key}
+
+    # 2. encode
+    enc = Stage(out, "encode", {**traj_key, "tokenizer": tok.hash})
+    enc_results = enc.run(lambda d: _encode(trajs, tok, d))
+
+    # 3. fine-tune the base with LoRA
+    ft = Stage(out, "finetune", {"encode": enc.key, "base": tree_digest(base),
+                                 **{k: settings[k] for k in ("train_steps", "train_window", "lora_rank",
+                                                              "micro_batch", "seed")}})
+    ft.run(lambda d: _finetune(enc_results["token_files"], base, d, p, seed, threads))
+
+    # 4. merge and export
+    ex = Stage(out, "export", {"finetune": ft.key})
+    ex_results = ex.run(lambda d: _export(ft.dir, d))
+
+    # 5. generate from the start structure
+    gen = Stage(out, "generate", {"export": ex.key, "start": sha256_file(start),
+                                  **{k: settings[k] for k in ("frames", "walkers", "window", "seed")}})
+    gen_results = gen.run(lambda d: _generate(ex_results["model"], tok, start, d, p, seed, threads))
+
+    # 6. evaluate against the trajectories the model learned from
+    named_states = {"start": str(start), **(states or {})}
+    ev = Stage(out, "evaluate", {"generate": gen.key, **traj_key, "rebuild": p.rebuild,
+                                 "states": {k: tree_digest(v) for k, v in named_states.items()}})
+    ev_results = ev.run(lambda d: _evaluate(gen_results, trajs[0], named_states, d, p, seed))
+
+    summary.update(sequence=start_backbone.sequence, trajectories=[str(t) for t, _ in trajs],
+                   model=ex_results["model"], generated=gen_results["trajectory"],
+                   report=ev_results["report"])
+    with atomic_output(out / "run.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    print(f"report: {ev_results['report']}")
+    return summary
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+
+def _simulate(start, d, p: Preset, seed, threads) -> dict:
+    raise MdllmError("simulation stage not available yet; pass --trajectory")
+
+
+def _encode(trajs, tok, d) -> dict:
+    from mdllm.io import load_backbone
+    from mdllm.lm.data import save_token_file
+
+    files = []
+    for i, (traj, top) in enumerate(trajs):
+        bb = load_backbone(traj, top=top)
+        path = d / f"traj{i:03d}.npz"
+        save_token_file(path, tok.encode(bb), bb.sequence, tok.hash, tok.codebook_size)
+        files.append(str(path))
+    return {"token_files": files}
+
+
+def _finetune(token_files, base, d, p: Preset, seed, threads) -> dict:
+    args = ["train", *token_files, "--base", base, "--lora-rank", p.lora_rank, "--max-steps", p.train_steps,
+            "--epochs", 1000, "--window", p.train_window, "--micro-batch", p.micro_batch, "--seed", seed,
+            "--checkpoint-every", 10, "-o", d]
+    if (d / "checkpoint.safetensors").exists():
+        args.append("--resume")
+    _cli(*(["--threads", threads] if threads else []), *args)
+    return {"model_dir": str(d)}
+
+
+def _export(model_dir, d) -> dict:
+    model = d / "model.gguf"
+    _cli("export", model_dir, "-o", model, "--type", "f16")
+    return {"model": str(model)}
+
+
+def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
+    from mdllm.generate import Generator
+
+    ens = Generator(model, tok, threads=threads).generate(start, frames=p.frames, walkers=p.walkers,
+                                                          window=p.window, seed=seed)
+    out = d / "generated.xtc"
+    ens.save(out)
+    return {"trajectory": str(out), "topology": str(out.with_suffix(".pdb")),
+            "mean_frame_loglik": float(ens.frame_loglik.mean()), "frames_per_second": ens.info["frames_per_second"]}
+
+
+def _evaluate(gen_results, reference, states, d, p: Preset, seed) -> dict:
+    ref, ref_top = reference
+    args = ["evaluate", gen_results["trajectory"], "--top", gen_results["topology"], "--reference", ref,
+            "--rebuild", p.rebuild, "--seed", seed, "-o", d]
+    if ref_top:
+        args += ["--reference-top", ref_top]
+    for name, path in states.items():
+        args += ["--state", f"{name}={path}"]
+    _cli(*args)
+    return {"report": str(d / "report.html"), "metrics": str(d / "metrics.json")}
