@@ -13,9 +13,9 @@ import numpy as np
 from mdllm.errors import MdllmError, in_file
 from mdllm.tokenizer.config import TokenizerConfig
 from mdllm.files import sha256_file
+from mdllm.paths import model_path
 from mdllm.tokenizer.weights import WEIGHTS_NAME, read_config, read_tensors
 
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "models" / "foldtoken"
 
 
 def expected_shapes(cfg: TokenizerConfig) -> dict[str, tuple]:
@@ -85,7 +85,7 @@ class FoldTokenizer:
     @classmethod
     def load(cls, path=None, backend: str = "auto") -> "FoldTokenizer":
         """Load a tokenizer directory (None: the shipped default in models/foldtoken)."""
-        directory = Path(path) if path is not None else DEFAULT_DIR
+        directory = Path(path) if path is not None else model_path("foldtoken")
         if directory.is_file():
             directory = directory.parent
         if not directory.is_dir():
