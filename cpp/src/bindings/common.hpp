@@ -34,5 +34,6 @@ T* output(py::array a, int64_t expected, const char* name) {
 }
 
 void register_geometry(py::module_& m);
+void register_validity(py::module_& m);
 
 }  // namespace mdllm::bindings
