@@ -136,12 +136,14 @@ class Backbone:
         return md.Trajectory(self.xyz.reshape(self.n_frames, -1, 3), self.topology(), time=self.time)
 
 
-def load_backbone(path, top=None, stride: int = 1, chain: str | int | None = None) -> Backbone:
+def load_backbone(path, top=None, stride: int = 1, chain: str | int | None = None,
+                  check: bool = True) -> Backbone:
     """Read the protein backbone of any file mdtraj reads.
 
     ``top`` is the topology file for formats without one (DCD, XTC, TRR, NetCDF, ...); ``chain``
     selects one chain by its id ('A') or index (0). Missing carbonyl oxygens are rebuilt from ideal
-    geometry; missing N, CA or C, chain gaps and NaN coordinates raise :class:`MdllmError`.
+    geometry; missing N, CA or C, chain gaps and NaN coordinates raise :class:`MdllmError`
+    (``check=False`` keeps frames with gaps or NaN, for tools that judge frames, e.g. evaluate).
     """
     traj = _load_mdtraj(path, top, stride)
     residues = _protein_residues(path, traj.topology, chain)
@@ -157,8 +159,9 @@ def load_backbone(path, top=None, stride: int = 1, chain: str | int | None = Non
         time=np.asarray(traj.time, dtype=np.float64),
         source=str(path),
     )
-    _check_finite(path, backbone)
-    _check_gaps(path, backbone, residues)
+    if check:
+        _check_finite(path, backbone)
+        _check_gaps(path, backbone, residues)
     return backbone
 
 
