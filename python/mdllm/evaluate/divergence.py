@@ -16,11 +16,19 @@ def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     return float(jensenshannon(p / p.sum(), q / q.sum(), base=2))
 
 
-def js_1d(a, b, bins: int = 50, range_=None, periodic: bool = False) -> float:
+def bins_for(n_a: int, n_b: int, dims: int = 1) -> int:
+    """Bins per axis so the smaller sample still fills its histogram (about 4 samples per bin in
+    1D, 2 per cell in 2D); sparse histograms inflate JS distances of equal distributions."""
+    n = min(n_a, n_b)
+    return int(np.clip(n // 4, 8, 50)) if dims == 1 else int(np.clip(np.sqrt(n / 2), 4, 30))
+
+
+def js_1d(a, b, bins: int | None = None, range_=None) -> float:
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if not a.size or not b.size:
         return float("nan")
+    bins = bins or bins_for(len(a), len(b))
     if range_ is None:
         both = np.concatenate([a, b])
         range_ = (both.min(), both.max() + 1e-9)
@@ -28,12 +36,13 @@ def js_1d(a, b, bins: int = 50, range_=None, periodic: bool = False) -> float:
     return js_distance(np.histogram(a, edges)[0], np.histogram(b, edges)[0])
 
 
-def js_2d(a, b, bins: int = 30, range_=None) -> float:
+def js_2d(a, b, bins: int | None = None, range_=None) -> float:
     """a, b: (N, 2) samples."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     a, b = a[np.isfinite(a).all(1)], b[np.isfinite(b).all(1)]
     if not len(a) or not len(b):
         return float("nan")
+    bins = bins or bins_for(len(a), len(b), dims=2)
     if range_ is None:
         both = np.concatenate([a, b])
         range_ = [(both[:, k].min(), both[:, k].max() + 1e-9) for k in range(2)]

@@ -1,6 +1,6 @@
-"""Slow collective motions and kinetics with deeptime: backbone-torsion features, TICA fitted on
-the reference and applied to both trajectories, k-means states in TICA space, Markov state models
-and their implied timescales."""
+"""Slow collective motions and kinetics with deeptime: CA-distance features, TICA fitted on the
+reference and applied to both trajectories, k-means states in TICA space, Markov state models and
+their implied timescales."""
 
 from __future__ import annotations
 
@@ -16,6 +16,19 @@ def torsion_features(phi_deg: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
     keep_psi = np.isfinite(psi).all(0)
     return np.concatenate([np.sin(phi[:, keep_phi]), np.cos(phi[:, keep_phi]),
                            np.sin(psi[:, keep_psi]), np.cos(psi[:, keep_psi])], axis=1).astype(np.float64)
+
+
+def ca_distance_features(ca: np.ndarray, max_residues: int = 60) -> np.ndarray:
+    """(F, P) distances (nm) between the CAs of evenly spaced residues (at most ``max_residues``),
+    skipping sequence neighbours closer than 3 (their distances barely move). Distances describe
+    global motions such as domain closure and transfer between trajectories of one protein."""
+    ca = np.asarray(ca, np.float64)
+    n_res = ca.shape[1]
+    picked = np.unique(np.linspace(0, n_res - 1, min(n_res, max_residues)).round().astype(int))
+    i, j = np.triu_indices(len(picked), k=1)
+    keep = picked[j] - picked[i] >= 3
+    i, j = picked[i[keep]], picked[j[keep]]
+    return np.linalg.norm(ca[:, i] - ca[:, j], axis=-1)
 
 
 @dataclass
@@ -68,23 +81,38 @@ def cluster(reference_tica, n_clusters: int, seed: int = 0):
                   n_jobs=1).fit(reference_tica).fetch_model()
 
 
-def implied_timescales(dtraj: np.ndarray, lagtimes, n_its: int = 3) -> MsmResult:
-    """MSM implied timescales (frames) at each lag. A reversible maximum-likelihood MSM on the
-    largest strongly connected set; if that holds under half of the frames (a trajectory that
-    crosses once and never returns), counts are symmetrized instead (equilibrium assumed), and
-    ``counts`` says so."""
+def needs_symmetrized_counts(dtraj: np.ndarray, lagtimes) -> bool:
+    """True when, at some lag, the largest strongly connected set holds under half of the
+    transitions (a trajectory that crosses once and never returns)."""
+    from deeptime.markov import TransitionCountEstimator
+
+    for lag in lagtimes:
+        if lag >= len(dtraj) - 1:
+            continue
+        counts = TransitionCountEstimator(int(lag), "sliding").fit(np.asarray(dtraj, np.int32)).fetch_model()
+        active = counts.submodel_largest(directed=True)
+        if active.count_matrix.sum() < 0.5 * counts.count_matrix.sum():
+            return True
+    return False
+
+
+def implied_timescales(dtraj: np.ndarray, lagtimes, n_its: int = 3, symmetrize: bool = False) -> MsmResult:
+    """MSM implied timescales (frames) at each lag: a reversible maximum-likelihood MSM on the
+    largest strongly connected set. With ``symmetrize`` the counts are replaced by C + C^T first
+    (equilibrium assumed; for trajectories that cross once and never return), and ``counts`` in
+    the result says which was used."""
     from deeptime.markov import TransitionCountEstimator
     from deeptime.markov.msm import MaximumLikelihoodMSM
 
     dtraj = np.asarray(dtraj, np.int32)
-    results, fractions, mode = [], [], "reversible MLE"
+    results, fractions = [], []
+    mode = "symmetrized" if symmetrize else "reversible MLE"
     lagtimes = [int(t) for t in lagtimes if t < len(dtraj) - 1]
     for lag in lagtimes:
         counts = TransitionCountEstimator(lag, "sliding").fit(dtraj).fetch_model()
         active = counts.submodel_largest(directed=True)
         fraction = float(active.count_matrix.sum() / max(counts.count_matrix.sum(), 1))
-        if fraction < 0.5 or mode == "symmetrized":
-            mode = "symmetrized"
+        if symmetrize:
             c = counts.count_matrix
             c = c + c.T
             from deeptime.markov import TransitionCountModel

@@ -196,7 +196,7 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
             "phi_psi_2d": divergence.js_2d(torsions_gen, torsions_ref, 36, full),
             "phi": divergence.js_1d(torsions_gen[:, 0], torsions_ref[:, 0], 36, (-180, 180)),
             "psi": divergence.js_1d(torsions_gen[:, 1], torsions_ref[:, 1], 36, (-180, 180)),
-            "rg": divergence.js_1d(gen_rg, data["reference_validity"].rg_A, 30),
+            "rg": divergence.js_1d(gen_rg, data["reference_validity"].rg_A),
         }
         comparison["rg_A"] = {"generated": _stats(gen_rg), "reference": _stats(data["reference_validity"].rg_A)}
         data.update(ref_rmsf=ref_rmsf, ref_pairs=ref_pairs, ref_phi=ref_phi, ref_psi=ref_psi)
@@ -207,7 +207,7 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
 
     # 4. TICA and Markov state models
     step("kinetics")
-    metrics["kinetics"] = _kinetics(g, ref, gi, ri, gen_phi, gen_psi, data, options)
+    metrics["kinetics"] = _kinetics(g, ref, gi, ri, data, options)
     if inputs.loglik is not None:
         ll = inputs.loglik
         metrics["kinetics"]["generation_loglik"] = {"frames": int(ll.size), "total": float(np.nansum(ll)),
@@ -237,41 +237,39 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     return metrics
 
 
-def _kinetics(g, ref, gi, ri, gen_phi, gen_psi, data, options):
+def _kinetics(g, ref, gi, ri, data, options):
     from mdllm.evaluate import divergence, kinetics
-    from mdllm.evaluate.validity import phi_psi_deg
 
     out: dict = {}
     base = ref if ref is not None else g
     base_index = ri if ref is not None else gi
-    base_phi, base_psi = (data["ref_phi"], data["ref_psi"]) if ref is not None else (gen_phi, gen_psi)
-    gen_features = kinetics.torsion_features(gen_phi[:, gi], gen_psi[:, gi])
-    base_features = kinetics.torsion_features(base_phi[:, base_index], base_psi[:, base_index])
-    if gen_features.shape[1] != base_features.shape[1]:  # a torsion undefined in one set only
-        raise MdllmError("torsion features of the generated and reference trajectories differ in size")
+    gen_features = kinetics.ca_distance_features(g.xyz[:, gi, 1])
+    base_features = kinetics.ca_distance_features(base.xyz[:, base_index, 1])
     if len(base) < 10:
         out["skipped"] = f"TICA needs at least 10 frames of the {'reference' if ref is not None else 'trajectory'}"
         return out
     tica = kinetics.fit_tica(base_features, gen_features, lagtime=options.tica_lag)
     out["tica"] = {"fitted_on": "reference" if ref is not None else "generated", "lag_frames": tica.lagtime,
-                   "features": "sin/cos of backbone phi, psi", "principal_components": tica.n_pcs,
+                   "features": "CA-CA distances of up to 60 evenly spaced residues", "principal_components": tica.n_pcs,
                    "eigenvalues": tica.eigenvalues.tolist()}
     data.update(tica_base=tica.reference, tica_gen=tica.generated)
     if ref is not None:
         both = np.concatenate([tica.reference, tica.generated])
         lo, hi = both.min(0), both.max(0) + 1e-9
-        out["js_distance"] = {f"tic{k + 1}": divergence.js_1d(tica.generated[:, k], tica.reference[:, k], 30, (lo[k], hi[k]))
+        out["js_distance"] = {f"tic{k + 1}": divergence.js_1d(tica.generated[:, k], tica.reference[:, k], None, (lo[k], hi[k]))
                               for k in range(2)}
-        out["js_distance"]["tic1_tic2"] = divergence.js_2d(tica.generated, tica.reference, 20,
+        out["js_distance"]["tic1_tic2"] = divergence.js_2d(tica.generated, tica.reference, None,
                                                            [(lo[0], hi[0]), (lo[1], hi[1])])
     centres = kinetics.cluster(tica.reference, options.n_clusters, options.seed)
     timestep = g.timestep or 1.0
+    runs = [("generated", centres.transform(np.ascontiguousarray(tica.generated)), timestep)]
+    if ref is not None:
+        runs.append(("reference", centres.transform(np.ascontiguousarray(tica.reference)), ref.timestep or 1.0))
+    # One counting scheme for both, so their timescales compare.
+    symmetrize = any(kinetics.needs_symmetrized_counts(d, kinetics.lag_grid(len(d))) for _, d, _ in runs)
     msm = {}
-    for name, proj, dt in (("generated", tica.generated, timestep),) + (
-            (("reference", tica.reference, ref.timestep or 1.0),) if ref is not None else ()):
-        dtraj = centres.transform(np.ascontiguousarray(proj))
-        lags = kinetics.lag_grid(len(dtraj))
-        its = kinetics.implied_timescales(dtraj, lags)
+    for name, dtraj, dt in runs:
+        its = kinetics.implied_timescales(dtraj, kinetics.lag_grid(len(dtraj)), symmetrize=symmetrize)
         msm[name] = {"lag_ps": [l * dt for l in its.lagtimes],
                      "timescales_ps": [[t * dt for t in row] for row in its.timescales],
                      "active_fraction": its.active_fraction, "counts": its.counts,

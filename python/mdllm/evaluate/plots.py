@@ -83,7 +83,7 @@ def free_energy(out: Path, data, kind: str) -> str | None:
     both = np.concatenate([p for _, p in panels])
     pad = 0.05 * (both.max(0) - both.min(0) + 1e-9)
     ranges = [(both[:, 0].min() - pad[0], both[:, 0].max() + pad[0]), (both[:, 1].min() - pad[1], both[:, 1].max() + pad[1])]
-    fig, axes = _figure(1, len(panels), figsize=(5.2 * len(panels), 4.3), squeeze=False)
+    fig, axes = _figure(1, len(panels), figsize=(5.4 * len(panels), 4.5), squeeze=False, layout="constrained")
     bins = 25 if min(len(p) for _, p in panels) < 2000 else 50
     vmax = None
     for ax, (title, points) in zip(axes[0], panels):
@@ -111,14 +111,17 @@ def ramachandran(out: Path, data) -> str:
     centres = np.arange(-180 + bin_deg / 2, 180, bin_deg)
     for ax, (title, phi, psi) in zip(axes[0], panels):
         ok = np.isfinite(phi) & np.isfinite(psi)
-        ax.hist2d(phi[ok], psi[ok], bins=90, range=[[-180, 180], [-180, 180]], cmap="Greys", cmin=1)
+        from matplotlib.colors import LogNorm
+
+        ax.hist2d(phi[ok], psi[ok], bins=90, range=[[-180, 180], [-180, 180]], cmap="magma_r", cmin=1, norm=LogNorm())
         ax.contour(centres, centres, levels[0].T, levels=[0.5, 1.5], colors=["#1f77b4", "#2ca02c"], linewidths=1)
         ax.set_xlim(-180, 180), ax.set_ylim(-180, 180)
         ax.set_xticks(range(-180, 181, 90)), ax.set_yticks(range(-180, 181, 90))
         ax.set_xlabel("phi (degrees)")
         ax.set_ylabel("psi (degrees)")
         ax.set_title(f"{title}: all residues, all frames")
-    fig.text(0.5, 0.01, "contours (general residues): blue = allowed, green = favoured", ha="center", fontsize=8)
+    fig.text(0.5, 0.01, "counts per 4-degree bin, log colour scale; contours (general residues): "
+             "blue = allowed, green = favoured", ha="center", fontsize=8)
     return _save(fig, out / "ramachandran.png")
 
 
@@ -164,9 +167,11 @@ def implied_timescales(out: Path, data) -> str | None:
             ax.plot(lags, ts[:, k], "o-", color=colour, alpha=1.0 - 0.25 * k, ms=3,
                     label=f"{name} ({msm[name]['counts']})" if k == 0 else None)
     all_lags = np.concatenate([np.asarray(m["lag_ps"], float) for m in msm.values()])
-    ax.fill_between([all_lags.min(), all_lags.max()], [all_lags.min(), all_lags.max()], 1e-3, color="grey",
-                    alpha=0.2, label="timescale < lag (unresolved)")
     ax.set_yscale("log")
+    bottom = ax.get_ylim()[0]
+    ax.fill_between([all_lags.min(), all_lags.max()], [all_lags.min(), all_lags.max()], bottom, color="grey",
+                    alpha=0.2, label="timescale < lag (unresolved)")
+    ax.set_ylim(bottom=bottom)
     ax.set_xlabel("lag time (ps)")
     ax.set_ylabel("implied timescale (ps)")
     ax.set_title("MSM implied timescales (3 slowest)")
