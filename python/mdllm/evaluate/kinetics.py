@@ -117,7 +117,7 @@ def implied_timescales(dtraj: np.ndarray, lagtimes, n_its: int = 3, symmetrize: 
             c = c + c.T
             from deeptime.markov import TransitionCountModel
 
-            sym = TransitionCountModel(c).submodel_largest(directed=True)
+            sym = TransitionCountModel(c, lagtime=lag).submodel_largest(directed=True)
             fraction = float(sym.count_matrix.sum() / max(c.sum(), 1))
             msm = MaximumLikelihoodMSM(reversible=True).fit(sym).fetch_model()
         else:
