@@ -30,7 +30,7 @@ def independent_energy(traj) -> float:
 
 def test_rebuild_chignolin_minimises_to_a_sane_structure():
     bb = load_backbone(TESTS / "5AWL.pdb")
-    result = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, max_iterations=200, progress=False)
+    result = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, solvent_iterations=10, progress=False)
     assert result.errors == [""]
     assert result.energy_after[0] < result.energy_before[0] and result.energy_after[0] < 0
     assert 0.0 < result.drift_A[0] < 1.0 and result.sane == [True]
@@ -48,7 +48,7 @@ def test_rebuild_flags_a_broken_frame():
     xyz = np.repeat(bb.xyz, 2, axis=0)
     xyz[1, 5] += np.array([0.3, 0.0, 0.0], np.float32)
     xyz = np.concatenate([xyz, np.full_like(bb.xyz, np.nan)])
-    result = rebuild_frames(xyz, bb.sequence, bb.chain_ids, max_iterations=200, progress=False)
+    result = rebuild_frames(xyz, bb.sequence, bb.chain_ids, solvent_iterations=5, progress=False)
     assert result.sane[0] and not result.sane[1] and not result.sane[2]
     assert result.drift_A[1] > result.drift_A[0] or result.energy_after[1] > result.energy_after[0]
     assert "non-finite" in result.errors[2]
@@ -63,12 +63,12 @@ def test_cli_rebuild_writes_allatom_trajectory(tmp_path):
 
     pdb = TESTS / "1L2Y_3models.pdb"
     out = tmp_path / "out"
-    assert main(["evaluate", str(pdb), "--reference", str(pdb), "--rebuild", "2", "--max-iterations", "100",
+    assert main(["evaluate", str(pdb), "--reference", str(pdb), "--rebuild", "1", "--max-iterations", "300", "--solvent-iterations", "5",
                  "--no-plots", "-o", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     for who in ("generated", "reference"):
-        assert m["rebuild"][who]["frames"] == 2
+        assert m["rebuild"][who]["frames"] == 1
         assert m["rebuild"][who]["energy_after_kj_mol"]["max"] < m["rebuild"][who]["energy_before_kj_mol"]["min"]
     traj = md.load(str(out / "allatom.dcd"), top=str(out / "allatom.pdb"))
-    assert traj.n_frames == 2 and traj.n_residues == 20
+    assert traj.n_frames == 1 and traj.n_residues == 20
     assert "kinetics" in m and "skipped" in m["kinetics"]  # 3 frames are too few for TICA

@@ -19,7 +19,10 @@ def register(sub):
     p.add_argument("--rebuild", type=int, default=0, metavar="N",
                    help="rebuild and minimise N evenly spaced frames all-atom with OpenMM (and N reference frames)")
     p.add_argument("--rebuild-threads", type=int, default=1, help="CPU threads for OpenMM")
-    p.add_argument("--max-iterations", type=int, default=500, help="minimisation iterations per frame")
+    p.add_argument("--max-iterations", type=int, default=1000,
+                   help="minimisation iterations per frame in vacuum (first stage)")
+    p.add_argument("--solvent-iterations", type=int, default=50,
+                   help="minimisation iterations per frame in implicit solvent (second stage, slower per step)")
     p.add_argument("--no-plots", action="store_true", help="metrics.json and report.html only")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
@@ -42,7 +45,7 @@ def run(args):
 
     options = EvaluateOptions(state_cutoff_A=args.state_cutoff, tica_lag=args.tica_lag, n_clusters=args.clusters,
                               rebuild_frames=args.rebuild, rebuild_threads=args.rebuild_threads,
-                              max_iterations=args.max_iterations, plots=not args.no_plots, seed=args.seed)
+                              max_iterations=args.max_iterations, solvent_iterations=args.solvent_iterations, plots=not args.no_plots, seed=args.seed)
     metrics = evaluate(args.generated, args.out, top=args.top, reference=args.reference,
                        reference_top=args.reference_top, states=parse_states(args.state), options=options)
     v = metrics["validity"]

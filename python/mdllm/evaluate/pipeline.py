@@ -21,7 +21,8 @@ class EvaluateOptions:
     n_clusters: int = 20
     rebuild_frames: int = 0  # frames of each trajectory to rebuild all-atom and minimise (0 = none)
     rebuild_threads: int = 1
-    max_iterations: int = 500
+    max_iterations: int = 1000  # vacuum stage of the minimisation
+    solvent_iterations: int = 50  # implicit-solvent stage
     limits: ValidityLimits = field(default_factory=ValidityLimits)
     plots: bool = True
     progress: bool = True
@@ -288,7 +289,8 @@ def _rebuild(g, ref, out_dir, options, data):
         n = min(options.rebuild_frames, traj.n_frames)
         frames = np.unique(np.linspace(0, traj.n_frames - 1, n).astype(int))
         result = rebuild_frames(traj.xyz, traj.sequence, traj.chain_ids, frames, options.rebuild_threads,
-                                options.max_iterations, options.progress, f"rebuild {name}")
+                                options.max_iterations, options.solvent_iterations, options.progress,
+                                f"rebuild {name}")
         out[name] = result.summary()
         out[name]["per_frame"] = [{"frame": int(f), "energy_before_kj_mol": b, "energy_after_kj_mol": a,
                                    "drift_A": d, "sane": s, "error": e or None}
