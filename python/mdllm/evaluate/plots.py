@@ -181,17 +181,31 @@ def implied_timescales(out: Path, data) -> str | None:
 
 
 def validity(out: Path, data) -> str:
+    """Worst bond/angle deviation and Ramachandran outliers per frame against their limits; invalid
+    frames shaded red."""
     v = data["validity"]
-    fig, ax = _figure(figsize=(7, 3.2))
     frames = np.arange(v.n_frames)
-    ax.bar(frames, np.where(v.valid, 0, 1), color="#d62728", width=1.0, label="invalid frame")
-    ax2 = ax.twinx()
-    ax2.plot(frames, 100 * v.rama_outlier_fraction, color="k", lw=1, label="Ramachandran outliers")
-    ax.set_xlabel("frame")
-    ax.set_ylabel("invalid (1) / valid (0)")
-    ax2.set_ylabel("Ramachandran outliers (%)")
-    ax.set_ylim(0, 1.05)
-    ax.set_title(f"Backbone validity: {int(v.valid.sum())} of {v.n_frames} frames valid")
+    fig, (top, bottom) = _figure(2, 1, figsize=(7, 5), sharex=True)
+    for ax in (top, bottom):
+        for f in np.flatnonzero(~v.valid):
+            ax.axvspan(f - 0.5, f + 0.5, color="#d62728", alpha=0.25, lw=0)
+    finite = np.where(v.finite, 1.0, np.nan)
+    top.plot(frames, v.worst_bond_z * finite, color="k", lw=1, label="worst bond length")
+    top.plot(frames, v.worst_angle_z * finite, color="#ff7f0e", lw=1, label="worst bond angle")
+    top.axhline(v.limits.max_z, color="grey", ls="--", lw=1, label=f"limit ({v.limits.max_z:g} sigma)")
+    top.set_ylabel("deviation from ideal\n(Engh & Huber sigmas)")
+    top.set_yscale("log")
+    top.legend(fontsize=8, loc="upper right")
+    top.set_title(f"Backbone validity: {int(v.valid.sum())} of {v.n_frames} frames valid (invalid shaded red)")
+    bottom.plot(frames, 100 * v.rama_outlier_fraction * finite, color="#1f77b4", lw=1, label="Ramachandran outliers")
+    bottom.axhline(100 * v.limits.max_rama_outlier_fraction, color="#1f77b4", ls="--", lw=1, label="outlier limit")
+    bottom.set_ylabel("Ramachandran\noutliers (% of residues)")
+    bottom.set_xlabel("frame")
+    clashes = bottom.twinx()
+    clashes.plot(frames, v.n_clashes * finite, color="#2ca02c", lw=1, label="clashing atom pairs")
+    clashes.set_ylabel("clashing backbone\natom pairs", color="#2ca02c")
+    lines = bottom.get_legend_handles_labels()[0] + clashes.get_legend_handles_labels()[0]
+    bottom.legend(lines, [l.get_label() for l in lines], fontsize=8, loc="upper right")
     return _save(fig, out / "validity.png")
 
 
