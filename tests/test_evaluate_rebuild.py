@@ -72,3 +72,33 @@ def test_cli_rebuild_writes_allatom_trajectory(tmp_path):
     traj = md.load(str(out / "allatom.dcd"), top=str(out / "allatom.pdb"))
     assert traj.n_frames == 1 and traj.n_residues == 20
     assert "kinetics" in m and "skipped" in m["kinetics"]  # 3 frames are too few for TICA
+
+
+def test_side_chain_transfer_matches_a_full_pdbfixer_rebuild():
+    """Frames after the first get side chains carried over in residue frames; their minimised
+    energies and drifts must be as good as rebuilding each frame with PDBFixer (trpzip2 MD frames)."""
+    bb = load_backbone(TESTS / "tz2.truncoct.nc", top=TESTS / "tz2.truncoct.parm7")[[0, 9]]
+    fast = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, solvent_iterations=5, progress=False)
+    full = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, solvent_iterations=5, progress=False,
+                          transfer_side_chains=False)
+    assert fast.sane == [True, True] and full.sane == [True, True]
+    # same first frame; multi-threaded CPU minimisation is not bit-reproducible, so within 1 %
+    assert fast.energy_after[0] == pytest.approx(full.energy_after[0], rel=0.01)
+    assert fast.energy_after[1] < full.energy_after[1] + 100.0  # kJ/mol; trpzip2 sits near -1700
+    assert fast.drift_A[1] < 1.0
+    # the carried-over frame keeps the input backbone up to the minimisation drift
+    from mdllm.geometry import rmsd
+
+    moved = fast.trajectory.xyz[1][np.array([[a.index for a in r.atoms if a.name in ("N", "CA", "C", "O")]
+                                             for r in fast.trajectory.topology.residues]).ravel()]
+    assert rmsd(moved[None], bb.xyz[1].reshape(-1, 3))[0] * 10 == pytest.approx(fast.drift_A[1], abs=1e-3)
+
+
+def test_misplaced_proline_rings_are_caught():
+    """PDBFixer 1.12 closes the rings of Trp-cage's consecutive prolines (P17-P19 of 1L2Y) through the
+    preceding carbonyl; minimisation then flips their phi to positive values. The sanity check must
+    catch that through the minimised backbone's Ramachandran outliers, not call the frame sane."""
+    bb = load_backbone(TESTS / "1L2Y_3models.pdb")[:1]
+    result = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, solvent_iterations=0, progress=False)
+    assert result.energy_after[0] < 0 and result.drift_A[0] < 1.0  # energy and drift alone look fine
+    assert result.sane == [False]

@@ -21,7 +21,7 @@ def register(sub):
     p.add_argument("--rebuild-threads", type=int, default=1, help="CPU threads for OpenMM")
     p.add_argument("--max-iterations", type=int, default=1000,
                    help="minimisation iterations per frame in vacuum (first stage)")
-    p.add_argument("--solvent-iterations", type=int, default=50,
+    p.add_argument("--solvent-iterations", type=int, default=20,
                    help="minimisation iterations per frame in implicit solvent (second stage, slower per step)")
     p.add_argument("--no-plots", action="store_true", help="metrics.json and report.html only")
     p.add_argument("--seed", type=int, default=0)

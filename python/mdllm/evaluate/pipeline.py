@@ -22,7 +22,7 @@ class EvaluateOptions:
     rebuild_frames: int = 0  # frames of each trajectory to rebuild all-atom and minimise (0 = none)
     rebuild_threads: int = 1
     max_iterations: int = 1000  # vacuum stage of the minimisation
-    solvent_iterations: int = 50  # implicit-solvent stage
+    solvent_iterations: int = 20  # implicit-solvent stage
     limits: ValidityLimits = field(default_factory=ValidityLimits)
     plots: bool = True
     progress: bool = True
@@ -293,9 +293,10 @@ def _rebuild(g, ref, out_dir, options, data):
                                 f"rebuild {name}")
         out[name] = result.summary()
         out[name]["per_frame"] = [{"frame": int(f), "energy_before_kj_mol": b, "energy_after_kj_mol": a,
-                                   "drift_A": d, "sane": s, "error": e or None}
-                                  for f, b, a, d, s, e in zip(result.frames, result.energy_before, result.energy_after,
-                                                              result.drift_A, result.sane, result.errors)]
+                                   "drift_A": d, "max_displacement_A": x, "sane": s, "error": e or None}
+                                  for f, b, a, d, x, s, e in zip(result.frames, result.energy_before,
+                                                                 result.energy_after, result.drift_A,
+                                                                 result.max_displacement_A, result.sane, result.errors)]
         if name == "generated" and result.trajectory is not None:
             out[name]["written"] = [str(p) for p in save(result.trajectory, out_dir / "allatom.dcd")]
         data[f"rebuild_{name}"] = result
