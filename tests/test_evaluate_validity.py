@@ -127,3 +127,14 @@ def test_rg_limit_and_bad_input(adk):
         check_backbone(adk.xyz, "A" * 5)
     with pytest.raises(MdllmError):
         check_backbone(adk.xyz, backend="fortran")
+
+
+def test_filter_frames_keeps_exactly_the_clean_frames(adk):
+    from mdllm.evaluate import filter_frames
+
+    xyz, bad, _ = corrupt(adk.xyz, np.random.default_rng(3))
+    dirty = adk.__class__(xyz, adk.sequence, adk.residue_ids, adk.chain_ids, adk.time)
+    kept, report = filter_frames(dirty)
+    assert kept.n_frames == int((~bad).sum()) and report.n_frames == adk.n_frames
+    np.testing.assert_array_equal(kept.time, adk.time[~bad])
+    np.testing.assert_array_equal(kept.xyz, adk.xyz[~bad])

@@ -6,6 +6,6 @@ reference MD and an HTML report.
 are imported inside the functions that use them.
 """
 
-from mdllm.evaluate.validity import ValidityLimits, ValidityReport, check_backbone
+from mdllm.evaluate.validity import ValidityLimits, ValidityReport, check_backbone, filter_frames
 
-__all__ = ["ValidityLimits", "ValidityReport", "check_backbone"]
+__all__ = ["ValidityLimits", "ValidityReport", "check_backbone", "filter_frames"]

@@ -199,3 +199,10 @@ def check_backbone(xyz, sequence: str | None = None, chain_ids=None, limits: Val
         n_ca_clashes=clashes.n_ca_clashes, worst_overlap_A=clashes.worst_overlap * 10.0,
         rama_outlier_fraction=rama_out, rama_favoured_fraction=rama_fav, rg_A=rg,
         phi_deg=phi, psi_deg=psi, rama_levels=levels, limits=limits)
+
+
+def filter_frames(backbone, limits: ValidityLimits | None = None):
+    """The valid frames of a :class:`mdllm.io.Backbone` and the report that judged them; for
+    ``mdllm generate --filter``."""
+    report = check_backbone(backbone, limits=limits)
+    return backbone[np.flatnonzero(report.valid)], report
