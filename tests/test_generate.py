@@ -130,7 +130,7 @@ def test_save_writes_trajectory_tokens_and_metadata(generator, tmp_path):
     names = sorted(p.name for p in written)
     assert names == ["out.dcd", "out.json", "out.pdb", "out.tokens.npz"]
     # An untrained tokenizer decodes broken chains, so read them back without the gap check.
-    back = load_backbone(tmp_path / "out.dcd", top=tmp_path / "out.pdb", allow_gaps=True)
+    back = load_backbone(tmp_path / "out.dcd", top=tmp_path / "out.pdb", check=False)
     assert back.n_frames == 6 and back.n_residues == 10
     np.testing.assert_allclose(back.xyz, ens.backbones.reshape(6, 10, 4, 3), atol=1e-5)
     data = np.load(tmp_path / "out.tokens.npz")
@@ -194,7 +194,7 @@ def test_cpp_example_runs_the_whole_loop_like_python(models, generator, cpp_buil
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "2 walkers x 3 frames of 10 residues" in r.stdout
-    from_cpp = load_backbone(out, allow_gaps=True)
+    from_cpp = load_backbone(out, check=False)
     ens = generator.generate(START, frames=3, walkers=2, window=2, seed=11, progress=False)
     assert from_cpp.n_frames == 6
     np.testing.assert_allclose(from_cpp.xyz, ens.backbones.reshape(6, 10, 4, 3), atol=2e-4)

@@ -137,13 +137,13 @@ class Backbone:
 
 
 def load_backbone(path, top=None, stride: int = 1, chain: str | int | None = None,
-                  allow_gaps: bool = False) -> Backbone:
+                  check: bool = True) -> Backbone:
     """Read the protein backbone of any file mdtraj reads.
 
     ``top`` is the topology file for formats without one (DCD, XTC, TRR, NetCDF, ...); ``chain``
     selects one chain by its id ('A') or index (0). Missing carbonyl oxygens are rebuilt from ideal
-    geometry; missing N, CA or C, chain gaps and NaN coordinates raise :class:`MdllmError`.
-    ``allow_gaps`` accepts broken chains (e.g. generated frames that evaluation should flag, not refuse).
+    geometry; missing N, CA or C, chain gaps and NaN coordinates raise :class:`MdllmError`
+    (``check=False`` keeps frames with gaps or NaN, for tools that judge frames, e.g. evaluate).
     """
     traj = _load_mdtraj(path, top, stride)
     residues = _protein_residues(path, traj.topology, chain)
@@ -159,8 +159,8 @@ def load_backbone(path, top=None, stride: int = 1, chain: str | int | None = Non
         time=np.asarray(traj.time, dtype=np.float64),
         source=str(path),
     )
-    _check_finite(path, backbone)
-    if not allow_gaps:
+    if check:
+        _check_finite(path, backbone)
         _check_gaps(path, backbone, residues)
     return backbone
 

@@ -7,6 +7,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &mdllm::set_num_threads, "Worker threads for batch kernels (0 = all cores)");
   m.def("num_threads", &mdllm::num_threads);
   mdllm::bindings::register_geometry(m);
+  mdllm::bindings::register_validity(m);
   mdllm::bindings::register_tokenizer(m);
   mdllm::bindings::register_sampler(m);
 #ifdef MDLLM_WITH_LLAMA
