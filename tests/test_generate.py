@@ -201,3 +201,37 @@ def test_cpp_example_runs_the_whole_loop_like_python(models, generator, cpp_buil
     bad = subprocess.run([exe, models["two_layers"], models["root"] / "tok", tmp_path / "none.pdb", out],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "none.pdb: cannot open" in bad.stderr
+
+
+def test_filter_keeps_exactly_the_valid_frames(tmp_path):
+    """Ensemble.check (generate --filter) on real frames, one of them broken on purpose."""
+    from mdllm.generate import Ensemble
+
+    frame = load_backbone(START).xyz[0]
+    backbones = np.stack([np.stack([frame] * 3)] * 2)  # 2 walkers x 3 frames
+    backbones[1, 1, 5] += 0.8  # displace residue 6 of walker 1, frame 1: chain breaks and clashes
+    ens = Ensemble(backbones, np.zeros((2, 3, 10), np.int32), np.zeros((2, 3, 11), np.float32),
+                   load_backbone(START).sequence)
+    ens.check()
+    np.testing.assert_array_equal(ens.valid, [[True, True, True], [True, False, True]])
+    assert ens.info["validity"]["valid_frames"] == 5 and "chain break" in ens.info["validity"]["invalid_reasons"]
+    ens.save(tmp_path / "kept.pdb")
+    assert load_backbone(tmp_path / "kept.pdb").n_frames == 5
+    np.testing.assert_array_equal(np.load(tmp_path / "kept.tokens.npz")["valid"], ens.valid)
+    ens.valid[:] = False
+    with pytest.raises(MdllmError, match="no generated frame passed"):
+        ens.save(tmp_path / "none.pdb")
+    assert not (tmp_path / "none.pdb").exists()
+
+
+def test_generate_cli_filter(models, tmp_path):
+    out = tmp_path / "f.pdb"
+    r = _cli("generate", models["two_layers"], "--start", START, "--tokenizer", models["root"] / "tok",
+             "--frames", 2, "--walkers", 2, "--window", 2, "--filter", "-o", out)
+    meta_path = tmp_path / "f.json"
+    if r.returncode == 0:  # an untrained tokenizer may or may not decode valid frames
+        v = json.loads(meta_path.read_text())["validity"]
+        assert f"kept {v['valid_frames']} of 4 frames" in r.stdout
+        assert load_backbone(out, check=False).n_frames == v["valid_frames"]
+    else:
+        assert "no generated frame passed the validity checks" in r.stderr and not out.exists()

@@ -44,30 +44,56 @@ class Ensemble:
     token_logprobs: np.ndarray
     sequence: str
     info: dict = field(default_factory=dict)
+    valid: np.ndarray | None = None  # (walkers, frames) from the validity checks, when filtering
+
+    def check(self) -> None:
+        """Judge every frame with :func:`mdllm.evaluate.check_backbone`; ``save`` then writes only
+        the valid frames (tokens and likelihoods of all frames stay in OUT.tokens.npz with the mask)."""
+        from mdllm.evaluate import check_backbone
+
+        report = check_backbone(self.backbone().xyz, self.sequence)
+        self.valid = report.valid.reshape(self.tokens.shape[:2])
+        reasons: dict[str, int] = {}
+        for frame_reasons in report.reasons:
+            for reason in frame_reasons:
+                kind = reason.split(":", 1)[0]
+                reasons[kind] = reasons.get(kind, 0) + 1
+        self.info["validity"] = {"valid_frames": int(self.valid.sum()), "frames": int(self.valid.size),
+                                 "invalid_reasons": reasons}
 
     @property
     def frame_loglik(self) -> np.ndarray:
         """(walkers, frames) log-likelihood of each generated frame (its tokens and separator)."""
         return self.token_logprobs.sum(axis=-1)
 
-    def backbone(self, walker: int | None = None) -> Backbone:
-        """One walker's trajectory, or all walkers one after another (walker-major)."""
+    def backbone(self, walker: int | None = None, only_valid: bool = False) -> Backbone:
+        """One walker's trajectory, or all walkers one after another (walker-major); with
+        ``only_valid`` the frames that failed :meth:`check` are left out."""
         xyz = self.backbones if walker is None else self.backbones[walker:walker + 1]
+        if only_valid and self.valid is not None:
+            keep = self.valid if walker is None else self.valid[walker:walker + 1]
+            return Backbone.from_xyz(xyz[keep], self.sequence)
         return Backbone.from_xyz(xyz.reshape(-1, *xyz.shape[2:]), self.sequence)
 
     def save(self, out) -> list[Path]:
-        """Write OUT (.dcd/.xtc/.pdb/.h5, walkers one after another) with a topology PDB,
-        OUT.tokens.npz (tokens, log-likelihoods) and OUT.json (model, parameters, timing)."""
+        """Write OUT (.dcd/.xtc/.pdb/.h5, walkers one after another; only valid frames after
+        :meth:`check`) with a topology PDB, OUT.tokens.npz (tokens, log-likelihoods, validity mask)
+        and OUT.json (model, parameters, timing, validity counts)."""
         out = Path(out)
         stem = out.with_suffix("")
-        written = save(self.backbone(), out)
+        kept = self.backbone(only_valid=True)
+        if kept.n_frames == 0:
+            raise MdllmError(f"{out}: no generated frame passed the validity checks; nothing to write "
+                             f"(reasons: {self.info.get('validity', {}).get('invalid_reasons')})")
+        written = save(kept, out)
+        extra = {} if self.valid is None else {"valid": self.valid}
         npz = stem.with_name(stem.name + ".tokens.npz")
         with atomic_output(npz) as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, tokens=self.tokens, token_logprobs=self.token_logprobs,
                                     loglik=self.frame_loglik, sequence=self.sequence,
                                     tokenizer_hash=self.info.get("tokenizer_hash", ""),
-                                    codebook_size=self.info.get("codebook_size", 0))
+                                    codebook_size=self.info.get("codebook_size", 0), **extra)
         meta = stem.with_name(stem.name + ".json")
         with atomic_output(meta) as tmp:
             tmp.write_text(json.dumps(self.info, indent=2))
@@ -118,7 +144,7 @@ class Generator:
 
     def generate(self, start, top=None, frames: int = 100, walkers: int = 1, window: int = 4,
                  params: SamplingParams = SamplingParams(), seed: int = 0, kv_shift: bool = True,
-                 progress: bool = True) -> Ensemble:
+                 progress: bool = True, filter: bool = False) -> Ensemble:
         if frames < 1 or walkers < 1 or window < 1:
             raise MdllmError("frames, walkers and window must be at least 1")
         backbone = self._start(start, top, window)
@@ -149,7 +175,10 @@ class Generator:
             "min_p": params.min_p, "seed": seed, "kv_shift": kv_shift, "timing": timing,
             "frames_per_second": codes.shape[0] * codes.shape[1] / max(timing["generate_seconds"], 1e-12),
         }
-        return Ensemble(xyz, codes.astype(np.int32), logprobs, backbone.sequence, info)
+        ensemble = Ensemble(xyz, codes.astype(np.int32), logprobs, backbone.sequence, info)
+        if filter:
+            ensemble.check()
+        return ensemble
 
     def score(self, trajectory, top=None, window: int = 4) -> np.ndarray:
         """Per-frame log-likelihood (frames,) of an existing trajectory under the rolling window; the
