@@ -10,7 +10,7 @@ import sys
 from mdllm.errors import MdllmError
 
 # Module names in mdllm.cli, in the order `mdllm --help` lists them.
-COMMANDS = ["info", "encode", "decode", "tokenizer", "train", "export", "generate", "score"]
+COMMANDS = ["info", "encode", "decode", "tokenizer", "train", "export", "generate", "score", "simulate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
