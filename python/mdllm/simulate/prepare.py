@@ -35,13 +35,14 @@ def prepare_structure(path, chains=None, ph: float = 7.0, keep_water: bool = Fal
     kept ligands must match a template of ``forcefield`` as they are (ions do, organic ligands do not).
     Hydrogens are removed and re-added for ``ph`` so that protonation never depends on the source.
     """
+    from openmm import Platform
     from openmm.app import Modeller
     from pdbfixer import PDBFixer
     from pdbfixer.pdbfixer import dnaResidues, proteinResidues, rnaResidues
 
     polymer_names = set(proteinResidues) | set(dnaResidues) | set(rnaResidues)
     try:
-        fixer = PDBFixer(filename=str(path))
+        fixer = PDBFixer(filename=str(path), platform=Platform.getPlatformByName("Reference"))
     except FileNotFoundError:
         raise in_file(path, "no such file") from None
     except Exception as exc:
@@ -78,7 +79,8 @@ def prepare_structure(path, chains=None, ph: float = 7.0, keep_water: bool = Fal
 
     modeller = Modeller(fixer.topology, fixer.positions)
     modeller.delete([a for a in modeller.topology.atoms() if a.element is not None and a.element.symbol == "H"])
-    modeller.addHydrogens(forcefield=forcefield, pH=ph)
+    # The Reference platform makes the placement of new atoms (short minimizations) reproducible.
+    modeller.addHydrogens(forcefield=forcefield, pH=ph, platform=Platform.getPlatformByName("Reference"))
     notes["sequence"] = _sequence(modeller.topology)
     notes["atoms"] = modeller.topology.getNumAtoms()
     notes["residues"] = modeller.topology.getNumResidues()

@@ -3,8 +3,10 @@ its frames and checkpoint every few minutes and resuming from the last commit.""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
+import random
 import signal
 import sys
 import threading
@@ -23,6 +25,7 @@ from mdllm.simulate.system import (Physics, add_barostat, create_system, load_fo
 
 SETUP = "setup.json"
 MINIMIZE_TOLERANCE_KJ_MOL_NM = 10.0
+PREPARATION_SEED = 2024
 
 
 @dataclass(frozen=True)
@@ -154,9 +157,10 @@ def _load_or_prepare(start: Path, out_dir: Path, prep: Preparation, physics: Phy
         from mdllm.simulate.prepare import prepare_structure
 
         forcefield = load_forcefield(physics)
-        prepared = prepare_structure(start, chains=prep.chains, ph=prep.ph, keep_water=prep.keep_water,
-                                     keep_ligands=prep.keep_ligands, forcefield=forcefield)
-        topology, positions = solvate(prepared, physics, forcefield)
+        with _seeded_python_random(PREPARATION_SEED):  # OpenMM's Modeller places new H and ions at random
+            prepared = prepare_structure(start, chains=prep.chains, ph=prep.ph, keep_water=prep.keep_water,
+                                         keep_ligands=prep.keep_ligands, forcefield=forcefield)
+            topology, positions = solvate(prepared, physics, forcefield)
         system = create_system(topology, physics, forcefield, source=start)
         saved_atoms(topology, plan.save_atoms)  # fails now, not after equilibration
         # Everything checked: only now does the output directory get files.
@@ -382,6 +386,17 @@ class StopRequest:
                     signal.signal(sig, handler)
 
         return _Handlers()
+
+
+@contextlib.contextmanager
+def _seeded_python_random(seed: int):
+    """Seed Python's global ``random`` for a block, then put its previous state back."""
+    saved = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved)
 
 
 def _version(package: str) -> str | None:
