@@ -169,3 +169,32 @@ def test_chain_selection_of_a_missing_chain_is_refused(tmp_path):
     with pytest.raises(MdllmError, match="no chain B"):
         simulate(CHIGNOLIN, tmp_path / "out", Preparation(chains=("B",)), plan=short_plan(1), show_progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_explicit_solvent_system_with_hydrogen_mass_repartitioning():
+    from openmm import NonbondedForce, unit
+    from openmm.app import PME
+
+    from mdllm.simulate.prepare import prepare_structure
+    from mdllm.simulate.system import Physics, create_system, load_forcefield, solvate
+
+    physics = Physics(solvent="explicit")
+    forcefield = load_forcefield(physics)
+    prepared = prepare_structure(CHIGNOLIN, forcefield=forcefield)
+    topology, _ = solvate(prepared, physics, forcefield)
+    names = [r.name for r in topology.residues()]
+    assert names[:10] == ["TYR", "TYR", "ASP", "PRO", "GLU", "THR", "GLY", "THR", "TRP", "TYR"]
+    assert names.count("HOH") > 500 and names.count("NA") - names.count("CL") == 2  # chignolin has charge -2
+    box = topology.getPeriodicBoxVectors()
+    assert box[0][0].value_in_unit(unit.nanometer) > 2.5  # protein plus 1 nm padding on each side
+    system = create_system(topology, physics, forcefield)
+    nonbonded = next(f for f in system.getForces() if isinstance(f, NonbondedForce))
+    assert nonbonded.getNonbondedMethod() == NonbondedForce.PME
+    masses = np.array([system.getParticleMass(i).value_in_unit(unit.amu) for i in range(system.getNumParticles())])
+    atoms = list(topology.atoms())
+    protein_h = [a.index for a in atoms if a.element.symbol == "H" and a.residue.name != "HOH"]
+    water_h = [a.index for a in atoms if a.element.symbol == "H" and a.residue.name == "HOH"]
+    assert np.allclose(masses[protein_h], 4.0) and np.allclose(masses[water_h], 1.008, atol=0.01)
+    plain = forcefield.createSystem(topology, nonbondedMethod=PME)
+    assert sum(masses) == pytest.approx(sum(plain.getParticleMass(i).value_in_unit(unit.amu)
+                                            for i in range(plain.getNumParticles())), rel=1e-9)
