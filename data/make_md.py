@@ -58,8 +58,49 @@ def collect(runs: Path) -> None:
                           "length_ns": manifest["length_ns"], "save_every_ps": manifest["save_every_ps"],
                           "path": f"{name}/{run_dir.name}/{manifest['trajectory']}"})
     (OUT / "index.json").write_text(json.dumps(index, indent=1) + "\n")
+    (OUT / "README.md").write_text(readme(index))
     for row in index:
         print(f"{row['path']}: {row['frames']} frames, {row['length_ns']} ns at {row['temperature_k']:g} K")
+
+
+def readme(index) -> str:
+    rows = "\n".join(f"| `{r['path']}` | {r['note']} | `{r['sequence']}` | {r['temperature_k']:g} | {r['seed']} | "
+                     f"{r['frames']} | {r['length_ns']:g} |" for r in index)
+    sources = "\n".join(f"| `{name}` | `pdb_experimental/{pdb}` | {note} |" for name, pdb, note in SYSTEMS)
+    args = " ".join(SIMULATE_ARGS)
+    return f"""# MD of small fast-folding proteins (pretraining data)
+
+Made with `mdllm simulate` by `python data/make_md.py simulate RUNS --minutes M --rounds R` and copied
+here by `python data/make_md.py collect RUNS` (this file and `index.json` are written by it). Each run
+folder holds `trajectory.xtc` (protein heavy atoms, 0.001 nm precision, one frame per ps of
+production, time in ps from the end of equilibration), `trajectory.pdb` (its topology: the first
+frame) and `manifest.json` (system and its preparation, force field, temperature, seed, length,
+platform, OpenMM version and the exact commands).
+
+Every system: `mdllm --threads 1 simulate pdb_experimental/FILE -o RUNS/NAME {args} --max-minutes M`,
+i.e. PDBFixer preparation (first model, waters and ions removed, hydrogens at pH 7), amber14 + GBn2
+implicit solvent (0.15 M salt screening), 4 fs steps with hydrogen mass repartitioning (4 amu),
+Langevin middle integrator (1/ps), minimization, 10 ps equilibration at the run's temperature, then
+production at 300 K and 360 K (seed 0; each run derives its own seed, listed below).
+
+These are short (CPU-only, on a shared 2-core machine): nanoseconds at most, far from folding and
+unfolding timescales; they sample the native basin and its thermal fluctuations, more widely at
+360 K. The runs resume: the same command extends them (`--length 100` ns is the goal, not what is
+here). The length below is what exists.
+
+| trajectory | system | sequence | T (K) | seed | frames | length (ns) |
+|---|---|---|---|---|---|---|
+{rows}
+
+## Sources
+
+Start structures from the project's shared data folder (`pdb_experimental/`, see its PROVENANCE.md);
+PDB entries are CC0 (wwPDB). The trajectories are new data made by this project (MIT, like mdllm).
+
+| name | start structure | note |
+|---|---|---|
+{sources}
+"""
 
 
 def main():

@@ -54,6 +54,9 @@ class RunStore:
         removed = []
         committed = manifest["progress"]["chunks"]
         keep_state = manifest["progress"]["checkpoint_index"]
+        for path in self.dir.glob(".*.part*"):  # temporaries of the manifest or trajectory
+            path.unlink()
+            removed.append(path)
         for folder, pattern in ((self.chunks_dir, CHUNK_RE), (self.state_dir, STATE_RE)):
             if not folder.exists():
                 continue

@@ -141,7 +141,7 @@ def _check_ligand_templates(path, fixer, ligands, forcefield):
     if unmatched:
         names = ", ".join(sorted({f"{r.name} {r.id}" for r in unmatched}))
         raise in_file(path, f"ligand(s) {names} have no template in the force field; drop --keep-ligands "
-                            "(mdllm does not parameterise small molecules)")
+                            "(mdllm adds no parameters beyond the force field's own)")
 
 
 def _check_chain_breaks(path, topology, positions, polymer_names):

@@ -88,6 +88,8 @@ def simulate(start, out_dir, prep: Preparation = Preparation(), physics: Physics
 
     runs = [Replica(out_dir, setup, physics, plan, t, r, save_steps, eq_steps, candidates, command)
             for t in plan.temperatures for r in range(plan.replicas)]
+    for run in runs:
+        run.refresh_trajectory()  # a kill between a commit and the trajectory write left it behind
     todo = sum(run.remaining_ps() for run in runs)
     progress = Progress(total_ps=todo, disable=None if show_progress is None else not show_progress)
     deadline = None if max_minutes is None else time.monotonic() + max_minutes * 60
@@ -279,6 +281,14 @@ class Replica:
         self._update_manifest(len(xyz), elapsed)
         self.manifest = self.store.commit(sim, self.manifest, np.array(xyz), np.array(times), np.array(steps))
         if xyz:
+            self._write_trajectory()
+
+    def refresh_trajectory(self) -> None:
+        if self.manifest is None or self.manifest["progress"]["frames"] == 0:
+            return
+        trajectory = self.store.dir / self.manifest["trajectory"]
+        manifest_file = self.store.dir / "manifest.json"
+        if not trajectory.exists() or trajectory.stat().st_mtime < manifest_file.stat().st_mtime:
             self._write_trajectory()
 
     def _write_trajectory(self) -> None:
