@@ -69,7 +69,7 @@ def simulate(start, out_dir, prep: Preparation = Preparation(), physics: Physics
              platform: str | None = None, threads: int = 0, checkpoint_minutes: float = 5.0,
              max_minutes: float | None = None, command: str | None = None, show_progress: bool | None = None) -> list[dict]:
     """Simulate ``start`` into ``out_dir`` (one sub-folder per temperature and replica); resume what
-    is there. Returns the manifest of every run. Raises KeyboardInterrupt after a clean stop on
+    is there. Returns the manifest of every started run. Raises KeyboardInterrupt after a clean stop on
     SIGINT/SIGTERM (what was committed stays, and the same call resumes it)."""
     out_dir = Path(out_dir)
     if plan.format not in ("xtc", "dcd"):
@@ -80,11 +80,11 @@ def simulate(start, out_dir, prep: Preparation = Preparation(), physics: Physics
     eq_steps = plan.steps(physics, plan.equilibrate_ps, "--equilibrate")
     if save_steps < 1:
         raise MdllmError("--save-every must be at least one time step")
-    setup = _load_or_prepare(Path(start), out_dir, prep, physics, plan)
-    command = command or " ".join(sys.argv)
     candidates = platform_candidates(platform, threads)
     if not candidates:
         raise MdllmError("no usable OpenMM platform")
+    setup = _load_or_prepare(Path(start), out_dir, prep, physics, plan)
+    command = command or " ".join(sys.argv)
 
     runs = [Replica(out_dir, setup, physics, plan, t, r, save_steps, eq_steps, candidates, command)
             for t in plan.temperatures for r in range(plan.replicas)]
@@ -115,7 +115,10 @@ def simulate(start, out_dir, prep: Preparation = Preparation(), physics: Physics
         print(f"stopped cleanly after the last committed frame; run the same command to resume ({out_dir})",
               file=sys.stderr)
         raise KeyboardInterrupt
-    return [run.manifest for run in runs]
+    not_started = [run.name for run in runs if run.manifest is None]
+    if not_started:
+        print(f"not started yet (time limit): {', '.join(not_started)}", file=sys.stderr)
+    return [run.manifest for run in runs if run.manifest is not None]
 
 
 def _past(deadline):
