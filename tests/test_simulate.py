@@ -63,13 +63,26 @@ def test_chignolin_short_run(tmp_path):
         assert np.all(np.abs(ca_ca - 0.38) < 0.03), ca_ca  # an intact chain after MD, not an explosion
     # The two temperatures are different trajectories from the same start.
     assert not np.allclose(run_frames_at(out, "T300K_rep0"), run_frames_at(out, "T360K_rep0"))
-    # Re-running the finished command does nothing; a longer --length extends the same run.
+    # A kill after writing a chunk but before the manifest commit leaves an uncommitted chunk and
+    # temporaries; resuming must ignore and delete them. A longer --length extends the same run.
+    run_dir = out / "T300K_rep0"
+    committed = manifests[0]["progress"]["chunks"]
+    stale_chunk = run_dir / "chunks" / f"chunk_{committed + 1:06d}.npz"
+    np.savez(stale_chunk, xyz=np.zeros((3, 93, 3), np.float32), time_ps=np.zeros(3), step=np.zeros(3, np.int64))
+    (run_dir / ".manifest.x.part.json").write_text("{")
+    (run_dir / "trajectory.xtc").unlink()
     again = simulate(CHIGNOLIN, out, plan=short_plan(7, temperatures=(300.0,)), platform="CPU", threads=1,
                      show_progress=False)
     assert again[0]["progress"]["frames"] == 7
     _, time_ps, step = RunStore(out / "T300K_rep0").frames(again[0])
     np.testing.assert_allclose(time_ps, 0.2 * np.arange(1, 8), atol=1e-9)
     assert np.all(np.diff(step) == 50)
+    assert not (run_dir / ".manifest.x.part.json").exists() and not stale_chunk.exists()
+    assert md.load(str(run_dir / "trajectory.xtc"), top=str(run_dir / "trajectory.pdb")).n_frames == 7
+    # The 360 K run, already finished, lost its trajectory file: a re-run rewrites it from the chunks.
+    (out / "T360K_rep0" / "trajectory.xtc").unlink()
+    simulate(CHIGNOLIN, out, plan=short_plan(5, temperatures=(360.0,)), platform="CPU", threads=1, show_progress=False)
+    assert md.load(str(out / "T360K_rep0" / "trajectory.xtc"), top=str(out / "T360K_rep0" / "trajectory.pdb")).n_frames == 5
 
 
 def run_frames_at(out, name):
