@@ -51,6 +51,7 @@ class Progress:
     def advance(self, ps: float, run_name: str) -> None:
         self.simulated_ps += ps
         self.bar.update(ps)
+        self.bar.n = round(self.bar.n, 6)  # sums of 0.2 ps steps must still reach the total exactly
         self.bar.set_postfix_str(f"{self.ns_per_day():.1f} ns/day, {run_name}", refresh=False)
 
     def ns_per_day(self) -> float:
