@@ -98,6 +98,8 @@ def simulate(start, out_dir, prep: Preparation = Preparation(), physics: Physics
         with stop.installed(progress):
             active = [run for run in runs if run.remaining_ps() > 0]
             while active and not stop.is_set() and not _past(deadline):
+                # Least advanced first, so that under a time limit every run gets its turn.
+                active.sort(key=lambda run: (run.manifest is not None, run.frames_done()))
                 for run in list(active):
                     run.open(progress)
                     commit_at = time.monotonic() + checkpoint_minutes * 60
