@@ -262,8 +262,8 @@ class Replica:
             n = min(piece, self.eq_steps - sim.currentStep)
             sim.step(n)
             progress.advance(n * self.physics.timestep_fs / 1000.0, self.name)
-        self.session_seconds += time.perf_counter() - started
         self.manifest = self._new_manifest()
+        self.manifest["equilibration_wall_seconds"] = round(time.perf_counter() - started, 1)
         self.manifest = self.store.commit(sim, self.manifest, [], [], [])
 
     def advance(self, commit_at: float, stop, progress: Progress) -> None:
