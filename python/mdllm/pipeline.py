@@ -184,7 +184,19 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
 
 
 def _simulate(start, d, p: Preset, seed, threads) -> dict:
-    raise MdllmError("simulation stage not available yet; pass --trajectory")
+    from mdllm.simulate import Plan, simulate
+
+    plan = Plan(temperatures=tuple(p.temperatures), seed=seed, length_ns=p.simulate_ns,
+                save_every_ps=p.save_every_ps, equilibrate_ps=p.equilibrate_ps)
+    manifests = simulate(start, d, plan=plan, threads=threads)  # resumes what an interrupted run left
+    runs = sorted(path.parent for path in d.glob("*/manifest.json"))
+    trajectories = []
+    for run_dir in runs:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        trajectories.append([str(run_dir / manifest["trajectory"]), str(run_dir / manifest["topology"])])
+    if len(trajectories) != len(manifests) or not trajectories:
+        raise MdllmError(f"{d}: simulation did not finish every run; run the same command again to continue")
+    return {"trajectories": trajectories}
 
 
 def _encode(trajs, tok, d) -> dict:

@@ -10,7 +10,8 @@ import sys
 from mdllm.errors import MdllmError
 
 # Module names in mdllm.cli, in the order `mdllm --help` lists them.
-COMMANDS = ["info", "encode", "decode", "tokenizer", "train", "export", "generate", "score", "evaluate"]
+COMMANDS = ["info", "encode", "decode", "tokenizer", "train", "export", "generate", "score", "evaluate",
+            "simulate", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:
