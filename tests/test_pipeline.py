@@ -1,0 +1,83 @@
+"""`mdllm run` end to end on real AdK frames with a tiny base model and tokenizer: every stage runs,
+a second run skips them all, and an interrupted stage runs again."""
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("deeptime")
+from mdllm import _core  # noqa: E402
+
+if not getattr(_core, "has_llama", False):
+    pytest.skip("mdllm built without llama.cpp", allow_module_level=True)
+
+import mdtraj as md  # noqa: E402
+import torch  # noqa: E402
+
+from conftest import ADK  # noqa: E402
+from mdllm.lm import store  # noqa: E402
+from mdllm.lm.model import MistralLM, ModelConfig  # noqa: E402
+from mdllm.lm.text import Vocabulary  # noqa: E402
+from mdllm.pipeline import PRESETS, run  # noqa: E402
+from test_generate import make_tokenizer  # noqa: E402
+
+STAGES = ["encode", "finetune", "export", "generate", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    tok = make_tokenizer(root / "tok", seed=0)
+    torch.manual_seed(0)
+    vocab = Vocabulary(codebook_size=tok.codebook_size, tokenizer_hash=tok.hash)
+    model = MistralLM(ModelConfig(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048))
+    model.vocab = vocab
+    store.save(model, root / "base")
+    # 12 AdK frames as the "user's trajectory" (214 residues).
+    traj = md.load(str(ADK / "adk_dims.xtc"), top=str(ADK / "adk_dims.pdb"))[:12]
+    traj.save_xtc(str(root / "adk12.xtc"))
+    return root
+
+
+def _run(setup, out, **kw):
+    params = dict(trajectories=[setup / "adk12.xtc"], top=ADK / "adk_dims.pdb", preset="quick",
+                  base=setup / "base", tokenizer=setup / "tok", seed=0, frames=3, walkers=2, window=2,
+                  train_steps=2, train_window=2, micro_batch=2, rebuild=0)
+    params.update(kw)
+    return run(ADK / "adk_closed.pdb", out, **params)
+
+
+def test_run_all_stages_then_skip_then_resume(setup, tmp_path, capsys):
+    out = tmp_path / "run"
+    summary = _run(setup, out)
+    printed = capsys.readouterr().out
+    for stage in STAGES:
+        assert f"[{stage}] running" in printed
+        assert (out / stage / "stage.json").exists()
+    assert (out / "evaluate" / "report.html").exists()
+    metrics = json.loads((out / "evaluate" / "metrics.json").read_text())
+    assert metrics  # the report was computed
+    assert json.loads((out / "run.json").read_text())["report"] == summary["report"]
+
+    _run(setup, out)
+    printed = capsys.readouterr().out
+    assert all(f"[{stage}] up to date, skipped" in printed for stage in STAGES)
+
+    # An interrupted stage has no stage.json: it runs again, the stages before it are skipped.
+    (out / "generate" / "stage.json").unlink()
+    _run(setup, out)
+    printed = capsys.readouterr().out
+    assert "[generate] resuming" in printed and "[export] up to date, skipped" in printed
+
+    # Other settings change the keys of the stages they reach, and only those.
+    _run(setup, out, frames=4)
+    printed = capsys.readouterr().out
+    assert "[finetune] up to date, skipped" in printed and "[generate] running" in printed
+    assert "[evaluate] running" in printed
+
+
+def test_presets_are_documented_sizes():
+    assert set(PRESETS) == {"quick", "laptop", "gpu"}
+    assert PRESETS["quick"].simulate_ns < PRESETS["laptop"].simulate_ns < PRESETS["gpu"].simulate_ns
