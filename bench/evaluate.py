@@ -85,7 +85,12 @@ def main():
                    "sane_fraction": result.summary()["sane_fraction"],
                    "median_energy_after_kj_mol": result.summary()["energy_after_kj_mol"]["median"],
                    "median_drift_A": result.summary()["backbone_drift_A"]["median"],
-                   "solvent_iterations": args.solvent_iterations}
+                   "solvent_iterations": args.solvent_iterations,
+                   "per_frame": [{"frame": int(f), "energy_before_kj_mol": b, "energy_after_kj_mol": a, "drift_A": d,
+                                  "max_displacement_A": x, "sane": ok, "error": e or None}
+                                 for f, b, a, d, x, ok, e in zip(result.frames, result.energy_before, result.energy_after,
+                                                                 result.drift_A, result.max_displacement_A, result.sane,
+                                                                 result.errors)]}
 
     print(f"AdK, {n_res} residues, {n_frames} frames; {args.threads} threads; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} logical CPUs")
