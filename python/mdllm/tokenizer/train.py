@@ -42,13 +42,14 @@ def lr_at(step, opts: TrainOptions):
 
 
 def loss_terms(model, xyz, mask):
-    from mdllm.tokenizer.losses import aligned_rmsd, fape, local_geometry
+    from mdllm.tokenizer.losses import aligned_rmsd, ca_distance, fape, local_geometry
 
     xyz_hat, rot, t, tokens, _ = model(xyz, mask)
     terms = {
         "fape": fape(xyz_hat, rot, t, xyz, mask),
         "rmsd": aligned_rmsd(xyz_hat, xyz, mask).mean(),
         "local": local_geometry(xyz_hat, xyz, mask),
+        "dist": ca_distance(xyz_hat, xyz, mask),
     }
     return terms, tokens
 
@@ -142,7 +143,7 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, opts)
         terms, _ = loss_terms(model, torch.from_numpy(xyz), torch.from_numpy(mask))
-        loss = terms["fape"] + terms["rmsd"] + terms["local"]
+        loss = sum(terms.values())
         if not torch.isfinite(loss):
             raise MdllmError(f"training diverged at step {step} (loss {loss.item()})")
         optimizer.zero_grad(set_to_none=True)
