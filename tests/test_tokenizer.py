@@ -273,6 +273,7 @@ def test_shipped_tokenizer_round_trip(adk):
     assert all(os.path.getsize(p) < 25e6 for p in SHIPPED.iterdir())
     rec = tok.decode(tok.encode(adk))
     rmsd = backbone_rmsd_angstrom(rec, adk.xyz)
-    assert np.median(rmsd) < float(json.loads((SHIPPED / "config.json").read_text())["_test_max_adk_rmsd_A"])
+    # RECIPE.md measures a median of 9.2 A on the AdK transitions; an untrained or broken model is > 12 A
+    assert np.median(rmsd) < 10.5
     closed, opened = load_backbone(ROOT / "data/adk/adk_closed.pdb"), load_backbone(ROOT / "data/adk/adk_open.pdb")
     assert (tok.encode(closed) != tok.encode(opened)).mean() > 0.1

@@ -25,6 +25,7 @@ def register(sub):
     t.add_argument("--val-percent", type=float, default=3.0, help="percent of chains held out for validation")
     t.add_argument("--torch-threads", type=int, default=2)
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
+    t.add_argument("--stop-at", type=int, default=0, help="stop at this step, keeping the --steps schedule (short comparisons)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     t.set_defaults(run=run_train)
     register_eval(tsub)
@@ -45,7 +46,7 @@ def run_train(args):
     cfg.validate("--levels/--dim")
     opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                         seed=args.seed, eval_every=args.eval_every, threads=args.torch_threads,
-                        max_minutes=args.max_minutes)
+                        max_minutes=args.max_minutes, stop_at=args.stop_at)
     ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
     print(f"train segments {len(ds.train)}, held-out segments {len(ds.val)}, MD/NMR frames {len(ds.md)}, "
           f"codebook {cfg.codebook_size}")

@@ -32,6 +32,7 @@ class TrainOptions:
     val_chains: int = 60
     threads: int = 2
     max_minutes: float = 0.0  # stop early (and checkpoint) after this wall time; 0 = no limit
+    stop_at: int = 0  # stop (and checkpoint) at this step while keeping the schedule of `steps`; 0 = no
 
 
 def lr_at(step, opts: TrainOptions):
@@ -155,7 +156,8 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
             running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
         bar.update(1)
         bar.set_postfix({k: f"{v:.2f}" for k, v in running.items()})
-        out_of_time = opts.max_minutes and (time.time() - start_time) / 60 > opts.max_minutes
+        out_of_time = (opts.max_minutes and (time.time() - start_time) / 60 > opts.max_minutes) or \
+            step == opts.stop_at
         if step % opts.eval_every == 0 or step == opts.steps or out_of_time:
             record = {"step": step, "minutes": (time.time() - start_time) / 60, **{k: round(v, 4) for k, v in running.items()}}
             if ds.val:
