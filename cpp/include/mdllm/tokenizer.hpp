@@ -44,9 +44,9 @@ class Tokenizer {
   TokenizerConfig cfg_;
   std::map<std::string, std::vector<float>> w_;
   const float* get(const std::string& name) const;
-  void encode_frame(const float* xyz, int64_t n_res, float* digits) const;
-  void decode_frame(const int32_t* tokens, int64_t n_res, float* xyz) const;
-  void block(const std::string& prefix, std::vector<float>& x, int64_t n) const;
+  void encode_frame(const float* xyz, int64_t n_res, float* digits, bool par) const;
+  void decode_frame(const int32_t* tokens, int64_t n_res, float* xyz, bool par) const;
+  void block(const std::string& prefix, std::vector<float>& x, int64_t n, bool par) const;
 };
 
 }  // namespace mdllm

@@ -34,13 +34,30 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
-// y (n, out) = x (n, in) W^T + b, with W stored (out, in) as in torch.nn.Linear.
-void linear(const float* x, int64_t n, int64_t in, const float* w, const float* b, int64_t out, float* y) {
-  for (int64_t r = 0; r < n; ++r) {
-    const float* xr = x + r * in;
-    float* yr = y + r * out;
-    for (int64_t o = 0; o < out; ++o) yr[o] = b[o] + dot(xr, w + o * in, in);
-  }
+// y (n, out) = x (n, in) W^T + b. `wt` is W transposed to (in, out) at load time, so the inner loop
+// is a contiguous multiply-add over outputs that the compiler vectorises without reordering sums.
+// Runs fn(begin, end) over [0, n): split across threads when `par` (a single frame uses every core),
+// in one piece otherwise (frames are already spread over threads).
+template <class Fn>
+void rows(bool par, int64_t n, Fn&& fn) {
+  if (par) detail::parallel_for(n, fn, 8);
+  else if (n > 0) fn(int64_t{0}, n);
+}
+
+void linear(const float* x, int64_t n, int64_t in, const float* wt, const float* b, int64_t out, float* y,
+            bool par = false) {
+  rows(par, n, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * in;
+      float* yr = y + r * out;
+      for (int64_t o = 0; o < out; ++o) yr[o] = b[o];
+      for (int64_t i = 0; i < in; ++i) {
+        const float xi = xr[i];
+        const float* wi = wt + i * out;
+        for (int64_t o = 0; o < out; ++o) yr[o] += xi * wi[o];
+      }
+    }
+  });
 }
 
 void layer_norm(float* x, int64_t n, int64_t d, const float* gamma, const float* beta, float* out) {
@@ -206,7 +223,17 @@ Tokenizer::Tokenizer(const std::string& weights_path, const std::string& config_
     if (it->second.shape != shape) bad(weights_path + ": tensor " + name + " has the wrong shape for this config");
     for (float v : it->second.data)
       if (!std::isfinite(v)) bad(weights_path + ": tensor " + name + " holds NaN or infinite values");
-    w_[name] = std::move(it->second.data);
+    std::vector<float> data = std::move(it->second.data);
+    const bool is_linear = shape.size() == 2 && name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0 &&
+                           name != "encoder.seq_sep.weight";
+    if (is_linear) {  // stored (out, in); kept as (in, out) for linear()
+      const int64_t out = shape[0], in = shape[1];
+      std::vector<float> t(data.size());
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t i = 0; i < in; ++i) t[i * out + o] = data[o * in + i];
+      data.swap(t);
+    }
+    w_[name] = std::move(data);
   }
 }
 
@@ -217,13 +244,13 @@ Tokenizer Tokenizer::from_directory(const std::string& directory) {
 const float* Tokenizer::get(const std::string& name) const { return w_.at(name).data(); }
 
 // Pre-norm transformer block with a clipped relative-position attention bias, in place on x (n, dim).
-void Tokenizer::block(const std::string& p, Vec& x, int64_t n) const {
+void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
   const int64_t d = cfg_.dim, heads = cfg_.heads, dh = d / heads, f = cfg_.ffn_dim, r = cfg_.max_rel_pos;
-  Vec h(n * d), q(n * d), k(n * d), v(n * d), att(n * d), tmp(n * d), scores(n);
+  Vec h(n * d), q(n * d), k(n * d), v(n * d), att(n * d), tmp(n * d);
   layer_norm(x.data(), n, d, get(p + ".attn_norm.weight"), get(p + ".attn_norm.bias"), h.data());
-  linear(h.data(), n, d, get(p + ".attn.q_proj.weight"), get(p + ".attn.q_proj.bias"), d, q.data());
-  linear(h.data(), n, d, get(p + ".attn.k_proj.weight"), get(p + ".attn.k_proj.bias"), d, k.data());
-  linear(h.data(), n, d, get(p + ".attn.v_proj.weight"), get(p + ".attn.v_proj.bias"), d, v.data());
+  linear(h.data(), n, d, get(p + ".attn.q_proj.weight"), get(p + ".attn.q_proj.bias"), d, q.data(), par);
+  linear(h.data(), n, d, get(p + ".attn.k_proj.weight"), get(p + ".attn.k_proj.bias"), d, k.data(), par);
+  linear(h.data(), n, d, get(p + ".attn.v_proj.weight"), get(p + ".attn.v_proj.bias"), d, v.data(), par);
   const float* bias = get(p + ".attn.rel_pos_bias");
   const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
   // keys laid out per head contiguously for the dot products
@@ -232,39 +259,42 @@ void Tokenizer::block(const std::string& p, Vec& x, int64_t n) const {
     for (int64_t j = 0; j < n; ++j)
       for (int64_t e = 0; e < dh; ++e) kh[j * dh + e] = k[j * d + hd * dh + e];
     const float* bh = bias + hd * (2 * r + 1);
-    for (int64_t i = 0; i < n; ++i) {
-      const float* qi = q.data() + i * d + hd * dh;
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t rel = std::clamp<int64_t>(j - i, -r, r) + r;
-        scores[j] = dot(qi, kh.data() + j * dh, dh) * inv_sqrt + bh[rel];
-        mx = std::max(mx, scores[j]);
+    rows(par, n, [&](int64_t begin, int64_t end) {
+      Vec scores(n);
+      for (int64_t i = begin; i < end; ++i) {
+        const float* qi = q.data() + i * d + hd * dh;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n; ++j) {
+          const int64_t rel = std::clamp<int64_t>(j - i, -r, r) + r;
+          scores[j] = dot(qi, kh.data() + j * dh, dh) * inv_sqrt + bh[rel];
+          mx = std::max(mx, scores[j]);
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j < n; ++j) {
+          scores[j] = std::exp(scores[j] - mx);
+          sum += scores[j];
+        }
+        float* out = att.data() + i * d + hd * dh;
+        std::fill(out, out + dh, 0.0f);
+        for (int64_t j = 0; j < n; ++j) {
+          const float pj = scores[j] / sum;
+          const float* vj = v.data() + j * d + hd * dh;
+          for (int64_t e = 0; e < dh; ++e) out[e] += pj * vj[e];
+        }
       }
-      float sum = 0.0f;
-      for (int64_t j = 0; j < n; ++j) {
-        scores[j] = std::exp(scores[j] - mx);
-        sum += scores[j];
-      }
-      float* out = att.data() + i * d + hd * dh;
-      std::fill(out, out + dh, 0.0f);
-      for (int64_t j = 0; j < n; ++j) {
-        const float pj = scores[j] / sum;
-        const float* vj = v.data() + j * d + hd * dh;
-        for (int64_t e = 0; e < dh; ++e) out[e] += pj * vj[e];
-      }
-    }
+    });
   }
-  linear(att.data(), n, d, get(p + ".attn.o_proj.weight"), get(p + ".attn.o_proj.bias"), d, tmp.data());
+  linear(att.data(), n, d, get(p + ".attn.o_proj.weight"), get(p + ".attn.o_proj.bias"), d, tmp.data(), par);
   for (int64_t i = 0; i < n * d; ++i) x[i] += tmp[i];
   layer_norm(x.data(), n, d, get(p + ".ffn_norm.weight"), get(p + ".ffn_norm.bias"), h.data());
   Vec up(n * f);
-  linear(h.data(), n, d, get(p + ".up_proj.weight"), get(p + ".up_proj.bias"), f, up.data());
+  linear(h.data(), n, d, get(p + ".up_proj.weight"), get(p + ".up_proj.bias"), f, up.data(), par);
   for (float& u : up) u = silu(u);
-  linear(up.data(), n, f, get(p + ".down_proj.weight"), get(p + ".down_proj.bias"), d, tmp.data());
+  linear(up.data(), n, f, get(p + ".down_proj.weight"), get(p + ".down_proj.bias"), d, tmp.data(), par);
   for (int64_t i = 0; i < n * d; ++i) x[i] += tmp[i];
 }
 
-void Tokenizer::encode_frame(const float* xyz, int64_t n, float* digits) const {
+void Tokenizer::encode_frame(const float* xyz, int64_t n, float* digits, bool par) const {
   const TokenizerConfig& c = cfg_;
   const int64_t d = c.dim, k = std::min<int64_t>(c.k_neighbours, n), n_edge = 21 + c.n_rbf;
   Vec rot(n * 9);
@@ -273,18 +303,22 @@ void Tokenizer::encode_frame(const float* xyz, int64_t n, float* digits) const {
 
   // k nearest residues by CA distance, ties broken by index (matches a stable sort)
   std::vector<int64_t> nbr(n * k);
-  std::vector<std::pair<float, int64_t>> dist(n);
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < n; ++j) dist[j] = {norm(sub(atom(j, 1), atom(i, 1))), j};
-    std::partial_sort(dist.begin(), dist.begin() + k, dist.end());
-    for (int64_t m = 0; m < k; ++m) nbr[i * k + m] = dist[m].second;
-  }
+  rows(par, n, [&](int64_t begin, int64_t end) {
+    std::vector<std::pair<float, int64_t>> dist(n);
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t j = 0; j < n; ++j) dist[j] = {norm(sub(atom(j, 1), atom(i, 1))), j};
+      std::partial_sort(dist.begin(), dist.begin() + k, dist.end());
+      for (int64_t m = 0; m < k; ++m) nbr[i * k + m] = dist[m].second;
+    }
+  });
 
   // edge MLP, averaged over each residue's neighbours
-  Vec ef(k * n_edge), e1(k * d), e2(k * d), agg(n * d, 0.0f);
+  Vec agg(n * d, 0.0f);
   const float* sep_table = get("encoder.seq_sep.weight");
   const float width = c.rbf_max_nm / static_cast<float>(c.n_rbf);
-  for (int64_t i = 0; i < n; ++i) {
+  rows(par, n, [&](int64_t begin, int64_t end) {
+  Vec ef(k * n_edge), e1(k * d), e2(k * d);
+  for (int64_t i = begin; i < end; ++i) {
     const float* ri = rot.data() + i * 9;
     const V3 ca_i = atom(i, 1);
     for (int64_t m = 0; m < k; ++m) {
@@ -312,6 +346,7 @@ void Tokenizer::encode_frame(const float* xyz, int64_t n, float* digits) const {
       for (int64_t e = 0; e < d; ++e) agg[i * d + e] += silu(e2[m * d + e]);
     for (int64_t e = 0; e < d; ++e) agg[i * d + e] /= static_cast<float>(k);
   }
+  });
 
   // node features: sin/cos of phi, psi, omega (zero where undefined) and O in the own frame
   Vec nf(n * 9, 0.0f);
@@ -328,15 +363,15 @@ void Tokenizer::encode_frame(const float* xyz, int64_t n, float* digits) const {
   linear(nf.data(), n, 9, get("encoder.node_in.weight"), get("encoder.node_in.bias"), d, x.data());
   for (int64_t i = 0; i < n * d; ++i) x[i] += agg[i];
   layer_norm(x.data(), n, d, get("encoder.in_norm.weight"), get("encoder.in_norm.bias"), x.data());
-  for (int b = 0; b < c.encoder_layers; ++b) block("encoder.blocks." + std::to_string(b), x, n);
+  for (int b = 0; b < c.encoder_layers; ++b) block("encoder.blocks." + std::to_string(b), x, n, par);
   layer_norm(x.data(), n, d, get("encoder.out_norm.weight"), get("encoder.out_norm.bias"), x.data());
   const int64_t nl = static_cast<int64_t>(c.levels.size());
-  linear(x.data(), n, d, get("encoder.to_latent.weight"), get("encoder.to_latent.bias"), nl, digits);
+  linear(x.data(), n, d, get("encoder.to_latent.weight"), get("encoder.to_latent.bias"), nl, digits, par);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t l = 0; l < nl; ++l) digits[i * nl + l] = sigmoid(digits[i * nl + l]) * static_cast<float>(c.levels[l] - 1);
 }
 
-void Tokenizer::decode_frame(const int32_t* tokens, int64_t n, float* xyz) const {
+void Tokenizer::decode_frame(const int32_t* tokens, int64_t n, float* xyz, bool par) const {
   const TokenizerConfig& c = cfg_;
   const int64_t d = c.dim, nl = static_cast<int64_t>(c.levels.size());
   Vec code(n * nl);
@@ -350,10 +385,10 @@ void Tokenizer::decode_frame(const int32_t* tokens, int64_t n, float* xyz) const
   }
   Vec x(n * d);
   linear(code.data(), n, nl, get("decoder.from_code.weight"), get("decoder.from_code.bias"), d, x.data());
-  for (int b = 0; b < c.decoder_layers; ++b) block("decoder.blocks." + std::to_string(b), x, n);
+  for (int b = 0; b < c.decoder_layers; ++b) block("decoder.blocks." + std::to_string(b), x, n, par);
   layer_norm(x.data(), n, d, get("decoder.out_norm.weight"), get("decoder.out_norm.bias"), x.data());
   Vec out(n * kHeadOutputs);
-  linear(x.data(), n, d, get("decoder.head.weight"), get("decoder.head.bias"), kHeadOutputs, out.data());
+  linear(x.data(), n, d, get("decoder.head.weight"), get("decoder.head.bias"), kHeadOutputs, out.data(), par);
   const float* ideal = get("decoder.ideal_local");
   for (int64_t i = 0; i < n; ++i) {
     const float* o = out.data() + i * kHeadOutputs;
@@ -383,8 +418,12 @@ void Tokenizer::encode_digits(const float* xyz, int64_t n_frames, int64_t n_res,
   for (int64_t i = 0; i < n_frames * n_res * 12; ++i)
     if (!std::isfinite(xyz[i])) bad("encode: coordinates contain NaN or infinite values");
   const int64_t nl = static_cast<int64_t>(cfg_.levels.size());
+  if (n_frames < num_threads()) {  // few frames: spread each frame's work over the cores instead
+    for (int64_t f = 0; f < n_frames; ++f) encode_frame(xyz + f * n_res * 12, n_res, digits + f * n_res * nl, true);
+    return;
+  }
   detail::parallel_for(n_frames, [&](int64_t begin, int64_t end) {
-    for (int64_t f = begin; f < end; ++f) encode_frame(xyz + f * n_res * 12, n_res, digits + f * n_res * nl);
+    for (int64_t f = begin; f < end; ++f) encode_frame(xyz + f * n_res * 12, n_res, digits + f * n_res * nl, false);
   });
 }
 
@@ -409,8 +448,12 @@ void Tokenizer::decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, f
     if (tokens[i] < 0 || tokens[i] >= k)
       bad("decode: token " + std::to_string(tokens[i]) + " is out of range for this tokenizer (codebook size " +
           std::to_string(k) + ")");
+  if (n_frames < num_threads()) {
+    for (int64_t f = 0; f < n_frames; ++f) decode_frame(tokens + f * n_res, n_res, xyz + f * n_res * 12, true);
+    return;
+  }
   detail::parallel_for(n_frames, [&](int64_t begin, int64_t end) {
-    for (int64_t f = begin; f < end; ++f) decode_frame(tokens + f * n_res, n_res, xyz + f * n_res * 12);
+    for (int64_t f = begin; f < end; ++f) decode_frame(tokens + f * n_res, n_res, xyz + f * n_res * 12, false);
   });
 }
 

@@ -25,8 +25,10 @@ def register(sub):
     t.add_argument("--val-percent", type=float, default=3.0, help="percent of chains held out for validation")
     t.add_argument("--torch-threads", type=int, default=2)
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
+    t.add_argument("--stop-at", type=int, default=0, help="stop at this step, keeping the --steps schedule (short comparisons)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     t.set_defaults(run=run_train)
+    register_eval(tsub)
 
 
 def run_train(args):
@@ -44,7 +46,7 @@ def run_train(args):
     cfg.validate("--levels/--dim")
     opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                         seed=args.seed, eval_every=args.eval_every, threads=args.torch_threads,
-                        max_minutes=args.max_minutes)
+                        max_minutes=args.max_minutes, stop_at=args.stop_at)
     ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
     print(f"train segments {len(ds.train)}, held-out segments {len(ds.val)}, MD/NMR frames {len(ds.md)}, "
           f"codebook {cfg.codebook_size}")
@@ -52,3 +54,32 @@ def run_train(args):
     if history:
         print(f"last: {history[-1]}{' (stopped at --max-minutes)' if early else ''}")
     print(f"tokenizer written to {args.out}")
+
+
+def register_eval(tsub):
+    e = tsub.add_parser("eval", help="acceptance measurements of a tokenizer (prints JSON)")
+    e.add_argument("--tokenizer", help="tokenizer directory (default: the shipped models/foldtoken)")
+    e.add_argument("--data", default=DEFAULT_NPZ, help="backbone npz; its held-out chains are evaluated")
+    e.add_argument("--val-percent", type=float, default=3.0)
+    e.add_argument("--adk", default="data/adk", help="directory with adk_open.pdb, adk_closed.pdb and *.xtc (+ .pdb)")
+    e.add_argument("--backend", default="auto", choices=["auto", "cpp", "torch"])
+    e.add_argument("-o", "--out", help="also write the JSON here")
+    e.set_defaults(run=run_eval)
+
+
+def run_eval(args):
+    import json
+
+    from mdllm.files import atomic_output
+    from mdllm.tokenizer import FoldTokenizer
+    from mdllm.tokenizer.evaluate import adk_transitions, held_out_chains
+
+    tok = FoldTokenizer.load(args.tokenizer, backend=args.backend)
+    report = {"tokenizer": str(tok.path), "hash": tok.hash, "codebook_size": tok.codebook_size,
+              "held_out_chains": held_out_chains(tok, args.data, args.val_percent),
+              "adk": adk_transitions(tok, args.adk)}
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        with atomic_output(args.out) as tmp:
+            tmp.write_text(text + "\n")

@@ -79,7 +79,12 @@ class FoldTokenizer:
         if backend == "cpp" and core is None:
             raise MdllmError("the compiled core has no tokenizer kernels; use backend='torch'")
         self.backend = "cpp" if backend in ("auto", "cpp") and core is not None else "torch"
-        self._cpp = core.Tokenizer(str(path / WEIGHTS_NAME), cfg.to_json()) if self.backend == "cpp" else None
+        self._cpp = None
+        if self.backend == "cpp":
+            try:
+                self._cpp = core.Tokenizer(str(path / WEIGHTS_NAME), cfg.to_json())
+            except ValueError as exc:  # the C++ reader's own checks (dtype, offsets, values)
+                raise MdllmError(str(exc)) from None
         self._torch_model = None
 
     @classmethod

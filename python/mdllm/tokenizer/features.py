@@ -2,7 +2,7 @@
 
 Conventions follow :mod:`mdllm.geometry`: a residue's frame has origin CA and columns e1 (CA->C),
 e2 (towards N in the N-CA-C plane), e3 = e1 x e2; local coordinates are R^T (p - CA). The C++ core
-computes the same features with the same formulas (cpp/src/core/tokenizer_model.cpp).
+computes the same features with the same formulas (cpp/src/core/tokenizer.cpp).
 """
 
 from __future__ import annotations

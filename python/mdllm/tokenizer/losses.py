@@ -65,3 +65,13 @@ def local_geometry(xyz_hat, xyz, mask):
     d = torch.linalg.norm(pair[:, :, iu[0]] - pair[:, :, iu[1]], dim=-1)
     m = (mask[:, :-1] & mask[:, 1:]).to(d.dtype)[..., None]
     return NM_TO_A * ((d_hat - d).abs() * m).sum() / (m.sum() * d.shape[-1])
+
+
+def ca_distance(xyz_hat, xyz, mask):
+    """Mean |CA-CA distance error| (Angstrom) over all residue pairs: unclamped, so the global
+    layout gets a gradient even while every atom is still far from its place."""
+    ca_hat, ca = xyz_hat[..., 1, :], xyz[..., 1, :]
+    d_hat = torch.sqrt(((ca_hat[:, :, None] - ca_hat[:, None, :]) ** 2).sum(-1) + 1e-10)
+    d = torch.sqrt(((ca[:, :, None] - ca[:, None, :]) ** 2).sum(-1) + 1e-10)
+    pair = (mask[:, :, None] & mask[:, None, :]).to(d.dtype)
+    return NM_TO_A * ((d_hat - d).abs() * pair).sum() / pair.sum()

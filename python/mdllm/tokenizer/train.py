@@ -32,6 +32,7 @@ class TrainOptions:
     val_chains: int = 60
     threads: int = 2
     max_minutes: float = 0.0  # stop early (and checkpoint) after this wall time; 0 = no limit
+    stop_at: int = 0  # stop (and checkpoint) at this step while keeping the schedule of `steps`; 0 = no
 
 
 def lr_at(step, opts: TrainOptions):
@@ -42,13 +43,14 @@ def lr_at(step, opts: TrainOptions):
 
 
 def loss_terms(model, xyz, mask):
-    from mdllm.tokenizer.losses import aligned_rmsd, fape, local_geometry
+    from mdllm.tokenizer.losses import aligned_rmsd, ca_distance, fape, local_geometry
 
     xyz_hat, rot, t, tokens, _ = model(xyz, mask)
     terms = {
         "fape": fape(xyz_hat, rot, t, xyz, mask),
         "rmsd": aligned_rmsd(xyz_hat, xyz, mask).mean(),
         "local": local_geometry(xyz_hat, xyz, mask),
+        "dist": ca_distance(xyz_hat, xyz, mask),
     }
     return terms, tokens
 
@@ -142,7 +144,7 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, opts)
         terms, _ = loss_terms(model, torch.from_numpy(xyz), torch.from_numpy(mask))
-        loss = terms["fape"] + terms["rmsd"] + terms["local"]
+        loss = sum(terms.values())
         if not torch.isfinite(loss):
             raise MdllmError(f"training diverged at step {step} (loss {loss.item()})")
         optimizer.zero_grad(set_to_none=True)
@@ -154,7 +156,8 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
             running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
         bar.update(1)
         bar.set_postfix({k: f"{v:.2f}" for k, v in running.items()})
-        out_of_time = opts.max_minutes and (time.time() - start_time) / 60 > opts.max_minutes
+        out_of_time = (opts.max_minutes and (time.time() - start_time) / 60 > opts.max_minutes) or \
+            step == opts.stop_at
         if step % opts.eval_every == 0 or step == opts.steps or out_of_time:
             record = {"step": step, "minutes": (time.time() - start_time) / 60, **{k: round(v, 4) for k, v in running.items()}}
             if ds.val:

@@ -1,0 +1,114 @@
+// Fuzz driver for the tokenizer and the safetensors reader, meant for a sanitizer build:
+//
+//   g++ -std=c++17 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -Icpp/include \
+//       cpp/src/core/*.cpp cpp/tests/tokenizer_fuzz.cpp -o /tmp/tokenizer_fuzz -pthread
+//   /tmp/tokenizer_fuzz models/foldtoken [iterations]
+//
+// Random valid tokens must decode to finite coordinates (and re-encode); out-of-range tokens, NaN
+// coordinates, corrupted weight files and broken configs must throw std::invalid_argument, never crash.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mdllm/safetensors.hpp"
+#include "mdllm/tokenizer.hpp"
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const char* what) {
+  if (!ok) {
+    std::fprintf(stderr, "FAIL: %s\n", what);
+    ++failures;
+  }
+}
+
+template <class Fn>
+void expect_invalid(Fn&& fn, const char* what) {
+  try {
+    fn();
+    check(false, what);
+  } catch (const std::invalid_argument&) {
+  }
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s TOKENIZER_DIR [iterations]\n", argv[0]);
+    return 2;
+  }
+  const std::string dir = argv[1];
+  const int iterations = argc > 2 ? std::stoi(argv[2]) : 200;
+  const mdllm::Tokenizer tok = mdllm::Tokenizer::from_directory(dir);
+  const int64_t k = tok.codebook_size();
+  std::mt19937_64 rng(1234);
+
+  for (int it = 0; it < iterations / 10 + 1; ++it) {  // valid random tokens
+    const int64_t frames = 1 + rng() % 3, length = 1 + rng() % 120;
+    std::vector<int32_t> tokens(frames * length);
+    for (auto& t : tokens) t = static_cast<int32_t>(rng() % k);
+    std::vector<float> xyz(frames * length * 12);
+    tok.decode(tokens.data(), frames, length, xyz.data());
+    bool finite = true;
+    for (float v : xyz) finite = finite && std::isfinite(v);
+    check(finite, "decoded coordinates are finite");
+    std::vector<int32_t> again(frames * length);
+    tok.encode(xyz.data(), frames, length, again.data());
+    bool in_range = true;
+    for (int32_t t : again) in_range = in_range && t >= 0 && t < k;
+    check(in_range, "re-encoded tokens are in range");
+  }
+  for (int it = 0; it < iterations; ++it) {  // out-of-range tokens
+    std::vector<int32_t> tokens(7, 0);
+    tokens[rng() % 7] = (rng() % 2) ? static_cast<int32_t>(k + rng() % 100000) : -static_cast<int32_t>(1 + rng() % 100000);
+    std::vector<float> xyz(7 * 12);
+    expect_invalid([&] { tok.decode(tokens.data(), 1, 7, xyz.data()); }, "out-of-range token throws");
+  }
+  {
+    std::vector<float> xyz(5 * 12, 0.1f);
+    xyz[17] = NAN;
+    std::vector<int32_t> out(5);
+    expect_invalid([&] { tok.encode(xyz.data(), 1, 5, out.data()); }, "NaN coordinates throw");
+  }
+  const std::string weights = slurp(dir + "/model.safetensors");
+  const std::string config = slurp(dir + "/config.json");
+  for (int it = 0; it < iterations; ++it) {  // corrupted weight files: an error or a model, never a crash
+    std::vector<uint8_t> bytes(weights.begin(), weights.end());
+    const int mode = it % 3;
+    if (mode == 0) bytes.resize(rng() % (bytes.size() + 1));
+    const size_t header_end = std::min<size_t>(bytes.size(), 8 + 20000);
+    for (int m = 0; m < 1 + static_cast<int>(rng() % 6) && header_end > 0; ++m)
+      bytes[rng() % header_end] = static_cast<uint8_t>(rng());
+    if (mode == 2) {
+      bytes.resize(rng() % 64);
+      for (auto& b : bytes) b = static_cast<uint8_t>(rng());
+    }
+    try {
+      mdllm::parse_safetensors(bytes, "fuzz");
+    } catch (const std::invalid_argument&) {
+    }
+  }
+  for (int it = 0; it < iterations; ++it) {  // corrupted configs
+    std::string text = config;
+    for (int m = 0; m < 1 + static_cast<int>(rng() % 4); ++m) text[rng() % text.size()] = static_cast<char>(32 + rng() % 95);
+    try {
+      mdllm::TokenizerConfig::from_json(text);
+    } catch (const std::invalid_argument&) {
+    }
+  }
+  std::printf("tokenizer fuzz: %d iterations, %d failures\n", iterations, failures);
+  return failures ? 1 : 0;
+}
