@@ -122,8 +122,10 @@ def test_gguf_metadata(tmp_path):
     import gguf
 
     model = parity_model()
+    model.meta["training"] = {"sequences": ["ACDEFGHIK", "KLMNPQRST"]}
     path = write_gguf(model, tmp_path / "m.gguf", "f16")
     meta = read_metadata(path)
+    assert meta["n_residues"] == 9 and meta["train_sequences"] == ["ACDEFGHIK", "KLMNPQRST"]
     v = model.vocab
     assert meta["tokenizer_hash"] == HASH and meta["codebook_size"] == K
     assert meta["frame_token_id"] == v.frame_id and meta["structure_offset"] == v.structure_offset
