@@ -79,6 +79,15 @@ def test_f32_gguf_matches_pytorch(tmp_path):
     diff = np.abs(gguf_logits(path, ids) - torch_logits(model, ids)).max()
     print(f"F32 max |logit diff| = {diff:.3g} over {len(ids)} tokens")
     assert diff <= 1e-3
+    # the same through llama-cpp-python's high-level Llama class (F32 KV cache, no flash attention)
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(path), n_ctx=len(ids), n_batch=len(ids), logits_all=True, n_threads=1,
+                          type_k=0, type_v=0, flash_attn=False, verbose=False)
+    llm.eval(ids.tolist())
+    high_level = np.asarray(llm.scores[:len(ids)])
+    llm.close()
+    assert np.abs(high_level - torch_logits(model, ids)).max() <= 1e-3
 
 
 def test_f16_and_q8_0_close_to_pytorch(tmp_path):
