@@ -170,3 +170,15 @@ def test_export_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mdllm", "export", str(tmp_path / "missing"), "-o",
                         str(tmp_path / "n.gguf")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "missing" in r.stderr and not (tmp_path / "n.gguf").exists()
+
+
+def test_extended_hf_checkpoint_exports_with_parity(tmp_path):
+    from test_lm import _write_hf_checkpoint
+
+    _write_hf_checkpoint(tmp_path / "hf")
+    model = lm.load_hf(tmp_path / "hf", K, HASH).eval()
+    ids = window_ids(model.vocab, frames=2, residues=5)
+    assert ids.min() >= 50  # our tokens sit after the 50 base tokens
+    path = write_gguf(model, tmp_path / "hf.gguf", "f32")
+    assert np.abs(gguf_logits(path, ids) - torch_logits(model, ids)).max() <= 1e-3
+    assert read_metadata(path)["vocab_offset"] == 50
