@@ -3,7 +3,7 @@
 # that checks it. Run from the repository root with the train extra installed and the default
 # structure tokenizer in models/foldtoken. CPU: about 2 cores; see README.md here for timings.
 set -euo pipefail
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}  # 2 threads oversubscribe a shared 2-core machine (bench/lm.py)
 SHARED=${SHARED:-../shared/data}
 
 # 1. Token files: every trajectory and NMR ensemble of the shared data that loads as a protein backbone
