@@ -392,3 +392,16 @@ def test_cli_refuses_mismatched_tokenizer(tmp_path):
     assert r.returncode == 1
     assert "other.npz" in r.stderr and "tokenizer" in r.stderr
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_cli_trains_and_refuses_to_overwrite_a_run(tmp_path):
+    paths = [str(p) for p in synthetic_trajectories(tmp_path, n=1)]
+    args = [*paths, "-o", str(tmp_path / "out"), "--preset", "tiny", "--window", "2", "--max-steps", "2",
+            "--no-progress"]
+    assert _cli(args).returncode == 0
+    model = lm.load(tmp_path / "out")
+    assert model.meta["training"]["sequences"] == ["ACDEF"] and model.meta["training"]["steps"] == 2
+    again = _cli(args)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    resumed = _cli([*args, "--resume"])  # already at its last step: nothing to do, model saved again
+    assert resumed.returncode == 0, resumed.stderr

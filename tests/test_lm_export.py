@@ -79,6 +79,15 @@ def test_f32_gguf_matches_pytorch(tmp_path):
     diff = np.abs(gguf_logits(path, ids) - torch_logits(model, ids)).max()
     print(f"F32 max |logit diff| = {diff:.3g} over {len(ids)} tokens")
     assert diff <= 1e-3
+    # the same through llama-cpp-python's high-level Llama class (F32 KV cache, no flash attention)
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(path), n_ctx=len(ids), n_batch=len(ids), logits_all=True, n_threads=1,
+                          type_k=0, type_v=0, flash_attn=False, verbose=False)
+    llm.eval(ids.tolist())
+    high_level = np.asarray(llm.scores[:len(ids)])
+    llm.close()
+    assert np.abs(high_level - torch_logits(model, ids)).max() <= 1e-3
 
 
 def test_f16_and_q8_0_close_to_pytorch(tmp_path):
@@ -122,8 +131,10 @@ def test_gguf_metadata(tmp_path):
     import gguf
 
     model = parity_model()
+    model.meta["training"] = {"sequences": ["ACDEFGHIK", "KLMNPQRST"]}
     path = write_gguf(model, tmp_path / "m.gguf", "f16")
     meta = read_metadata(path)
+    assert meta["n_residues"] == 9 and meta["train_sequences"] == ["ACDEFGHIK", "KLMNPQRST"]
     v = model.vocab
     assert meta["tokenizer_hash"] == HASH and meta["codebook_size"] == K
     assert meta["frame_token_id"] == v.frame_id and meta["structure_offset"] == v.structure_offset
@@ -159,3 +170,15 @@ def test_export_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mdllm", "export", str(tmp_path / "missing"), "-o",
                         str(tmp_path / "n.gguf")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "missing" in r.stderr and not (tmp_path / "n.gguf").exists()
+
+
+def test_extended_hf_checkpoint_exports_with_parity(tmp_path):
+    from test_lm import _write_hf_checkpoint
+
+    _write_hf_checkpoint(tmp_path / "hf")
+    model = lm.load_hf(tmp_path / "hf", K, HASH).eval()
+    ids = window_ids(model.vocab, frames=2, residues=5)
+    assert ids.min() >= 50  # our tokens sit after the 50 base tokens
+    path = write_gguf(model, tmp_path / "hf.gguf", "f32")
+    assert np.abs(gguf_logits(path, ids) - torch_logits(model, ids)).max() <= 1e-3
+    assert read_metadata(path)["vocab_offset"] == 50

@@ -3,12 +3,13 @@
 # that checks it. Run from the repository root with the train extra installed and the default
 # structure tokenizer in models/foldtoken. CPU: about 2 cores; see README.md here for timings.
 set -euo pipefail
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}  # 2 threads oversubscribe a shared 2-core machine (bench/lm.py)
 SHARED=${SHARED:-../shared/data}
+TOKENIZER=${TOKENIZER:-}  # tokenizer directory; empty = the shipped default (models/foldtoken)
 
 # 1. Token files: every trajectory and NMR ensemble of the shared data that loads as a protein backbone
 #    (base.txt), and the three AdK closed->open transitions of data/adk (adk.txt).
-python models/structure-lm/prepare_data.py --shared "$SHARED" --out build/lm-data
+python models/structure-lm/prepare_data.py --shared "$SHARED" --out build/lm-data ${TOKENIZER:+--tokenizer "$TOKENIZER"}
 
 # 2. Base model from scratch. Validation = last 10% of every trajectory's frames (never trained on).
 #    Context 4096 so that generation can hold up to 16 AdK frames (training windows are 4 frames).

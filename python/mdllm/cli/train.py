@@ -79,6 +79,13 @@ def run(args):
         torch.set_num_threads(args.threads)
     if args.base and args.hf_base:
         raise MdllmError("give --base or --hf-base, not both")
+    from pathlib import Path
+
+    from mdllm.lm.train import CHECKPOINT
+
+    if (Path(args.out) / CHECKPOINT).exists() and not args.resume:
+        raise MdllmError(f"{args.out}: holds a checkpoint of an earlier run; give --resume to continue it "
+                         "or choose another output directory")
     paths = _data_paths(args)
     trajs = load_token_files(paths)
     K, tok_hash = trajs[0].codebook_size, trajs[0].tokenizer_hash
@@ -124,6 +131,7 @@ def run(args):
                       seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                       progress=not args.no_progress)
     record = {"command": "mdllm " + " ".join(sys.argv[1:]) if sys.argv else "", "data": paths,
+              "sequences": sorted({t.sequence for t in trajs}),
               "seed": args.seed, "window": args.window, "stride": args.stride,
               "val_fraction": args.val_fraction, "base": args.base or args.hf_base,
               "train_windows": len(train_ex), "val_windows": len(val_ex)}

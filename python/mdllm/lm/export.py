@@ -139,6 +139,12 @@ def _write(model: MistralLM, path: Path, dtype: str, name: str) -> None:
     w.add_uint32("mdllm.amino_acid_offset", vocab.amino_acid_offset)
     w.add_uint32("mdllm.structure_offset", vocab.structure_offset)
     w.add_string("mdllm.frame_rule", FRAME_RULE)
+    # The proteins the model was (last) trained on; one residue count means a single-protein model.
+    sequences = list((model.meta.get("training") or {}).get("sequences") or [])
+    lengths = {len(s) for s in sequences}
+    w.add_uint32("mdllm.n_residues", lengths.pop() if len(lengths) == 1 else 0)
+    if sequences:
+        w.add_array("mdllm.train_sequences", sequences)
     w.add_string("mdllm.config", json.dumps({"model": cfg.to_dict(), "vocab": vocab.to_dict(),
                                              "merged_lora": model.meta.get("merged_lora"),
                                              "training": model.meta.get("training")}))
