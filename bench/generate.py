@@ -2,7 +2,7 @@
 tokens/s against window size (KV shift vs naive re-evaluation) and against walkers; the sampler alone
 (C++ vs numpy); and llama.cpp's raw decode speed for the same model, so the loop's overhead shows.
 
-Usage: python bench/generate.py [--model models/structure-lm/model-f16.gguf] [--tokenizer DIR]
+Usage: python bench/generate.py [--model models/structure-lm/structure-lm.f16.gguf] [--tokenizer DIR]
 """
 
 import argparse
@@ -32,7 +32,7 @@ def main():
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the shipped one)")
     parser.add_argument("--extra-frames", type=int, default=3, help="frames generated beyond the window")
     args = parser.parse_args()
-    model = args.model or model_path("structure-lm", "model-f16.gguf")
+    model = args.model or model_path("structure-lm", "structure-lm.f16.gguf")
     gen = Generator(model, args.tokenizer)
     start = load_backbone(ADK / "adk_closed.pdb")
     rows, result = [], {"bench": "generate", "model": str(model), "residues": start.n_residues, **machine()}
