@@ -182,3 +182,24 @@ def test_extended_hf_checkpoint_exports_with_parity(tmp_path):
     path = write_gguf(model, tmp_path / "hf.gguf", "f32")
     assert np.abs(gguf_logits(path, ids) - torch_logits(model, ids)).max() <= 1e-3
     assert read_metadata(path)["vocab_offset"] == 50
+
+
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[1] / "models" / "structure-lm"
+
+
+@pytest.mark.skipif(not (SHIPPED / "model.safetensors").exists(), reason="shipped model not present")
+def test_shipped_model_and_its_gguf_agree():
+    model = lm.load(SHIPPED)
+    gguf_path = SHIPPED / "structure-lm.f16.gguf"
+    meta = read_metadata(gguf_path)
+    assert meta["tokenizer_hash"] == model.vocab.tokenizer_hash
+    assert meta["codebook_size"] == model.vocab.codebook_size
+    ids = window_ids(model.vocab, frames=2, residues=12)
+    diff = np.abs(gguf_logits(gguf_path, ids) - torch_logits(model, ids)).max()
+    assert diff < 0.05  # F16 weights
+    try:  # after merging with the tokenizer branch: the model speaks the shipped tokenizer's tokens
+        from mdllm.tokenizer import FoldTokenizer
+    except ImportError:
+        return
+    tokenizer = FoldTokenizer.load()
+    model.check_tokenizer(tokenizer.codebook_size, tokenizer.hash, source="models/foldtoken")
