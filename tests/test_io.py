@@ -190,3 +190,18 @@ def test_backbone_object():
         Backbone(np.zeros((2, 5, 3, 3)), "AAAAA", np.arange(5), ["A"] * 5, [0, 1])
     from_xyz = Backbone.from_xyz(bb.xyz[0])
     assert from_xyz.n_frames == 1 and from_xyz.sequence == "X" * 214
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """Some writers (safetensors) create files 0600; shipped outputs must follow the umask instead."""
+    from mdllm.files import atomic_output
+
+    old = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "weights.bin") as tmp:
+            fd = os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.write(fd, b"data")
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "weights.bin").stat().st_mode & 0o777 == 0o644

@@ -122,6 +122,9 @@ Model::Model(const std::string& gguf_path, const ModelOptions& options) : impl_(
   init_backend_once();
   llama_model_params p = llama_model_default_params();
   p.n_gpu_layers = options.gpu_layers;
+  // The repacked-weight (extra buffer) CPU kernels of this llama.cpp crash on Q8_0 models on AMX CPUs
+  // (seen in ggml_backend_amx_mul_mat); plain CPU buffers are correct for every type.
+  p.use_extra_bufts = false;
   impl_->model = llama_model_load_from_file(gguf_path.c_str(), p);
   if (!impl_->model) throw std::runtime_error(gguf_path + ": llama.cpp could not load this GGUF model");
   impl_->vocab = llama_model_get_vocab(impl_->model);
