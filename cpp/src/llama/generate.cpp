@@ -96,6 +96,7 @@ struct Model::Impl {
   llama_model* model = nullptr;
   const llama_vocab* vocab = nullptr;
   int threads = 0;
+  int gpu_layers = 0;
 
   ~Impl() {
     if (model) llama_model_free(model);
@@ -111,6 +112,12 @@ struct Model::Impl {
     p.n_ubatch = std::min<uint32_t>(p.n_batch, 512);
     p.n_threads = p.n_threads_batch = threads;
     p.no_perf = true;
+    if (gpu_layers == 0) {
+      // On CPU an F32 cache without flash attention is several times faster at the long contexts of
+      // whole-protein frames (measured: 1100 vs 150 tokens/s at 1100 tokens of context), and exact.
+      p.type_k = p.type_v = GGML_TYPE_F32;
+      p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    }
     c.ctx = llama_init_from_model(model, p);
     if (!c.ctx) throw std::runtime_error("llama.cpp could not create a context");
     if (static_cast<int64_t>(llama_n_ctx_seq(c.ctx)) < per_sequence)
@@ -128,6 +135,7 @@ Model::Model(const std::string& gguf_path, const ModelOptions& options) : impl_(
   impl_->model = llama_model_load_from_file(gguf_path.c_str(), p);
   if (!impl_->model) throw std::runtime_error(gguf_path + ": llama.cpp could not load this GGUF model");
   impl_->vocab = llama_model_get_vocab(impl_->model);
+  impl_->gpu_layers = options.gpu_layers;
   const unsigned hw = std::thread::hardware_concurrency();
   impl_->threads = options.threads > 0 ? options.threads : static_cast<int>(hw ? hw : 1);
 }
