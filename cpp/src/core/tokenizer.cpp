@@ -51,7 +51,34 @@ __attribute__((target_clones("avx2,fma", "default")))
 #endif
 void linear_rows(const float* x, int64_t begin, int64_t end, int64_t in, const float* wt, const float* b,
                  int64_t out, float* y) {
-  for (int64_t r = begin; r < end; ++r) {
+  // register tile: 4 rows x 32 outputs accumulate over the whole input before one store
+  constexpr int64_t kR = 4, kO = 32;
+  int64_t r = begin;
+  for (; r + kR <= end; r += kR) {
+    int64_t o0 = 0;
+    for (; o0 + kO <= out; o0 += kO) {
+      float acc[kR][kO];
+      for (int64_t a = 0; a < kR; ++a)
+        for (int64_t o = 0; o < kO; ++o) acc[a][o] = b[o0 + o];
+      for (int64_t i = 0; i < in; ++i) {
+        const float* wi = wt + i * out + o0;
+        for (int64_t a = 0; a < kR; ++a) {
+          const float xa = x[(r + a) * in + i];
+          for (int64_t o = 0; o < kO; ++o) acc[a][o] += xa * wi[o];
+        }
+      }
+      for (int64_t a = 0; a < kR; ++a)
+        for (int64_t o = 0; o < kO; ++o) y[(r + a) * out + o0 + o] = acc[a][o];
+    }
+    for (int64_t a = 0; a < kR; ++a) {  // leftover outputs
+      const float* xr = x + (r + a) * in;
+      float* yr = y + (r + a) * out;
+      for (int64_t o = o0; o < out; ++o) yr[o] = b[o];
+      for (int64_t i = 0; i < in; ++i)
+        for (int64_t o = o0; o < out; ++o) yr[o] += xr[i] * wt[i * out + o];
+    }
+  }
+  for (; r < end; ++r) {  // leftover rows
     const float* xr = x + r * in;
     float* yr = y + r * out;
     for (int64_t o = 0; o < out; ++o) yr[o] = b[o];
