@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 from mdllm import _core  # noqa: E402
 from mdllm.tokenizer.data import Dataset  # noqa: E402
 from mdllm.tokenizer.train import TrainOptions, loss_terms, train  # noqa: E402
-from mdllm.tokenizer.weights import file_sha256  # noqa: E402
+from mdllm.files import sha256_file as file_sha256  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parents[1]
