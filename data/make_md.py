@@ -83,9 +83,10 @@ implicit solvent (0.15 M salt screening), 4 fs steps with hydrogen mass repartit
 Langevin middle integrator (1/ps), minimization, 10 ps equilibration at the run's temperature, then
 production at 300 K and 360 K (seed 0; each run derives its own seed, listed below).
 
-These are short (CPU-only, on a shared 2-core machine): nanoseconds at most, far from folding and
-unfolding timescales; they sample the native basin and its thermal fluctuations, more widely at
-360 K. The runs resume: the same command extends them (`--length 100` ns is the goal, not what is
+These are short (CPU only, one thread at low priority on a shared 2-core machine: about 3 ns/day
+for NTL9 to 55 ns/day for chignolin): one picosecond to a few hundred picoseconds per run, far from
+folding and unfolding timescales; they sample the start structure's basin and its thermal
+fluctuations, more widely at 360 K. The runs resume: the same command extends them (`--length 100` ns is the goal, not what is
 here). The length below is what exists.
 
 | trajectory | system | sequence | T (K) | seed | frames | length (ns) |
