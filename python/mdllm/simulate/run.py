@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import random
 import signal
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
-from mdllm.files import atomic_output
+from mdllm.files import atomic_output, sha256_file
 from mdllm.simulate.checkpoint import RunStore, read_json, write_json
 from mdllm.simulate.reporters import Progress, positions_nm, saved_atoms
 from mdllm.simulate.system import (Physics, add_barostat, create_system, load_forcefield, make_integrator,
@@ -143,7 +142,7 @@ class Setup:
 def _file_sha256(path: Path) -> str:
     if not path.is_file():
         raise in_file(path, "no such file")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def _load_or_prepare(start: Path, out_dir: Path, prep: Preparation, physics: Physics, plan: Plan) -> Setup:
