@@ -11,7 +11,6 @@ import time
 import numpy as np
 from common import ADK, best_time, machine, report
 
-from mdllm import _core
 from mdllm.generate import Generator
 from mdllm.io import load_backbone
 from mdllm.paths import model_path
@@ -31,11 +30,13 @@ def main():
     parser.add_argument("--model", help="GGUF model (default: the shipped structure LM)")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the shipped one)")
     parser.add_argument("--extra-frames", type=int, default=3, help="frames generated beyond the window")
+    parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0 = all cores)")
     args = parser.parse_args()
     model = args.model or model_path("structure-lm", "structure-lm.f16.gguf")
-    gen = Generator(model, args.tokenizer)
+    gen = Generator(model, args.tokenizer, threads=args.threads)
     start = load_backbone(ADK / "adk_closed.pdb")
-    rows, result = [], {"bench": "generate", "model": str(model), "residues": start.n_residues, **machine()}
+    rows, result = [], {"bench": "generate", "model": str(model), "residues": start.n_residues,
+                        "llama_threads": args.threads or "all", **machine()}
 
     per_window = {}
     for window in (2, 4, 8, 16):
@@ -75,7 +76,7 @@ def main():
     result["sampler_us_per_token"] = {"cpp": t_cpp * 1e6, "numpy": t_np * 1e6}
     rows.append(["sampler alone (top-p 0.95), per token", "C++ us", t_cpp * 1e6, float("nan")])
     rows.append(["sampler alone (top-p 0.95), per token", "numpy us", t_np * 1e6, float("nan")])
-    report(f"Generation, AdK {start.n_residues} residues, {_core.num_threads()} threads, model {model}",
+    report(f"Generation, AdK {start.n_residues} residues, llama.cpp threads {args.threads or 'all'}, model {model}",
            ["setting", "mode", "frames/s", "tokens/s"], rows, result)
 
 
