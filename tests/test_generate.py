@@ -235,3 +235,21 @@ def test_generate_cli_filter(models, tmp_path):
         assert load_backbone(out, check=False).n_frames == v["valid_frames"]
     else:
         assert "no generated frame passed the validity checks" in r.stderr and not out.exists()
+
+
+def test_cpp_example_on_the_shipped_models(cpp_build, tmp_path):
+    """The embedding example with the shipped structure LM and tokenizer, as a C++ user would run it."""
+    import subprocess
+
+    from conftest import ROOT
+
+    model = ROOT / "models" / "structure-lm" / "structure-lm.f16.gguf"
+    tokenizer = ROOT / "models" / "foldtoken"
+    if not model.exists() or not (tokenizer / "model.safetensors").exists():
+        pytest.skip("shipped models not present")
+    out = tmp_path / "shipped.pdb"
+    r = subprocess.run([cpp_build / "cpp" / "examples" / "generate_pdb", model, tokenizer, START, out, "2", "2", "2", "3"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    frames = load_backbone(out, check=False)
+    assert frames.n_frames == 4 and frames.n_residues == 10 and np.isfinite(frames.xyz).all()
