@@ -166,13 +166,12 @@ class FoldTokenizer:
 
 
 def _as_backbone(xyz) -> np.ndarray:
-    xyz = getattr(xyz, "xyz", xyz)
-    xyz = np.asarray(xyz)
-    if xyz.ndim == 3:
-        xyz = xyz[None]
-    if xyz.ndim != 4 or xyz.shape[2:] != (4, 3) or xyz.shape[1] == 0:
+    """(F, L, 4, 3) float32 as the geometry kernels take it, refusing empty chains and NaN."""
+    from mdllm.geometry import as_backbone_array
+
+    xyz = as_backbone_array(xyz)
+    if xyz.shape[1] == 0:
         raise MdllmError(f"expected backbone coordinates of shape (frames, residues, 4, 3), got {xyz.shape}")
-    xyz = np.ascontiguousarray(xyz, dtype=np.float32)
     if not np.isfinite(xyz).all():
         raise MdllmError("backbone coordinates contain NaN or infinite values")
     return xyz
