@@ -207,8 +207,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   t0 = Clock::now();
   int64_t pos = static_cast<int64_t>(prompt.size());
   int64_t frames_in_context = n_start;
-  // Tokens of each walker's visible frames (complete ones and the current one), for re-evaluation.
-  std::vector<std::vector<int32_t>> window_tokens(N, std::vector<int32_t>(prompt.begin() + P, prompt.end()));
+  // Tokens of each walker's visible frames (complete ones and the current one); only re-evaluation
+  // needs them, KV shifting keeps them in llama.cpp's cache.
+  std::vector<std::vector<int32_t>> window_tokens;
+  if (!opt.kv_shift) window_tokens.assign(N, std::vector<int32_t>(prompt.begin() + P, prompt.end()));
   std::vector<sampling::Allowed> allowed(N);
   std::vector<uint64_t> walker_ids(N), steps(N);
   for (int64_t w = 0; w < N; ++w) walker_ids[w] = static_cast<uint64_t>(w);
@@ -227,13 +229,12 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       for (int64_t w = 0; w < N; ++w) {
         if (!separator) out.tokens[(w * opt.frames + f) * L + j] = chosen[w];
         out.logprobs[(w * opt.frames + f) * stride + j] = chosen_logprob[w];
-        window_tokens[w].push_back(chosen[w]);
+        if (!opt.kv_shift) window_tokens[w].push_back(chosen[w]);
       }
       if (separator && f + 1 == opt.frames) break;  // nothing left to predict
 
       if (separator && frames_in_context + 1 > W) {
         // The frame being closed would make W + 1: drop the oldest before the separator is seen.
-        for (int64_t w = 0; w < N; ++w) window_tokens[w].erase(window_tokens[w].begin(), window_tokens[w].begin() + stride);
         if (opt.kv_shift) {
           for (int64_t w = 0; w < N; ++w) {
             const auto s = static_cast<llama_seq_id>(w);
@@ -244,6 +245,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
           batch.clear();
           for (int64_t w = 0; w < N; ++w) {
             const auto s = static_cast<llama_seq_id>(w);
+            window_tokens[w].erase(window_tokens[w].begin(), window_tokens[w].begin() + stride);
             llama_memory_seq_rm(mem, s, -1, -1);
             for (int64_t i = 0; i < P; ++i) batch.add(prefix[i], static_cast<llama_pos>(i), s, false);
             // Everything visible except the separator just sampled, which is decoded below.
