@@ -126,8 +126,7 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     if not start.exists():
         raise in_file(start, "no such start structure")
     start_backbone = load_backbone(start)  # fail early on a bad start structure
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # created by the first stage, after every input has been checked
     base = Path(base) if base else model_path("structure-lm")
     tok = FoldTokenizer.load(tokenizer)
     settings = asdict(p) | {"seed": seed}
