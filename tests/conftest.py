@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,12 +9,9 @@ DATA = ROOT / "tests" / "data"
 ADK = ROOT / "data" / "adk"
 
 
-@pytest.fixture(scope="session")
-def adk_transition():
-    """The 98-frame closed->open AdK DIMS transition (214 residues)."""
-    from mdllm.io import load_backbone
-
-    return load_backbone(ADK / "adk_dims.xtc", top=ADK / "adk_dims.pdb")
+def run_mdllm(*args):
+    """The `mdllm` command as a user runs it, in a subprocess of this interpreter."""
+    return subprocess.run([sys.executable, "-m", "mdllm", *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +19,6 @@ def cpp_build(tmp_path_factory):
     """The repository configured and built directly with CMake (C++ library, examples, C++ tests),
     finding llama.cpp through this interpreter's llama-cpp-python."""
     import shutil
-    import subprocess
-    import sys
 
     cmake = shutil.which("cmake")
     if cmake is None:

@@ -1,13 +1,7 @@
 """The installed `mdllm` console script, run as a user would."""
 
-import subprocess
-import sys
-
 from conftest import DATA
-
-
-def mdllm(*args):
-    return subprocess.run([sys.executable, "-m", "mdllm", *map(str, args)], capture_output=True, text=True)
+from conftest import run_mdllm as mdllm
 
 
 def test_help_lists_commands():

@@ -15,6 +15,7 @@ if not getattr(_core, "has_llama", False):
 import torch  # noqa: E402
 
 from conftest import DATA  # noqa: E402
+from conftest import run_mdllm as _cli  # noqa: E402
 from mdllm import MdllmError, load_backbone  # noqa: E402
 from mdllm.generate import Generator, generate  # noqa: E402
 from mdllm.lm.export import write_gguf  # noqa: E402
@@ -156,13 +157,6 @@ def test_refuses_bad_inputs(generator, models, tmp_path):
         Generator(bogus, models["tokenizer"])
     with pytest.raises(MdllmError, match="at least 1"):
         generator.generate(START, frames=0, progress=False)
-
-
-def _cli(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "mdllm", *map(str, args)], capture_output=True, text=True)
 
 
 def test_generate_and_score_cli(models, tmp_path):
