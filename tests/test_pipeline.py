@@ -22,7 +22,7 @@ from mdllm.lm.text import Vocabulary  # noqa: E402
 from mdllm.pipeline import PRESETS, run  # noqa: E402
 from test_generate import make_tokenizer  # noqa: E402
 
-STAGES = ["encode", "finetune", "export", "generate", "evaluate"]
+STAGES = ["encode", "adapt", "finetune", "export", "generate", "evaluate"]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def setup(tmp_path_factory):
 def _run(setup, out, **kw):
     params = dict(trajectories=[setup / "adk12.xtc"], top=ADK / "adk_dims.pdb", preset="quick",
                   base=setup / "base", tokenizer=setup / "tok", seed=0, frames=3, walkers=2, window=2,
-                  train_steps=2, train_window=2, micro_batch=2, rebuild=0)
+                  train_steps=2, train_window=2, micro_batch=2, rebuild=0, adapt_steps=5)
     params.update(kw)
     return run(ADK / "adk_closed.pdb", out, **params)
 
@@ -76,6 +76,14 @@ def test_run_all_stages_then_skip_then_resume(setup, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "[finetune] up to date, skipped" in printed and "[generate] running" in printed
     assert "[evaluate] running" in printed
+
+    # A new decoder adaptation leaves the tokens, hence the fine-tuned model, alone.
+    _run(setup, out, frames=4, adapt_steps=6)
+    printed = capsys.readouterr().out
+    assert "[adapt] running" in printed and "[finetune] up to date, skipped" in printed
+    assert "[generate] running" in printed
+    adapted = json.loads((out / "adapt" / "tokenizer" / "config.json").read_text())["_adapted"]
+    assert adapted["steps"] == 6 and adapted["train_frames"] == 11 and adapted["val_frames"] == 1
 
 
 def test_presets_are_documented_sizes():

@@ -18,7 +18,8 @@ def register(sub):
     p.add_argument("--tokenizer", help="structure tokenizer directory (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     for name, kind, what in [("frames", int, "generated frames per walker"), ("walkers", int, "walkers"),
-                             ("train-steps", int, "LoRA fine-tuning steps"), ("simulate-ns", float, "ns per temperature")]:
+                             ("train-steps", int, "LoRA fine-tuning steps"),
+                             ("adapt-steps", int, "decoder adaptation steps (0 = general decoder)"), ("simulate-ns", float, "ns per temperature")]:
         p.add_argument(f"--{name}", type=kind, help=f"override the preset's {what}")
     p.set_defaults(run=run)
 
@@ -34,7 +35,8 @@ def run(args):
             raise MdllmError(f"--state wants NAME=PDB, got '{item}'")
         states[name] = path
     overrides = {key: value for key, value in [("frames", args.frames), ("walkers", args.walkers),
-                                               ("train_steps", args.train_steps), ("simulate_ns", args.simulate_ns)]
+                                               ("train_steps", args.train_steps), ("adapt_steps", args.adapt_steps),
+                                               ("simulate_ns", args.simulate_ns)]
                  if value is not None}
     run_pipeline(args.start, args.output, trajectories=args.trajectory, top=args.top, preset=args.preset,
                  base=args.base, tokenizer=args.tokenizer, seed=args.seed, threads=args.threads,

@@ -58,6 +58,24 @@ def expected_shapes(cfg: TokenizerConfig) -> dict[str, tuple]:
     return shapes
 
 
+# Config fields that, with the encoder's tensors, fix which token each frame gets.
+ENCODER_FIELDS = ("levels", "k_neighbours", "n_rbf", "rbf_max_nm", "max_seq_sep", "dim", "heads", "ffn_dim",
+                  "encoder_layers", "max_rel_pos", "version")
+
+
+def token_hash(cfg: TokenizerConfig, tensors: dict[str, np.ndarray]) -> str:
+    """sha256 of everything that decides the tokens (the encoder and quantizer), not the decoder: a
+    tokenizer whose decoder was adapted to one protein keeps the hash, and the language models of it."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps({f: getattr(cfg, f) for f in ENCODER_FIELDS}, sort_keys=True).encode())
+    for name in sorted(n for n in tensors if n.startswith("encoder.")):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(tensors[name], np.float32).tobytes())
+    return digest.hexdigest()
+
+
 def _core_tokenizer():
     try:
         from mdllm import _core
@@ -71,7 +89,8 @@ class FoldTokenizer:
                  backend: str = "auto"):
         self.config = cfg
         self.path = path
-        self.hash = sha256
+        self.hash = token_hash(cfg, tensors)  # what token files and language models are tied to
+        self.file_hash = sha256  # the whole weights file, decoder included
         self._tensors = tensors
         core = _core_tokenizer()
         if backend not in ("auto", "cpp", "torch"):
