@@ -4,8 +4,10 @@ structure language model, with the default structure tokenizer.
     python models/structure-lm/prepare_data.py [--shared ../shared/data] [--out build/lm-data]
                                                [--tokenizer DIR] [--dry-run]
 
-Writes OUT/<name>.npz (the `mdllm encode` layout) and two data lists:
-- OUT/base.txt: everything that loaded and encoded (pretraining data of the base model);
+Writes OUT/<name>.npz (the `mdllm encode` layout) and data lists:
+- OUT/base.txt: everything of the shared data that loaded and encoded (the first base model's data);
+- OUT/md.txt: the project's own MD of fast folders in data/md;
+- OUT/enlarged.txt: base.txt + md.txt (pretraining data of the shipped base model);
 - OUT/adk.txt: the three AdK closed->open transitions of the repository's data/adk (fine-tuning data).
 Files that cannot be read as protein backbones (CA-only models, no topology, ...) are skipped with
 the reason printed; --dry-run only loads the backbones and reports what would be encoded.
@@ -69,6 +71,18 @@ ADK_SOURCES = [
 ]
 
 
+def md_sources():
+    """The project's own MD of small fast folders (data/md, made by `mdllm simulate`)."""
+    import json
+
+    index = REPO / "data" / "md" / "index.json"
+    if not index.exists():
+        return []
+    return [(f"md_{Path(e['path']).parent.parent.name}_{Path(e['path']).parent.name}", f"data/md/{e['path']}",
+             f"data/md/{str(Path(e['path']).with_name('trajectory.pdb'))}", None)
+            for e in json.loads(index.read_text())]
+
+
 def unpacked(path: Path, scratch: Path) -> Path:
     """mdtraj does not read .bz2: decompress into scratch, keeping the inner suffix."""
     if path.suffix != ".bz2":
@@ -102,10 +116,11 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
     from mdllm.lm.data import save_token_file
 
-    lists = {"base": [], "adk": []}
+    lists = {"base": [], "adk": [], "md": []}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        for group, root, sources in (("base", shared, SHARED_SOURCES), ("adk", REPO, ADK_SOURCES)):
+        for group, root, sources in (("base", shared, SHARED_SOURCES), ("adk", REPO, ADK_SOURCES),
+                                     ("md", REPO, md_sources())):
             for name, traj, top, chain in sources:
                 try:
                     traj_path = unpacked(root / traj, scratch)
@@ -126,6 +141,8 @@ def main(argv=None) -> int:
         for group, names in lists.items():
             (out / f"{group}.txt").write_text("\n".join(names) + "\n")
             print(f"{out / f'{group}.txt'}: {len(names)} token files")
+        # the enlarged pretraining set: the shared data plus our own MD
+        (out / "enlarged.txt").write_text("\n".join(lists["base"] + lists["md"]) + "\n")
     return 0
 
 

@@ -28,6 +28,9 @@ def register(sub):
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
     t.add_argument("--stop-at", type=int, default=0, help="stop at this step, keeping the --steps schedule (short comparisons)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    t.add_argument("--init", help="start from this tokenizer's weights (its sizes are used)")
+    t.add_argument("--freeze-encoder", action="store_true",
+                   help="with --init: train only the decoder, so tokens (and models trained on them) stay valid")
     t.set_defaults(run=run_train)
     register_adapt(tsub)
     register_eval(tsub)
@@ -43,12 +46,18 @@ def run_train(args):
         levels = [int(x) for x in args.levels.split(",")]
     except ValueError:
         raise MdllmError(f"--levels must be comma-separated integers, got '{args.levels}'") from None
-    cfg = TokenizerConfig(levels=levels, dim=args.dim, ffn_dim=2 * args.dim,
-                          encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers)
+    if args.init:
+        from mdllm.tokenizer.weights import read_config
+
+        cfg = read_config(args.init)
+    else:
+        cfg = TokenizerConfig(levels=levels, dim=args.dim, ffn_dim=2 * args.dim,
+                              encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers)
     cfg.validate("--levels/--dim")
     opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                         seed=args.seed, eval_every=args.eval_every, threads=args.torch_threads,
-                        max_minutes=args.max_minutes, stop_at=args.stop_at)
+                        max_minutes=args.max_minutes, stop_at=args.stop_at, init=args.init or "",
+                        freeze_encoder=args.freeze_encoder)
     ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
     print(f"train segments {len(ds.train)}, held-out segments {len(ds.val)}, MD/NMR frames {len(ds.md)}, "
           f"codebook {cfg.codebook_size}")

@@ -12,6 +12,8 @@ def register(sub):
     init.add_argument("--base", help="mdllm model directory to fine-tune")
     init.add_argument("--hf-base", help="local Hugging Face Llama/Mistral checkpoint directory to extend")
     init.add_argument("--preset", default="small", help="size of a new model: tiny, small, base")
+    init.add_argument("--heads", type=int, help="attention heads of a new model (default: the preset's)")
+    init.add_argument("--kv-heads", type=int, help="key/value heads of a new model (default: the preset's)")
     init.add_argument("--context", type=int, default=0,
                       help="context length of a new model (default: longest window, rounded up to 256)")
     init.add_argument("--n-conditioning", type=int, default=8, help="reserved conditioning token slots")
@@ -109,8 +111,12 @@ def run(args):
         longest = max(len(vocab.prefix(t.sequence)) + min(args.window, len(t.tokens)) * (t.tokens.shape[1] + 1)
                       for t in trajs)
         context = args.context or 256 * -(-longest // 256)
-        model = MistralLM(ModelConfig(vocab_size=vocab.size, max_position_embeddings=context,
-                                      **PRESETS[args.preset]))
+        shape = dict(PRESETS[args.preset])
+        if args.heads:
+            shape["num_attention_heads"] = args.heads
+        if args.kv_heads:
+            shape["num_key_value_heads"] = args.kv_heads
+        model = MistralLM(ModelConfig(vocab_size=vocab.size, max_position_embeddings=context, **shape))
         model.vocab = vocab
     vocab = model.vocab
     train_ex, val_ex = windows(trajs, vocab, args.window, args.stride, args.val_fraction)

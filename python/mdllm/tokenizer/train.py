@@ -33,6 +33,8 @@ class TrainOptions:
     threads: int = 2
     max_minutes: float = 0.0  # stop early (and checkpoint) after this wall time; 0 = no limit
     stop_at: int = 0  # stop (and checkpoint) at this step while keeping the schedule of `steps`; 0 = no
+    init: str = ""  # start from this tokenizer directory's weights instead of random ones
+    freeze_encoder: bool = False  # train the decoder only: tokens stay those of `init`
 
 
 def lr_at(step, opts: TrainOptions):
@@ -127,6 +129,18 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoint"
     model = FoldTokenModel(cfg)
+    if opts.init:
+        from mdllm.tokenizer.api import FoldTokenizer
+
+        start = FoldTokenizer.load(opts.init, backend="torch")
+        if start.config.to_json() != cfg.to_json():
+            raise MdllmError(f"{opts.init}: its config differs from the requested one; pass the same sizes")
+        model.load_state_dict(start.torch_model().state_dict())
+    if opts.freeze_encoder:
+        if not opts.init:
+            raise MdllmError("freezing the encoder needs a trained one to start from (--init)")
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
     step, history = 0, []
