@@ -148,6 +148,15 @@ def test_token_hash_covers_the_encoder_only(tiny_dir):
     assert token_hash(tok.config, tensors) != tok.hash
 
 
+def test_training_from_init_with_frozen_encoder_keeps_tokens(dataset, tiny_dir, tmp_path):
+    train(dataset, TINY, TrainOptions(steps=5, seed=2, init=str(tiny_dir), freeze_encoder=True, **TINY_OPTS),
+          tmp_path, progress=False)
+    base, cont = FoldTokenizer.load(tiny_dir), FoldTokenizer.load(tmp_path)
+    assert cont.hash == base.hash and cont.file_hash != base.file_hash
+    with pytest.raises(MdllmError, match="--init"):
+        train(dataset, TINY, TrainOptions(steps=1, freeze_encoder=True, **TINY_OPTS), tmp_path / "x", progress=False)
+
+
 def test_adapted_decoder_keeps_tokens_and_decodes_better(tiny_dir, adk, tmp_path):
     from mdllm.tokenizer.adapt import AdaptOptions, adapt_decoder
     from mdllm.tokenizer.metrics import backbone_rmsd_angstrom
