@@ -44,7 +44,7 @@ def setup(tmp_path_factory):
 def _run(setup, out, **kw):
     params = dict(trajectories=[setup / "adk12.xtc"], top=ADK / "adk_dims.pdb", preset="quick",
                   base=setup / "base", tokenizer=setup / "tok", seed=0, frames=3, walkers=2, window=2,
-                  train_steps=2, train_window=2, micro_batch=2, rebuild=0, adapt_steps=5)
+                  train_steps=2, train_window=2, micro_batch=2, rebuild=0, adapt_steps=5, refine=False)
     params.update(kw)
     return run(ADK / "adk_closed.pdb", out, **params)
 

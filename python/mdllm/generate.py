@@ -144,7 +144,10 @@ class Generator:
 
     def generate(self, start, top=None, frames: int = 100, walkers: int = 1, window: int = 4,
                  params: SamplingParams = SamplingParams(), seed: int = 0, kv_shift: bool = True,
-                 progress: bool = True, filter: bool = False) -> Ensemble:
+                 progress: bool = True, filter: bool = False, refine: bool = False) -> Ensemble:
+        """``refine``: restrained geometric refinement of the decoded backbones (ideal bonds, angles,
+        peptide planes, no overlaps; mdllm.geometry.refine); tokens and likelihoods are unchanged and
+        ``info["refine"]`` records how far the atoms moved. ``filter``: keep only valid frames."""
         if frames < 1 or walkers < 1 or window < 1:
             raise MdllmError("frames, walkers and window must be at least 1")
         backbone = self._start(start, top, window)
@@ -164,15 +167,29 @@ class Generator:
         codes = tokens - self.vocab.structure_offset
         t1 = time.perf_counter()
         xyz = self.tokenizer.decode(codes.reshape(-1, layout.residues)).reshape(*codes.shape, 4, 3)
-        timing.update(decode_seconds=time.perf_counter() - t1, total_seconds=time.perf_counter() - t0)
+        timing.update(decode_seconds=time.perf_counter() - t1)
+        refined = None
+        if refine:
+            from mdllm.geometry.refine import refine_backbones
+
+            t2 = time.perf_counter()
+            flat = xyz.reshape(-1, layout.residues, 4, 3)
+            moved = refine_backbones(flat)
+            shift_A = np.sqrt(((moved - flat) ** 2).sum(-1).mean(axis=(1, 2))) * 10.0
+            xyz = moved.reshape(xyz.shape)
+            refined = {"rms_displacement_A_median": float(np.median(shift_A)),
+                       "rms_displacement_A_max": float(shift_A.max())}
+            timing.update(refine_seconds=time.perf_counter() - t2)
+        timing.update(total_seconds=time.perf_counter() - t0)
         info = {
             "model": str(self.path), "model_sha256": self.model_hash,
             "tokenizer": str(self.tokenizer.path), "tokenizer_hash": self.tokenizer.hash,
+            "tokenizer_file_hash": self.tokenizer.file_hash,
             "codebook_size": self.tokenizer.codebook_size, "sequence": backbone.sequence,
             "start": str(backbone.source), "start_frames": int(backbone.n_frames),
             "frames": int(codes.shape[1]), "walkers": walkers, "window": window,
             "temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p,
-            "min_p": params.min_p, "seed": seed, "kv_shift": kv_shift, "timing": timing,
+            "min_p": params.min_p, "seed": seed, "kv_shift": kv_shift, "refine": refined, "timing": timing,
             "frames_per_second": codes.shape[0] * codes.shape[1] / max(timing["generate_seconds"], 1e-12),
         }
         ensemble = Ensemble(xyz, codes.astype(np.int32), logprobs, backbone.sequence, info)

@@ -39,6 +39,7 @@ class Preset:
     frames: int  # generated per walker
     walkers: int
     window: int
+    refine: bool  # restrained geometric refinement of decoded frames (mdllm generate --refine)
     rebuild: int  # generated frames rebuilt all-atom and minimized in evaluation
 
 
@@ -46,15 +47,15 @@ PRESETS = {
     # 2 CPU cores, a small protein (e.g. chignolin): minutes, not hours.
     "quick": Preset(simulate_ns=0.04, temperatures=(300.0,), save_every_ps=1.0, equilibrate_ps=5.0,
                     adapt_steps=300, train_steps=40, train_window=4, lora_rank=8, micro_batch=4,
-                    frames=40, walkers=4, window=4, rebuild=2),
+                    frames=40, walkers=4, window=4, refine=True, rebuild=2),
     # A laptop (4-8 cores) over lunch.
     "laptop": Preset(simulate_ns=2.0, temperatures=(300.0, 340.0), save_every_ps=10.0, equilibrate_ps=100.0,
                      adapt_steps=1500, train_steps=400, train_window=4, lora_rank=16, micro_batch=8,
-                     frames=500, walkers=8, window=4, rebuild=10),
+                     frames=500, walkers=8, window=4, refine=True, rebuild=10),
     # A GPU node (OpenMM CUDA, torch CUDA, llama.cpp offload).
     "gpu": Preset(simulate_ns=100.0, temperatures=(300.0, 340.0, 380.0), save_every_ps=10.0, equilibrate_ps=500.0,
                   adapt_steps=5000, train_steps=3000, train_window=8, lora_rank=32, micro_batch=32,
-                  frames=5000, walkers=64, window=8, rebuild=100),
+                  frames=5000, walkers=64, window=8, refine=True, rebuild=100),
 }
 
 
@@ -170,7 +171,7 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
 
     # 5. generate from the start structure
     gen = Stage(out, "generate", {"export": ex.key, "decoder": decoder_key, "start": sha256_file(start),
-                                  **{k: settings[k] for k in ("frames", "walkers", "window", "seed")}})
+                                  **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed")}})
     gen_results = gen.run(lambda d: _generate(ex_results["model"], decoder_tok, start, d, p, seed, threads))
 
     # 6. evaluate against the trajectories the model learned from
@@ -250,7 +251,7 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
     from mdllm.generate import Generator
 
     ens = Generator(model, tok, threads=threads).generate(start, frames=p.frames, walkers=p.walkers,
-                                                          window=p.window, seed=seed)
+                                                          window=p.window, seed=seed, refine=p.refine)
     out = d / "generated.xtc"
     ens.save(out)
     return {"trajectory": str(out), "topology": str(out.with_suffix(".pdb")),

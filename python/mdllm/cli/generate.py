@@ -17,6 +17,8 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gpu-layers", type=int, default=0, help="layers offloaded to a GPU (llama.cpp built with one)")
     p.add_argument("--no-kv-shift", action="store_true", help="re-evaluate the window instead of shifting the KV cache")
+    p.add_argument("--refine", action="store_true",
+                   help="refine decoded backbones to ideal bonds, angles and peptide planes (small moves)")
     p.add_argument("--filter", action="store_true",
                    help="write only frames that pass the backbone validity checks (mdllm.evaluate.check_backbone)")
     p.add_argument("-o", "--output", required=True, help="OUT.dcd|.xtc|.pdb|.h5 (plus OUT.pdb, OUT.tokens.npz, OUT.json)")
@@ -36,12 +38,17 @@ def run(args):
     params = SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p)
     gen = Generator(args.model, args.tokenizer, gpu_layers=args.gpu_layers, threads=args.threads)
     ensemble = gen.generate(args.start, args.top, frames=args.frames, walkers=args.walkers, window=args.window,
-                            params=params, seed=args.seed, kv_shift=not args.no_kv_shift, filter=args.filter)
+                            params=params, seed=args.seed, kv_shift=not args.no_kv_shift, filter=args.filter,
+                            refine=args.refine)
     written = ensemble.save(args.output)
     timing = ensemble.info["timing"]
     print(f"{ensemble.tokens.shape[0]} walkers x {ensemble.tokens.shape[1]} frames in "
           f"{timing['generate_seconds']:.2f} s ({ensemble.info['frames_per_second']:.1f} frames/s); "
           f"mean frame log-likelihood {ensemble.frame_loglik.mean():.2f}")
+    if ensemble.info.get("refine"):
+        r = ensemble.info["refine"]
+        print(f"refined: atoms moved {r['rms_displacement_A_median']:.2f} A RMS per frame (median), "
+              f"{r['rms_displacement_A_max']:.2f} A at most")
     if "validity" in ensemble.info:
         v = ensemble.info["validity"]
         print(f"validity filter: kept {v['valid_frames']} of {v['frames']} frames; invalid: {v['invalid_reasons']}")
