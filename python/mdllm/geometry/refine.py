@@ -18,11 +18,11 @@ from mdllm.errors import MdllmError
 N, CA, C, O = 0, 1, 2, 3
 
 
-def _ideal_distances():
+def _ideal_distances(omega: float = np.pi):
     """Every restrained pair (atom a of residue i, atom b of residue i + offset, ideal distance in Å):
     the bonds, the 1-3 distances that fix the bond angles, and the 1-4 distances across the peptide
-    bond that make it planar and trans, measured on an ideal dipeptide built here from the Engh & Huber
-    values the validity check uses."""
+    bond that make it planar (trans for omega = pi, cis for 0), measured on an ideal dipeptide built
+    here from the Engh & Huber values the validity check uses."""
     from mdllm.evaluate.validity import IDEAL_ANGLES_DEG, IDEAL_BONDS_NM
 
     b_n_ca, b_ca_c, b_c_n, b_c_o = (10.0 * b for b in IDEAL_BONDS_NM)
@@ -42,7 +42,7 @@ def _ideal_distances():
     n0 = b_n_ca * np.array([np.cos(a_n_ca_c), np.sin(a_n_ca_c), 0.0])
     n1 = place(n0, ca0, c0, b_c_n, a_ca_c_n, np.deg2rad(-45.0))  # psi: no distance below depends on it
     o0 = place(n1, ca0, c0, b_c_o, a_ca_c_o, np.pi)             # carbonyl O in the peptide plane
-    ca1 = place(ca0, c0, n1, b_n_ca, a_c_n_ca, np.pi)            # omega = 180 (trans)
+    ca1 = place(ca0, c0, n1, b_n_ca, a_c_n_ca, omega)
     atoms = {(N, 0): n0, (CA, 0): ca0, (C, 0): c0, (O, 0): o0, (N, 1): n1, (CA, 1): ca1}
     pairs = [((N, 0), (CA, 0)), ((CA, 0), (C, 0)), ((C, 0), (O, 0)), ((C, 0), (N, 1)),   # bonds
              ((N, 0), (C, 0)), ((CA, 0), (O, 0)), ((CA, 0), (N, 1)), ((O, 0), (N, 1)),   # angles
@@ -51,18 +51,65 @@ def _ideal_distances():
 
 
 IDEAL = _ideal_distances()
+IDEAL_CIS = _ideal_distances(0.0)  # differs from IDEAL only in the two 1-4 distances across the peptide
 VDW_A = np.array([1.55, 1.70, 1.70, 1.52])  # N, CA, C, O (Bondi), as the validity check uses
+CA_MIN_A = 3.0  # non-neighbouring CAs closer than this clash (the validity check's limit)
+GEOMETRY_WEIGHT = 10.0  # per Å² of bond, 1-3 distance and overlap error; position restraint and Ramachandran terms are relative to 1
 
 
-def _pairs(n_res):
-    """Index arrays (atom i, atom j, ideal distance) over flattened (L * 4) atoms."""
+def _rama_fields():
+    """Per residue class (general, glycine, proline, pre-proline): the distance (radians) from every
+    cell of the phi x psi grid to the nearest allowed cell, and its gradient; periodic in both angles."""
+    from scipy.ndimage import distance_transform_edt
+
+    from mdllm.evaluate import ramachandran
+
+    table, bin_deg = ramachandran.grid()
+    n = table.shape[1]
+    fields = []
+    for levels in table:
+        tiled = np.tile(levels >= ramachandran.ALLOWED, (3, 3))  # periodic: the middle tile sees its wrap
+        dist = distance_transform_edt(~tiled)[n:2 * n, n:2 * n] * np.deg2rad(bin_deg)
+        fields.append(dist)
+    dist = np.stack(fields)
+    step = np.deg2rad(bin_deg)
+    d_phi = (np.roll(dist, -1, axis=1) - np.roll(dist, 1, axis=1)) / (2 * step)
+    d_psi = (np.roll(dist, -1, axis=2) - np.roll(dist, 1, axis=2)) / (2 * step)
+    return dist, d_phi, d_psi, step
+
+
+def _dihedral_and_gradient(p0, p1, p2, p3):
+    """Dihedral angles (radians, IUPAC sign) of point quadruples (..., 3) and their gradients with
+    respect to each point (Blondel & Karplus 1996)."""
+    f, g, h = p0 - p1, p1 - p2, p3 - p2
+    a, b = np.cross(f, g), np.cross(h, g)
+    g_norm = np.linalg.norm(g, axis=-1, keepdims=True) + 1e-9
+    a2 = (a * a).sum(-1, keepdims=True) + 1e-9
+    b2 = (b * b).sum(-1, keepdims=True) + 1e-9
+    angle = np.arctan2((np.cross(b, a) * g).sum(-1) / g_norm[..., 0], (a * b).sum(-1))
+    fg, hg = (f * g).sum(-1, keepdims=True), (h * g).sum(-1, keepdims=True)
+    d0 = -g_norm / a2 * a
+    d3 = g_norm / b2 * b
+    d1 = -d0 + fg / (a2 * g_norm) * a - hg / (b2 * g_norm) * b
+    d2 = -d3 - fg / (a2 * g_norm) * a + hg / (b2 * g_norm) * b
+    return angle, (d0, d1, d2, d3)
+
+
+def _pairs(x):
+    """Index arrays (atom i, atom j) over flattened (L * 4) atoms and the ideal distances (F, pairs):
+    a peptide bond keeps the cis or trans form it has in the input (cis-prolines exist)."""
+    from mdllm.geometry import numpy_ref
+
+    n_frames, n_res = x.shape[0], x.shape[1] // 4
+    omega = numpy_ref.dihedral(x[:, 1:-4:4], x[:, 2:-4:4], x[:, 4::4], x[:, 5::4])  # CA C N+1 CA+1
+    cis = np.abs(omega) < np.pi / 2  # (F, L-1)
     ii, jj, d0 = [], [], []
-    for a, b, off, d in IDEAL:
+    for (a, b, off, d), (*_, d_cis) in zip(IDEAL, IDEAL_CIS):
         res = np.arange(n_res - off)
         ii.append(res * 4 + a)
         jj.append((res + off) * 4 + b)
-        d0.append(np.full(len(res), d))
-    return np.concatenate(ii), np.concatenate(jj), np.concatenate(d0)
+        d0.append(np.where(cis, d_cis, d) if off else np.full((n_frames, len(res)), d))
+    return np.concatenate(ii), np.concatenate(jj), np.concatenate(d0, axis=1)
 
 
 def _contacts(x, allowed_overlap):
@@ -82,14 +129,19 @@ def _contacts(x, allowed_overlap):
         i_idx.append(i[keep])
         j_idx.append(j[keep])
     f_idx, i_idx, j_idx = np.concatenate(f_idx), np.concatenate(i_idx), np.concatenate(j_idx)
-    return f_idx, i_idx, j_idx, radius[i_idx] + radius[j_idx] - allowed_overlap
+    limit = radius[i_idx] + radius[j_idx] - allowed_overlap
+    both_ca = (i_idx % 4 == CA) & (j_idx % 4 == CA)
+    limit[both_ca] = np.maximum(limit[both_ca], CA_MIN_A + 0.1)
+    return f_idx, i_idx, j_idx, limit
 
 
-def refine_backbones(xyz, restraint: float = 0.05, iterations: int = 300, rounds: int = 3,
-                     allowed_overlap_A: float = 0.4) -> np.ndarray:
+def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, rama: float = 20.0,
+                     iterations: int = 600, rounds: int = 3, allowed_overlap_A: float = 0.4) -> np.ndarray:
     """Refined copy of backbones (F, L, 4, 3) nm (N, CA, C, O): ideal bonds, angles and trans peptide
-    planes, no backbone overlaps beyond ``allowed_overlap_A``, each atom held to its input position by
-    a spring ``restraint`` times weaker than the geometry terms."""
+    planes, no backbone overlaps beyond ``allowed_overlap_A`` (nor CAs closer than 3 Å), each atom held
+    to its input position by a spring ``restraint`` times weaker than the geometry terms. With
+    ``sequence``, residues whose (phi, psi) lie outside the allowed Ramachandran regions of their class
+    are pulled to the nearest allowed region (weight ``rama`` per radian squared)."""
     from scipy.optimize import minimize
 
     xyz = np.asarray(xyz, np.float32)
@@ -99,7 +151,19 @@ def refine_backbones(xyz, restraint: float = 0.05, iterations: int = 300, rounds
         raise MdllmError("backbone coordinates contain NaN or infinite values")
     n_frames, n_res = xyz.shape[:2]
     x0 = xyz.reshape(n_frames, n_res * 4, 3).astype(np.float64) * 10.0  # Å
-    ii, jj, d0 = _pairs(n_res)
+    ii, jj, d0 = _pairs(x0)
+    if sequence is not None and len(sequence) != n_res:
+        raise MdllmError(f"sequence has {len(sequence)} residues, the backbones {n_res}")
+    if sequence is not None and rama > 0 and n_res > 2:
+        from mdllm.evaluate import ramachandran
+
+        field, d_phi, d_psi, step = _rama_fields()
+        classes = ramachandran.residue_classes(sequence)[1:-1]  # residues with both phi and psi
+        inner = np.arange(1, n_res - 1)
+        phi_atoms = [(inner - 1) * 4 + C, inner * 4 + N, inner * 4 + CA, inner * 4 + C]
+        psi_atoms = [inner * 4 + N, inner * 4 + CA, inner * 4 + C, (inner + 1) * 4 + N]
+    else:
+        rama = 0.0
     x = x0.copy()
     for _ in range(rounds):  # contacts are re-listed between rounds as atoms move
         cf, ci, cj, cmin = _contacts(x, allowed_overlap_A)
@@ -110,18 +174,30 @@ def refine_backbones(xyz, restraint: float = 0.05, iterations: int = 300, rounds
             e = restraint * ((p - x0) ** 2).sum()
             v = p[:, ii] - p[:, jj]
             d = np.linalg.norm(v, axis=-1) + 1e-9
-            e += ((d - d0) ** 2).sum()
-            g = (2 * (d - d0) / d)[..., None] * v
+            e += GEOMETRY_WEIGHT * ((d - d0) ** 2).sum()
+            g = (2 * GEOMETRY_WEIGHT * (d - d0) / d)[..., None] * v
             np.add.at(grad, (slice(None), ii), g)
             np.add.at(grad, (slice(None), jj), -g)
             if len(cf):
                 v = p[cf, ci] - p[cf, cj]
                 d = np.linalg.norm(v, axis=-1) + 1e-9
                 short = np.minimum(d - cmin, 0.0)  # only overlaps push
-                e += (short ** 2).sum()
-                g = (2 * short / d)[:, None] * v
+                e += GEOMETRY_WEIGHT * (short ** 2).sum()
+                g = (2 * GEOMETRY_WEIGHT * short / d)[:, None] * v
                 np.add.at(grad, (cf, ci), g)
                 np.add.at(grad, (cf, cj), -g)
+            if rama:
+                phi, dphi = _dihedral_and_gradient(*(p[:, k] for k in phi_atoms))
+                psi, dpsi = _dihedral_and_gradient(*(p[:, k] for k in psi_atoms))
+                i = np.clip(((phi + np.pi) // step).astype(np.int64), 0, field.shape[1] - 1)
+                j = np.clip(((psi + np.pi) // step).astype(np.int64), 0, field.shape[1] - 1)
+                cls = np.broadcast_to(classes, i.shape)
+                dist = field[cls, i, j]
+                e += rama * (dist ** 2).sum()
+                for atoms, grads, slope in ((phi_atoms, dphi, d_phi[cls, i, j]), (psi_atoms, dpsi, d_psi[cls, i, j])):
+                    coef = (2 * rama * dist * slope)[..., None]
+                    for k, gk in zip(atoms, grads):
+                        np.add.at(grad, (slice(None), k), coef * gk)
             return e, grad.ravel()
 
         x = minimize(energy, x.ravel(), jac=True, method="L-BFGS-B",
