@@ -74,7 +74,7 @@ def adapt_decoder(tokenizer, trajectories, out_dir, opts: AdaptOptions = AdaptOp
     from tqdm import tqdm
 
     from mdllm.tokenizer.data import pad
-    from mdllm.tokenizer.train import loss_terms
+    from mdllm.tokenizer.train import train_step
     from mdllm.tokenizer.weights import save_tokenizer
 
     trajectories = [np.asarray(t, np.float32) for t in trajectories if len(t)]
@@ -121,16 +121,7 @@ def adapt_decoder(tokenizer, trajectories, out_dir, opts: AdaptOptions = AdaptOp
                 xyz = xyz[first:first + opts.crop]
             items.append(xyz)
         xyz, mask = pad(items)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr(step, opts)
-        terms, _ = loss_terms(model, torch.from_numpy(xyz), torch.from_numpy(mask))
-        loss = sum(terms.values())
-        if not torch.isfinite(loss):
-            raise MdllmError(f"decoder adaptation diverged at step {step} (loss {loss.item()})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        terms = train_step(model, optimizer, params, xyz, mask, _lr(step, opts), step, "decoder adaptation")
         step += 1
         rmsd = terms["rmsd"].item()
         running = rmsd if running is None else 0.95 * running + 0.05 * rmsd

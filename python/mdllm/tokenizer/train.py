@@ -57,6 +57,23 @@ def loss_terms(model, xyz, mask):
     return terms, tokens
 
 
+def train_step(model, optimizer, params, xyz, mask, lr: float, step: int, what: str = "training") -> dict:
+    """One AdamW step (gradient-norm clip 1) on a padded batch; returns the loss terms."""
+    import torch
+
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    terms, _ = loss_terms(model, torch.from_numpy(xyz), torch.from_numpy(mask))
+    loss = sum(terms.values())
+    if not torch.isfinite(loss):
+        raise MdllmError(f"{what} diverged at step {step} (loss {loss.item()})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return terms
+
+
 def evaluate(model, ds: Dataset, n_chains: int, crop: int = 256):
     """Median aligned RMSD (Angstrom), perplexity and code use over the first n held-out chains."""
     import torch
@@ -155,16 +172,7 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
     while step < opts.steps:
         rng = np.random.default_rng([opts.seed, step])
         xyz, mask = sample_batch(ds, rng, opts.batch_size, opts.crop, opts.md_fraction)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, opts)
-        terms, _ = loss_terms(model, torch.from_numpy(xyz), torch.from_numpy(mask))
-        loss = sum(terms.values())
-        if not torch.isfinite(loss):
-            raise MdllmError(f"training diverged at step {step} (loss {loss.item()})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        terms = train_step(model, optimizer, params, xyz, mask, lr_at(step, opts), step)
         step += 1
         for k, v in terms.items():
             running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
