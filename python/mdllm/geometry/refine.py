@@ -135,6 +135,20 @@ def _contacts(x, allowed_overlap):
     return f_idx, i_idx, j_idx, limit
 
 
+def _springs(p, grad, a, b, target, push_only=False) -> float:
+    """Harmonic springs (weight GEOMETRY_WEIGHT) between atoms p[a] and p[b] toward ``target`` Å;
+    adds their gradient to ``grad`` and returns their energy. ``push_only``: only overlaps count."""
+    v = p[a] - p[b]
+    d = np.linalg.norm(v, axis=-1) + 1e-9
+    diff = d - target
+    if push_only:
+        diff = np.minimum(diff, 0.0)
+    g = (2 * GEOMETRY_WEIGHT * diff / d)[..., None] * v
+    np.add.at(grad, a, g)
+    np.add.at(grad, b, -g)
+    return GEOMETRY_WEIGHT * (diff ** 2).sum()
+
+
 def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, rama: float = 20.0,
                      iterations: int = 600, rounds: int = 3, allowed_overlap_A: float = 0.4) -> np.ndarray:
     """Refined copy of backbones (F, L, 4, 3) nm (N, CA, C, O): ideal bonds, angles and trans peptide
@@ -172,20 +186,9 @@ def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, 
             p = flat.reshape(x0.shape)
             grad = 2 * restraint * (p - x0)
             e = restraint * ((p - x0) ** 2).sum()
-            v = p[:, ii] - p[:, jj]
-            d = np.linalg.norm(v, axis=-1) + 1e-9
-            e += GEOMETRY_WEIGHT * ((d - d0) ** 2).sum()
-            g = (2 * GEOMETRY_WEIGHT * (d - d0) / d)[..., None] * v
-            np.add.at(grad, (slice(None), ii), g)
-            np.add.at(grad, (slice(None), jj), -g)
+            e += _springs(p, grad, (slice(None), ii), (slice(None), jj), d0)
             if len(cf):
-                v = p[cf, ci] - p[cf, cj]
-                d = np.linalg.norm(v, axis=-1) + 1e-9
-                short = np.minimum(d - cmin, 0.0)  # only overlaps push
-                e += GEOMETRY_WEIGHT * (short ** 2).sum()
-                g = (2 * GEOMETRY_WEIGHT * short / d)[:, None] * v
-                np.add.at(grad, (cf, ci), g)
-                np.add.at(grad, (cf, cj), -g)
+                e += _springs(p, grad, (cf, ci), (cf, cj), cmin, push_only=True)
             if rama:
                 phi, dphi = _dihedral_and_gradient(*(p[:, k] for k in phi_atoms))
                 psi, dpsi = _dihedral_and_gradient(*(p[:, k] for k in psi_atoms))

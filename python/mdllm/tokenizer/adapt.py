@@ -73,7 +73,7 @@ def adapt_decoder(tokenizer, trajectories, out_dir, opts: AdaptOptions = AdaptOp
     import torch
     from tqdm import tqdm
 
-    from mdllm.tokenizer.data import pad
+    from mdllm.tokenizer.data import pad, random_crop
     from mdllm.tokenizer.train import train_step
     from mdllm.tokenizer.weights import save_tokenizer
 
@@ -115,11 +115,7 @@ def adapt_decoder(tokenizer, trajectories, out_dir, opts: AdaptOptions = AdaptOp
         items = []
         for _ in range(opts.batch_size):
             traj = train[rng.choice(len(train), p=weights)]
-            xyz = traj[rng.integers(len(traj))]
-            if len(xyz) > opts.crop:
-                first = rng.integers(len(xyz) - opts.crop + 1)
-                xyz = xyz[first:first + opts.crop]
-            items.append(xyz)
+            items.append(random_crop(traj[rng.integers(len(traj))], rng, opts.crop))
         xyz, mask = pad(items)
         terms = train_step(model, optimizer, params, xyz, mask, _lr(step, opts), step, "decoder adaptation")
         step += 1

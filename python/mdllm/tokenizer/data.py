@@ -63,12 +63,16 @@ def sample_batch(ds: Dataset, rng: np.random.Generator, batch_size: int, crop: i
     items = []
     for _ in range(batch_size):
         pool = ds.md if ds.md and rng.random() < md_fraction else ds.train
-        xyz = pool[rng.integers(len(pool))]
-        if len(xyz) > crop:
-            start = rng.integers(len(xyz) - crop + 1)
-            xyz = xyz[start:start + crop]
-        items.append(xyz)
+        items.append(random_crop(pool[rng.integers(len(pool))], rng, crop))
     return pad(items)
+
+
+def random_crop(xyz, rng: np.random.Generator, crop: int):
+    """``crop`` consecutive residues at a random start (the whole chain if it is not longer)."""
+    if len(xyz) <= crop:
+        return xyz
+    start = rng.integers(len(xyz) - crop + 1)
+    return xyz[start:start + crop]
 
 
 def pad(items):
