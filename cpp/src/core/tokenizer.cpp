@@ -12,6 +12,7 @@
 #include "mdllm/geometry.hpp"
 #include "mdllm/safetensors.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 
 namespace mdllm {
 
@@ -23,94 +24,158 @@ constexpr float kFrameEps = 1e-6f;
 constexpr int kHeadOutputs = 18;  // translation 3, two rotation vectors 6, local N, C, O corrections 9
 
 using Vec = std::vector<float>;
+using detail::exp16;
+using detail::f32x16;
+using detail::kLanes;
+using detail::load16;
+using detail::map16;
+using detail::splat;
+using detail::store16;
 
-inline float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  float tail = 0.0f;
-  for (; i < n; ++i) tail += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
-}
-
-// y (n, out) = x (n, in) W^T + b. `wt` is W transposed to (in, out) at load time, so the inner loop
-// is a contiguous multiply-add over outputs that the compiler vectorises without reordering sums.
 // Runs fn(begin, end) over [0, n): split across threads when `par` (a single frame uses every core),
 // in one piece otherwise (frames are already spread over threads).
 template <class Fn>
-void rows(bool par, int64_t n, Fn&& fn) {
-  if (par) detail::parallel_for(n, fn, 8);
+void rows(bool par, int64_t n, Fn&& fn, int64_t min_chunk = 8) {
+  if (par) detail::parallel_for(n, fn, min_chunk);
   else if (n > 0) fn(int64_t{0}, n);
 }
 
-// Rows [begin, end) of a linear layer. Compiled for AVX2+FMA as well as the baseline; the loader
-// picks the variant the CPU supports (GCC function multi-versioning), so the wheel stays portable.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-__attribute__((target_clones("avx2,fma", "default")))
+// The dense kernels below are compiled for the building machine's CPU by default (MDLLM_NATIVE).
+// A portable build instead compiles them for AVX-512, AVX2 and the baseline, and the loader picks
+// the variant the CPU supports (GCC function multi-versioning).
+#if defined(MDLLM_PORTABLE_CLONES) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__)
+#define MDLLM_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MDLLM_KERNEL
 #endif
-void linear_rows(const float* x, int64_t begin, int64_t end, int64_t in, const float* wt, const float* b,
-                 int64_t out, float* y) {
-  // register tile: 4 rows x 32 outputs accumulate over the whole input before one store
-  constexpr int64_t kR = 4, kO = 32;
-  int64_t r = begin;
-  for (; r + kR <= end; r += kR) {
-    int64_t o0 = 0;
-    for (; o0 + kO <= out; o0 += kO) {
-      float acc[kR][kO];
-      for (int64_t a = 0; a < kR; ++a)
-        for (int64_t o = 0; o < kO; ++o) acc[a][o] = b[o0 + o];
-      for (int64_t i = 0; i < in; ++i) {
-        const float* wi = wt + i * out + o0;
-        for (int64_t a = 0; a < kR; ++a) {
-          const float xa = x[(r + a) * in + i];
-          for (int64_t o = 0; o < kO; ++o) acc[a][o] += xa * wi[o];
-        }
-      }
-      for (int64_t a = 0; a < kR; ++a)
-        for (int64_t o = 0; o < kO; ++o) y[(r + a) * out + o0 + o] = acc[a][o];
-    }
-    for (int64_t a = 0; a < kR; ++a) {  // leftover outputs
-      const float* xr = x + (r + a) * in;
-      float* yr = y + (r + a) * out;
-      for (int64_t o = o0; o < out; ++o) yr[o] = b[o];
-      for (int64_t i = 0; i < in; ++i)
-        for (int64_t o = o0; o < out; ++o) yr[o] += xr[i] * wt[i * out + o];
+#define MDLLM_INLINE inline __attribute__((always_inline))
+
+// One register tile of a matrix product: R rows x 16C outputs, accumulated over the whole input
+// before a single store. R = 8, C = 2 keeps 16 accumulators in AVX-512 registers.
+template <int R, int C>
+MDLLM_INLINE void product_tile(const float* x, int64_t ldx, const float* w, int64_t ldw, const float* b,
+                               int64_t in, float* y, int64_t ldy) {
+  f32x16 acc[R][C];
+  for (int c = 0; c < C; ++c) {
+    const f32x16 bias = b ? load16(b + c * kLanes) : splat(0.0f);
+    for (int r = 0; r < R; ++r) acc[r][c] = bias;
+  }
+  for (int64_t i = 0; i < in; ++i) {
+    f32x16 wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = load16(w + i * ldw + c * kLanes);
+    for (int r = 0; r < R; ++r) {
+      const float xv = x[r * ldx + i];
+      for (int c = 0; c < C; ++c) acc[r][c] += xv * wv[c];
     }
   }
-  for (; r < end; ++r) {  // leftover rows
-    const float* xr = x + r * in;
-    float* yr = y + r * out;
-    for (int64_t o = 0; o < out; ++o) yr[o] = b[o];
-    for (int64_t i = 0; i < in; ++i) {
-      const float xi = xr[i];
-      const float* wi = wt + i * out;
-      for (int64_t o = 0; o < out; ++o) yr[o] += xi * wi[o];
-    }
-  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) store16(y + r * ldy + c * kLanes, acc[r][c]);
 }
 
+template <int R>
+MDLLM_INLINE void product_row_block(const float* x, int64_t ldx, const float* w, int64_t ldw, const float* b,
+                                    int64_t in, int64_t out, float* y, int64_t ldy) {
+  int64_t o = 0;
+  for (; o + 2 * kLanes <= out; o += 2 * kLanes) product_tile<R, 2>(x, ldx, w + o, ldw, b ? b + o : b, in, y + o, ldy);
+  for (; o + kLanes <= out; o += kLanes) product_tile<R, 1>(x, ldx, w + o, ldw, b ? b + o : b, in, y + o, ldy);
+  for (int r = 0; r < R; ++r)  // the last out % 16 outputs
+    for (int64_t oo = o; oo < out; ++oo) {
+      float acc = b ? b[oo] : 0.0f;
+      for (int64_t i = 0; i < in; ++i) acc += x[r * ldx + i] * w[i * ldw + oo];
+      y[r * ldy + oo] = acc;
+    }
+}
+
+// Rows [begin, end) of y = x w + b, where x is (rows, in) with row stride ldx, w is (in, out) with
+// row stride ldw (a linear layer's weight transposed at load time), b (out) or null, and y has row
+// stride ldy. The strides let attention multiply per-head slices in place.
+MDLLM_KERNEL
+void product_rows(const float* x, int64_t ldx, const float* w, int64_t ldw, const float* b, int64_t in,
+                  int64_t out, float* y, int64_t ldy, int64_t begin, int64_t end) {
+  int64_t r = begin;
+  for (; r + 8 <= end; r += 8) product_row_block<8>(x + r * ldx, ldx, w, ldw, b, in, out, y + r * ldy, ldy);
+  // leftover rows in blocks of 4, 2, 1: a single row would leave the multiply-adds waiting on each other
+  if (r + 4 <= end) product_row_block<4>(x + r * ldx, ldx, w, ldw, b, in, out, y + r * ldy, ldy), r += 4;
+  if (r + 2 <= end) product_row_block<2>(x + r * ldx, ldx, w, ldw, b, in, out, y + r * ldy, ldy), r += 2;
+  if (r < end) product_row_block<1>(x + r * ldx, ldx, w, ldw, b, in, out, y + r * ldy, ldy);
+}
+
+// y (n, out) = x (n, in) W^T + b with `wt` = W transposed to (in, out).
 void linear(const float* x, int64_t n, int64_t in, const float* wt, const float* b, int64_t out, float* y,
             bool par = false) {
-  rows(par, n, [&](int64_t begin, int64_t end) { linear_rows(x, begin, end, in, wt, b, out, y); });
+  rows(par, n, [&](int64_t begin, int64_t end) { product_rows(x, in, wt, out, b, in, out, y, out, begin, end); });
 }
 
-void layer_norm(float* x, int64_t n, int64_t d, const float* gamma, const float* beta, float* out) {
+MDLLM_INLINE float sum16(f32x16 v) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < kLanes; ++i) s += v[i];
+  return s;
+}
+
+MDLLM_KERNEL
+void layer_norm(const float* x, int64_t n, int64_t d, const float* gamma, const float* beta, float* out) {
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = x + r * d;
-    float mean = 0.0f;
-    for (int64_t i = 0; i < d; ++i) mean += xr[i];
+    float* yr = out + r * d;
+    f32x16 acc = splat(0.0f);
+    int64_t i = 0;
+    for (; i + kLanes <= d; i += kLanes) acc += load16(xr + i);
+    float mean = sum16(acc);
+    for (; i < d; ++i) mean += xr[i];
     mean /= static_cast<float>(d);
-    float var = 0.0f;
-    for (int64_t i = 0; i < d; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    acc = splat(0.0f);
+    for (i = 0; i + kLanes <= d; i += kLanes) {
+      const f32x16 c = load16(xr + i) - mean;
+      acc += c * c;
+    }
+    float var = sum16(acc);
+    for (; i < d; ++i) var += (xr[i] - mean) * (xr[i] - mean);
     var /= static_cast<float>(d);
     const float inv = 1.0f / std::sqrt(var + kLayerNormEps);
-    for (int64_t i = 0; i < d; ++i) out[r * d + i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
+    for (i = 0; i + kLanes <= d; i += kLanes)
+      store16(yr + i, (load16(xr + i) - mean) * inv * load16(gamma + i) + load16(beta + i));
+    for (; i < d; ++i) yr[i] = (xr[i] - mean) * inv * gamma[i] + beta[i];
   }
 }
 
-inline float silu(float v) { return v / (1.0f + std::exp(-v)); }
-inline float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
+MDLLM_KERNEL
+void silu_inplace(float* x, int64_t n) {
+  map16(x, n, [](f32x16 v) { return v / (1.0f + exp16(-v)); });
+}
+
+MDLLM_KERNEL
+void exp_inplace(float* x, int64_t n) {
+  map16(x, n, [](f32x16 v) { return exp16(v); });
+}
+
+MDLLM_KERNEL
+void sigmoid_inplace(float* x, int64_t n) {
+  map16(x, n, [](f32x16 v) { return 1.0f / (1.0f + exp16(-v)); });
+}
+
+// One row of attention probabilities over n keys, in place on s (np >= n entries, np a multiple of 16):
+// scores * scale + relative-position bias, then softmax. `band` holds the bias for key j at band[j].
+MDLLM_KERNEL
+void softmax_row(float* s, int64_t n, int64_t np, float scale, const float* band) {
+  for (int64_t j = 0; j < np; j += kLanes) store16(s + j, load16(s + j) * scale + load16(band + j));
+  for (int64_t j = n; j < np; ++j) s[j] = -INFINITY;  // padding keys
+  f32x16 mx = splat(-INFINITY);
+  for (int64_t j = 0; j < np; j += kLanes) {
+    const f32x16 v = load16(s + j);
+    mx = v > mx ? v : mx;
+  }
+  float m = -INFINITY;
+  for (int64_t l = 0; l < kLanes; ++l) m = std::max(m, mx[l]);
+  f32x16 sum = splat(0.0f);
+  for (int64_t j = 0; j < np; j += kLanes) {
+    const f32x16 e = exp16(load16(s + j) - m);
+    sum += e;
+    store16(s + j, e);
+  }
+  const float inv = 1.0f / sum16(sum);
+  for (int64_t j = 0; j < np; j += kLanes) store16(s + j, load16(s + j) * inv);
+}
 
 struct V3 {
   float x, y, z;
@@ -288,43 +353,37 @@ void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
   linear(h.data(), n, d, get(p + ".attn.v_proj.weight"), get(p + ".attn.v_proj.bias"), d, v.data(), par);
   const float* bias = get(p + ".attn.rel_pos_bias");
   const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
-  // keys laid out per head contiguously for the dot products
-  Vec kh(n * dh);
-  for (int64_t hd = 0; hd < heads; ++hd) {
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t e = 0; e < dh; ++e) kh[j * dh + e] = k[j * d + hd * dh + e];
-    const float* bh = bias + hd * (2 * r + 1);
-    rows(par, n, [&](int64_t begin, int64_t end) {
-      Vec scores(n);
-      for (int64_t i = begin; i < end; ++i) {
-        const float* qi = q.data() + i * d + hd * dh;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n; ++j) {
-          const int64_t rel = std::clamp<int64_t>(j - i, -r, r) + r;
-          scores[j] = dot(qi, kh.data() + j * dh, dh) * inv_sqrt + bh[rel];
-          mx = std::max(mx, scores[j]);
-        }
-        float sum = 0.0f;
-        for (int64_t j = 0; j < n; ++j) {
-          scores[j] = std::exp(scores[j] - mx);
-          sum += scores[j];
-        }
-        float* out = att.data() + i * d + hd * dh;
-        std::fill(out, out + dh, 0.0f);
-        for (int64_t j = 0; j < n; ++j) {
-          const float pj = scores[j] / sum;
-          const float* vj = v.data() + j * d + hd * dh;
-          for (int64_t e = 0; e < dh; ++e) out[e] += pj * vj[e];
-        }
-      }
-    });
-  }
+  // keys transposed per head to (dh, np), zero-padded to whole vectors, so scores are a plain product
+  const int64_t np = (n + kLanes - 1) / kLanes * kLanes;
+  Vec kt(heads * dh * np, 0.0f);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) kt[c * np + j] = k[j * d + c];
+  // relative-position bias of key j for query i at band[hd][j - i + n - 1]
+  const int64_t band_len = n - 1 + np;
+  Vec band(heads * band_len);
+  for (int64_t hd = 0; hd < heads; ++hd)
+    for (int64_t t = 0; t < band_len; ++t)
+      band[hd * band_len + t] = bias[hd * (2 * r + 1) + std::clamp<int64_t>(t - (n - 1), -r, r) + r];
+  // tasks: (head, block of 8 query rows); each computes scores, softmax and the weighted values
+  constexpr int64_t kRowBlock = 8;
+  const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
+  rows(par, heads * blocks, [&](int64_t begin, int64_t end) {
+    Vec s(kRowBlock * np);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t hd = task / blocks, r0 = task % blocks * kRowBlock, r1 = std::min(n, r0 + kRowBlock);
+      product_rows(q.data() + r0 * d + hd * dh, d, kt.data() + hd * dh * np, np, nullptr, dh, np, s.data(), np, 0,
+                   r1 - r0);
+      for (int64_t i = r0; i < r1; ++i)
+        softmax_row(s.data() + (i - r0) * np, n, np, inv_sqrt, band.data() + hd * band_len + n - 1 - i);
+      product_rows(s.data(), np, v.data() + hd * dh, d, nullptr, n, dh, att.data() + r0 * d + hd * dh, d, 0, r1 - r0);
+    }
+  }, 1);
   linear(att.data(), n, d, get(p + ".attn.o_proj.weight"), get(p + ".attn.o_proj.bias"), d, tmp.data(), par);
   for (int64_t i = 0; i < n * d; ++i) x[i] += tmp[i];
   layer_norm(x.data(), n, d, get(p + ".ffn_norm.weight"), get(p + ".ffn_norm.bias"), h.data());
   Vec up(n * f);
   linear(h.data(), n, d, get(p + ".up_proj.weight"), get(p + ".up_proj.bias"), f, up.data(), par);
-  for (float& u : up) u = silu(u);
+  silu_inplace(up.data(), n * f);
   linear(up.data(), n, f, get(p + ".down_proj.weight"), get(p + ".down_proj.bias"), d, tmp.data(), par);
   for (int64_t i = 0; i < n * d; ++i) x[i] += tmp[i];
 }
@@ -341,46 +400,60 @@ void Tokenizer::encode_frame(const float* xyz, int64_t n, float* digits, bool pa
   rows(par, n, [&](int64_t begin, int64_t end) {
     std::vector<std::pair<float, int64_t>> dist(n);
     for (int64_t i = begin; i < end; ++i) {
-      for (int64_t j = 0; j < n; ++j) dist[j] = {norm(sub(atom(j, 1), atom(i, 1))), j};
-      std::partial_sort(dist.begin(), dist.begin() + k, dist.end());
+      for (int64_t j = 0; j < n; ++j) {
+        const V3 dv = sub(atom(j, 1), atom(i, 1));
+        dist[j] = {dot3(dv, dv), j};  // squared: same order, no square roots
+      }
+      std::nth_element(dist.begin(), dist.begin() + (k - 1), dist.end());
+      std::sort(dist.begin(), dist.begin() + k);
       for (int64_t m = 0; m < k; ++m) nbr[i * k + m] = dist[m].second;
     }
   });
 
-  // edge MLP, averaged over each residue's neighbours
+  // edge MLP, averaged over each residue's neighbours; groups of residues make the products taller
   Vec agg(n * d, 0.0f);
   const float* sep_table = get("encoder.seq_sep.weight");
   const float width = c.rbf_max_nm / static_cast<float>(c.n_rbf);
+  constexpr int64_t kGroup = 8;
   rows(par, n, [&](int64_t begin, int64_t end) {
-  Vec ef(k * n_edge), e1(k * d), e2(k * d);
-  for (int64_t i = begin; i < end; ++i) {
-    const float* ri = rot.data() + i * 9;
-    const V3 ca_i = atom(i, 1);
-    for (int64_t m = 0; m < k; ++m) {
-      const int64_t j = nbr[i * k + m];
-      float* f = ef.data() + m * n_edge;
-      for (int a = 0; a < 4; ++a) to_local3(ri, ca_i, atom(j, a), f + 3 * a);
-      const float* rj = rot.data() + j * 9;
-      for (int a = 0; a < 3; ++a)
-        for (int b = 0; b < 3; ++b)
-          f[12 + a * 3 + b] = ri[0 * 3 + a] * rj[0 * 3 + b] + ri[1 * 3 + a] * rj[1 * 3 + b] + ri[2 * 3 + a] * rj[2 * 3 + b];
-      const float dd = norm(sub(atom(j, 1), ca_i));
-      for (int b = 0; b < c.n_rbf; ++b) {
-        const float centre = c.rbf_max_nm * static_cast<float>(b) / static_cast<float>(c.n_rbf - 1);
-        const float z = (dd - centre) / width;
-        f[21 + b] = std::exp(-z * z);
+    Vec ef(kGroup * k * n_edge), e1(kGroup * k * d), e2(kGroup * k * d);
+    for (int64_t g0 = begin; g0 < end; g0 += kGroup) {
+      const int64_t g1 = std::min(end, g0 + kGroup), edges = (g1 - g0) * k;
+      for (int64_t i = g0; i < g1; ++i) {
+        const float* ri = rot.data() + i * 9;
+        const V3 ca_i = atom(i, 1);
+        for (int64_t m = 0; m < k; ++m) {
+          const int64_t j = nbr[i * k + m];
+          float* f = ef.data() + ((i - g0) * k + m) * n_edge;
+          for (int a = 0; a < 4; ++a) to_local3(ri, ca_i, atom(j, a), f + 3 * a);
+          const float* rj = rot.data() + j * 9;
+          for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 3; ++b)
+              f[12 + a * 3 + b] = ri[0 * 3 + a] * rj[0 * 3 + b] + ri[1 * 3 + a] * rj[1 * 3 + b] + ri[2 * 3 + a] * rj[2 * 3 + b];
+          const float dd = norm(sub(atom(j, 1), ca_i));
+          for (int b = 0; b < c.n_rbf; ++b) {
+            const float centre = c.rbf_max_nm * static_cast<float>(b) / static_cast<float>(c.n_rbf - 1);
+            const float z = (dd - centre) / width;
+            f[21 + b] = -z * z;
+          }
+          exp_inplace(f + 21, c.n_rbf);
+          const int64_t sep = std::clamp<int64_t>(j - i, -c.max_seq_sep, c.max_seq_sep) + c.max_seq_sep;
+          std::copy(sep_table + sep * d, sep_table + (sep + 1) * d, e1.data() + ((i - g0) * k + m) * d);
+        }
+      }
+      // e1 holds the sequence-separation embedding; add edge_in(ef) to it
+      linear(ef.data(), edges, n_edge, get("encoder.edge_in.weight"), get("encoder.edge_in.bias"), d, e2.data());
+      for (int64_t t = 0; t < edges * d; ++t) e1[t] += e2[t];
+      silu_inplace(e1.data(), edges * d);
+      linear(e1.data(), edges, d, get("encoder.edge_out.weight"), get("encoder.edge_out.bias"), d, e2.data());
+      silu_inplace(e2.data(), edges * d);
+      for (int64_t i = g0; i < g1; ++i) {
+        float* ai = agg.data() + i * d;
+        for (int64_t m = 0; m < k; ++m)
+          for (int64_t e = 0; e < d; ++e) ai[e] += e2[((i - g0) * k + m) * d + e];
+        for (int64_t e = 0; e < d; ++e) ai[e] /= static_cast<float>(k);
       }
     }
-    linear(ef.data(), k, n_edge, get("encoder.edge_in.weight"), get("encoder.edge_in.bias"), d, e1.data());
-    for (int64_t m = 0; m < k; ++m) {
-      const int64_t sep = std::clamp<int64_t>(nbr[i * k + m] - i, -c.max_seq_sep, c.max_seq_sep) + c.max_seq_sep;
-      for (int64_t e = 0; e < d; ++e) e1[m * d + e] = silu(e1[m * d + e] + sep_table[sep * d + e]);
-    }
-    linear(e1.data(), k, d, get("encoder.edge_out.weight"), get("encoder.edge_out.bias"), d, e2.data());
-    for (int64_t m = 0; m < k; ++m)
-      for (int64_t e = 0; e < d; ++e) agg[i * d + e] += silu(e2[m * d + e]);
-    for (int64_t e = 0; e < d; ++e) agg[i * d + e] /= static_cast<float>(k);
-  }
   });
 
   // node features: sin/cos of phi, psi, omega (zero where undefined) and O in the own frame
@@ -402,8 +475,9 @@ void Tokenizer::encode_frame(const float* xyz, int64_t n, float* digits, bool pa
   layer_norm(x.data(), n, d, get("encoder.out_norm.weight"), get("encoder.out_norm.bias"), x.data());
   const int64_t nl = static_cast<int64_t>(c.levels.size());
   linear(x.data(), n, d, get("encoder.to_latent.weight"), get("encoder.to_latent.bias"), nl, digits, par);
+  sigmoid_inplace(digits, n * nl);
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t l = 0; l < nl; ++l) digits[i * nl + l] = sigmoid(digits[i * nl + l]) * static_cast<float>(c.levels[l] - 1);
+    for (int64_t l = 0; l < nl; ++l) digits[i * nl + l] *= static_cast<float>(c.levels[l] - 1);
 }
 
 void Tokenizer::decode_frame(const int32_t* tokens, int64_t n, float* xyz, bool par) const {
