@@ -2,7 +2,7 @@
 C++ core vs the PyTorch model on CPU, at batch 1 and batch 256; round-trip accuracy on the AdK
 transition trajectories. Prints a table and one final JSON line.
 
-Usage: python bench/tokenizer.py [--tokenizer DIR] [--threads 2] [--repeats 5]
+Usage: python bench/tokenizer.py [--tokenizer DIR] [--threads 2] [--repeats 5] [--seconds 3]
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def frames_per_second(fn, batch, repeats):
+def frames_per_second(fn, batch, repeats, min_seconds):
+    """Median over at least `repeats` calls and `min_seconds` of calls: a single frame takes a few
+    milliseconds, so many calls are needed for a median that does not move from run to run."""
     fn(batch[:1])  # warm-up (lazy model construction, caches)
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or sum(times) < min_seconds:
         t0 = time.perf_counter()
         fn(batch)
         times.append(time.perf_counter() - t0)
@@ -31,7 +33,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokenizer", help="tokenizer directory (default: shipped models/foldtoken)")
     ap.add_argument("--threads", type=int, default=2, help="threads for both C++ and PyTorch")
-    ap.add_argument("--repeats", type=int, default=5, help="timed repeats at batch 1 (batch 256 runs once)")
+    ap.add_argument("--repeats", type=int, default=5, help="least timed repeats at batch 1 (batch 256 runs once)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="least seconds of timed calls at batch 1")
     args = ap.parse_args()
 
     import torch
@@ -51,11 +54,11 @@ def main():
 
     rows, result = [], {}
     for name, tok in (("cpp", cpp), ("torch", ref)):
-        for bs, reps in ((1, args.repeats), (256, 1)):
+        for bs, reps, secs in ((1, args.repeats, args.seconds), (256, 1, 0.0)):
             enc = frames_per_second(lambda b: tok.encode(b, batch_size=256) if name == "torch" else tok.encode(b),
-                                    batch256[:bs], reps)
+                                    batch256[:bs], reps, secs)
             dec = frames_per_second(lambda t: tok.decode(t, batch_size=256) if name == "torch" else tok.decode(t),
-                                    tokens256[:bs], reps)
+                                    tokens256[:bs], reps, secs)
             both = 1.0 / (1.0 / enc + 1.0 / dec)
             rows.append((name, bs, enc, dec, both))
             result[f"{name}_b{bs}"] = {"encode_fps": enc, "decode_fps": dec, "encode_decode_fps": both}

@@ -31,7 +31,8 @@ void parallel_for(int64_t n, Fn&& fn, int64_t min_chunk = 1) {
     if (n > 0) fn(int64_t{0}, n);
     return;
   }
-  const int64_t chunk = std::max<int64_t>(min_chunk, n / (threads * 8));
+  // about 8 chunks per thread, each a whole number of min_chunk (e.g. a kernel's row tile)
+  const int64_t chunk = std::max<int64_t>(1, n / (threads * 8 * min_chunk)) * min_chunk;
   using F = std::remove_reference_t<Fn>;
   ParallelJob job{[](void* c, int64_t b, int64_t e) { (*static_cast<F*>(c))(b, e); },
                   const_cast<void*>(static_cast<const void*>(&fn)), n, chunk};

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -24,6 +25,17 @@ constexpr float kFrameEps = 1e-6f;
 constexpr int kHeadOutputs = 18;  // translation 3, two rotation vectors 6, local N, C, O corrections 9
 
 using Vec = std::vector<float>;
+
+// Scratch memory that is fully written before it is read, so it skips std::vector's zero fill.
+class Scratch {
+ public:
+  explicit Scratch(int64_t n) : p_(new float[static_cast<size_t>(n)]) {}
+  float* data() { return p_.get(); }
+  float& operator[](int64_t i) { return p_[i]; }
+
+ private:
+  std::unique_ptr<float[]> p_;
+};
 using detail::exp16;
 using detail::f32x16;
 using detail::kLanes;
@@ -31,6 +43,7 @@ using detail::load16;
 using detail::map16;
 using detail::splat;
 using detail::store16;
+using detail::sum16;
 
 // Runs fn(begin, end) over [0, n): split across threads when `par` (a single frame uses every core),
 // in one piece otherwise (frames are already spread over threads).
@@ -49,12 +62,11 @@ void rows(bool par, int64_t n, Fn&& fn, int64_t min_chunk = 8) {
 #else
 #define MDLLM_KERNEL
 #endif
-#define MDLLM_INLINE inline __attribute__((always_inline))
 
 // One register tile of a matrix product: R rows x 16C outputs, accumulated over the whole input
 // before a single store. R = 8, C = 2 keeps 16 accumulators in AVX-512 registers.
 template <int R, int C>
-MDLLM_INLINE void product_tile(const float* x, int64_t ldx, const float* w, int64_t ldw, const float* b,
+MDLLM_SIMD void product_tile(const float* x, int64_t ldx, const float* w, int64_t ldw, const float* b,
                                int64_t in, float* y, int64_t ldy) {
   f32x16 acc[R][C];
   for (int c = 0; c < C; ++c) {
@@ -74,7 +86,7 @@ MDLLM_INLINE void product_tile(const float* x, int64_t ldx, const float* w, int6
 }
 
 template <int R>
-MDLLM_INLINE void product_row_block(const float* x, int64_t ldx, const float* w, int64_t ldw, const float* b,
+MDLLM_SIMD void product_row_block(const float* x, int64_t ldx, const float* w, int64_t ldw, const float* b,
                                     int64_t in, int64_t out, float* y, int64_t ldy) {
   int64_t o = 0;
   for (; o + 2 * kLanes <= out; o += 2 * kLanes) product_tile<R, 2>(x, ldx, w + o, ldw, b ? b + o : b, in, y + o, ldy);
@@ -107,12 +119,6 @@ void linear(const float* x, int64_t n, int64_t in, const float* wt, const float*
   rows(par, n, [&](int64_t begin, int64_t end) { product_rows(x, in, wt, out, b, in, out, y, out, begin, end); });
 }
 
-MDLLM_INLINE float sum16(f32x16 v) {
-  float s = 0.0f;
-  for (int64_t i = 0; i < kLanes; ++i) s += v[i];
-  return s;
-}
-
 MDLLM_KERNEL
 void layer_norm(const float* x, int64_t n, int64_t d, const float* gamma, const float* beta, float* out) {
   for (int64_t r = 0; r < n; ++r) {
@@ -140,24 +146,19 @@ void layer_norm(const float* x, int64_t n, int64_t d, const float* gamma, const 
 }
 
 MDLLM_KERNEL
-void silu_inplace(float* x, int64_t n) {
-  map16(x, n, [](f32x16 v) { return v / (1.0f + exp16(-v)); });
-}
+void silu_inplace(float* x, int64_t n) { map16(x, n, detail::Silu{}); }
 
 MDLLM_KERNEL
-void exp_inplace(float* x, int64_t n) {
-  map16(x, n, [](f32x16 v) { return exp16(v); });
-}
+void exp_inplace(float* x, int64_t n) { map16(x, n, detail::Exp{}); }
 
 MDLLM_KERNEL
-void sigmoid_inplace(float* x, int64_t n) {
-  map16(x, n, [](f32x16 v) { return 1.0f / (1.0f + exp16(-v)); });
-}
+void sigmoid_inplace(float* x, int64_t n) { map16(x, n, detail::Sigmoid{}); }
 
-// One row of attention probabilities over n keys, in place on s (np >= n entries, np a multiple of 16):
-// scores * scale + relative-position bias, then softmax. `band` holds the bias for key j at band[j].
+// One row of unnormalised attention weights over n keys, in place on s (np >= n entries, np a multiple of 16):
+// scores * scale + relative-position bias, exponentiated after subtracting the maximum. `band` holds
+// the bias for key j at band[j]. Returns 1 / sum, the factor that normalises the row.
 MDLLM_KERNEL
-void softmax_row(float* s, int64_t n, int64_t np, float scale, const float* band) {
+float softmax_row(float* s, int64_t n, int64_t np, float scale, const float* band) {
   for (int64_t j = 0; j < np; j += kLanes) store16(s + j, load16(s + j) * scale + load16(band + j));
   for (int64_t j = n; j < np; ++j) s[j] = -INFINITY;  // padding keys
   f32x16 mx = splat(-INFINITY);
@@ -173,8 +174,7 @@ void softmax_row(float* s, int64_t n, int64_t np, float scale, const float* band
     sum += e;
     store16(s + j, e);
   }
-  const float inv = 1.0f / sum16(sum);
-  for (int64_t j = 0; j < np; j += kLanes) store16(s + j, load16(s + j) * inv);
+  return 1.0f / sum16(sum);
 }
 
 struct V3 {
@@ -335,6 +335,21 @@ Tokenizer::Tokenizer(const std::string& weights_path, const std::string& config_
     }
     w_[name] = std::move(data);
   }
+  // q, k and v projections fused into one (in, 3 dim) product per block
+  auto fuse = [&](const std::string& attn) {
+    const int64_t d = cfg_.dim;
+    std::vector<float> w(d * 3 * d), b(3 * d);
+    for (int part = 0; part < 3; ++part) {
+      const std::string name = attn + "." + "qkv"[part] + "_proj";
+      const std::vector<float>& wp = w_.at(name + ".weight");
+      for (int64_t i = 0; i < d; ++i) std::copy(&wp[i * d], &wp[i * d] + d, &w[i * 3 * d + part * d]);
+      std::copy(w_.at(name + ".bias").begin(), w_.at(name + ".bias").end(), b.begin() + part * d);
+    }
+    w_[attn + ".qkv.weight"] = std::move(w);
+    w_[attn + ".qkv.bias"] = std::move(b);
+  };
+  for (int i = 0; i < cfg_.encoder_layers; ++i) fuse("encoder.blocks." + std::to_string(i) + ".attn");
+  for (int i = 0; i < cfg_.decoder_layers; ++i) fuse("decoder.blocks." + std::to_string(i) + ".attn");
 }
 
 Tokenizer Tokenizer::from_directory(const std::string& directory) {
@@ -346,46 +361,66 @@ const float* Tokenizer::get(const std::string& name) const { return w_.at(name).
 // Pre-norm transformer block with a clipped relative-position attention bias, in place on x (n, dim).
 void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
   const int64_t d = cfg_.dim, heads = cfg_.heads, dh = d / heads, f = cfg_.ffn_dim, r = cfg_.max_rel_pos;
-  Vec h(n * d), q(n * d), k(n * d), v(n * d), att(n * d), tmp(n * d);
-  layer_norm(x.data(), n, d, get(p + ".attn_norm.weight"), get(p + ".attn_norm.bias"), h.data());
-  linear(h.data(), n, d, get(p + ".attn.q_proj.weight"), get(p + ".attn.q_proj.bias"), d, q.data(), par);
-  linear(h.data(), n, d, get(p + ".attn.k_proj.weight"), get(p + ".attn.k_proj.bias"), d, k.data(), par);
-  linear(h.data(), n, d, get(p + ".attn.v_proj.weight"), get(p + ".attn.v_proj.bias"), d, v.data(), par);
+  const int64_t np = (n + kLanes - 1) / kLanes * kLanes;  // keys padded to whole vectors
+  // 1. per row: q, k, v in one product (fused weights); keys also stored transposed per head, as
+  //    (dh, np), so that the scores are a plain product
+  Scratch qkv(n * 3 * d), att(n * d);
+  Vec kt(d * np, 0.0f);
+  const float *norm_w = get(p + ".attn_norm.weight"), *norm_b = get(p + ".attn_norm.bias");
+  const float *qkv_w = get(p + ".attn.qkv.weight"), *qkv_b = get(p + ".attn.qkv.bias");
+  rows(par, n, [&](int64_t begin, int64_t end) {
+    Scratch h((end - begin) * d);
+    layer_norm(x.data() + begin * d, end - begin, d, norm_w, norm_b, h.data());
+    product_rows(h.data(), d, qkv_w, 3 * d, qkv_b, d, 3 * d, qkv.data() + begin * 3 * d, 3 * d, 0, end - begin);
+    for (int64_t j0 = begin; j0 < end; j0 += 8) {  // 8 keys at a time: whole cache lines written
+      const int64_t j1 = std::min(end, j0 + 8);
+      for (int64_t c = 0; c < d; ++c)
+        for (int64_t j = j0; j < j1; ++j) kt[c * np + j] = qkv[j * 3 * d + d + c];
+    }
+  });
+  // 2. per (head, block of 8 query rows): scores, softmax with the relative-position bias, weighted values.
+  //    band[hd][j - i + n - 1] is the bias of key j for query i.
   const float* bias = get(p + ".attn.rel_pos_bias");
   const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
-  // keys transposed per head to (dh, np), zero-padded to whole vectors, so scores are a plain product
-  const int64_t np = (n + kLanes - 1) / kLanes * kLanes;
-  Vec kt(heads * dh * np, 0.0f);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t c = 0; c < d; ++c) kt[c * np + j] = k[j * d + c];
-  // relative-position bias of key j for query i at band[hd][j - i + n - 1]
   const int64_t band_len = n - 1 + np;
   Vec band(heads * band_len);
   for (int64_t hd = 0; hd < heads; ++hd)
     for (int64_t t = 0; t < band_len; ++t)
       band[hd * band_len + t] = bias[hd * (2 * r + 1) + std::clamp<int64_t>(t - (n - 1), -r, r) + r];
-  // tasks: (head, block of 8 query rows); each computes scores, softmax and the weighted values
   constexpr int64_t kRowBlock = 8;
   const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
   rows(par, heads * blocks, [&](int64_t begin, int64_t end) {
-    Vec s(kRowBlock * np);
+    Scratch s(kRowBlock * np);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t hd = task / blocks, r0 = task % blocks * kRowBlock, r1 = std::min(n, r0 + kRowBlock);
-      product_rows(q.data() + r0 * d + hd * dh, d, kt.data() + hd * dh * np, np, nullptr, dh, np, s.data(), np, 0,
-                   r1 - r0);
+      product_rows(qkv.data() + r0 * 3 * d + hd * dh, 3 * d, kt.data() + hd * dh * np, np, nullptr, dh, np, s.data(),
+                   np, 0, r1 - r0);
+      float norm[kRowBlock];
       for (int64_t i = r0; i < r1; ++i)
-        softmax_row(s.data() + (i - r0) * np, n, np, inv_sqrt, band.data() + hd * band_len + n - 1 - i);
-      product_rows(s.data(), np, v.data() + hd * dh, d, nullptr, n, dh, att.data() + r0 * d + hd * dh, d, 0, r1 - r0);
+        norm[i - r0] = softmax_row(s.data() + (i - r0) * np, n, np, inv_sqrt, band.data() + hd * band_len + n - 1 - i);
+      float* out = att.data() + r0 * d + hd * dh;
+      product_rows(s.data(), np, qkv.data() + 2 * d + hd * dh, 3 * d, nullptr, n, dh, out, d, 0, r1 - r0);
+      for (int64_t i = 0; i < r1 - r0; ++i)
+        for (int64_t e = 0; e < dh; ++e) out[i * d + e] *= norm[i];
     }
   }, 1);
-  linear(att.data(), n, d, get(p + ".attn.o_proj.weight"), get(p + ".attn.o_proj.bias"), d, tmp.data(), par);
-  for (int64_t i = 0; i < n * d; ++i) x[i] += tmp[i];
-  layer_norm(x.data(), n, d, get(p + ".ffn_norm.weight"), get(p + ".ffn_norm.bias"), h.data());
-  Vec up(n * f);
-  linear(h.data(), n, d, get(p + ".up_proj.weight"), get(p + ".up_proj.bias"), f, up.data(), par);
-  silu_inplace(up.data(), n * f);
-  linear(up.data(), n, f, get(p + ".down_proj.weight"), get(p + ".down_proj.bias"), d, tmp.data(), par);
-  for (int64_t i = 0; i < n * d; ++i) x[i] += tmp[i];
+  // 3. per row: output projection and residual, then the feed-forward half of the block
+  const float *o_w = get(p + ".attn.o_proj.weight"), *o_b = get(p + ".attn.o_proj.bias");
+  const float *ffn_norm_w = get(p + ".ffn_norm.weight"), *ffn_norm_b = get(p + ".ffn_norm.bias");
+  const float *up_w = get(p + ".up_proj.weight"), *up_b = get(p + ".up_proj.bias");
+  const float *down_w = get(p + ".down_proj.weight"), *down_b = get(p + ".down_proj.bias");
+  rows(par, n, [&](int64_t begin, int64_t end) {
+    const int64_t m = end - begin;
+    float* xr = x.data() + begin * d;
+    Scratch tmp(m * d), h(m * d), up(m * f);
+    product_rows(att.data() + begin * d, d, o_w, d, o_b, d, d, tmp.data(), d, 0, m);
+    for (int64_t i = 0; i < m * d; ++i) xr[i] += tmp[i];
+    layer_norm(xr, m, d, ffn_norm_w, ffn_norm_b, h.data());
+    product_rows(h.data(), d, up_w, f, up_b, d, f, up.data(), f, 0, m);
+    silu_inplace(up.data(), m * f);
+    product_rows(up.data(), f, down_w, d, down_b, f, d, tmp.data(), d, 0, m);
+    for (int64_t i = 0; i < m * d; ++i) xr[i] += tmp[i];
+  });
 }
 
 void Tokenizer::encode_frame(const float* xyz, int64_t n, float* digits, bool par) const {
@@ -416,7 +451,7 @@ void Tokenizer::encode_frame(const float* xyz, int64_t n, float* digits, bool pa
   const float width = c.rbf_max_nm / static_cast<float>(c.n_rbf);
   constexpr int64_t kGroup = 8;
   rows(par, n, [&](int64_t begin, int64_t end) {
-    Vec ef(kGroup * k * n_edge), e1(kGroup * k * d), e2(kGroup * k * d);
+    Scratch ef(kGroup * k * n_edge), e1(kGroup * k * d), e2(kGroup * k * d);
     for (int64_t g0 = begin; g0 < end; g0 += kGroup) {
       const int64_t g1 = std::min(end, g0 + kGroup), edges = (g1 - g0) * k;
       for (int64_t i = g0; i < g1; ++i) {
