@@ -4,18 +4,11 @@
 #include <random>
 #include <vector>
 
+#include "check.hpp"
 #include "mdllm/geometry.hpp"
 
 namespace g = mdllm::geometry;
 
-static int failures = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      std::printf("FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                     \
-    }                                                                 \
-  } while (0)
 
 // A random-walk backbone with realistic internal coordinates, so every kernel sees a real shape.
 static std::vector<float> random_backbone(int64_t frames, int64_t residues, std::mt19937& rng) {

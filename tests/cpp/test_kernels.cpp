@@ -5,18 +5,11 @@
 #include <stdexcept>
 #include <vector>
 
+#include "check.hpp"
 #include "mdllm/geometry.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
 
-static int failures = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      std::printf("FAILED %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                     \
-    }                                                                 \
-  } while (0)
 
 // exp16 against double-precision exp over the whole range the kernels use (softmax, SiLU, RBF).
 static void test_exp16() {
