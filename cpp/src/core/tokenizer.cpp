@@ -36,6 +36,7 @@ class Scratch {
  private:
   std::unique_ptr<float[]> p_;
 };
+
 using detail::exp16;
 using detail::f32x16;
 using detail::kLanes;
@@ -67,7 +68,7 @@ void rows(bool par, int64_t n, Fn&& fn, int64_t min_chunk = 8) {
 // before a single store. R = 8, C = 2 keeps 16 accumulators in AVX-512 registers.
 template <int R, int C>
 MDLLM_SIMD void product_tile(const float* x, int64_t ldx, const float* w, int64_t ldw, const float* b,
-                               int64_t in, float* y, int64_t ldy) {
+                             int64_t in, float* y, int64_t ldy) {
   f32x16 acc[R][C];
   for (int c = 0; c < C; ++c) {
     const f32x16 bias = b ? load16(b + c * kLanes) : splat(0.0f);
@@ -87,7 +88,7 @@ MDLLM_SIMD void product_tile(const float* x, int64_t ldx, const float* w, int64_
 
 template <int R>
 MDLLM_SIMD void product_row_block(const float* x, int64_t ldx, const float* w, int64_t ldw, const float* b,
-                                    int64_t in, int64_t out, float* y, int64_t ldy) {
+                                  int64_t in, int64_t out, float* y, int64_t ldy) {
   int64_t o = 0;
   for (; o + 2 * kLanes <= out; o += 2 * kLanes) product_tile<R, 2>(x, ldx, w + o, ldw, b ? b + o : b, in, y + o, ldy);
   for (; o + kLanes <= out; o += kLanes) product_tile<R, 1>(x, ldx, w + o, ldw, b ? b + o : b, in, y + o, ldy);
