@@ -336,7 +336,7 @@ Tokenizer::Tokenizer(const std::string& weights_path, const std::string& config_
     }
     w_[name] = std::move(data);
   }
-  // q, k and v projections fused into one (in, 3 dim) product per block
+  // q, k and v projections fused into one (in, 3 dim) product per block; the separate ones go
   auto fuse = [&](const std::string& attn) {
     const int64_t d = cfg_.dim;
     std::vector<float> w(d * 3 * d), b(3 * d);
@@ -345,6 +345,8 @@ Tokenizer::Tokenizer(const std::string& weights_path, const std::string& config_
       const std::vector<float>& wp = w_.at(name + ".weight");
       for (int64_t i = 0; i < d; ++i) std::copy(&wp[i * d], &wp[i * d] + d, &w[i * 3 * d + part * d]);
       std::copy(w_.at(name + ".bias").begin(), w_.at(name + ".bias").end(), b.begin() + part * d);
+      w_.erase(name + ".weight");
+      w_.erase(name + ".bias");
     }
     w_[attn + ".qkv.weight"] = std::move(w);
     w_[attn + ".qkv.bias"] = std::move(b);
