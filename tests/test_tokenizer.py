@@ -157,6 +157,43 @@ def test_training_from_init_with_frozen_encoder_keeps_tokens(dataset, tiny_dir, 
         train(dataset, TINY, TrainOptions(steps=1, freeze_encoder=True, **TINY_OPTS), tmp_path / "x", progress=False)
 
 
+def test_deepened_decoder_starts_as_the_trained_one(tiny_dir, adk):
+    from mdllm.tokenizer.model import FoldTokenModel
+    from mdllm.tokenizer.train import init_from
+
+    base = FoldTokenizer.load(tiny_dir, backend="torch")
+    deeper_cfg = TokenizerConfig.from_dict(json.loads(base.config.to_json()) | {"decoder_layers": 4})
+    deeper = FoldTokenModel(deeper_cfg).eval()
+    init_from(deeper, deeper_cfg, tiny_dir)
+    tokens = base.encode(adk)
+    with torch.no_grad():
+        out = deeper.decode(torch.from_numpy(tokens.astype(np.int64))).numpy()
+    np.testing.assert_allclose(out, base.decode(tokens), atol=1e-6)
+    assert any(not torch.equal(a, b) for a, b in zip(deeper.decoder.blocks[2].parameters(),
+                                                   deeper.decoder.blocks[0].parameters()))
+    with pytest.raises(MdllmError, match="beyond --decoder-layers"):
+        other = TokenizerConfig.from_dict(json.loads(base.config.to_json()) | {"dim": 32, "heads": 2})
+        init_from(FoldTokenModel(other), other, tiny_dir)
+
+
+def test_wall_clock_schedule_and_packed_md_frames(adk, tmp_path):
+    from mdllm.tokenizer.data import load_dataset
+    from mdllm.tokenizer.train import lr_at
+
+    opts = TrainOptions(lr=1e-3, warmup=10, schedule_minutes=2.0)
+    assert lr_at(5, opts, 0.0) == pytest.approx(6e-4)
+    assert lr_at(10**6, opts, 0.0) == pytest.approx(1e-3)  # steps do not move a wall-clock schedule
+    assert lr_at(100, opts, 1.0) == pytest.approx(5.5e-4)
+    assert lr_at(100, opts, 2.0) == pytest.approx(1e-4)
+    frames = adk.xyz[:3]
+    packed = tmp_path / "md.npz"
+    np.savez(packed, coords=np.concatenate(frames) * 10.0, offsets=np.arange(4) * frames.shape[1],
+             ids=np.array(["md:0:0", "md:1:0", "md:2:0"]))
+    ds = load_dataset(packed, [str(packed)], val_percent=0.0)
+    assert len(ds.md) == 3 and len(ds.train) == 3
+    np.testing.assert_allclose(ds.md[2], frames[2], atol=1e-6)
+
+
 def test_adapted_decoder_keeps_tokens_and_decodes_better(tiny_dir, adk, tmp_path):
     from mdllm.tokenizer.adapt import AdaptOptions, adapt_decoder
     from mdllm.tokenizer.metrics import backbone_rmsd_angstrom

@@ -16,7 +16,8 @@ def register(sub):
     t.add_argument("--levels", default="8,5,5,5", help="FSQ levels; codebook size is their product")
     t.add_argument("--dim", type=int, default=128)
     t.add_argument("--encoder-layers", type=int, default=2)
-    t.add_argument("--decoder-layers", type=int, default=4)
+    t.add_argument("--decoder-layers", type=int, default=None,
+                   help="default 4; with --init, a larger number deepens the trained decoder")
     t.add_argument("--steps", type=int, default=20000)
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--crop", type=int, default=128)
@@ -25,6 +26,10 @@ def register(sub):
     t.add_argument("--eval-every", type=int, default=500)
     t.add_argument("--val-percent", type=float, default=3.0, help="percent of chains held out for validation")
     t.add_argument("--torch-threads", type=int, default=2)
+    t.add_argument("--device", default="auto", help="cpu, cuda or auto (a GPU when PyTorch sees one)")
+    t.add_argument("--schedule-minutes", type=float, default=0.0,
+                   help="run the learning-rate schedule on wall time and stop after this many minutes "
+                        "(a fixed time budget on hardware of unknown speed; --steps is then only a cap)")
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this wall time")
     t.add_argument("--stop-at", type=int, default=0, help="stop at this step, keeping the --steps schedule (short comparisons)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
@@ -50,14 +55,17 @@ def run_train(args):
         from mdllm.tokenizer.weights import read_config
 
         cfg = read_config(args.init)
+        if args.decoder_layers:
+            cfg.decoder_layers = args.decoder_layers
     else:
         cfg = TokenizerConfig(levels=levels, dim=args.dim, ffn_dim=2 * args.dim,
-                              encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers)
+                              encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers or 4)
     cfg.validate("--levels/--dim")
     opts = TrainOptions(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                         seed=args.seed, eval_every=args.eval_every, threads=args.torch_threads,
                         max_minutes=args.max_minutes, stop_at=args.stop_at, init=args.init or "",
-                        freeze_encoder=args.freeze_encoder)
+                        freeze_encoder=args.freeze_encoder, device=args.device,
+                        schedule_minutes=args.schedule_minutes)
     ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
     print(f"train segments {len(ds.train)}, held-out segments {len(ds.val)}, MD/NMR frames {len(ds.md)}, "
           f"codebook {cfg.codebook_size}")

@@ -26,9 +26,8 @@ def held_out(chain_key: str, val_percent: float) -> bool:
     return (h % 10000) < val_percent * 100
 
 
-def load_dataset(npz_path, md_specs=(), val_percent=3.0) -> Dataset:
-    """npz_path: arrays coords (Angstrom), offsets, ids ('source:chain:segment'); md_specs: list of
-    'TRAJ' or 'TRAJ:TOP' strings whose every frame becomes a training example."""
+def read_segments(npz_path):
+    """A backbone npz -> [(id, (L, 4, 3) float32 nm)], skipping segments with NaN or < 2 residues."""
     try:
         data = np.load(npz_path)
         coords, offsets, ids = data["coords"], data["offsets"], data["ids"]
@@ -36,18 +35,30 @@ def load_dataset(npz_path, md_specs=(), val_percent=3.0) -> Dataset:
         raise in_file(npz_path, f"cannot read a backbone npz (coords, offsets, ids): {exc}") from None
     if coords.ndim != 3 or coords.shape[1:] != (4, 3):
         raise in_file(npz_path, f"coords must be (residues, 4, 3), got {coords.shape}")
-    ds = Dataset()
+    segments = []
     for i, seg_id in enumerate(ids):
         xyz = (coords[offsets[i]:offsets[i + 1]] * A_TO_NM).astype(np.float32)
-        if not np.isfinite(xyz).all() or len(xyz) < 2:
-            continue
-        chain_key = str(seg_id).rsplit(":", 1)[0]
+        if np.isfinite(xyz).all() and len(xyz) >= 2:
+            segments.append((str(seg_id), xyz))
+    return segments
+
+
+def load_dataset(npz_path, md_specs=(), val_percent=3.0) -> Dataset:
+    """npz_path: arrays coords (Angstrom), offsets, ids ('source:chain:segment'); md_specs: list of
+    'TRAJ' or 'TRAJ:TOP' strings whose every frame becomes a training example (a '.npz' in the same
+    format as npz_path counts each segment as a frame: MD frames packed for a machine without mdtraj)."""
+    ds = Dataset()
+    for seg_id, xyz in read_segments(npz_path):
+        chain_key = seg_id.rsplit(":", 1)[0]
         if held_out(chain_key, val_percent):
             ds.val.append(xyz)
-            ds.val_ids.append(str(seg_id))
+            ds.val_ids.append(seg_id)
         else:
             ds.train.append(xyz)
     for spec in md_specs:
+        if spec.endswith(".npz"):
+            ds.md.extend(xyz for _, xyz in read_segments(spec))
+            continue
         from mdllm.io import load_backbone
 
         path, _, top = spec.partition(":")

@@ -35,12 +35,19 @@ class TrainOptions:
     stop_at: int = 0  # stop (and checkpoint) at this step while keeping the schedule of `steps`; 0 = no
     init: str = ""  # start from this tokenizer directory's weights instead of random ones
     freeze_encoder: bool = False  # train the decoder only: tokens stay those of `init`
+    device: str = "auto"  # "cpu", "cuda" or "auto" (a GPU when PyTorch sees one)
+    # > 0: the learning-rate schedule runs on wall time (warm-up, then cosine to 10 % at this many
+    # minutes, where training stops), for a fixed time budget on hardware of unknown speed
+    schedule_minutes: float = 0.0
 
 
-def lr_at(step, opts: TrainOptions):
+def lr_at(step, opts: TrainOptions, minutes: float = 0.0):
     if step < opts.warmup:
         return opts.lr * (step + 1) / opts.warmup
-    progress = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
+    if opts.schedule_minutes > 0:
+        progress = minutes / opts.schedule_minutes
+    else:
+        progress = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
     return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
@@ -63,7 +70,8 @@ def train_step(model, optimizer, params, xyz, mask, lr: float, step: int, what: 
 
     for group in optimizer.param_groups:
         group["lr"] = lr
-    terms, _ = loss_terms(model, torch.from_numpy(xyz), torch.from_numpy(mask))
+    device = next(model.parameters()).device
+    terms, _ = loss_terms(model, torch.from_numpy(xyz).to(device), torch.from_numpy(mask).to(device))
     loss = sum(terms.values())
     if not torch.isfinite(loss):
         raise MdllmError(f"{what} diverged at step {step} (loss {loss.item()})")
@@ -81,14 +89,15 @@ def evaluate(model, ds: Dataset, n_chains: int, crop: int = 256):
     from mdllm.tokenizer.metrics import backbone_rmsd_angstrom, codebook_usage
 
     model.eval()
+    device = next(model.parameters()).device
     rmsds, tokens = [], []
     with torch.no_grad():
         for xyz in ds.val[:n_chains]:
-            x = torch.from_numpy(xyz[:crop][None])
+            x = torch.from_numpy(xyz[:crop][None]).to(device)
             tok = model.encode(x)
             rec = model.decode(tok)
-            rmsds.append(backbone_rmsd_angstrom(rec.numpy(), x.numpy())[0])
-            tokens.append(tok.numpy().ravel())
+            rmsds.append(backbone_rmsd_angstrom(rec.cpu().numpy(), x.cpu().numpy())[0])
+            tokens.append(tok.cpu().numpy().ravel())
     model.train()
     ppl, used = codebook_usage(np.concatenate(tokens), model.cfg.codebook_size)
     return {"val_rmsd_median_A": float(np.median(rmsds)), "val_rmsd_p95_A": float(np.percentile(rmsds, 95)),
@@ -105,10 +114,10 @@ def save_checkpoint(ckpt_dir: Path, model, optimizer, step, cfg, opts, history):
         for p in group["params"]:
             for key, value in optimizer.state.get(p, {}).items():
                 if hasattr(value, "shape"):
-                    state[f"{names[id(p)]}.{key}"] = value.detach().reshape(-1).float().contiguous() \
-                        if value.ndim == 0 else value.detach().contiguous()
+                    state[f"{names[id(p)]}.{key}"] = value.detach().reshape(-1).float().cpu().contiguous() \
+                        if value.ndim == 0 else value.detach().cpu().contiguous()
     with atomic_output(ckpt_dir / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        save_file({k: v.cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     with atomic_output(ckpt_dir / "optimizer.safetensors") as tmp:
         save_file(state, str(tmp))
     meta = {"step": step, "config": json.loads(cfg.to_json()), "options": opts.__dict__, "history": history}
@@ -121,8 +130,9 @@ def load_checkpoint(ckpt_dir: Path, model, optimizer):
     from safetensors.torch import load_file
 
     meta = json.loads((ckpt_dir / "state.json").read_text())
-    model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors")))
-    opt_state = load_file(str(ckpt_dir / "optimizer.safetensors"))
+    device = next(model.parameters()).device
+    model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors"), device=str(device)))
+    opt_state = load_file(str(ckpt_dir / "optimizer.safetensors"), device=str(device))
     params = dict(model.named_parameters())
     for name, p in params.items():
         entry = {}
@@ -143,16 +153,13 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
 
     torch.set_num_threads(max(1, opts.threads))
     torch.manual_seed(opts.seed)
+    device = training_device(opts.device)
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoint"
     model = FoldTokenModel(cfg)
     if opts.init:
-        from mdllm.tokenizer.api import FoldTokenizer
-
-        start = FoldTokenizer.load(opts.init, backend="torch")
-        if start.config.to_json() != cfg.to_json():
-            raise MdllmError(f"{opts.init}: its config differs from the requested one; pass the same sizes")
-        model.load_state_dict(start.torch_model().state_dict())
+        init_from(model, cfg, opts.init)
+    model.to(device)
     if opts.freeze_encoder:
         if not opts.init:
             raise MdllmError("freezing the encoder needs a trained one to start from (--init)")
@@ -172,14 +179,16 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
     while step < opts.steps:
         rng = np.random.default_rng([opts.seed, step])
         xyz, mask = sample_batch(ds, rng, opts.batch_size, opts.crop, opts.md_fraction)
-        terms = train_step(model, optimizer, params, xyz, mask, lr_at(step, opts), step)
+        minutes = (time.time() - start_time) / 60
+        terms = train_step(model, optimizer, params, xyz, mask, lr_at(step, opts, minutes), step)
         step += 1
         for k, v in terms.items():
             running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
         bar.update(1)
         bar.set_postfix({k: f"{v:.2f}" for k, v in running.items()})
-        out_of_time = (opts.max_minutes and (time.time() - start_time) / 60 > opts.max_minutes) or \
-            step == opts.stop_at
+        minutes = (time.time() - start_time) / 60
+        out_of_time = (opts.max_minutes and minutes > opts.max_minutes) or step == opts.stop_at or \
+            (opts.schedule_minutes and minutes >= opts.schedule_minutes)
         if step % opts.eval_every == 0 or step == opts.steps or out_of_time:
             record = {"step": step, "minutes": (time.time() - start_time) / 60, **{k: round(v, 4) for k, v in running.items()}}
             if ds.val:
@@ -193,6 +202,43 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
             break
     bar.close()
     return model, history, stopped_early
+
+
+def training_device(name: str):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MdllmError(f"device '{name}' asked for, but PyTorch sees no GPU")
+        torch.backends.cuda.matmul.allow_tf32 = True  # the losses are in Angstrom; TF32 is plenty
+    return torch.device(name)
+
+
+def init_from(model, cfg: TokenizerConfig, init_dir):
+    """Copy a trained tokenizer's weights into ``model``. The configs must agree except for the
+    number of decoder layers: a deeper decoder keeps the trained layers first and starts the added
+    ones at zero residual output (so it begins exactly as the trained one)."""
+    import torch
+
+    from mdllm.tokenizer.api import FoldTokenizer
+
+    start = FoldTokenizer.load(init_dir, backend="torch")
+    same_but_depth = json.loads(start.config.to_json()) | {"decoder_layers": cfg.decoder_layers}
+    if same_but_depth != json.loads(cfg.to_json()):
+        raise MdllmError(f"{init_dir}: its config differs from the requested one beyond --decoder-layers")
+    if cfg.decoder_layers < start.config.decoder_layers:
+        raise MdllmError(f"{init_dir}: has {start.config.decoder_layers} decoder layers; cannot drop to "
+                         f"{cfg.decoder_layers}")
+    missing, _ = model.load_state_dict(start.torch_model().state_dict(), strict=False)
+    with torch.no_grad():
+        for block in model.decoder.blocks[start.config.decoder_layers:]:
+            block.attn.o_proj.weight.zero_()
+            block.attn.o_proj.bias.zero_()
+            block.down_proj.weight.zero_()
+            block.down_proj.bias.zero_()
+    return missing
 
 
 def export(model, cfg, out_dir, extra=None):
