@@ -1,10 +1,12 @@
-// C++-only checks of the core's private kernels: the vector exp and the thread pool (run by ctest).
+// C++-only checks of the core's private kernels: the vector exp, the thread pool and the AMX products
+// (run by ctest).
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
 #include <vector>
 
+#include "amx.hpp"
 #include "check.hpp"
 #include "mdllm/geometry.hpp"
 #include "parallel.hpp"
@@ -66,9 +68,46 @@ static void test_parallel_for() {
   CHECK(sum.load() == 4950);
 }
 
+// bf16x3 products on the AMX tiles against double precision, on shapes that leave partial tiles in
+// every dimension (rows, inputs and outputs not multiples of 16 or 32) and with a row stride.
+static void test_amx_product() {
+  if (!mdllm::detail::amx_enabled()) {
+    std::printf("amx: not available on this CPU/OS, skipped\n");
+    return;
+  }
+  const int64_t shapes[][3] = {{1, 5, 3}, {17, 37, 20}, {107, 128, 384}, {40, 256, 130}};
+  for (const auto& shape : shapes) {
+    const int64_t m = shape[0], in = shape[1], out = shape[2], ldx = in + 3, ldy = out + 5;
+    std::vector<float> x(m * ldx), w(in * out), b(out), y(m * ldy, -7.0f);
+    uint32_t state = 12345;
+    auto uniform = [&state] { return (state = state * 1664525u + 1013904223u) / 4294967296.0f * 2.0f - 1.0f; };
+    for (float& v : x) v = uniform();
+    for (float& v : w) v = uniform();
+    for (float& v : b) v = uniform();
+    const mdllm::detail::PackedLinear packed = mdllm::detail::amx_pack(w.data(), in, out);
+    mdllm::detail::amx_product(x.data(), ldx, m, packed, b.data(), y.data(), ldy);
+    double worst = 0.0;
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t o = 0; o < out; ++o) {
+        double ref = b[o], scale = std::fabs(b[o]);
+        for (int64_t i = 0; i < in; ++i) {
+          ref += static_cast<double>(x[r * ldx + i]) * w[i * out + o];
+          scale += std::fabs(x[r * ldx + i] * w[i * out + o]);
+        }
+        worst = std::max(worst, std::fabs(y[r * ldy + o] - ref) / scale);
+      }
+    for (int64_t r = 0; r < m; ++r)  // the padding between rows is left alone
+      for (int64_t o = out; o < ldy; ++o) CHECK(y[r * ldy + o] == -7.0f);
+    std::printf("amx %lldx%lldx%lld: max error %.3g of the sum of |terms|\n", static_cast<long long>(m),
+                static_cast<long long>(in), static_cast<long long>(out), worst);
+    CHECK(worst < 2e-5);  // a single bf16 product would be ~4e-3
+  }
+}
+
 int main() {
   test_exp16();
   test_parallel_for();
+  test_amx_product();
   if (failures) std::printf("%d check(s) failed\n", failures);
   else std::printf("all kernel checks passed\n");
   return failures ? 1 : 0;

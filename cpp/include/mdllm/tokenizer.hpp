@@ -8,10 +8,15 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace mdllm {
+
+namespace detail {
+struct PackedLinear;
+}
 
 struct TokenizerConfig {
   std::vector<int> levels;
@@ -43,7 +48,11 @@ class Tokenizer {
  private:
   TokenizerConfig cfg_;
   std::map<std::string, std::vector<float>> w_;
+  // block weights laid out for the CPU's matrix tile units, where it has them (AMX)
+  std::map<std::string, std::shared_ptr<const detail::PackedLinear>> packed_;
   const float* get(const std::string& name) const;
+  void dense(const std::string& name, const float* x, int64_t ldx, int64_t m, int64_t in, int64_t out, float* y,
+             int64_t ldy) const;
   void encode_frame(const float* xyz, int64_t n_res, float* digits, bool par) const;
   void decode_frame(const int32_t* tokens, int64_t n_res, float* xyz, bool par) const;
   void block(const std::string& prefix, std::vector<float>& x, int64_t n, bool par) const;

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "amx.hpp"
 #include "json.hpp"
 #include "mdllm/geometry.hpp"
 #include "mdllm/safetensors.hpp"
@@ -353,6 +354,21 @@ Tokenizer::Tokenizer(const std::string& weights_path, const std::string& config_
   };
   for (int i = 0; i < cfg_.encoder_layers; ++i) fuse("encoder.blocks." + std::to_string(i) + ".attn");
   for (int i = 0; i < cfg_.decoder_layers; ++i) fuse("decoder.blocks." + std::to_string(i) + ".attn");
+  if (!detail::amx_enabled()) return;
+  const int64_t d = cfg_.dim, f = cfg_.ffn_dim;
+  auto pack = [&](const std::string& name, int64_t in, int64_t out) {
+    packed_[name] = std::make_shared<const detail::PackedLinear>(detail::amx_pack(get(name + ".weight"), in, out));
+  };
+  for (const char* part : {"encoder", "decoder"}) {
+    const int layers = part[0] == 'e' ? cfg_.encoder_layers : cfg_.decoder_layers;
+    for (int i = 0; i < layers; ++i) {
+      const std::string b = std::string(part) + ".blocks." + std::to_string(i);
+      pack(b + ".attn.qkv", d, 3 * d);
+      pack(b + ".attn.o_proj", d, d);
+      pack(b + ".up_proj", d, f);
+      pack(b + ".down_proj", f, d);
+    }
+  }
 }
 
 Tokenizer Tokenizer::from_directory(const std::string& directory) {
@@ -360,6 +376,16 @@ Tokenizer Tokenizer::from_directory(const std::string& directory) {
 }
 
 const float* Tokenizer::get(const std::string& name) const { return w_.at(name).data(); }
+
+// Rows [0, m) of y (stride ldy) = x (stride ldx) W + b for the linear layer `name`, whose weight is
+// stored (in, out): on the AMX tiles when it was packed for them, else on the vector kernels.
+void Tokenizer::dense(const std::string& name, const float* x, int64_t ldx, int64_t m, int64_t in, int64_t out,
+                      float* y, int64_t ldy) const {
+  const float* b = get(name + ".bias");
+  const auto it = packed_.find(name);
+  if (it != packed_.end()) detail::amx_product(x, ldx, m, *it->second, b, y, ldy);
+  else product_rows(x, ldx, get(name + ".weight"), out, b, in, out, y, ldy, 0, m);
+}
 
 // Pre-norm transformer block with a clipped relative-position attention bias, in place on x (n, dim).
 void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
@@ -370,11 +396,10 @@ void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
   Scratch qkv(n * 3 * d), att(n * d);
   Vec kt(d * np, 0.0f);
   const float *norm_w = get(p + ".attn_norm.weight"), *norm_b = get(p + ".attn_norm.bias");
-  const float *qkv_w = get(p + ".attn.qkv.weight"), *qkv_b = get(p + ".attn.qkv.bias");
   rows(par, n, [&](int64_t begin, int64_t end) {
     Scratch h((end - begin) * d);
     layer_norm(x.data() + begin * d, end - begin, d, norm_w, norm_b, h.data());
-    product_rows(h.data(), d, qkv_w, 3 * d, qkv_b, d, 3 * d, qkv.data() + begin * 3 * d, 3 * d, 0, end - begin);
+    dense(p + ".attn.qkv", h.data(), d, end - begin, d, 3 * d, qkv.data() + begin * 3 * d, 3 * d);
     for (int64_t j0 = begin; j0 < end; j0 += 8) {  // 8 keys at a time: whole cache lines written
       const int64_t j1 = std::min(end, j0 + 8);
       for (int64_t c = 0; c < d; ++c)
@@ -408,20 +433,17 @@ void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
     }
   }, 1);
   // 3. per row: output projection and residual, then the feed-forward half of the block
-  const float *o_w = get(p + ".attn.o_proj.weight"), *o_b = get(p + ".attn.o_proj.bias");
   const float *ffn_norm_w = get(p + ".ffn_norm.weight"), *ffn_norm_b = get(p + ".ffn_norm.bias");
-  const float *up_w = get(p + ".up_proj.weight"), *up_b = get(p + ".up_proj.bias");
-  const float *down_w = get(p + ".down_proj.weight"), *down_b = get(p + ".down_proj.bias");
   rows(par, n, [&](int64_t begin, int64_t end) {
     const int64_t m = end - begin;
     float* xr = x.data() + begin * d;
     Scratch tmp(m * d), h(m * d), up(m * f);
-    product_rows(att.data() + begin * d, d, o_w, d, o_b, d, d, tmp.data(), d, 0, m);
+    dense(p + ".attn.o_proj", att.data() + begin * d, d, m, d, d, tmp.data(), d);
     for (int64_t i = 0; i < m * d; ++i) xr[i] += tmp[i];
     layer_norm(xr, m, d, ffn_norm_w, ffn_norm_b, h.data());
-    product_rows(h.data(), d, up_w, f, up_b, d, f, up.data(), f, 0, m);
+    dense(p + ".up_proj", h.data(), d, m, d, f, up.data(), f);
     silu_inplace(up.data(), m * f);
-    product_rows(up.data(), f, down_w, d, down_b, f, d, tmp.data(), d, 0, m);
+    dense(p + ".down_proj", up.data(), f, m, f, d, tmp.data(), d);
     for (int64_t i = 0; i < m * d; ++i) xr[i] += tmp[i];
   });
 }
