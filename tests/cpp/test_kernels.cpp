@@ -104,10 +104,28 @@ static void test_amx_product() {
   }
 }
 
+// Packing block by block (as attention's threads do with their rows) gives the whole-matrix packing.
+static void test_amx_pack_blocks() {
+  if (!mdllm::detail::amx_enabled()) return;
+  const int64_t in = 37, out = 53;
+  std::vector<float> w(in * out);
+  for (int64_t i = 0; i < in * out; ++i) w[i] = std::sin(0.37f * static_cast<float>(i));
+  const mdllm::detail::PackedLinear whole = mdllm::detail::amx_pack(w.data(), in, out);
+  mdllm::detail::PackedLinear by_rows = mdllm::detail::amx_packed_zeros(in, out);
+  for (int64_t k0 = 0; k0 < in; k0 += 16)
+    mdllm::detail::amx_pack_into(by_rows, w.data(), out, k0, std::min(in, k0 + 16), 0, out);
+  mdllm::detail::PackedLinear by_cols = mdllm::detail::amx_packed_zeros(in, out);
+  for (int64_t n0 = 0; n0 < out; n0 += 16)
+    mdllm::detail::amx_pack_into(by_cols, w.data(), out, 0, in, n0, std::min(out, n0 + 16));
+  CHECK(by_rows.hi == whole.hi && by_rows.lo == whole.lo);
+  CHECK(by_cols.hi == whole.hi && by_cols.lo == whole.lo);
+}
+
 int main() {
   test_exp16();
   test_parallel_for();
   test_amx_product();
+  test_amx_pack_blocks();
   if (failures) std::printf("%d check(s) failed\n", failures);
   else std::printf("all kernel checks passed\n");
   return failures ? 1 : 0;

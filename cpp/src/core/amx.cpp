@@ -22,20 +22,6 @@ constexpr int64_t kTileElems = kTileRows * kTileK;
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// float -> bfloat16, rounding to nearest even (the weights are packed once, so scalar is fine)
-uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-float from_bf16(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 }  // namespace
 
 #ifdef MDLLM_HAVE_AMX
@@ -61,6 +47,16 @@ struct TileConfig {
   uint8_t rows[16] = {};
 };
 
+// v minus its bf16 rounding (to nearest even, as the conversion instructions round): the remainder
+// that the low bf16 part carries. Zero-masked shift: GCC 12 warns about the unmasked form's undefined
+// passthrough inside target-attribute functions.
+MDLLM_AMX inline __m512 bf16_remainder(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_maskz_srli_epi32(0xffff, u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+  return _mm512_sub_ps(v, _mm512_castsi512_ps(_mm512_and_si512(rounded, _mm512_set1_epi32(-65536))));
+}
+
 // x rows [0, m) -> bf16 high and low parts, (rows rounded up to 16) x in_pad, zero-padded.
 MDLLM_AMX void split_rows(const float* x, int64_t ldx, int64_t m, int64_t in, int64_t in_pad, uint16_t* hi,
                           uint16_t* lo) {
@@ -74,13 +70,8 @@ MDLLM_AMX void split_rows(const float* x, int64_t ldx, int64_t m, int64_t in, in
         const __mmask16 mask = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
         v = _mm512_maskz_loadu_ps(mask, x + r * ldx + k);
       }
-      const __m256i vh = (__m256i)_mm512_cvtneps_pbh(v);
-      // zero-masked forms: GCC 12 warns about the unmasked ones' undefined passthrough
-      const __m512i widened = _mm512_maskz_cvtepu16_epi32(0xffff, vh);
-      const __m512 back = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xffff, widened, 16));
-      const __m256i vl = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, back));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(h + k), vh);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(l + k), vl);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(h + k), (__m256i)_mm512_cvtneps_pbh(v));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(l + k), (__m256i)_mm512_cvtneps_pbh(bf16_remainder(v)));
     }
   }
 }
@@ -133,7 +124,33 @@ MDLLM_AMX void product_tiles(const uint16_t* ahi, const uint16_t* alo, int64_t m
   _tile_release();
 }
 
+// a, b (16 floats each) -> bf16 a0 b0 a1 b1 ... a15 b15: one tile row of a k pair
+MDLLM_AMX inline __m512i interleave_bf16(__m512 a, __m512 b) {
+  alignas(64) static const uint16_t order[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                                 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // a0..a15 b0..b15
+  return _mm512_permutexvar_epi16(_mm512_load_si512(order), both);
+}
+
 }  // namespace
+
+MDLLM_AMX void amx_pack_into(PackedLinear& p, const float* src, int64_t ld, int64_t k0, int64_t k1, int64_t n0,
+                             int64_t n1) {
+  const int64_t k_chunks = p.in_pad / kTileK;
+  for (int64_t k = k0; k < k1; k += 2) {
+    const bool second = k + 1 < k1;
+    for (int64_t n = n0; n < n1; n += kTileN) {
+      const int64_t count = n1 - n < kTileN ? n1 - n : kTileN;
+      const __mmask16 mask = count == kTileN ? 0xffff : static_cast<__mmask16>((1u << count) - 1);
+      const __m512 a = _mm512_maskz_loadu_ps(mask, src + k * ld + n);
+      const __m512 b = second ? _mm512_maskz_loadu_ps(mask, src + (k + 1) * ld + n) : _mm512_setzero_ps();
+      const int64_t pos = ((n / kTileN) * k_chunks + k / kTileK) * kTileElems + (k % kTileK / 2) * kTileK;
+      const __mmask32 pairs = count == kTileN ? 0xffffffffu : static_cast<__mmask32>((1ull << (2 * count)) - 1);
+      _mm512_mask_storeu_epi16(p.hi.data() + pos, pairs, interleave_bf16(a, b));
+      _mm512_mask_storeu_epi16(p.lo.data() + pos, pairs, interleave_bf16(bf16_remainder(a), bf16_remainder(b)));
+    }
+  }
+}
 
 bool amx_enabled() {
   static const bool enabled = [] {
@@ -160,27 +177,23 @@ bool amx_enabled() { return false; }
 
 void amx_product(const float*, int64_t, int64_t, const PackedLinear&, const float*, float*, int64_t) {}
 
+void amx_pack_into(PackedLinear&, const float*, int64_t, int64_t, int64_t, int64_t, int64_t) {}
+
 #endif
 
-PackedLinear amx_pack(const float* w, int64_t in, int64_t out) {
+PackedLinear amx_packed_zeros(int64_t in, int64_t out) {
   PackedLinear p;
   p.in = in, p.out = out;
   p.in_pad = round_up(in, kTileK);
   p.out_pad = round_up(out, 2 * kTileN);
-  const int64_t k_chunks = p.in_pad / kTileK;
   p.hi.assign(static_cast<size_t>(p.in_pad * p.out_pad), 0);
   p.lo.assign(p.hi.size(), 0);
-  // B tile (n block, k chunk): row i holds the k pair (2i, 2i + 1) of the chunk for 16 outputs,
-  // interleaved as k0 n0, k1 n0, k0 n1, k1 n1, ...
-  for (int64_t k = 0; k < in; ++k)
-    for (int64_t n = 0; n < out; ++n) {
-      const float v = w[k * out + n];
-      const uint16_t h = to_bf16(v);
-      const int64_t tile = (n / kTileN) * k_chunks + k / kTileK;
-      const int64_t pos = tile * kTileElems + (k % kTileK / 2) * kTileK + (n % kTileN) * 2 + k % 2;
-      p.hi[pos] = h;
-      p.lo[pos] = to_bf16(v - from_bf16(h));
-    }
+  return p;
+}
+
+PackedLinear amx_pack(const float* w, int64_t in, int64_t out) {
+  PackedLinear p = amx_packed_zeros(in, out);
+  amx_pack_into(p, w, out, 0, in, 0, out);
   return p;
 }
 

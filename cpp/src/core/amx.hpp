@@ -41,6 +41,15 @@ bool amx_enabled();
 // w: (in, out) row-major, float32.
 PackedLinear amx_pack(const float* w, int64_t in, int64_t out);
 
+// An all-zero packed (in, out) matrix, to be filled block by block with amx_pack_into (e.g. by the
+// threads that computed those rows: attention keys and values).
+PackedLinear amx_packed_zeros(int64_t in, int64_t out);
+
+// Writes the block k in [k0, k1), n in [n0, n1) of the (in, out) matrix w[k][n] = src[k * ld + n]
+// into p. k0 must be even and n0 a multiple of 16, so that blocks never share a tile row. Needs
+// amx_enabled().
+void amx_pack_into(PackedLinear& p, const float* src, int64_t ld, int64_t k0, int64_t k1, int64_t n0, int64_t n1);
+
 // Rows [0, m) of y (row stride ldy) = x (row stride ldx) W + b (b may be null). Needs amx_enabled().
 void amx_product(const float* x, int64_t ldx, int64_t m, const PackedLinear& w, const float* b, float* y,
                  int64_t ldy);

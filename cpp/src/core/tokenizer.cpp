@@ -396,6 +396,14 @@ void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
   Scratch qkv(n * 3 * d), att(n * d);
   Vec kt(d * np, 0.0f);
   const float *norm_w = get(p + ".attn_norm.weight"), *norm_b = get(p + ".attn_norm.bias");
+  // with AMX, each head's keys (as K^T, dh x n) and values (n x dh) are also packed as tile operands,
+  // by the thread that computed those rows (chunks of 16 rows: whole tile columns)
+  const bool amx = !packed_.empty();
+  std::vector<detail::PackedLinear> keys_t, values;
+  for (int64_t hd = 0; amx && hd < heads; ++hd) {
+    keys_t.push_back(detail::amx_packed_zeros(dh, n));
+    values.push_back(detail::amx_packed_zeros(n, dh));
+  }
   rows(par, n, [&](int64_t begin, int64_t end) {
     Scratch h((end - begin) * d);
     layer_norm(x.data() + begin * d, end - begin, d, norm_w, norm_b, h.data());
@@ -405,7 +413,11 @@ void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
       for (int64_t c = 0; c < d; ++c)
         for (int64_t j = j0; j < j1; ++j) kt[c * np + j] = qkv[j * 3 * d + d + c];
     }
-  });
+    for (int64_t hd = 0; amx && hd < heads; ++hd) {
+      detail::amx_pack_into(keys_t[hd], kt.data() + hd * dh * np, np, 0, dh, begin, end);
+      detail::amx_pack_into(values[hd], qkv.data() + 2 * d + hd * dh, 3 * d, begin, end, 0, dh);
+    }
+  }, amx ? 16 : 8);
   // 2. per (head, block of 8 query rows): scores, softmax with the relative-position bias, weighted values.
   //    band[hd][j - i + n - 1] is the bias of key j for query i.
   const float* bias = get(p + ".attn.rel_pos_bias");
@@ -415,8 +427,26 @@ void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
   for (int64_t hd = 0; hd < heads; ++hd)
     for (int64_t t = 0; t < band_len; ++t)
       band[hd * band_len + t] = bias[hd * (2 * r + 1) + std::clamp<int64_t>(t - (n - 1), -r, r) + r];
+  if (amx) {  // per (head, block of 16 query rows): the same three steps on the tiles
+    constexpr int64_t kTileRows = 16;
+    const int64_t blocks = (n + kTileRows - 1) / kTileRows;
+    rows(par, heads * blocks, [&](int64_t begin, int64_t end) {
+      Scratch s(kTileRows * np);
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t hd = task / blocks, r0 = task % blocks * kTileRows, r1 = std::min(n, r0 + kTileRows);
+        detail::amx_product(qkv.data() + r0 * 3 * d + hd * dh, 3 * d, r1 - r0, keys_t[hd], nullptr, s.data(), np);
+        float norm[kTileRows];
+        for (int64_t i = r0; i < r1; ++i)
+          norm[i - r0] = softmax_row(s.data() + (i - r0) * np, n, np, inv_sqrt, band.data() + hd * band_len + n - 1 - i);
+        float* out = att.data() + r0 * d + hd * dh;
+        detail::amx_product(s.data(), np, r1 - r0, values[hd], nullptr, out, d);
+        for (int64_t i = 0; i < r1 - r0; ++i)
+          for (int64_t e = 0; e < dh; ++e) out[i * d + e] *= norm[i];
+      }
+    }, 1);
+  }
   constexpr int64_t kRowBlock = 8;
-  const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
+  const int64_t blocks = amx ? 0 : (n + kRowBlock - 1) / kRowBlock;
   rows(par, heads * blocks, [&](int64_t begin, int64_t end) {
     Scratch s(kRowBlock * np);
     for (int64_t task = begin; task < end; ++task) {
