@@ -176,6 +176,14 @@ def test_deepened_decoder_starts_as_the_trained_one(tiny_dir, adk):
         init_from(FoldTokenModel(other), other, tiny_dir)
 
 
+def test_wall_clock_schedule_stops_and_resumes_where_it_stopped(dataset, tmp_path):
+    opts = dict(TINY_OPTS, steps=10**6, schedule_minutes=0.01)
+    _, history, early = train(dataset, TINY, TrainOptions(**opts), tmp_path, progress=False)
+    assert early and 0.01 <= history[-1]["minutes"] < 0.05 and 1 < history[-1]["step"] < 10**6
+    _, again, _ = train(dataset, TINY, TrainOptions(**opts), tmp_path, resume=True, progress=False)
+    assert again[-1]["step"] == history[-1]["step"] + 1  # the schedule was already spent: one step, then stop
+
+
 def test_wall_clock_schedule_and_packed_md_frames(adk, tmp_path):
     from mdllm.tokenizer.data import load_dataset
     from mdllm.tokenizer.train import lr_at

@@ -71,7 +71,7 @@ def run_train(args):
           f"codebook {cfg.codebook_size}")
     _, history, early = train(ds, cfg, opts, args.out, resume=args.resume)
     if history:
-        print(f"last: {history[-1]}{' (stopped at --max-minutes)' if early else ''}")
+        print(f"last: {history[-1]}{' (stopped early: a time limit or --stop-at)' if early else ''}")
     print(f"tokenizer written to {args.out}")
 
 

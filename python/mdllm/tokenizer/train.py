@@ -173,6 +173,9 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
             raise MdllmError(f"{ckpt_dir}: no checkpoint to resume from")
         step, history = load_checkpoint(ckpt_dir, model, optimizer)
     start_time = time.time()
+    # a resumed wall-clock schedule goes on from where it stopped (the records' minutes are cumulative
+    # only for it; --max-minutes counts this run's time)
+    earlier = history[-1]["minutes"] if resume and history and opts.schedule_minutes else 0.0
     running = {}
     bar = tqdm(total=opts.steps, initial=step, disable=not progress, desc="tokenizer", dynamic_ncols=True)
     stopped_early = False
@@ -180,7 +183,7 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
         rng = np.random.default_rng([opts.seed, step])
         xyz, mask = sample_batch(ds, rng, opts.batch_size, opts.crop, opts.md_fraction)
         minutes = (time.time() - start_time) / 60
-        terms = train_step(model, optimizer, params, xyz, mask, lr_at(step, opts, minutes), step)
+        terms = train_step(model, optimizer, params, xyz, mask, lr_at(step, opts, earlier + minutes), step)
         step += 1
         for k, v in terms.items():
             running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
@@ -188,9 +191,9 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
         bar.set_postfix({k: f"{v:.2f}" for k, v in running.items()})
         minutes = (time.time() - start_time) / 60
         out_of_time = (opts.max_minutes and minutes > opts.max_minutes) or step == opts.stop_at or \
-            (opts.schedule_minutes and minutes >= opts.schedule_minutes)
+            (opts.schedule_minutes and earlier + minutes >= opts.schedule_minutes)
         if step % opts.eval_every == 0 or step == opts.steps or out_of_time:
-            record = {"step": step, "minutes": (time.time() - start_time) / 60, **{k: round(v, 4) for k, v in running.items()}}
+            record = {"step": step, "minutes": earlier + minutes, **{k: round(v, 4) for k, v in running.items()}}
             if ds.val:
                 record.update(evaluate(model, ds, opts.val_chains))
             history.append(record)
