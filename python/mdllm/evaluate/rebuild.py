@@ -111,12 +111,15 @@ class Rebuilder:
         from openmm import app
         from pdbfixer import PDBFixer
 
+        from mdllm.simulate.prepare import seeded_python_random
+
         fixer = PDBFixer(pdbfile=io.StringIO(_backbone_pdb(xyz_nm, self.sequence, self.chain_ids)))
         fixer.missingResidues = {}
         fixer.findMissingAtoms()
         fixer.addMissingAtoms(seed=0)  # PDBFixer may run Langevin dynamics to resolve clashes; fix it
         modeller = app.Modeller(fixer.topology, fixer.positions)
-        variants = modeller.addHydrogens(self.forcefield, pH=7.0, variants=self.variants)
+        with seeded_python_random(0):  # hydrogens start at random positions: same frame, same rebuild
+            variants = modeller.addHydrogens(self.forcefield, pH=7.0, variants=self.variants)
         if self.variants is None:
             self.variants = variants
         return modeller

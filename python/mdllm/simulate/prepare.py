@@ -7,6 +7,8 @@ chain, chain breaks with nothing to fill them -- and stop with one clear line be
 
 from __future__ import annotations
 
+import contextlib
+import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -173,3 +175,15 @@ def _sequence(topology) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def seeded_python_random(seed: int):
+    """Seed Python's global ``random`` for a block, then put its previous state back: OpenMM's Modeller
+    places new hydrogens and ions at random, so this makes preparation and rebuilds reproducible."""
+    saved = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved)

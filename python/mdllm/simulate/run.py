@@ -3,9 +3,7 @@ its frames and checkpoint every few minutes and resuming from the last commit.""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import random
 import signal
 import sys
 import threading
@@ -18,6 +16,7 @@ import numpy as np
 from mdllm.errors import MdllmError, in_file
 from mdllm.files import atomic_output, sha256_file
 from mdllm.simulate.checkpoint import RunStore, read_json, write_json
+from mdllm.simulate.prepare import seeded_python_random
 from mdllm.simulate.reporters import Progress, positions_nm, saved_atoms
 from mdllm.simulate.system import (Physics, add_barostat, create_system, load_forcefield, make_integrator,
                                    platform_candidates, solvate)
@@ -163,7 +162,7 @@ def _load_or_prepare(start: Path, out_dir: Path, prep: Preparation, physics: Phy
         from mdllm.simulate.prepare import prepare_structure
 
         forcefield = load_forcefield(physics)
-        with _seeded_python_random(PREPARATION_SEED):  # OpenMM's Modeller places new H and ions at random
+        with seeded_python_random(PREPARATION_SEED):  # OpenMM's Modeller places new H and ions at random
             prepared = prepare_structure(start, chains=prep.chains, ph=prep.ph, keep_water=prep.keep_water,
                                          keep_ligands=prep.keep_ligands, forcefield=forcefield)
             topology, positions = solvate(prepared, physics, forcefield)
@@ -400,17 +399,6 @@ class StopRequest:
                     signal.signal(sig, handler)
 
         return _Handlers()
-
-
-@contextlib.contextmanager
-def _seeded_python_random(seed: int):
-    """Seed Python's global ``random`` for a block, then put its previous state back."""
-    saved = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(saved)
 
 
 def _version(package: str) -> str | None:
