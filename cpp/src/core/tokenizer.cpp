@@ -418,7 +418,8 @@ void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
       detail::amx_pack_into(values[hd], qkv.data() + 2 * d + hd * dh, 3 * d, begin, end, 0, dh);
     }
   }, amx ? 16 : 8);
-  // 2. per (head, block of 8 query rows): scores, softmax with the relative-position bias, weighted values.
+  // 2. per (head, block of query rows): scores, softmax with the relative-position bias, weighted
+  //    values; on the tiles with AMX (16 rows a block), else on the vector kernels (8 rows).
   //    band[hd][j - i + n - 1] is the bias of key j for query i.
   const float* bias = get(p + ".attn.rel_pos_bias");
   const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(dh));
@@ -427,37 +428,21 @@ void Tokenizer::block(const std::string& p, Vec& x, int64_t n, bool par) const {
   for (int64_t hd = 0; hd < heads; ++hd)
     for (int64_t t = 0; t < band_len; ++t)
       band[hd * band_len + t] = bias[hd * (2 * r + 1) + std::clamp<int64_t>(t - (n - 1), -r, r) + r];
-  if (amx) {  // per (head, block of 16 query rows): the same three steps on the tiles
-    constexpr int64_t kTileRows = 16;
-    const int64_t blocks = (n + kTileRows - 1) / kTileRows;
-    rows(par, heads * blocks, [&](int64_t begin, int64_t end) {
-      Scratch s(kTileRows * np);
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t hd = task / blocks, r0 = task % blocks * kTileRows, r1 = std::min(n, r0 + kTileRows);
-        detail::amx_product(qkv.data() + r0 * 3 * d + hd * dh, 3 * d, r1 - r0, keys_t[hd], nullptr, s.data(), np);
-        float norm[kTileRows];
-        for (int64_t i = r0; i < r1; ++i)
-          norm[i - r0] = softmax_row(s.data() + (i - r0) * np, n, np, inv_sqrt, band.data() + hd * band_len + n - 1 - i);
-        float* out = att.data() + r0 * d + hd * dh;
-        detail::amx_product(s.data(), np, r1 - r0, values[hd], nullptr, out, d);
-        for (int64_t i = 0; i < r1 - r0; ++i)
-          for (int64_t e = 0; e < dh; ++e) out[i * d + e] *= norm[i];
-      }
-    }, 1);
-  }
-  constexpr int64_t kRowBlock = 8;
-  const int64_t blocks = amx ? 0 : (n + kRowBlock - 1) / kRowBlock;
+  constexpr int64_t kMaxRowBlock = 16;
+  const int64_t row_block = amx ? 16 : 8, blocks = (n + row_block - 1) / row_block;
   rows(par, heads * blocks, [&](int64_t begin, int64_t end) {
-    Scratch s(kRowBlock * np);
+    Scratch s(row_block * np);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t hd = task / blocks, r0 = task % blocks * kRowBlock, r1 = std::min(n, r0 + kRowBlock);
-      product_rows(qkv.data() + r0 * 3 * d + hd * dh, 3 * d, kt.data() + hd * dh * np, np, nullptr, dh, np, s.data(),
-                   np, 0, r1 - r0);
-      float norm[kRowBlock];
+      const int64_t hd = task / blocks, r0 = task % blocks * row_block, r1 = std::min(n, r0 + row_block);
+      const float* q = qkv.data() + r0 * 3 * d + hd * dh;
+      float* out = att.data() + r0 * d + hd * dh;
+      if (amx) detail::amx_product(q, 3 * d, r1 - r0, keys_t[hd], nullptr, s.data(), np);
+      else product_rows(q, 3 * d, kt.data() + hd * dh * np, np, nullptr, dh, np, s.data(), np, 0, r1 - r0);
+      float norm[kMaxRowBlock];
       for (int64_t i = r0; i < r1; ++i)
         norm[i - r0] = softmax_row(s.data() + (i - r0) * np, n, np, inv_sqrt, band.data() + hd * band_len + n - 1 - i);
-      float* out = att.data() + r0 * d + hd * dh;
-      product_rows(s.data(), np, qkv.data() + 2 * d + hd * dh, 3 * d, nullptr, n, dh, out, d, 0, r1 - r0);
+      if (amx) detail::amx_product(s.data(), np, r1 - r0, values[hd], nullptr, out, d);
+      else product_rows(s.data(), np, qkv.data() + 2 * d + hd * dh, 3 * d, nullptr, n, dh, out, d, 0, r1 - r0);
       for (int64_t i = 0; i < r1 - r0; ++i)
         for (int64_t e = 0; e < dh; ++e) out[i * d + e] *= norm[i];
     }
