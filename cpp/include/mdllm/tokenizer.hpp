@@ -1,6 +1,7 @@
 // FoldToken-style structure tokenizer, inference only: backbone frames -> one token per residue and
 // tokens -> N, CA, C, O. It reads the model.safetensors + config.json written by the PyTorch trainer
-// (python/mdllm/tokenizer) and computes the same network in float32, multi-threaded over frames.
+// (python/mdllm/tokenizer) and computes the same network in float32, multi-threaded over frames (on CPUs
+// with AMX tiles, the block products run there as split-bf16 products of float32-level accuracy).
 //
 // Layouts (row-major): xyz (F, L, 4, 3) nanometres, atoms N, CA, C, O; tokens (F, L) int32.
 // Bad files, bad shapes and out-of-range tokens throw std::invalid_argument.

@@ -234,14 +234,13 @@ def init_from(model, cfg: TokenizerConfig, init_dir):
     if cfg.decoder_layers < start.config.decoder_layers:
         raise MdllmError(f"{init_dir}: has {start.config.decoder_layers} decoder layers; cannot drop to "
                          f"{cfg.decoder_layers}")
-    missing, _ = model.load_state_dict(start.torch_model().state_dict(), strict=False)
+    model.load_state_dict(start.torch_model().state_dict(), strict=False)  # the added layers stay new
     with torch.no_grad():
         for block in model.decoder.blocks[start.config.decoder_layers:]:
             block.attn.o_proj.weight.zero_()
             block.attn.o_proj.bias.zero_()
             block.down_proj.weight.zero_()
             block.down_proj.bias.zero_()
-    return missing
 
 
 def export(model, cfg, out_dir, extra=None):
