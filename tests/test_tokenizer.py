@@ -185,7 +185,7 @@ def test_wall_clock_schedule_stops_and_resumes_where_it_stopped(dataset, tmp_pat
 
 
 def test_wall_clock_schedule_and_packed_md_frames(adk, tmp_path):
-    from mdllm.tokenizer.data import load_dataset
+    from mdllm.tokenizer.data import load_dataset, write_segments
     from mdllm.tokenizer.train import lr_at
 
     opts = TrainOptions(lr=1e-3, warmup=10, schedule_minutes=2.0)
@@ -195,8 +195,8 @@ def test_wall_clock_schedule_and_packed_md_frames(adk, tmp_path):
     assert lr_at(100, opts, 2.0) == pytest.approx(1e-4)
     frames = adk.xyz[:3]
     packed = tmp_path / "md.npz"
-    np.savez(packed, coords=np.concatenate(frames) * 10.0, offsets=np.arange(4) * frames.shape[1],
-             ids=np.array(["md:0:0", "md:1:0", "md:2:0"]))
+    write_segments(packed, [(f"md:{i}:0", xyz) for i, xyz in enumerate(frames)])
+    assert [p.name for p in tmp_path.iterdir()] == ["md.npz"]  # no temporary file left
     ds = load_dataset(packed, [str(packed)], val_percent=0.0)
     assert len(ds.md) == 3 and len(ds.train) == 3
     np.testing.assert_allclose(ds.md[2], frames[2], atol=1e-6)

@@ -4,9 +4,9 @@ machine of stage 3 in RECIPE.md). Usage: python models/foldtoken/pack_md.py OUT.
 
 import sys
 
-import numpy as np
-
+from mdllm.errors import MdllmError
 from mdllm.io import load_backbone
+from mdllm.tokenizer.data import write_segments
 
 
 def main(out, specs):
@@ -14,11 +14,12 @@ def main(out, specs):
     for spec in specs:
         path, _, top = spec.partition(":")
         frames.extend(load_backbone(path, top=top or None).xyz)
-    offsets = np.cumsum([0] + [len(f) for f in frames])
-    ids = np.array([f"md:{i}:0" for i in range(len(frames))])
-    np.savez_compressed(out, coords=(np.concatenate(frames) * 10.0).astype(np.float32), offsets=offsets, ids=ids)
+    write_segments(out, [(f"md:{i}:0", xyz) for i, xyz in enumerate(frames)])
     print(f"{len(frames)} frames -> {out}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    try:
+        main(sys.argv[1], sys.argv[2:])
+    except MdllmError as exc:
+        sys.exit(f"error: {exc}")

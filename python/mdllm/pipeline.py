@@ -2,10 +2,10 @@
 
 simulate (unless trajectories are given) -> encode -> adapt the tokenizer's decoder to the protein ->
 LoRA fine-tune of the shipped base -> merge and export GGUF -> generate -> evaluate. Each stage works
-in its own folder of the output directory and, when it finishes, writes ``stage.json`` with a key: the hash of its inputs (file contents and the keys
-of the stages before it) and its settings. A re-run skips every stage whose key is unchanged; a stage
-that was interrupted has no ``stage.json`` and runs again, resuming from its own checkpoints
-(simulation and training keep them).
+in its own folder of the output directory and, when it finishes, writes ``stage.json`` with a key: the
+hash of its inputs (file contents and the keys of the stages before it) and its settings. A re-run
+skips every stage whose key is unchanged; a stage that was interrupted has no ``stage.json`` and runs
+again, resuming from its own checkpoints (simulation and training keep them).
 """
 
 from __future__ import annotations

@@ -43,6 +43,17 @@ def read_segments(npz_path):
     return segments
 
 
+def write_segments(npz_path, segments):
+    """[(id, (L, 4, 3) nm)] -> a backbone npz that ``read_segments`` reads back (written atomically)."""
+    from mdllm.files import atomic_output
+
+    xyz = [x for _, x in segments]
+    coords_A = (np.concatenate(xyz) * 10.0).astype(np.float32)
+    offsets = np.cumsum([0] + [len(x) for x in xyz])
+    with atomic_output(npz_path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, coords=coords_A, offsets=offsets, ids=np.array([i for i, _ in segments]))
+
+
 def load_dataset(npz_path, md_specs=(), val_percent=3.0) -> Dataset:
     """npz_path: arrays coords (Angstrom), offsets, ids ('source:chain:segment'); md_specs: list of
     'TRAJ' or 'TRAJ:TOP' strings whose every frame becomes a training example (a '.npz' in the same
