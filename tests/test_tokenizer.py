@@ -222,6 +222,29 @@ def test_adapted_decoder_keeps_tokens_and_decodes_better(tiny_dir, adk, tmp_path
     assert json.loads((tmp_path / "adapted" / "config.json").read_text())["_adapted"]["steps"] == 200
 
 
+def test_input_noise_reaches_the_encoder_only(dataset):
+    from mdllm.tokenizer.losses import aligned_rmsd
+    from mdllm.tokenizer.model import FoldTokenModel
+    from mdllm.tokenizer.train import noisy_inputs
+
+    rng = np.random.default_rng(0)
+    zeros = np.zeros((400, 8, 4, 3), np.float32)
+    assert noisy_inputs(zeros, rng, 0.0, 0.5) is None
+    noisy = noisy_inputs(zeros, rng, 0.3, 0.5)
+    changed = np.abs(noisy).reshape(400, -1).max(1) > 0
+    assert 0.4 < changed.mean() < 0.6  # about half of the items
+    assert np.std(noisy[changed]) == pytest.approx(0.03, rel=0.05)  # 0.3 A per coordinate = 0.03 nm
+    # the decoding of the noisy input is scored against the clean frame
+    torch.manual_seed(0)
+    model = FoldTokenModel(TINY)
+    x = torch.from_numpy(dataset.train[1][None])
+    mask = torch.ones(x.shape[:2], dtype=torch.bool)
+    x_noisy = x + 0.05 * torch.randn_like(x)
+    terms, _ = loss_terms(model, x, mask, xyz_in=x_noisy)
+    assert terms["rmsd"].item() == pytest.approx(aligned_rmsd(model(x_noisy, mask)[0], x, mask).item(), rel=1e-5)
+    assert terms["rmsd"].item() != pytest.approx(loss_terms(model, x, mask)[0]["rmsd"].item(), rel=1e-3)
+
+
 def test_bad_tokens_and_coordinates(tiny_dir, adk):
     tok = FoldTokenizer.load(tiny_dir)
     for bad in (np.array([[0, 36]]), np.array([[-1, 2]]), np.zeros((2, 3, 4), int), np.zeros((1, 0), int),
@@ -363,3 +386,28 @@ def test_shipped_tokenizer_round_trip(adk):
     assert np.median(rmsd) < 2.0
     closed, opened = load_backbone(ROOT / "data/adk/adk_closed.pdb"), load_backbone(ROOT / "data/adk/adk_open.pdb")
     assert (tok.encode(closed) != tok.encode(opened)).mean() > 0.1
+
+
+def test_adk_measurements_and_self_consistency(tiny_dir, adk, tmp_path):
+    import mdtraj
+
+    from mdllm.tokenizer.evaluate import adk_transitions
+    from mdllm.tokenizer.metrics import backbone_rmsd_angstrom
+
+    for name in ("adk_open.pdb", "adk_closed.pdb"):
+        shutil.copy(ROOT / "data/adk" / name, tmp_path / name)
+    traj = mdtraj.load(DATA / "adk_dims_10.dcd", top=DATA / "adk.psf")
+    traj.save_xtc(str(tmp_path / "dims10.xtc"))
+    traj[0].save_pdb(str(tmp_path / "dims10.pdb"))
+    tok = FoldTokenizer.load(tiny_dir)
+    result = adk_transitions(tok, tmp_path)
+    r = result["dims10.xtc"]
+    frames = load_backbone(tmp_path / "dims10.xtc", top=tmp_path / "dims10.pdb")
+    tokens = tok.encode(frames)
+    decoded = tok.decode(tokens)
+    assert r["frames"] == 10
+    assert r["rmsd_A"]["median"] == pytest.approx(np.median(backbone_rmsd_angstrom(decoded, frames.xyz)))
+    kept = (tok.encode(decoded) == tokens).mean()
+    assert r["reencoded_tokens_kept"] == pytest.approx(kept)
+    assert 0.0 < kept < 1.0  # a tiny model decodes far from the frames, so some tokens change
+    assert r["state_fidelity_A"]["median"] >= 0.0

@@ -36,9 +36,18 @@ def register(sub):
     t.add_argument("--init", help="start from this tokenizer's weights (its sizes are used)")
     t.add_argument("--freeze-encoder", action="store_true",
                    help="with --init: train only the decoder, so tokens (and models trained on them) stay valid")
+    add_noise_arguments(t)
     t.set_defaults(run=run_train)
     register_adapt(tsub)
     register_eval(tsub)
+
+
+def add_noise_arguments(p):
+    p.add_argument("--input-noise", type=float, default=0.0, metavar="A",
+                   help="Gaussian noise (Angstrom per coordinate) on the encoder's input for a fraction of the "
+                        "crops, scored against the clean frame: the decoder learns that thermally jittered "
+                        "token variants mean the same structure")
+    p.add_argument("--input-noise-fraction", type=float, default=0.5, help="fraction of crops made noisy")
 
 
 def run_train(args):
@@ -65,7 +74,8 @@ def run_train(args):
                         seed=args.seed, eval_every=args.eval_every, threads=args.torch_threads,
                         max_minutes=args.max_minutes, stop_at=args.stop_at, init=args.init or "",
                         freeze_encoder=args.freeze_encoder, device=args.device,
-                        schedule_minutes=args.schedule_minutes)
+                        schedule_minutes=args.schedule_minutes, input_noise_A=args.input_noise,
+                        input_noise_fraction=args.input_noise_fraction)
     ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
     print(f"train segments {len(ds.train)}, held-out segments {len(ds.val)}, MD/NMR frames {len(ds.md)}, "
           f"codebook {cfg.codebook_size}")
@@ -92,6 +102,7 @@ def register_adapt(tsub):
                    help="last fraction of each trajectory's frames held out to measure the gain")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time")
+    add_noise_arguments(a)
     a.add_argument("--no-progress", action="store_true")
     a.set_defaults(run=run_adapt)
 
@@ -105,7 +116,8 @@ def run_adapt(args):
     trajs = [load_backbone(t, top=args.top).xyz for t in args.trajectories]
     opts = AdaptOptions(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                         val_fraction=args.val_fraction, seed=args.seed, threads=getattr(args, "threads", 0) or 0,
-                        max_minutes=args.max_minutes)
+                        max_minutes=args.max_minutes, input_noise_A=args.input_noise,
+                        input_noise_fraction=args.input_noise_fraction)
     report = adapt_decoder(tok, trajs, args.out, opts, progress=not args.no_progress)
     before, after = report["val_rmsd_median_A_before"], report["val_rmsd_median_A_after"]
     if before is not None:

@@ -31,6 +31,8 @@ class AdaptOptions:
     seed: int = 0
     threads: int = 0        # PyTorch threads; 0 = PyTorch's default
     max_minutes: float = 0.0  # stop early after this wall time; 0 = no limit
+    input_noise_A: float = 0.0  # as in TrainOptions: noisy encoder input for a fraction of the crops
+    input_noise_fraction: float = 0.5
 
 
 def _lr(step: int, opts: AdaptOptions) -> float:
@@ -74,7 +76,7 @@ def adapt_decoder(tokenizer, trajectories, out_dir, opts: AdaptOptions = AdaptOp
     from tqdm import tqdm
 
     from mdllm.tokenizer.data import pad, random_crop
-    from mdllm.tokenizer.train import train_step
+    from mdllm.tokenizer.train import noisy_inputs, train_step
     from mdllm.tokenizer.weights import save_tokenizer
 
     trajectories = [np.asarray(t, np.float32) for t in trajectories if len(t)]
@@ -117,7 +119,8 @@ def adapt_decoder(tokenizer, trajectories, out_dir, opts: AdaptOptions = AdaptOp
             traj = train[rng.choice(len(train), p=weights)]
             items.append(random_crop(traj[rng.integers(len(traj))], rng, opts.crop))
         xyz, mask = pad(items)
-        terms = train_step(model, optimizer, params, xyz, mask, _lr(step, opts), step, "decoder adaptation")
+        xyz_in = noisy_inputs(xyz, rng, opts.input_noise_A, opts.input_noise_fraction)
+        terms = train_step(model, optimizer, params, xyz, mask, _lr(step, opts), step, "decoder adaptation", xyz_in)
         step += 1
         rmsd = terms["rmsd"].item()
         running = rmsd if running is None else 0.95 * running + 0.05 * rmsd

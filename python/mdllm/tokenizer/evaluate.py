@@ -1,5 +1,8 @@
 """The acceptance measurements of a tokenizer: round trip on held-out chains and on AdK transitions,
-state fidelity, closed/open token difference and codebook use. Returns plain dicts (Angstrom)."""
+state fidelity, closed/open token difference and codebook use. Returns plain dicts (Angstrom).
+
+Also self-consistency: the fraction of residues whose token survives decode -> encode. A decoded
+structure that re-encodes to other tokens is one the language model would describe differently."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def held_out_chains(tokenizer, npz_path, val_percent=3.0, max_len=None):
     from mdllm.tokenizer.data import load_dataset
 
     ds = load_dataset(npz_path, (), val_percent=val_percent)
-    rmsd, tm, tokens = [], [], []
+    rmsd, tm, tokens, kept = [], [], [], []
     for xyz in ds.val:
         x = xyz[:max_len][None] if max_len else xyz[None]
         tok = tokenizer.encode(x)
@@ -28,8 +31,10 @@ def held_out_chains(tokenizer, npz_path, val_percent=3.0, max_len=None):
         rmsd.append(backbone_rmsd_angstrom(rec, x)[0])
         tm.append(tm_score(rec, x)[0])
         tokens.append(tok.ravel())
+        kept.append((tokenizer.encode(rec) == tok).ravel())
     ppl, used = codebook_usage(np.concatenate(tokens), tokenizer.codebook_size)
     return {"rmsd_A": _summary(rmsd), "tm": _summary(tm), "perplexity": ppl, "codes_used": used,
+            "reencoded_tokens_kept": float(np.concatenate(kept).mean()),
             "residues": int(sum(len(t) for t in tokens))}
 
 
@@ -49,6 +54,7 @@ def adk_transitions(tokenizer, adk_dir):
         fidelity = np.abs(backbone_rmsd_angstrom(rec, ref) - backbone_rmsd_angstrom(bb.xyz, ref))
         results[xtc.name] = {"frames": len(bb.xyz), "rmsd_A": _summary(backbone_rmsd_angstrom(rec, bb.xyz)),
                              "tm": _summary(tm_score(rec, bb.xyz)), "state_fidelity_A": _summary(fidelity),
+                             "reencoded_tokens_kept": float((tokenizer.encode(rec) == tok).mean()),
                              "tokens_changed_first_to_last": float((tok[0] != tok[-1]).mean()),
                              "tokens_changed_between_neighbour_frames": float((tok[1:] != tok[:-1]).mean())}
     t_open, t_closed = tokenizer.encode(open_state), tokenizer.encode(closed_state)

@@ -39,6 +39,11 @@ class TrainOptions:
     # > 0: the learning-rate schedule runs on wall time (warm-up, then cosine to 10 % at this many
     # minutes, where training stops), for a fixed time budget on hardware of unknown speed
     schedule_minutes: float = 0.0
+    # Gaussian noise (Angstrom per coordinate) on the encoder's input for this fraction of the crops;
+    # the decoder is still scored against the clean frame, so it learns that the many token variants of
+    # one thermally jittered structure mean that structure (see RECIPE.md, "input noise")
+    input_noise_A: float = 0.0
+    input_noise_fraction: float = 0.5
 
 
 def lr_at(step, opts: TrainOptions, minutes: float = 0.0):
@@ -51,10 +56,11 @@ def lr_at(step, opts: TrainOptions, minutes: float = 0.0):
     return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def loss_terms(model, xyz, mask):
+def loss_terms(model, xyz, mask, xyz_in=None):
+    """Loss terms of autoencoding ``xyz_in`` (default ``xyz``), scored against ``xyz``."""
     from mdllm.tokenizer.losses import aligned_rmsd, ca_distance, fape, local_geometry
 
-    xyz_hat, rot, t, tokens, _ = model(xyz, mask)
+    xyz_hat, rot, t, tokens, _ = model(xyz if xyz_in is None else xyz_in, mask)
     terms = {
         "fape": fape(xyz_hat, rot, t, xyz, mask),
         "rmsd": aligned_rmsd(xyz_hat, xyz, mask).mean(),
@@ -64,14 +70,27 @@ def loss_terms(model, xyz, mask):
     return terms, tokens
 
 
-def train_step(model, optimizer, params, xyz, mask, lr: float, step: int, what: str = "training") -> dict:
-    """One AdamW step (gradient-norm clip 1) on a padded batch; returns the loss terms."""
+def noisy_inputs(xyz, rng: np.random.Generator, noise_A: float, fraction: float):
+    """A copy of the batch xyz (B, L, 4, 3) nm with Gaussian noise (noise_A Angstrom per coordinate) on
+    a random ``fraction`` of its items; None when there is no noise to add."""
+    if noise_A <= 0 or fraction <= 0:
+        return None
+    chosen = rng.random(len(xyz)) < fraction
+    noise = rng.normal(scale=noise_A / 10.0, size=xyz.shape).astype(np.float32)
+    return xyz + noise * chosen[:, None, None, None]
+
+
+def train_step(model, optimizer, params, xyz, mask, lr: float, step: int, what: str = "training",
+               xyz_in=None) -> dict:
+    """One AdamW step (gradient-norm clip 1) on a padded batch; returns the loss terms. ``xyz_in``:
+    what the encoder sees instead of ``xyz`` (noisy copies)."""
     import torch
 
     for group in optimizer.param_groups:
         group["lr"] = lr
     device = next(model.parameters()).device
-    terms, _ = loss_terms(model, torch.from_numpy(xyz).to(device), torch.from_numpy(mask).to(device))
+    terms, _ = loss_terms(model, torch.from_numpy(xyz).to(device), torch.from_numpy(mask).to(device),
+                          None if xyz_in is None else torch.from_numpy(xyz_in).to(device))
     loss = sum(terms.values())
     if not torch.isfinite(loss):
         raise MdllmError(f"{what} diverged at step {step} (loss {loss.item()})")
@@ -182,8 +201,10 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
     while step < opts.steps:
         rng = np.random.default_rng([opts.seed, step])
         xyz, mask = sample_batch(ds, rng, opts.batch_size, opts.crop, opts.md_fraction)
+        xyz_in = noisy_inputs(xyz, rng, opts.input_noise_A, opts.input_noise_fraction)
         minutes = (time.time() - start_time) / 60
-        terms = train_step(model, optimizer, params, xyz, mask, lr_at(step, opts, earlier + minutes), step)
+        terms = train_step(model, optimizer, params, xyz, mask, lr_at(step, opts, earlier + minutes), step,
+                           xyz_in=xyz_in)
         step += 1
         for k, v in terms.items():
             running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
