@@ -196,7 +196,9 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
     # only for it; --max-minutes counts this run's time)
     earlier = history[-1]["minutes"] if resume and history and opts.schedule_minutes else 0.0
     running = {}
-    bar = tqdm(total=opts.steps, initial=step, disable=not progress, desc="tokenizer", dynamic_ncols=True)
+    # on a wall-clock schedule the step count is only a cap: show minutes left instead of a steps ETA
+    bar = tqdm(total=None if opts.schedule_minutes else opts.steps, initial=step, disable=not progress,
+               desc="tokenizer", dynamic_ncols=True)
     stopped_early = False
     while step < opts.steps:
         rng = np.random.default_rng([opts.seed, step])
@@ -209,8 +211,11 @@ def train(ds: Dataset, cfg: TokenizerConfig, opts: TrainOptions, out_dir, resume
         for k, v in terms.items():
             running[k] = 0.98 * running.get(k, v.item()) + 0.02 * v.item()
         bar.update(1)
-        bar.set_postfix({k: f"{v:.2f}" for k, v in running.items()})
         minutes = (time.time() - start_time) / 60
+        postfix = {k: f"{v:.2f}" for k, v in running.items()}
+        if opts.schedule_minutes:
+            postfix["min_left"] = f"{max(0.0, opts.schedule_minutes - earlier - minutes):.1f}"
+        bar.set_postfix(postfix)
         out_of_time = (opts.max_minutes and minutes > opts.max_minutes) or step == opts.stop_at or \
             (opts.schedule_minutes and earlier + minutes >= opts.schedule_minutes)
         if step % opts.eval_every == 0 or step == opts.steps or out_of_time:
