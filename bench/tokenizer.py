@@ -80,11 +80,13 @@ def main():
           f"max decoded difference {max_diff:.2e} nm")
 
     acc = adk_transitions(cpp, adk)
-    print(f"\n{'trajectory':<30}{'frames':>7}{'RMSD med A':>11}{'RMSD p95 A':>11}{'TM med':>8}{'fidelity med A':>15}{'re-encode kept':>15}")
+    print(f"\n{'trajectory':<30}{'frames':>7}{'RMSD med A':>11}{'RMSD p95 A':>11}{'TM med':>8}"
+          f"{'fidelity med A':>15}{'re-encode kept':>15}")
     for traj, r in acc.items():
         if isinstance(r, dict):
             print(f"{traj:<30}{r['frames']:>7}{r['rmsd_A']['median']:>11.2f}{r['rmsd_A']['p95']:>11.2f}"
-                  f"{r['tm']['median']:>8.3f}{r['state_fidelity_A']['median']:>15.2f}{r['reencoded_tokens_kept']:>15.1%}")
+                  f"{r['tm']['median']:>8.3f}{r['state_fidelity_A']['median']:>15.2f}"
+                  f"{r['reencoded_tokens_kept']:>15.1%}")
     print(f"closed vs open: {acc['closed_vs_open_tokens_differ']:.1%} of residues get different tokens")
     result["adk_round_trip"] = acc
     result["tokenizer_hash"] = cpp.hash
