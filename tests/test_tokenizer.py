@@ -230,6 +230,9 @@ def test_input_noise_reaches_the_encoder_only(dataset):
     rng = np.random.default_rng(0)
     zeros = np.zeros((400, 8, 4, 3), np.float32)
     assert noisy_inputs(zeros, rng, 0.0, 0.5) is None
+    for bad in [(-0.2, 0.5), (0.2, 1.5)]:
+        with pytest.raises(MdllmError, match="input noise"):
+            noisy_inputs(zeros, rng, *bad)
     noisy = noisy_inputs(zeros, rng, 0.3, 0.5)
     changed = np.abs(noisy).reshape(400, -1).max(1) > 0
     assert 0.4 < changed.mean() < 0.6  # about half of the items

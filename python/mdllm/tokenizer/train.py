@@ -73,7 +73,9 @@ def loss_terms(model, xyz, mask, xyz_in=None):
 def noisy_inputs(xyz, rng: np.random.Generator, noise_A: float, fraction: float):
     """A copy of the batch xyz (B, L, 4, 3) nm with Gaussian noise (noise_A Angstrom per coordinate) on
     a random ``fraction`` of its items; None when there is no noise to add."""
-    if noise_A <= 0 or fraction <= 0:
+    if noise_A < 0 or not 0 <= fraction <= 1:
+        raise MdllmError(f"input noise must be >= 0 A with a fraction in [0, 1], got {noise_A} A and {fraction}")
+    if noise_A == 0 or fraction == 0:
         return None
     chosen = rng.random(len(xyz)) < fraction
     noise = rng.normal(scale=noise_A / 10.0, size=xyz.shape).astype(np.float32)
