@@ -372,15 +372,16 @@ def test_cli_encode_decode(tiny_dir, tmp_path):
     assert not (tmp_path / "x.pdb").exists()
 
 
-SHIPPED = ROOT / "models" / "foldtoken"
+SHIPPED = ROOT / "models" / "foldtoken-transformer"
 
 
 @pytest.mark.skipif(not (SHIPPED / "model.safetensors").exists(), reason="no shipped tokenizer")
-def test_shipped_tokenizer_round_trip(adk):
+def test_shipped_transformer_tokenizer_round_trip(adk):
+    from mdllm.paths import model_path
     from mdllm.tokenizer.metrics import backbone_rmsd_angstrom
 
-    tok = FoldTokenizer.load()  # from the installed package (a wheel) or the checkout's models/
-    assert tok.file_hash == file_sha256(SHIPPED / "model.safetensors")
+    tok = FoldTokenizer.load(model_path("foldtoken-transformer"))  # installed package (a wheel) or checkout
+    assert tok.kind == "transformer" and tok.file_hash == file_sha256(SHIPPED / "model.safetensors")
     assert all(os.path.getsize(p) < 25e6 for p in SHIPPED.iterdir())
     rec = tok.decode(tok.encode(adk))
     rmsd = backbone_rmsd_angstrom(rec, adk.xyz)

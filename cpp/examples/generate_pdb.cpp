@@ -109,7 +109,8 @@ int main(int argc, char** argv) {
 
     const Structure start = read_pdb(argv[3]);
     const auto L = static_cast<int64_t>(start.sequence.size());
-    const mdllm::Tokenizer tokenizer = mdllm::Tokenizer::from_directory(argv[2]);
+    const auto loaded = mdllm::load_tokenizer(argv[2]);  // either kind, as its config.json says
+    const mdllm::StructureTokenizer& tokenizer = *loaded;
     std::vector<int32_t> codes(L);
     tokenizer.encode(start.xyz.data(), 1, L, codes.data());
 

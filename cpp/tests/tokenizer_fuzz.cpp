@@ -1,8 +1,7 @@
 // Fuzz driver for the tokenizer and the safetensors reader, meant for a sanitizer build:
 //
-//   g++ -std=c++17 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -Icpp/include \
-//       cpp/src/core/*.cpp cpp/tests/tokenizer_fuzz.cpp -o /tmp/tokenizer_fuzz -pthread
-//   /tmp/tokenizer_fuzz models/foldtoken [iterations]
+//   g++ -std=c++17 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -Icpp/include cpp/src/core/*.cpp cpp/tests/tokenizer_fuzz.cpp -o /tmp/tokenizer_fuzz -pthread
+//   /tmp/tokenizer_fuzz models/foldtoken-transformer [iterations]
 //
 // Random valid tokens must decode to finite coordinates (and re-encode); out-of-range tokens, NaN
 // coordinates, corrupted weight files and broken configs must throw std::invalid_argument, never crash.

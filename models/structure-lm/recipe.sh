@@ -34,18 +34,3 @@ mdllm export build/lm-adk-lora2 -o build/lm-adk-lora2/adk-lora.f16.gguf --type f
 
 # 4. Curves of both runs.
 python models/structure-lm/report.py build/lm-enlarged build/lm-adk-lora2 > models/structure-lm/CURVES.md
-
-# 5. The effect of the enlarged data: the previous base (git history: models/structure-lm at commit
-#    e02c45a, trained on base.txt with the preset's 8 heads), a control with the preset's 8 heads on
-#    enlarged.txt, and this model, all scored on the same held-out windows.
-mdllm --threads "$THREADS" train --data-list build/lm-data/enlarged.txt -o build/lm-enlarged-h8 \
-  --preset small --context 4096 --window 4 --stride 1 --val-fraction 0.1 \
-  --epochs 4 --micro-batch 4 --lr 1e-3 --warmup 20 --seed 0 --checkpoint-every 25
-mkdir -p build/previous-base
-git show e02c45a:models/structure-lm/model.safetensors > build/previous-base/model.safetensors
-# its config recorded the tokenizer's file hash; the same encoder's token hash replaces it
-git show e02c45a:models/structure-lm/config.json | python -c "import json, sys; c = json.load(sys.stdin); \
-c['vocab']['tokenizer_hash'] = 'de4d79fbef977e491f07528f03b4e93cbae2c444cc4e35e2c7987f4c95db12ea'; \
-print(json.dumps(c, indent=2))" > build/previous-base/config.json
-python models/structure-lm/compare.py --lists build/lm-data/base.txt build/lm-data/md.txt build/lm-data/adk.txt \
-  --models build/previous-base build/lm-enlarged-h8 models/structure-lm

@@ -151,8 +151,9 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     enc = Stage(out, "encode", {**traj_key, "tokenizer": tok.hash})
     enc_results = enc.run(lambda d: _encode(trajs, tok, d))
 
-    # 2b. adapt the decoder to this protein (same tokens, much better decoding)
-    if p.adapt_steps:
+    # 2b. adapt the decoder to this protein (same tokens, much better decoding); a torsion tokenizer's
+    #     decoder is exact chain building, with nothing to adapt
+    if p.adapt_steps and tok.kind != "torsion":
         ad = Stage(out, "adapt", {**traj_key, "tokenizer": tok.file_hash, "adapt_steps": p.adapt_steps, "seed": seed})
         ad_results = ad.run(lambda d: _adapt(trajs, tok, d, p, seed))
         decoder_tok, decoder_key = FoldTokenizer.load(ad_results["tokenizer"]), ad.key

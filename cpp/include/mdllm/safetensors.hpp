@@ -11,6 +11,7 @@
 namespace mdllm {
 
 struct Tensor {
+  std::string dtype;  // as stored: "F32", "F16" or "BF16"
   std::vector<int64_t> shape;
   std::vector<float> data;  // row-major, converted to float32
   int64_t numel() const;

@@ -87,6 +87,7 @@ SafetensorsFile parse_safetensors(const std::vector<uint8_t>& bytes, const std::
     else if (dtype->string == "F16" || dtype->string == "BF16") element = 2;
     else bad(name, where + " has dtype " + dtype->string + " (only F32, F16 and BF16 are supported)");
     Tensor t;
+    t.dtype = dtype->string;
     int64_t numel = 1;
     for (const auto& d : shape->array) {
       const int64_t n = as_size(d, name, where + " shape");

@@ -13,6 +13,7 @@
 #include "json.hpp"
 #include "mdllm/geometry.hpp"
 #include "mdllm/safetensors.hpp"
+#include "mdllm/torsion_tokenizer.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
 
@@ -289,6 +290,8 @@ int64_t TokenizerConfig::codebook_size() const {
 TokenizerConfig TokenizerConfig::from_json(const std::string& json_text) {
   const detail::Json root = detail::parse_json(json_text);
   if (!root.is_object()) bad("tokenizer config: not a JSON object");
+  if (const detail::Json* kind = root.find("kind"); kind && !(kind->is_string() && kind->string == "transformer"))
+    bad("tokenizer config: 'kind' must be \"transformer\" for this tokenizer");
   TokenizerConfig c;
   const detail::Json* levels = root.find("levels");
   if (!levels || !levels->is_array() || levels->array.empty() || levels->array.size() > 16)
@@ -373,6 +376,16 @@ Tokenizer::Tokenizer(const std::string& weights_path, const std::string& config_
 
 Tokenizer Tokenizer::from_directory(const std::string& directory) {
   return Tokenizer(directory + "/model.safetensors", read_text(directory + "/config.json"));
+}
+
+std::unique_ptr<StructureTokenizer> load_tokenizer(const std::string& directory) {
+  const std::string config = read_text(directory + "/config.json");
+  const detail::Json root = detail::parse_json(config);
+  const detail::Json* kind = root.is_object() ? root.find("kind") : nullptr;
+  const std::string weights = directory + "/model.safetensors";
+  if (!kind || (kind->is_string() && kind->string == "transformer")) return std::make_unique<Tokenizer>(weights, config);
+  if (kind->is_string() && kind->string == "torsion") return std::make_unique<TorsionTokenizer>(weights, config);
+  bad(directory + "/config.json: unknown tokenizer kind (expected \"transformer\" or \"torsion\")");
 }
 
 const float* Tokenizer::get(const std::string& name) const { return w_.at(name).data(); }

@@ -8,7 +8,16 @@ def register(sub):
     p = sub.add_parser("tokenizer", help="train or evaluate the structure tokenizer")
     tsub = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
 
-    t = tsub.add_parser("train", help="train a tokenizer (PyTorch, CPU or GPU)")
+    t = tsub.add_parser("train", help="train a tokenizer (PyTorch, CPU or GPU)",
+                        description="Train a structure tokenizer. --kind torsion (the shipped default) fits a "
+                                    "codebook of residue torsions by k-means in seconds to minutes; --kind "
+                                    "transformer trains the FoldToken-style autoencoder (the options below "
+                                    "--codebook are its own).")
+    t.add_argument("--kind", choices=["torsion", "transformer"], default="torsion")
+    t.add_argument("--codebook", type=int, default=1024, help="torsion kind: number of codes K")
+    t.add_argument("--beam", type=int, default=4, help="torsion kind: beam width of the closed-loop encoder")
+    t.add_argument("--kmeans-iters", type=int, default=30, help="torsion kind: Lloyd iterations")
+    t.add_argument("--max-samples", type=int, default=400_000, help="torsion kind: residues sampled for k-means")
     t.add_argument("--data", default=DEFAULT_NPZ, help="backbone npz: coords (Angstrom), offsets, ids")
     t.add_argument("--md", action="append", default=[], metavar="TRAJ[:TOP]",
                    help="MD trajectory or NMR ensemble whose frames are added to training (repeatable)")
@@ -54,6 +63,9 @@ def run_train(args):
     from mdllm.errors import MdllmError
     from mdllm.tokenizer.config import TokenizerConfig
     from mdllm.tokenizer.data import load_dataset
+
+    if args.kind == "torsion":
+        return run_train_torsion(args)
     from mdllm.tokenizer.train import TrainOptions, train
 
     try:
@@ -83,6 +95,25 @@ def run_train(args):
     if history:
         print(f"last: {history[-1]}{' (stopped early: a time limit or --stop-at)' if early else ''}")
     print(f"tokenizer written to {args.out}")
+
+
+def run_train_torsion(args):
+    import torch
+
+    from mdllm.tokenizer.config import TorsionConfig
+    from mdllm.tokenizer.data import load_dataset
+    from mdllm.tokenizer.torsion_train import train_torsion_tokenizer
+
+    cfg = TorsionConfig(codebook_size=args.codebook, beam_width=args.beam)
+    cfg.validate("--codebook/--beam")
+    torch.set_num_threads(args.torch_threads)
+    ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
+    print(f"train segments {len(ds.train)} (+ {len(ds.md)} MD/NMR frames), held-out segments {len(ds.val)}, "
+          f"codebook {cfg.codebook_size}, beam {cfg.beam_width}")
+    stats = train_torsion_tokenizer(ds.train + ds.md, cfg, args.out, iters=args.kmeans_iters,
+                                    max_samples=args.max_samples, seed=args.seed)
+    print(f"k-means: {stats['samples']} residues, {stats['codes_used']:.1%} of codes used, "
+          f"{stats['minutes']:.1f} min; tokenizer written to {args.out}")
 
 
 def register_adapt(tsub):

@@ -72,6 +72,9 @@ def adapt_decoder(tokenizer, trajectories, out_dir, opts: AdaptOptions = AdaptOp
     """Fine-tune ``tokenizer``'s decoder on ``trajectories`` (list of (F, L, 4, 3) nm arrays of one or
     more proteins) and write the adapted tokenizer to ``out_dir``. Returns the measurements (also
     stored in its config.json under "_adapted")."""
+    if tokenizer.kind != "transformer":
+        raise MdllmError(f"{tokenizer.path}: a {tokenizer.kind} tokenizer decodes by building the chain from its "
+                         "codes; it has no learned decoder to adapt")
     import torch
     from tqdm import tqdm
 

@@ -1,7 +1,9 @@
 """``FoldTokenizer``: one structure token per residue per frame, and back to N, CA, C, O.
 
-A tokenizer is a directory with ``config.json`` and ``model.safetensors``. Encode and decode run on
-the compiled C++ core when it provides the tokenizer kernels (no PyTorch needed), else on PyTorch.
+A tokenizer is a directory with ``config.json`` and ``model.safetensors``, of one of two kinds: the
+torsion-codebook kind (the shipped default, ``mdllm.tokenizer.torsion``) or the transformer kind
+(``mdllm.tokenizer.model``). Encode and decode run on the compiled C++ core when it provides the
+tokenizer kernels (no PyTorch needed), else on PyTorch.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
-from mdllm.tokenizer.config import TokenizerConfig
+from mdllm.tokenizer.config import GEOMETRY_NAMES, TokenizerConfig, TorsionConfig
 from mdllm.files import sha256_file
 from mdllm.paths import model_path
 from mdllm.tokenizer.weights import WEIGHTS_NAME, read_config, read_tensors
 
 
 
-def expected_shapes(cfg: TokenizerConfig) -> dict[str, tuple]:
+def expected_shapes(cfg) -> dict[str, tuple]:
     """Every tensor of a tokenizer file with its shape, derived from the config alone."""
+    if cfg.kind == TorsionConfig.kind:
+        return {"codebook": (cfg.codebook_size, 3), "geometry": (len(GEOMETRY_NAMES),)}
     d, f, n = cfg.dim, cfg.ffn_dim, len(cfg.levels)
     shapes = {}
 
@@ -63,36 +67,42 @@ ENCODER_FIELDS = ("levels", "k_neighbours", "n_rbf", "rbf_max_nm", "max_seq_sep"
                   "encoder_layers", "max_rel_pos", "version")
 
 
-def token_hash(cfg: TokenizerConfig, tensors: dict[str, np.ndarray]) -> str:
+def token_hash(cfg, tensors: dict[str, np.ndarray]) -> str:
     """sha256 of everything that decides the tokens (the encoder and quantizer), not the decoder: a
-    tokenizer whose decoder was adapted to one protein keeps the hash, and the language models of it."""
+    tokenizer whose decoder was adapted to one protein keeps the hash, and the language models of it.
+    In the torsion kind the codebook and geometry are both encoder and decoder, so all of it counts."""
     import hashlib
     import json
 
-    digest = hashlib.sha256(json.dumps({f: getattr(cfg, f) for f in ENCODER_FIELDS}, sort_keys=True).encode())
-    for name in sorted(n for n in tensors if n.startswith("encoder.")):
+    if cfg.kind == TorsionConfig.kind:
+        digest = hashlib.sha256(cfg.to_json().encode())
+        hashed = sorted(tensors)
+    else:
+        digest = hashlib.sha256(json.dumps({f: getattr(cfg, f) for f in ENCODER_FIELDS}, sort_keys=True).encode())
+        hashed = sorted(n for n in tensors if n.startswith("encoder."))
+    for name in hashed:
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(tensors[name], np.float32).tobytes())
     return digest.hexdigest()
 
 
-def _core_tokenizer():
+def _core_tokenizer(kind: str):
+    """The compiled class of this kind of tokenizer, or None where the core lacks it."""
     try:
         from mdllm import _core
     except ImportError:
         return None
-    return _core if hasattr(_core, "Tokenizer") else None
+    return getattr(_core, "TorsionTokenizer" if kind == TorsionConfig.kind else "Tokenizer", None)
 
 
 class FoldTokenizer:
-    def __init__(self, cfg: TokenizerConfig, tensors: dict[str, np.ndarray], path: Path, sha256: str,
-                 backend: str = "auto"):
+    def __init__(self, cfg, tensors: dict[str, np.ndarray], path: Path, sha256: str, backend: str = "auto"):
         self.config = cfg
         self.path = path
         self.hash = token_hash(cfg, tensors)  # what token files and language models are tied to
         self.file_hash = sha256  # the whole weights file, decoder included
         self._tensors = tensors
-        core = _core_tokenizer()
+        core = _core_tokenizer(cfg.kind)
         if backend not in ("auto", "cpp", "torch"):
             raise MdllmError(f"unknown tokenizer backend '{backend}' (auto, cpp or torch)")
         if backend == "cpp" and core is None:
@@ -101,7 +111,7 @@ class FoldTokenizer:
         self._cpp = None
         if self.backend == "cpp":
             try:
-                self._cpp = core.Tokenizer(str(path / WEIGHTS_NAME), cfg.to_json())
+                self._cpp = core(str(path / WEIGHTS_NAME), cfg.to_json())
             except ValueError as exc:  # the C++ reader's own checks (dtype, offsets, values)
                 raise MdllmError(str(exc)) from None
         self._torch_model = None
@@ -123,8 +133,14 @@ class FoldTokenizer:
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
+    @property
+    def kind(self) -> str:
+        """'torsion' (decoding is exact chain building: nothing to adapt) or 'transformer'."""
+        return self.config.kind
+
     def __repr__(self):
-        return f"FoldTokenizer({self.path}, codebook_size={self.codebook_size}, backend={self.backend})"
+        return (f"FoldTokenizer({self.path}, kind={self.kind}, codebook_size={self.codebook_size}, "
+                f"backend={self.backend})")
 
     # --- torch backend ------------------------------------------------------------------------
     def torch_model(self):
@@ -134,10 +150,16 @@ class FoldTokenizer:
                 import torch
             except ImportError:
                 raise MdllmError("PyTorch is not installed (pip install mdllm[train])") from None
-            from mdllm.tokenizer.model import FoldTokenModel
+            if self.kind == TorsionConfig.kind:
+                from mdllm.tokenizer.torsion import TorsionTokenModel
 
-            model = FoldTokenModel(self.config)
-            model.load_state_dict({k: torch.from_numpy(v) for k, v in self._tensors.items()})
+                model = TorsionTokenModel(self._tensors["codebook"], self._tensors["geometry"],
+                                          self.config.beam_width)
+            else:
+                from mdllm.tokenizer.model import FoldTokenModel
+
+                model = FoldTokenModel(self.config)
+                model.load_state_dict({k: torch.from_numpy(v) for k, v in self._tensors.items()})
             self._torch_model = model.eval()
         return self._torch_model
 
@@ -147,13 +169,19 @@ class FoldTokenizer:
         xyz = _as_backbone(xyz)
         if self.backend == "cpp":
             out = np.empty(xyz.shape[:2], np.int32)
-            self._cpp.encode(xyz, xyz.shape[0], xyz.shape[1], out)
+            try:
+                self._cpp.encode(xyz, xyz.shape[0], xyz.shape[1], out)
+            except ValueError as exc:
+                raise MdllmError(str(exc)) from None
             return out
         import torch
 
         model = self.torch_model()
-        chunks = [model.encode(torch.from_numpy(xyz[i:i + batch_size])).numpy()
-                  for i in range(0, len(xyz), batch_size)]
+        try:
+            chunks = [model.encode(torch.from_numpy(xyz[i:i + batch_size])).numpy()
+                      for i in range(0, len(xyz), batch_size)]
+        except ValueError as exc:  # a degenerate first residue
+            raise MdllmError(str(exc)) from None
         return np.concatenate(chunks).astype(np.int32)
 
     def decode(self, tokens, batch_size: int = 64) -> np.ndarray:

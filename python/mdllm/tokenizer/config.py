@@ -1,8 +1,10 @@
-"""The tokenizer's hyper-parameters: one dataclass, stored as config.json beside the weights."""
+"""The tokenizer's hyper-parameters, stored as config.json beside the weights: one dataclass per kind
+of tokenizer (the "kind" key; a config without it is the transformer kind)."""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from math import prod
 
@@ -11,6 +13,8 @@ from mdllm.errors import MdllmError
 
 @dataclass
 class TokenizerConfig:
+    """The transformer kind: kNN-frame encoder, finite scalar quantizer, token-only transformer decoder."""
+
     # Quantizer: finite scalar quantization, one digit per level; codebook size = product of levels.
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])
     # Encoder: k nearest neighbours (by CA distance, the residue itself included) feed an edge MLP.
@@ -25,6 +29,7 @@ class TokenizerConfig:
     decoder_layers: int = 4
     max_rel_pos: int = 32  # attention bias buckets: relative position clipped to +-this
     version: int = 1
+    kind = "transformer"  # class attribute: not a field, so older config files stay valid
 
     @property
     def codebook_size(self) -> int:
@@ -35,6 +40,7 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source="config") -> "TokenizerConfig":
+        d = {k: v for k, v in d.items() if not (k == "kind" and v == cls.kind)}
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -50,3 +56,42 @@ class TokenizerConfig:
             raise MdllmError(f"{source}: dim {self.dim} is not divisible by heads {self.heads}")
         if self.k_neighbours < 1 or self.codebook_size > 2**20:
             raise MdllmError(f"{source}: bad k_neighbours or codebook size")
+
+
+# Backbone geometry stored in every torsion tokenizer file, in this order (Angstrom, radians): bonds
+# N-CA, CA-C, C-N(next), C=O and angles N-CA-C, CA-C-N(next), C(prev)-N-CA, CA-C-O.
+GEOMETRY_NAMES = ("b_nca", "b_cac", "b_cn", "b_co", "a_ncac", "a_cacn", "a_cnca", "a_caco")
+# Engh & Huber ideal values, for a codebook made without data to measure the means on.
+IDEAL_GEOMETRY = (1.458, 1.525, 1.329, 1.231,
+                  math.radians(111.2), math.radians(116.2), math.radians(121.7), math.radians(120.5))
+
+
+@dataclass
+class TorsionConfig:
+    """The torsion-codebook kind (mdllm.tokenizer.torsion): K learned (omega, phi, psi) codes, encoded
+    by closed-loop beam search of width ``beam_width``, decoded by building the chain."""
+
+    codebook_size: int = 1024
+    beam_width: int = 4
+    version: int = 1
+    kind = "torsion"
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, **asdict(self)}, indent=2)
+
+    from_dict = classmethod(TokenizerConfig.from_dict.__func__)
+
+    def validate(self, source="config"):
+        if not 2 <= int(self.codebook_size) <= 65536:
+            raise MdllmError(f"{source}: codebook_size must be in [2, 65536], got {self.codebook_size}")
+        if not 1 <= int(self.beam_width) <= 64:
+            raise MdllmError(f"{source}: beam_width must be in [1, 64], got {self.beam_width}")
+
+
+def config_from_dict(d: dict, source="config"):
+    """The config of whichever kind ``d`` names (no "kind": the transformer kind)."""
+    kinds = {TokenizerConfig.kind: TokenizerConfig, TorsionConfig.kind: TorsionConfig}
+    kind = d.get("kind", TokenizerConfig.kind)
+    if kind not in kinds:
+        raise MdllmError(f"{source}: unknown tokenizer kind '{kind}' (known: {', '.join(kinds)})")
+    return kinds[kind].from_dict(d, source)

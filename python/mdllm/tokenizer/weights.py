@@ -9,13 +9,13 @@ import numpy as np
 
 from mdllm.errors import in_file
 from mdllm.files import atomic_output
-from mdllm.tokenizer.config import TokenizerConfig
+from mdllm.tokenizer.config import TokenizerConfig, config_from_dict
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
 
-def save_tokenizer(directory, cfg: TokenizerConfig, tensors: dict[str, np.ndarray], extra_config=None):
+def save_tokenizer(directory, cfg, tensors: dict[str, np.ndarray], extra_config=None):
     from safetensors.numpy import save_file
 
     directory = Path(directory)
@@ -29,7 +29,7 @@ def save_tokenizer(directory, cfg: TokenizerConfig, tensors: dict[str, np.ndarra
         tmp.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def read_config(directory) -> TokenizerConfig:
+def read_config(directory):
     path = Path(directory) / CONFIG_NAME
     try:
         raw = json.loads(path.read_text())
@@ -40,7 +40,7 @@ def read_config(directory) -> TokenizerConfig:
     if not isinstance(raw, dict):
         raise in_file(path, "not a JSON object")
     raw = {k: v for k, v in raw.items() if not k.startswith("_")}  # "_training" etc. are notes
-    return TokenizerConfig.from_dict(raw, source=str(path))
+    return config_from_dict(raw, source=str(path))
 
 
 def read_tensors(path, expected: dict[str, tuple]) -> dict[str, np.ndarray]:

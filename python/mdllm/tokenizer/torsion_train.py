@@ -1,0 +1,98 @@
+"""Training the torsion-codebook tokenizer: k-means (Lloyd) of residue torsions in PyTorch, with empty
+codes re-seeded from the worst-fitted samples, and the mean bond geometry measured on the same chains."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from mdllm.tokenizer.config import GEOMETRY_NAMES, TorsionConfig
+from mdllm.tokenizer.torsion import residue_torsions, measure_geometry
+from mdllm.tokenizer.weights import save_tokenizer
+
+_BREAK_A = 2.0  # a C-N distance above this is a chain break: the torsions across it mean nothing
+
+
+def torsion_samples(segments, max_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """(N, 3) (omega, phi, psi) of the residues of ``segments`` (list of (L, 4, 3) nm), at most
+    ``max_samples`` drawn at random. Residue 0 (no omega, phi) and residues at chain breaks are left out."""
+    rows = []
+    for xyz in segments:
+        x = torch.as_tensor(np.asarray(xyz), dtype=torch.float64) * 10.0
+        if len(x) < 2:
+            continue
+        t = residue_torsions(x)
+        gap = torch.linalg.norm(x[1:, 0] - x[:-1, 2], dim=-1) > _BREAK_A
+        ok = torch.ones(len(x), dtype=torch.bool)
+        ok[0] = False
+        ok[1:] &= ~gap
+        ok[:-1] &= ~gap
+        rows.append(t[ok].numpy())
+    samples = np.concatenate(rows)
+    if len(samples) > max_samples:
+        samples = samples[rng.choice(len(samples), max_samples, replace=False)]
+    return samples
+
+
+def _features(angles):
+    return torch.cat([torch.cos(angles), torch.sin(angles)], -1)
+
+
+def _assign(feat, centres, chunk: int = 65536):
+    """Nearest centre of every sample and its squared distance."""
+    idx, dist = [], []
+    c2 = (centres * centres).sum(-1)
+    for i in range(0, len(feat), chunk):
+        f = feat[i:i + chunk]
+        d = (f * f).sum(-1, keepdim=True) - 2 * f @ centres.T + c2
+        best = d.min(-1)
+        idx.append(best.indices)
+        dist.append(best.values.clamp_min(0))
+    return torch.cat(idx), torch.cat(dist)
+
+
+def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress: bool = True) -> tuple[np.ndarray, dict]:
+    """K codes (omega, phi, psi) radians by Lloyd's algorithm on (cos, sin) of the angles."""
+    from tqdm import tqdm
+
+    if len(samples) < k:
+        raise ValueError(f"{len(samples)} residues cannot make {k} codes")
+    gen = torch.Generator().manual_seed(seed)
+    feat = _features(torch.as_tensor(samples, dtype=torch.float32))
+    centres = feat[torch.randperm(len(feat), generator=gen)[:k]].clone()
+    reseeded = 0
+    bar = tqdm(range(iters), desc=f"k-means K={k}", disable=not progress)
+    for _ in bar:
+        idx, dist = _assign(feat, centres)
+        counts = torch.bincount(idx, minlength=k)
+        sums = torch.zeros_like(centres).index_add_(0, idx, feat)
+        empty = counts == 0
+        centres = torch.where(empty[:, None], centres, sums / counts.clamp_min(1)[:, None])
+        if empty.any():  # an unused code moves to one of the samples its neighbours fit worst
+            worst = torch.topk(dist, int(empty.sum()) * 4).indices
+            pick = worst[torch.randperm(len(worst), generator=gen)[:int(empty.sum())]]
+            centres[empty] = feat[pick]
+            reseeded += int(empty.sum())
+        bar.set_postfix(rms=f"{float(dist.mean().sqrt()):.4f}", empty=int(empty.sum()))
+    idx, dist = _assign(feat, centres)
+    codes = torch.atan2(centres[:, 3:], centres[:, :3]).numpy().astype(np.float32)
+    stats = {"samples": int(len(feat)), "iterations": iters, "codes_reseeded": reseeded,
+             "codes_used": float((torch.bincount(idx, minlength=k) > 0).float().mean()),
+             "rms_feature_distance": float(dist.mean().sqrt())}
+    return codes, stats
+
+
+def train_torsion_tokenizer(segments, cfg: TorsionConfig, out_dir, iters: int = 30, max_samples: int = 400_000,
+                            seed: int = 0, progress: bool = True) -> dict:
+    """Fit the codebook and the geometry on ``segments`` and write the tokenizer to ``out_dir``."""
+    start = time.time()
+    rng = np.random.default_rng(seed)
+    samples = torsion_samples(segments, max_samples, rng)
+    codes, stats = kmeans_codebook(samples, cfg.codebook_size, iters, seed, progress)
+    geometry = measure_geometry(segments)
+    stats.update(seed=seed, minutes=(time.time() - start) / 60,
+                 geometry={n: float(v) for n, v in zip(GEOMETRY_NAMES, geometry)})
+    save_tokenizer(out_dir, cfg, {"codebook": codes, "geometry": geometry}, extra_config={"_training": stats})
+    return stats
