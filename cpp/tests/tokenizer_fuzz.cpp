@@ -14,35 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_util.hpp"
 #include "mdllm/safetensors.hpp"
 #include "mdllm/tokenizer.hpp"
 
-namespace {
-
-int failures = 0;
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL: %s\n", what);
-    ++failures;
-  }
-}
-
-template <class Fn>
-void expect_invalid(Fn&& fn, const char* what) {
-  try {
-    fn();
-    check(false, what);
-  } catch (const std::invalid_argument&) {
-  }
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-}  // namespace
+using fuzz::check;
+using fuzz::expect_invalid;
+using fuzz::slurp;
+using fuzz::tolerate_invalid;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -108,6 +87,6 @@ int main(int argc, char** argv) {
     } catch (const std::invalid_argument&) {
     }
   }
-  std::printf("tokenizer fuzz: %d iterations, %d failures\n", iterations, failures);
-  return failures ? 1 : 0;
+  std::printf("tokenizer fuzz: %d iterations, %d failures\n", iterations, fuzz::failures);
+  return fuzz::failures ? 1 : 0;
 }

@@ -16,43 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_util.hpp"
 #include "mdllm/torsion_tokenizer.hpp"
 
-namespace {
-
-int failures = 0;
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL: %s\n", what);
-    ++failures;
-  }
-}
-
-template <class Fn>
-void expect_invalid(Fn&& fn, const char* what) {
-  try {
-    fn();
-    check(false, what);
-  } catch (const std::invalid_argument&) {
-  }
-}
-
-// Runs fn; std::invalid_argument is an acceptable outcome, anything else propagates.
-template <class Fn>
-void tolerate_invalid(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::invalid_argument&) {
-  }
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-}  // namespace
+using fuzz::check;
+using fuzz::expect_invalid;
+using fuzz::slurp;
+using fuzz::tolerate_invalid;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -136,6 +106,6 @@ int main(int argc, char** argv) {
     tolerate_invalid([&] { mdllm::TorsionTokenizer(dir + "/model.safetensors", text); });
   }
   std::printf("torsion tokenizer fuzz: %d iterations, %d failures; re-encoding changed %lld of %lld tokens\n",
-              iterations, failures, static_cast<long long>(changed), static_cast<long long>(residues));
-  return failures ? 1 : 0;
+              iterations, fuzz::failures, static_cast<long long>(changed), static_cast<long long>(residues));
+  return fuzz::failures ? 1 : 0;
 }

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -181,5 +183,14 @@ class JsonParser {
 };
 
 inline Json parse_json(const std::string& text) { return JsonParser(text).parse(); }
+
+// The whole text of a (config) file; a file that cannot be opened throws std::invalid_argument.
+inline std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument(path + ": cannot open file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 }  // namespace mdllm::detail

@@ -271,14 +271,6 @@ std::map<std::string, std::vector<int64_t>> expected_shapes(const TokenizerConfi
   return s;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) bad(path + ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 int64_t TokenizerConfig::codebook_size() const {
@@ -375,11 +367,11 @@ Tokenizer::Tokenizer(const std::string& weights_path, const std::string& config_
 }
 
 Tokenizer Tokenizer::from_directory(const std::string& directory) {
-  return Tokenizer(directory + "/model.safetensors", read_text(directory + "/config.json"));
+  return Tokenizer(directory + "/model.safetensors", detail::read_text_file(directory + "/config.json"));
 }
 
 std::unique_ptr<StructureTokenizer> load_tokenizer(const std::string& directory) {
-  const std::string config = read_text(directory + "/config.json");
+  const std::string config = detail::read_text_file(directory + "/config.json");
   const detail::Json root = detail::parse_json(config);
   const detail::Json* kind = root.is_object() ? root.find("kind") : nullptr;
   const std::string weights = directory + "/model.safetensors";

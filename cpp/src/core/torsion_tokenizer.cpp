@@ -145,14 +145,6 @@ class Best {
 
 constexpr int64_t kBlock = 256;  // codes scored per pass: the error buffer stays in L1
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) bad(path + ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 int64_t config_int(const detail::Json& root, const char* key, int64_t lo, int64_t hi) {
   const detail::Json* v = root.find(key);
   if (!v || !v->is_number() || v->number != std::floor(v->number) || v->number < lo || v->number > hi)
@@ -222,7 +214,7 @@ TorsionTokenizer::TorsionTokenizer(const std::string& weights_path, const std::s
 }
 
 TorsionTokenizer TorsionTokenizer::from_directory(const std::string& directory) {
-  return TorsionTokenizer(directory + "/model.safetensors", read_text(directory + "/config.json"));
+  return TorsionTokenizer(directory + "/model.safetensors", detail::read_text_file(directory + "/config.json"));
 }
 
 namespace {
