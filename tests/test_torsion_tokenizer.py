@@ -184,12 +184,23 @@ def test_cli_trains_a_torsion_tokenizer(tmp_path, adk):
     r = run_mdllm("tokenizer", "train", "--kind", "torsion", "--data", npz, "--codebook", 32, "--beam", 2,
                   "--kmeans-iters", 3, "--val-percent", 0, "-o", tmp_path / "tok")
     assert r.returncode == 0, r.stderr
+    assert "round-trip RMSD" not in r.stdout  # nothing held out at 0 %
     tok = FoldTokenizer.load(tmp_path / "tok")
     assert tok.codebook_size == 32 and tok.config.beam_width == 2
     cfg = json.loads((tmp_path / "tok" / "config.json").read_text())
     assert cfg["_training"]["codes_used"] > 0.5
     r = run_mdllm("tokenizer", "train", "--kind", "torsion", "--data", npz, "--codebook", 1, "-o", tmp_path / "x")
     assert r.returncode != 0 and "codebook_size" in r.stderr
+
+
+def test_training_measures_held_out_chains(adk, tmp_path):
+    trp = load_backbone(DATA / "1L2Y_3models.pdb")
+    stats = train_torsion_tokenizer(list(adk.xyz[:4]), TorsionConfig(codebook_size=32, beam_width=2), tmp_path,
+                                    iters=3, progress=False, val_segments=[trp.xyz[0], adk.xyz[5]])
+    tok = FoldTokenizer.load(tmp_path)
+    want = [backbone_rmsd_angstrom(tok.decode(tok.encode(x[None])), x[None])[0] for x in (trp.xyz[0], adk.xyz[5])]
+    assert stats["val_chains"] == 2 and stats["val_rmsd_median_A"] == pytest.approx(np.median(want))
+    assert json.loads((tmp_path / "config.json").read_text())["_training"]["val_rmsd_p95_A"] > 0
 
 
 def test_dihedral_matches_mdtraj(adk):

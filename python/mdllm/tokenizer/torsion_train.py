@@ -85,8 +85,9 @@ def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress
 
 
 def train_torsion_tokenizer(segments, cfg: TorsionConfig, out_dir, iters: int = 30, max_samples: int = 400_000,
-                            seed: int = 0, progress: bool = True) -> dict:
-    """Fit the codebook and the geometry on ``segments`` and write the tokenizer to ``out_dir``."""
+                            seed: int = 0, progress: bool = True, val_segments=()) -> dict:
+    """Fit the codebook and the geometry on ``segments`` and write the tokenizer to ``out_dir``; with
+    ``val_segments`` (held-out chains), also measure their round trip and record it in config.json."""
     start = time.time()
     rng = np.random.default_rng(seed)
     samples = torsion_samples(segments, max_samples, rng)
@@ -94,5 +95,23 @@ def train_torsion_tokenizer(segments, cfg: TorsionConfig, out_dir, iters: int = 
     geometry = measure_geometry(segments)
     stats.update(seed=seed, minutes=(time.time() - start) / 60,
                  geometry={n: float(v) for n, v in zip(GEOMETRY_NAMES, geometry)})
-    save_tokenizer(out_dir, cfg, {"codebook": codes, "geometry": geometry}, extra_config={"_training": stats})
+    tensors = {"codebook": codes, "geometry": geometry}
+    save_tokenizer(out_dir, cfg, tensors, extra_config={"_training": stats})
+    if len(val_segments):
+        stats.update(held_out_round_trip(out_dir, val_segments, progress))
+        save_tokenizer(out_dir, cfg, tensors, extra_config={"_training": stats})
     return stats
+
+
+def held_out_round_trip(tokenizer_dir, segments, progress: bool = True) -> dict:
+    """Median and 95th percentile of the round-trip RMSD (Angstrom) of each segment."""
+    from tqdm import tqdm
+
+    from mdllm.tokenizer.api import FoldTokenizer
+    from mdllm.tokenizer.metrics import backbone_rmsd_angstrom
+
+    tok = FoldTokenizer.load(tokenizer_dir)
+    rmsd = [backbone_rmsd_angstrom(tok.decode(tok.encode(x[None])), x[None])[0]
+            for x in tqdm(segments, desc="held-out round trip", disable=not progress)]
+    return {"val_chains": len(rmsd), "val_rmsd_median_A": float(np.median(rmsd)),
+            "val_rmsd_p95_A": float(np.percentile(rmsd, 95))}
