@@ -103,6 +103,7 @@ def run_train_torsion(args):
     from mdllm.tokenizer.config import TorsionConfig
     from mdllm.tokenizer.data import load_dataset
     from mdllm.tokenizer.torsion_train import train_torsion_tokenizer
+    from mdllm.tokenizer.train import training_device
 
     cfg = TorsionConfig(codebook_size=args.codebook, beam_width=args.beam)
     cfg.validate("--codebook/--beam")
@@ -110,8 +111,10 @@ def run_train_torsion(args):
     ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
     print(f"train segments {len(ds.train)} (+ {len(ds.md)} MD/NMR frames), held-out segments {len(ds.val)}, "
           f"codebook {cfg.codebook_size}, beam {cfg.beam_width}")
+    device = training_device(args.device)  # k-means takes minutes on a CPU, seconds on a GPU
     stats = train_torsion_tokenizer(ds.train + ds.md, cfg, args.out, iters=args.kmeans_iters,
-                                    max_samples=args.max_samples, seed=args.seed, val_segments=ds.val)
+                                    max_samples=args.max_samples, seed=args.seed, val_segments=ds.val,
+                                    device=device)
     print(f"k-means: {stats['samples']} residues, {stats['codes_used']:.1%} of codes used, "
           f"{stats['minutes']:.1f} min")
     if ds.val:

@@ -53,7 +53,8 @@ def _assign(feat, centres, chunk: int = 65536):
     return torch.cat(idx), torch.cat(dist)
 
 
-def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress: bool = True) -> tuple[np.ndarray, dict]:
+def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress: bool = True,
+                    device: str = "cpu") -> tuple[np.ndarray, dict]:
     """K codes (omega, phi, psi) radians by Lloyd's algorithm on (cos, sin) of the angles."""
     from tqdm import tqdm
 
@@ -61,7 +62,8 @@ def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress
         raise ValueError(f"{len(samples)} residues cannot make {k} codes")
     gen = torch.Generator().manual_seed(seed)
     feat = _features(torch.as_tensor(samples, dtype=torch.float32))
-    centres = feat[torch.randperm(len(feat), generator=gen)[:k]].clone()
+    centres = feat[torch.randperm(len(feat), generator=gen)[:k]].clone().to(device)
+    feat = feat.to(device)
     reseeded = 0
     bar = tqdm(range(iters), desc=f"k-means K={k}", disable=not progress)
     for _ in bar:
@@ -72,12 +74,12 @@ def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress
         centres = torch.where(empty[:, None], centres, sums / counts.clamp_min(1)[:, None])
         if empty.any():  # an unused code moves to one of the samples its neighbours fit worst
             worst = torch.topk(dist, int(empty.sum()) * 4).indices
-            pick = worst[torch.randperm(len(worst), generator=gen)[:int(empty.sum())]]
+            pick = worst[torch.randperm(len(worst), generator=gen)[:int(empty.sum())].to(device)]
             centres[empty] = feat[pick]
             reseeded += int(empty.sum())
         bar.set_postfix(rms=f"{float(dist.mean().sqrt()):.4f}", empty=int(empty.sum()))
     idx, dist = _assign(feat, centres)
-    codes = torch.atan2(centres[:, 3:], centres[:, :3]).numpy().astype(np.float32)
+    codes = torch.atan2(centres[:, 3:], centres[:, :3]).cpu().numpy().astype(np.float32)
     stats = {"samples": int(len(feat)), "iterations": iters, "codes_reseeded": reseeded,
              "codes_used": float((torch.bincount(idx, minlength=k) > 0).float().mean()),
              "rms_feature_distance": float(dist.mean().sqrt())}
@@ -85,13 +87,13 @@ def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress
 
 
 def train_torsion_tokenizer(segments, cfg: TorsionConfig, out_dir, iters: int = 30, max_samples: int = 400_000,
-                            seed: int = 0, progress: bool = True, val_segments=()) -> dict:
+                            seed: int = 0, progress: bool = True, val_segments=(), device: str = "cpu") -> dict:
     """Fit the codebook and the geometry on ``segments`` and write the tokenizer to ``out_dir``; with
     ``val_segments`` (held-out chains), also measure their round trip and record it in config.json."""
     start = time.time()
     rng = np.random.default_rng(seed)
     samples = torsion_samples(segments, max_samples, rng)
-    codes, stats = kmeans_codebook(samples, cfg.codebook_size, iters, seed, progress)
+    codes, stats = kmeans_codebook(samples, cfg.codebook_size, iters, seed, progress, device)
     geometry = measure_geometry(segments)
     stats.update(seed=seed, minutes=(time.time() - start) / 60,
                  geometry={n: float(v) for n, v in zip(GEOMETRY_NAMES, geometry)})
