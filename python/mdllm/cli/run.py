@@ -19,7 +19,7 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     for name, kind, what in [("frames", int, "generated frames per walker"), ("walkers", int, "walkers"),
                              ("train-steps", int, "LoRA fine-tuning steps"),
-                             ("adapt-steps", int, "decoder adaptation steps (0 = general decoder)"), ("simulate-ns", float, "ns per temperature")]:
+                             ("adapt-steps", int, "decoder adaptation steps for a transformer-kind tokenizer (0 = general decoder; the shipped torsion tokenizer has none)"), ("simulate-ns", float, "ns per temperature")]:
         p.add_argument(f"--{name}", type=kind, help=f"override the preset's {what}")
     p.set_defaults(run=run)
 

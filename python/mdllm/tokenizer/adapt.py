@@ -1,9 +1,9 @@
-"""Decoder adaptation: fine-tune only the decoder of a tokenizer on one protein's frames.
+"""Decoder adaptation of a transformer-kind tokenizer: fine-tune only its decoder on one protein's frames.
 
 The encoder and quantizer are frozen, so every frame gets exactly the same tokens as before and any
 language model trained on the base tokenizer's tokens stays valid (``FoldTokenizer.hash`` covers the
 encoder only). The adapted decoder has learned the protein's fold, so it turns that protein's tokens
-back into backbones far more accurately than the general decoder (measured in models/foldtoken/RECIPE.md).
+back into backbones far more accurately than the general decoder (measured in models/foldtoken-transformer/RECIPE.md).
 The flip side: it has seen only the given frames' states; how well it decodes tokens of states it was
 not adapted on is measured in docs/adk_experiment.md.
 """
