@@ -17,8 +17,7 @@ from mdllm.tokenizer.config import GEOMETRY_NAMES, TorsionConfig
 from mdllm.tokenizer.metrics import backbone_rmsd_angstrom
 
 torch = pytest.importorskip("torch")
-from mdllm.tokenizer.torsion import residue_torsions  # noqa: E402
-from mdllm.tokenizer.torsion_train import train_torsion_tokenizer  # noqa: E402
+from mdllm.tokenizer.torsion_train import residue_torsions, train_torsion_tokenizer  # noqa: E402
 from conftest import run_mdllm  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
@@ -64,7 +63,7 @@ def test_decoded_chain_has_the_files_geometry_and_codes(small_dir):
     for got, name in zip(_bonds_A(xyz), ("b_nca", "b_cac", "b_cn", "b_co")):
         np.testing.assert_allclose(got, geometry[name], atol=1e-4)
     # the codes' torsions come back (residue 0 has no omega or phi)
-    angles = residue_torsions(torch.as_tensor(xyz, dtype=torch.float64)).numpy()
+    angles = residue_torsions(xyz)
     want = tok._tensors["codebook"][tokens]
     diff = np.angle(np.exp(1j * (angles - want)))
     assert np.abs(diff[:, 1:]).max() < 1e-3 and np.abs(diff[:, 0, 2]).max() < 1e-3
@@ -97,7 +96,8 @@ def test_closed_loop_beats_nearest_code(small_dir, adk):
     """Error feedback is what keeps long chains right: per-residue nearest codes drift far more."""
     tok = FoldTokenizer.load(small_dir)
     codes = tok._tensors["codebook"]
-    angles = residue_torsions(torch.as_tensor(adk.xyz[:2], dtype=torch.float64)).numpy()
+    angles = residue_torsions(adk.xyz[:2])
+    angles[:, 0, :2] = np.pi, -np.pi / 2  # residue 0 has no omega or phi; any code's psi is what counts
     d = 1 - np.cos(angles[:, :, None, :] - codes[None, None]).sum(-1) / 3
     nearest = d.argmin(-1).astype(np.int32)
     open_loop = backbone_rmsd_angstrom(tok.decode(nearest), adk.xyz[:2])
@@ -208,6 +208,5 @@ def test_dihedral_matches_mdtraj(adk):
 
     traj = md.load(str(DATA / "adk_dims_10.dcd"), top=str(DATA / "adk.psf"))
     _, phi = md.compute_phi(traj[:2])
-    x = torch.as_tensor(adk.xyz[:2], dtype=torch.float64)
-    ours = residue_torsions(x).numpy()[:, 1:, 1]
+    ours = residue_torsions(adk.xyz[:2])[:, 1:, 1]
     np.testing.assert_allclose(np.angle(np.exp(1j * (ours - phi))), 0, atol=1e-4)

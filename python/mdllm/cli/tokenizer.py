@@ -60,12 +60,11 @@ def add_noise_arguments(p):
 
 
 def run_train(args):
+    if args.kind == "torsion":
+        return run_train_torsion(args)
     from mdllm.errors import MdllmError
     from mdllm.tokenizer.config import TokenizerConfig
     from mdllm.tokenizer.data import load_dataset
-
-    if args.kind == "torsion":
-        return run_train_torsion(args)
     from mdllm.tokenizer.train import TrainOptions, train
 
     try:

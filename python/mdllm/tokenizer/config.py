@@ -4,7 +4,6 @@ of tokenizer (the "kind" key; a config without it is the transformer kind)."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from math import prod
 
@@ -61,9 +60,6 @@ class TokenizerConfig:
 # Backbone geometry stored in every torsion tokenizer file, in this order (Angstrom, radians): bonds
 # N-CA, CA-C, C-N(next), C=O and angles N-CA-C, CA-C-N(next), C(prev)-N-CA, CA-C-O.
 GEOMETRY_NAMES = ("b_nca", "b_cac", "b_cn", "b_co", "a_ncac", "a_cacn", "a_cnca", "a_caco")
-# Engh & Huber ideal values, for a codebook made without data to measure the means on.
-IDEAL_GEOMETRY = (1.458, 1.525, 1.329, 1.231,
-                  math.radians(111.2), math.radians(116.2), math.radians(121.7), math.radians(120.5))
 
 
 @dataclass

@@ -20,8 +20,6 @@ import math
 import numpy as np
 import torch
 
-from mdllm.tokenizer.config import GEOMETRY_NAMES
-
 
 def _norm(v):
     return torch.sqrt((v * v).sum(-1, keepdim=True))
@@ -47,29 +45,6 @@ def start_frame(g, like):
     c = ca + b_cac * torch.tensor([-math.cos(a_ncac), math.sin(a_ncac), 0.0], dtype=torch.float64,
                                   device=like.device)
     return n, ca, c
-
-
-def dihedral(p0, p1, p2, p3):
-    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
-    b1 = b1 / _norm(b1)
-    v = b0 - (b0 * b1).sum(-1, keepdim=True) * b1
-    w = b2 - (b2 * b1).sum(-1, keepdim=True) * b1
-    return torch.atan2((torch.linalg.cross(b1, v, dim=-1) * w).sum(-1), (v * w).sum(-1))
-
-
-def residue_torsions(xyz):
-    """(..., L, 4, 3) -> (..., L, 3): omega (peptide bond before the residue), phi, psi of each residue.
-    Residue 0 has no omega or phi (set to pi and -pi/2, unused by the decoder); the last residue's psi
-    comes from its O (psi = torsion N-CA-C-O - pi), which is what places that O."""
-    n, ca, c, o = xyz[..., 0, :], xyz[..., 1, :], xyz[..., 2, :], xyz[..., 3, :]
-    out = torch.zeros(xyz.shape[:-2] + (3,), dtype=xyz.dtype)
-    out[..., 0, 0], out[..., 0, 1] = math.pi, -math.pi / 2
-    out[..., 1:, 0] = dihedral(ca[..., :-1, :], c[..., :-1, :], n[..., 1:, :], ca[..., 1:, :])
-    out[..., 1:, 1] = dihedral(c[..., :-1, :], n[..., 1:, :], ca[..., 1:, :], c[..., 1:, :])
-    out[..., :-1, 2] = dihedral(n[..., :-1, :], ca[..., :-1, :], c[..., :-1, :], n[..., 1:, :])
-    last_o = dihedral(n[..., -1, :], ca[..., -1, :], c[..., -1, :], o[..., -1, :]) - math.pi
-    out[..., -1, 2] = torch.atan2(torch.sin(last_o), torch.cos(last_o))
-    return out
 
 
 def residue_frame_coordinates(y):
@@ -182,27 +157,3 @@ class TorsionTokenModel(torch.nn.Module):
 
 def _sq(d):
     return (d * d).sum(-1)
-
-
-def measure_geometry(segments) -> np.ndarray:
-    """Mean bond lengths and angles of real backbones (list of (L, 4, 3) nm), in GEOMETRY_NAMES order.
-    Peptide bonds longer than 2 A (chain breaks) are left out."""
-    acc = {name: [] for name in GEOMETRY_NAMES}
-    for xyz in segments:
-        x = torch.as_tensor(np.asarray(xyz), dtype=torch.float64) * 10.0
-        n, ca, c, o = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
-        bonded = _norm(n[1:] - c[:-1])[:, 0] < 2.0
-        acc["b_nca"].append(_norm(ca - n)[:, 0])
-        acc["b_cac"].append(_norm(c - ca)[:, 0])
-        acc["b_co"].append(_norm(o - c)[:, 0])
-        acc["a_ncac"].append(_angle(n, ca, c))
-        acc["a_caco"].append(_angle(ca, c, o))
-        acc["b_cn"].append(_norm(n[1:] - c[:-1])[:, 0][bonded])
-        acc["a_cacn"].append(_angle(ca[:-1], c[:-1], n[1:])[bonded])
-        acc["a_cnca"].append(_angle(c[:-1], n[1:], ca[1:])[bonded])
-    return np.array([float(torch.cat(acc[name]).mean()) for name in GEOMETRY_NAMES], np.float32)
-
-
-def _angle(a, b, c):
-    u, v = a - b, c - b
-    return torch.acos(((u * v).sum(-1) / (_norm(u)[:, 0] * _norm(v)[:, 0])).clamp(-1, 1))

@@ -1,5 +1,6 @@
 """Training the torsion-codebook tokenizer: k-means (Lloyd) of residue torsions in PyTorch, with empty
-codes re-seeded from the worst-fitted samples, and the mean bond geometry measured on the same chains."""
+codes re-seeded from the worst-fitted samples, and the mean bond geometry measured on the same chains.
+Torsions, bonds and angles come from the compiled core's ``mdllm.geometry.internal_coordinates``."""
 
 from __future__ import annotations
 
@@ -8,11 +9,29 @@ import time
 import numpy as np
 import torch
 
+from mdllm.geometry import internal_coordinates
 from mdllm.tokenizer.config import GEOMETRY_NAMES, TorsionConfig
-from mdllm.tokenizer.torsion import residue_torsions, measure_geometry
 from mdllm.tokenizer.weights import save_tokenizer
 
-_BREAK_A = 2.0  # a C-N distance above this is a chain break: the torsions across it mean nothing
+_BREAK_NM = 0.2  # a C-N distance above this is a chain break: the torsions across it mean nothing
+
+
+def residue_torsions(xyz) -> np.ndarray:
+    """(F, L, 4, 3) nm -> (F, L, 3) radians in the codebook's layout: omega of the peptide bond before
+    each residue, its phi and its psi. Residue 0 has no omega or phi (NaN); the last residue's psi is
+    the torsion N-CA-C-O - pi, which is what places its O in the decoder."""
+    return _codebook_layout(internal_coordinates(xyz).torsions)
+
+
+def _codebook_layout(torsions) -> np.ndarray:
+    """internal_coordinates' torsions (F, L, 4: phi, psi, omega after i, N-CA-C-O) -> residue_torsions."""
+    t = torsions.astype(np.float64)
+    out = np.full(t.shape[:2] + (3,), np.nan)
+    out[:, 1:, 0] = t[:, :-1, 2]
+    out[:, :, 1] = t[:, :, 0]
+    out[:, :-1, 2] = t[:, :-1, 1]
+    out[:, -1, 2] = np.angle(np.exp(1j * (t[:, -1, 3] - np.pi)))
+    return out
 
 
 def torsion_samples(segments, max_samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -20,20 +39,38 @@ def torsion_samples(segments, max_samples: int, rng: np.random.Generator) -> np.
     ``max_samples`` drawn at random. Residue 0 (no omega, phi) and residues at chain breaks are left out."""
     rows = []
     for xyz in segments:
-        x = torch.as_tensor(np.asarray(xyz), dtype=torch.float64) * 10.0
-        if len(x) < 2:
+        if len(xyz) < 2:
             continue
-        t = residue_torsions(x)
-        gap = torch.linalg.norm(x[1:, 0] - x[:-1, 2], dim=-1) > _BREAK_A
-        ok = torch.ones(len(x), dtype=torch.bool)
+        ic = internal_coordinates(np.asarray(xyz)[None])
+        t = _codebook_layout(ic.torsions)[0]
+        gap = ic.bonds[0, :-1, 2] > _BREAK_NM
+        ok = np.ones(len(xyz), bool)
         ok[0] = False
         ok[1:] &= ~gap
         ok[:-1] &= ~gap
-        rows.append(t[ok].numpy())
+        rows.append(t[ok])
     samples = np.concatenate(rows)
     if len(samples) > max_samples:
         samples = samples[rng.choice(len(samples), max_samples, replace=False)]
     return samples
+
+
+def measure_geometry(segments) -> np.ndarray:
+    """Mean bond lengths (Angstrom) and angles (radians) of real backbones (list of (L, 4, 3) nm), in
+    GEOMETRY_NAMES order. Peptide bonds longer than 2 A (chain breaks) are left out of the means of the
+    bond and the two angles that span them."""
+    bonds, angles = [], []
+    for xyz in segments:
+        ic = internal_coordinates(np.asarray(xyz)[None])
+        b, a = ic.bonds[0].astype(np.float64), ic.angles[0].astype(np.float64)
+        broken = ~(b[:, 2] <= _BREAK_NM)  # the last residue's C-N is NaN: nothing follows it
+        b[broken, 2] = np.nan
+        a[broken, 1:3] = np.nan
+        bonds.append(b * 10.0)
+        angles.append(a)
+    # columns: N-CA, CA-C, C-N(i+1), C=O and N-CA-C, CA-C-N(i+1), C-N(i+1)-CA(i+1), CA-C-O
+    means = [np.nanmean(np.concatenate(bonds), 0), np.nanmean(np.concatenate(angles), 0)]
+    return np.concatenate(means).astype(np.float32)
 
 
 def _features(angles):
