@@ -49,44 +49,15 @@ int main(int argc, char** argv) {
     for (int32_t t : again) in_range = in_range && t >= 0 && t < k;
     check(in_range, "re-encoded tokens are in range");
   }
-  for (int it = 0; it < iterations; ++it) {  // out-of-range tokens
-    std::vector<int32_t> tokens(7, 0);
-    tokens[rng() % 7] = (rng() % 2) ? static_cast<int32_t>(k + rng() % 100000) : -static_cast<int32_t>(1 + rng() % 100000);
-    std::vector<float> xyz(7 * 12);
-    expect_invalid([&] { tok.decode(tokens.data(), 1, 7, xyz.data()); }, "out-of-range token throws");
-  }
-  {
-    std::vector<float> xyz(5 * 12, 0.1f);
-    xyz[17] = NAN;
-    std::vector<int32_t> out(5);
-    expect_invalid([&] { tok.encode(xyz.data(), 1, 5, out.data()); }, "NaN coordinates throw");
-  }
+  fuzz::bad_inputs_throw(tok, iterations, rng);
   const std::string weights = slurp(dir + "/model.safetensors");
   const std::string config = slurp(dir + "/config.json");
   for (int it = 0; it < iterations; ++it) {  // corrupted weight files: an error or a model, never a crash
-    std::vector<uint8_t> bytes(weights.begin(), weights.end());
-    const int mode = it % 3;
-    if (mode == 0) bytes.resize(rng() % (bytes.size() + 1));
-    const size_t header_end = std::min<size_t>(bytes.size(), 8 + 20000);
-    for (int m = 0; m < 1 + static_cast<int>(rng() % 6) && header_end > 0; ++m)
-      bytes[rng() % header_end] = static_cast<uint8_t>(rng());
-    if (mode == 2) {
-      bytes.resize(rng() % 64);
-      for (auto& b : bytes) b = static_cast<uint8_t>(rng());
-    }
-    try {
-      mdllm::parse_safetensors(bytes, "fuzz");
-    } catch (const std::invalid_argument&) {
-    }
+    const std::string bytes = fuzz::corrupt_bytes(weights, it, 20000, rng);
+    tolerate_invalid([&] { mdllm::parse_safetensors(std::vector<uint8_t>(bytes.begin(), bytes.end()), "fuzz"); });
   }
-  for (int it = 0; it < iterations; ++it) {  // corrupted configs
-    std::string text = config;
-    for (int m = 0; m < 1 + static_cast<int>(rng() % 4); ++m) text[rng() % text.size()] = static_cast<char>(32 + rng() % 95);
-    try {
-      mdllm::TokenizerConfig::from_json(text);
-    } catch (const std::invalid_argument&) {
-    }
-  }
+  for (int it = 0; it < iterations; ++it)  // corrupted configs
+    tolerate_invalid([&] { mdllm::TokenizerConfig::from_json(fuzz::corrupt_text(config, rng)); });
   std::printf("tokenizer fuzz: %d iterations, %d failures\n", iterations, fuzz::failures);
   return fuzz::failures ? 1 : 0;
 }

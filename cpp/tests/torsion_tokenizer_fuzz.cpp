@@ -70,41 +70,17 @@ int main(int argc, char** argv) {
       check(in_range, "tokens of arbitrary coordinates are in range");
     });
   }
-  for (int it = 0; it < iterations; ++it) {  // out-of-range tokens
-    std::vector<int32_t> tokens(7, 0);
-    tokens[rng() % 7] = (rng() % 2) ? static_cast<int32_t>(k + rng() % 100000) : -static_cast<int32_t>(1 + rng() % 100000);
-    std::vector<float> xyz(7 * 12);
-    expect_invalid([&] { tok.decode(tokens.data(), 1, 7, xyz.data()); }, "out-of-range token throws");
-  }
-  {
-    std::vector<float> xyz(5 * 12, 0.1f);
-    xyz[17] = NAN;
-    std::vector<int32_t> out(5);
-    expect_invalid([&] { tok.encode(xyz.data(), 1, 5, out.data()); }, "NaN coordinates throw");
-  }
+  fuzz::bad_inputs_throw(tok, iterations, rng);
   const std::string weights = slurp(dir + "/model.safetensors");
   const std::string config = slurp(dir + "/config.json");
   const std::string scratch = "/tmp/torsion_fuzz_" + std::to_string(std::random_device{}()) + ".safetensors";
   for (int it = 0; it < iterations; ++it) {  // corrupted weight files: an error or a tokenizer, never a crash
-    std::string bytes = weights;
-    const int mode = it % 3;
-    if (mode == 0) bytes.resize(rng() % (bytes.size() + 1));
-    const size_t header_end = std::min<size_t>(bytes.size(), 8 + 400);
-    for (int m = 0; m < 1 + static_cast<int>(rng() % 6) && header_end > 0; ++m)
-      bytes[rng() % header_end] = static_cast<char>(rng());
-    if (mode == 2) {
-      bytes.resize(rng() % 64);
-      for (auto& b : bytes) b = static_cast<char>(rng());
-    }
-    std::ofstream(scratch, std::ios::binary) << bytes;
+    std::ofstream(scratch, std::ios::binary) << fuzz::corrupt_bytes(weights, it, 400, rng);
     tolerate_invalid([&] { mdllm::TorsionTokenizer(scratch, config); });
   }
   std::remove(scratch.c_str());
-  for (int it = 0; it < iterations; ++it) {  // corrupted configs
-    std::string text = config;
-    for (int m = 0; m < 1 + static_cast<int>(rng() % 4); ++m) text[rng() % text.size()] = static_cast<char>(32 + rng() % 95);
-    tolerate_invalid([&] { mdllm::TorsionTokenizer(dir + "/model.safetensors", text); });
-  }
+  for (int it = 0; it < iterations; ++it)  // corrupted configs
+    tolerate_invalid([&] { mdllm::TorsionTokenizer(dir + "/model.safetensors", fuzz::corrupt_text(config, rng)); });
   std::printf("torsion tokenizer fuzz: %d iterations, %d failures; re-encoding changed %lld of %lld tokens\n",
               iterations, fuzz::failures, static_cast<long long>(changed), static_cast<long long>(residues));
   return fuzz::failures ? 1 : 0;
