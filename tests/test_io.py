@@ -97,11 +97,22 @@ def test_error_missing_backbone_atom(tmp_path):
         load_backbone(path)
 
 
-def test_error_chain_gap(tmp_path):
+def test_chain_gap_splits_the_chain(tmp_path):
     path = _write_without(tmp_path, lambda a: a.residue.index != 5)
-    with pytest.raises(MdllmError, match=r"bad.pdb: chain gap between residues GLU5 \(chain A\) and GLY7 \(chain A\): C-N distance"):
-        load_backbone(path)
-    assert load_backbone(path, check=False).n_residues == 9
+    with pytest.warns(UserWarning, match=r"bad.pdb: 1 chain gap\(s\).*GLU5 \(chain A\)-GLY7 \(chain A\)"):
+        bb = load_backbone(path)
+    assert bb.n_residues == 9 and bb.chains == ["A", "A/2"]
+    assert bb.chain_ends.tolist() == [False] * 4 + [True] + [False] * 3 + [True]
+
+
+def test_error_gap_opening_later(tmp_path):
+    traj = md.load(str(DATA / "adk_dims_10.dcd"), top=str(DATA / "adk.psf"))
+    atoms = traj.topology.select("resid 51 to 213")
+    traj.xyz[3, atoms] += 1.0  # frame 3 tears the chain apart between residues 51 and 52
+    path = tmp_path / "torn.dcd"
+    traj.save_dcd(str(path))
+    with pytest.raises(MdllmError, match=r"torn.dcd: chain gap between residues .* in frame 3"):
+        load_backbone(path, top=DATA / "adk.psf")
 
 
 def test_error_nan_coordinates(tmp_path):

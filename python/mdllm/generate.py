@@ -1,16 +1,20 @@
 """Generation: a GGUF structure language model continues a trajectory, frame by frame, in llama.cpp.
 
 The start structure (or the last ``window`` frames of a start trajectory) is encoded with the
-model's structure tokenizer and becomes the context after the sequence prefix. The C++ core runs the
-rolling window (KV-cache shifting), the constrained sampler and many walkers in one llama.cpp batch;
-this module checks inputs, decodes the tokens back to backbones and writes the results.
+model's structure tokenizer and becomes the context after the sequence prefix. With motion tokens the
+start structure's last frame is the key frame: every token is a residue's displacement from it, and
+its fold (torsion codes) follows the sequence in the prompt. The C++ core runs the rolling window
+(KV-cache shifting), the constrained sampler and many walkers in one llama.cpp batch, and asks the
+guard (``FrameGuard``) about every frame before it enters the context: a frame with a broken chain,
+clashing CA atoms or a collapsed or swollen radius of gyration is drawn again (bounded tries). This
+module checks inputs, decodes the tokens back to backbones and writes the results.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +49,8 @@ class Ensemble:
     sequence: str
     info: dict = field(default_factory=dict)
     valid: np.ndarray | None = None  # (walkers, frames) from the validity checks, when filtering
+    key_xyz: np.ndarray | None = None  # (L, 4, 3) nm: the key frame of motion tokens
+    redraws: np.ndarray | None = None  # (walkers, frames): draws of each frame the guard rejected
 
     def check(self) -> None:
         """Judge every frame with :func:`mdllm.evaluate.check_backbone`; ``save`` then writes only
@@ -87,6 +93,10 @@ class Ensemble:
                              f"(reasons: {self.info.get('validity', {}).get('invalid_reasons')})")
         written = save(kept, out)
         extra = {} if self.valid is None else {"valid": self.valid}
+        if self.key_xyz is not None:
+            extra["key_xyz"] = self.key_xyz
+        if self.redraws is not None:
+            extra["redraws"] = self.redraws
         npz = stem.with_name(stem.name + ".tokens.npz")
         with atomic_output(npz) as tmp:
             with open(tmp, "wb") as f:
@@ -100,12 +110,65 @@ class Ensemble:
         return written + [npz, meta]
 
 
+@dataclass(frozen=True)
+class GuardLimits:
+    """What the guard rejects (distances in Å). Thermal MD keeps consecutive CA-CA distances within
+    about 0.3 Å of the start structure's and the CA radius of gyration within a few per cent."""
+
+    ca_ca_tolerance_A: float = 0.8  # consecutive CA-CA distance this far from the key frame's: a break
+    ca_clash_A: float = 3.0  # CA atoms 3 or more residues apart closer than this: a clash
+    rg_ratio: tuple[float, float] = (0.85, 1.20)  # CA radius of gyration relative to the key frame's
+    max_tries: int = 4  # new draws of a rejected frame; the last draw is kept
+
+
+class FrameGuard:
+    """Checks decoded frames of motion tokens against the key frame: chain continuity (each
+    consecutive pair bonded in the key), CA clashes and compaction. Counts rejections by reason."""
+
+    def __init__(self, key_xyz, limits: GuardLimits = GuardLimits()):
+        self.limits = limits
+        ca = np.asarray(key_xyz, np.float64)[:, 1] * 10.0
+        self.key_ca = ca
+        d = np.linalg.norm(ca[1:] - ca[:-1], axis=-1)
+        self.bonded = d < 4.2  # chain breaks and chain ends of the key stay free
+        self.key_link = d
+        n = len(ca)
+        i, j = np.triu_indices(n, k=3)
+        far = np.linalg.norm(ca[i] - ca[j], axis=-1) >= limits.ca_clash_A  # pairs already close in the key stay free
+        self.pairs = (i[far], j[far])
+        self.key_rg = _rg(ca[None])[0]
+        self.reasons = {"chain_break": 0, "ca_clash": 0, "compaction": 0}
+        self.checked = 0
+
+    def check(self, xyz) -> np.ndarray:
+        """(N, L, 4, 3) nm -> (N,) bool: True where the frame is accepted."""
+        ca = np.asarray(xyz, np.float64)[:, :, 1] * 10.0
+        link = np.linalg.norm(ca[:, 1:] - ca[:, :-1], axis=-1)
+        broken = (np.abs(link - self.key_link) > self.limits.ca_ca_tolerance_A)[:, self.bonded].any(axis=1)
+        i, j = self.pairs
+        clash = np.zeros(len(ca), bool)
+        for start in range(0, len(i), 200_000):  # bounded memory for long chains
+            a, b = i[start:start + 200_000], j[start:start + 200_000]
+            clash |= (np.linalg.norm(ca[:, a] - ca[:, b], axis=-1) < self.limits.ca_clash_A).any(axis=1)
+        ratio = _rg(ca) / self.key_rg
+        swollen = (ratio < self.limits.rg_ratio[0]) | (ratio > self.limits.rg_ratio[1])
+        self.checked += len(ca)
+        self.reasons["chain_break"] += int(broken.sum())
+        self.reasons["ca_clash"] += int(clash.sum())
+        self.reasons["compaction"] += int(swollen.sum())
+        return ~(broken | clash | swollen)
+
+
+def _rg(ca) -> np.ndarray:
+    return np.sqrt(((ca - ca.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))
+
+
 class Generator:
     """A GGUF model and its structure tokenizer, loaded once for many generate/score calls."""
 
-    def __init__(self, model_path, tokenizer=None, gpu_layers: int = 0, threads: int = 0):
+    def __init__(self, model_path, tokenizer=None, gpu_layers: int = 0, threads: int = 0, fold_tokenizer=None):
+        from mdllm.encoding import load_tokenizers
         from mdllm.lm.text import Vocabulary  # numpy only
-        from mdllm.tokenizer import FoldTokenizer
 
         core = _core_with_llama()
         self.path = Path(model_path)
@@ -123,8 +186,17 @@ class Generator:
         if self.llama.vocab_size != self.vocab.size:
             raise in_file(self.path, f"model vocabulary has {self.llama.vocab_size} ids, its layout says {self.vocab.size}")
         self.n_residues = int(self.llama.metadata("mdllm.n_residues") or 0)  # 0: trained on several lengths
-        self.tokenizer = tokenizer if isinstance(tokenizer, FoldTokenizer) else FoldTokenizer.load(tokenizer)
+        if tokenizer is None:  # the shipped tokenizer of the model's kind
+            tokenizer = "motiontoken" if self.vocab.key_codebook_size else "foldtoken"
+        self.tokenizer, self.fold_tokenizer = load_tokenizers(tokenizer, fold_tokenizer)
         self.vocab.check_tokenizer(self.tokenizer.codebook_size, self.tokenizer.hash, source=str(self.tokenizer.path))
+        self.motion = bool(getattr(self.tokenizer, "needs_key_frame", False))
+        if self.motion != bool(self.vocab.key_codebook_size):
+            raise in_file(self.path, "model and tokenizer disagree on key frames (a motion model needs the motion "
+                                     "tokenizer, a torsion model a torsion tokenizer)")
+        if self.motion:
+            self.vocab.check_key_tokenizer(self.fold_tokenizer.codebook_size, self.fold_tokenizer.hash,
+                                           source=str(self.fold_tokenizer.path))
         self.model_hash = sha256_file(self.path)
 
     def layout(self, n_residues: int):
@@ -138,35 +210,70 @@ class Generator:
 
     def _start(self, start, top, window) -> Backbone:
         backbone = start if isinstance(start, Backbone) else load_backbone(start, top=top)
-        if len(backbone.chains) > 1:
+        if len(backbone.chains) > 1 and not self.motion:
             raise MdllmError(f"{backbone.source}: has {len(backbone.chains)} chains; select one (chain=...)")
         return backbone[-window:]
 
+    def _context(self, backbone: Backbone, key=None):
+        """(prefix ids, start-frame codes, key frame or None) for a start backbone."""
+        if not self.motion:
+            return self.vocab.prefix(backbone.sequence), self.tokenizer.encode(backbone), None
+        from mdllm.encoding import as_key
+
+        key_xyz = as_key(key, backbone[-1:]) if key is not None else backbone.xyz[-1]
+        fold = self.fold_tokenizer.encode(key_xyz[None])[0]
+        return (self.vocab.prefix(backbone.sequence, key_tokens=fold), self.tokenizer.encode(backbone.xyz, key_xyz),
+                key_xyz)
+
+    def decode(self, codes, key_xyz=None) -> np.ndarray:
+        """Structure codes (..., L) -> backbones (..., L, 4, 3) nm. Motion tokens: placed on ``key_xyz``,
+        then projected onto the key's local geometry (mdllm.geometry.projection)."""
+        codes = np.asarray(codes)
+        flat = codes.reshape(-1, codes.shape[-1])
+        if self.motion:
+            from mdllm.geometry.projection import project_to_key_geometry
+
+            xyz = project_to_key_geometry(self.tokenizer.decode(flat, key_xyz[None]), key_xyz)
+        else:
+            xyz = self.tokenizer.decode(flat)
+        return xyz.reshape(*codes.shape, 4, 3)
+
     def generate(self, start, top=None, frames: int = 100, walkers: int = 1, window: int = 4,
                  params: SamplingParams = SamplingParams(), seed: int = 0, kv_shift: bool = True,
-                 progress: bool = True, filter: bool = False, refine: bool = False) -> Ensemble:
+                 progress: bool = True, filter: bool = False, refine: bool = False, guard: bool = True,
+                 guard_limits: GuardLimits = GuardLimits(), key=None) -> Ensemble:
         """``refine``: restrained geometric refinement of the decoded backbones (ideal bonds, angles,
         peptide planes, no overlaps; mdllm.geometry.refine); tokens and likelihoods are unchanged and
-        ``info["refine"]`` records how far the atoms moved. ``filter``: keep only valid frames."""
+        ``info["refine"]`` records how far the atoms moved. ``filter``: keep only valid frames.
+        ``guard`` (motion tokens): draw a frame again when :class:`FrameGuard` rejects it; ``info["guard"]``
+        counts the draws and why. ``key``: the key frame (default: the start's last frame)."""
         if frames < 1 or walkers < 1 or window < 1:
             raise MdllmError("frames, walkers and window must be at least 1")
         backbone = self._start(start, top, window)
         layout = self.layout(backbone.n_residues)
-        start_tokens = self.tokenizer.encode(backbone)
-        prefix = self.vocab.prefix(backbone.sequence).astype(np.int32)
+        prefix, start_tokens, key_xyz = self._context(backbone, key)
+        prefix = prefix.astype(np.int32)
         start_ids = (start_tokens + self.vocab.structure_offset).astype(np.int32).ravel()
+        frame_guard = FrameGuard(key_xyz, guard_limits) if guard and self.motion else None
+
+        def frame_check(frame_tokens, fresh):
+            accept = np.ones(len(frame_tokens), bool)
+            rows = np.flatnonzero(fresh)
+            accept[rows] = frame_guard.check(self.decode(frame_tokens[rows] - self.vocab.structure_offset, key_xyz))
+            return accept
 
         bar = _progress_bar(frames, progress)
         t0 = time.perf_counter()
-        tokens, logprobs, timing = self.llama.generate(
+        tokens, logprobs, timing, redraws = self.llama.generate(
             prefix, start_ids, layout, frames, walkers, window, params.temperature, params.top_k,
             params.top_p, params.min_p, seed, kv_shift=kv_shift,
-            progress=(lambda done: bar.update(done - bar.n) or True) if bar else None)
+            progress=(lambda done: bar.update(done - bar.n) or True) if bar else None,
+            frame_check=frame_check if frame_guard else None, max_tries=guard_limits.max_tries if frame_guard else 0)
         if bar:
             bar.close()
         codes = tokens - self.vocab.structure_offset
         t1 = time.perf_counter()
-        xyz = self.tokenizer.decode(codes.reshape(-1, layout.residues)).reshape(*codes.shape, 4, 3)
+        xyz = self.decode(codes, key_xyz)
         timing.update(decode_seconds=time.perf_counter() - t1)
         refined = None
         if refine:
@@ -191,8 +298,18 @@ class Generator:
             "temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p,
             "min_p": params.min_p, "seed": seed, "kv_shift": kv_shift, "refine": refined, "timing": timing,
             "frames_per_second": codes.shape[0] * codes.shape[1] / max(timing["generate_seconds"], 1e-12),
+            "tokenizer_kind": self.tokenizer.kind,
         }
-        ensemble = Ensemble(xyz, codes.astype(np.int32), logprobs, backbone.sequence, info)
+        if frame_guard:
+            info["guard"] = {"limits": asdict(guard_limits), "frames": int(redraws.size),
+                             "frames_redrawn": int((redraws > 0).sum()), "redraws": int(redraws.sum()),
+                             "frames_kept_after_last_try": int((redraws >= guard_limits.max_tries).sum()),
+                             "rejections_by_reason": dict(frame_guard.reasons),
+                             "redraw_fraction": float((redraws > 0).mean())}
+        elif self.motion:
+            info["guard"] = None
+        ensemble = Ensemble(xyz, codes.astype(np.int32), logprobs, backbone.sequence, info, key_xyz=key_xyz,
+                            redraws=redraws if frame_guard else None)
         if filter:
             ensemble.check()
         return ensemble
@@ -202,8 +319,8 @@ class Generator:
         first frame is conditioned on the sequence alone."""
         backbone = trajectory if isinstance(trajectory, Backbone) else load_backbone(trajectory, top=top)
         layout = self.layout(backbone.n_residues)
-        codes = self.tokenizer.encode(backbone)
-        prefix = self.vocab.prefix(backbone.sequence).astype(np.int32)
+        prefix, codes, _ = self._context(backbone, backbone.xyz[0] if self.motion else None)
+        prefix = prefix.astype(np.int32)
         ids = (codes + self.vocab.structure_offset).astype(np.int32).ravel()
         return self.llama.score(prefix, ids, layout, window).sum(axis=1)
 

@@ -142,8 +142,10 @@ def load_backbone(path, top=None, stride: int = 1, chain: str | int | None = Non
 
     ``top`` is the topology file for formats without one (DCD, XTC, TRR, NetCDF, ...); ``chain``
     selects one chain by its id ('A') or index (0). Missing carbonyl oxygens are rebuilt from ideal
-    geometry; missing N, CA or C, chain gaps and NaN coordinates raise :class:`MdllmError`
-    (``check=False`` keeps frames with gaps or NaN, for tools that judge frames, e.g. evaluate).
+    geometry. A chain gap already present in the first frame (missing residues, a missing loop) splits
+    the chain there: the residues after it get the chain id with a suffix ('A' -> 'A/2'), with a
+    warning. Missing N, CA or C, a gap that opens later in the trajectory and NaN coordinates raise
+    :class:`MdllmError` (``check=False`` keeps such frames, for tools that judge frames, e.g. evaluate).
     """
     traj = _load_mdtraj(path, top, stride)
     residues = _protein_residues(path, traj.topology, chain)
@@ -161,6 +163,7 @@ def load_backbone(path, top=None, stride: int = 1, chain: str | int | None = Non
     )
     if check:
         _check_finite(path, backbone)
+        _split_at_gaps(path, backbone, residues)
         _check_gaps(path, backbone, residues)
     return backbone
 
@@ -294,6 +297,28 @@ def _check_finite(path, backbone):
         frame, res = np.argwhere(bad)[0]
         raise in_file(path, f"frame {frame}, residue {backbone.sequence[res]}{backbone.residue_ids[res]} "
                             f"(chain {backbone.chain_ids[res]}) has non-finite (NaN or inf) coordinates")
+
+
+def _split_at_gaps(path, backbone, residues):
+    """Give the residues after each gap of the first frame a chain id of their own (in place)."""
+    import warnings
+
+    ends = backbone.chain_ends
+    bonds = np.linalg.norm(backbone.xyz[0, 1:, 0] - backbone.xyz[0, :-1, 2], axis=-1)
+    gaps = np.flatnonzero((bonds > MAX_PEPTIDE_BOND_NM) & ~ends[:-1])
+    if not len(gaps):
+        return
+    chain_ids = backbone.chain_ids.astype(object)
+    for n, i in enumerate(gaps):
+        same = chain_ids[i + 1:] == chain_ids[i + 1]
+        run = np.flatnonzero(~same)
+        stop = i + 1 + (run[0] if len(run) else len(same))
+        chain_ids[i + 1:stop] = f"{str(backbone.chain_ids[i]).split('/')[0]}/{n + 2}"
+    backbone.chain_ids = np.asarray(chain_ids, dtype=str)
+    described = ", ".join(f"{_describe(residues[i])}-{_describe(residues[i + 1])}" for i in gaps[:3])
+    warnings.warn(f"{path}: {len(gaps)} chain gap(s) (C-N > {MAX_PEPTIDE_BOND_NM * 10:.1f} A in the first frame: "
+                  f"{described}{' ...' if len(gaps) > 3 else ''}); each part is treated as its own chain",
+                  stacklevel=3)
 
 
 def _check_gaps(path, backbone, residues):

@@ -41,6 +41,7 @@ class Preset:
     window: int
     refine: bool  # restrained geometric refinement of decoded frames (mdllm generate --refine)
     rebuild: int  # generated frames rebuilt all-atom and minimized in evaluation
+    guard: bool = True  # motion tokens: draw a frame again when the guard rejects it
 
 
 PRESETS = {
@@ -116,6 +117,7 @@ def _cli(*args) -> None:
 def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick", base=None, tokenizer=None,
         seed: int = 0, threads: int = 0, states: dict | None = None, **overrides) -> dict:
     """Run every stage; returns a summary (also written to OUT/run.json)."""
+    from mdllm.encoding import load_tokenizers
     from mdllm.io import load_backbone
     from mdllm.paths import model_path
     from mdllm.tokenizer import FoldTokenizer
@@ -129,8 +131,8 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
         raise in_file(start, "no such start structure")
     start_backbone = load_backbone(start)  # fail early on a bad start structure
     out = Path(out_dir)  # created by the first stage, after every input has been checked
-    base = Path(base) if base else model_path("structure-lm")
-    tok = FoldTokenizer.load(tokenizer)
+    tok, fold = load_tokenizers(tokenizer)
+    base = Path(base) if base else model_path("motion-lm" if tok.needs_key_frame else "structure-lm")
     settings = asdict(p) | {"seed": seed}
     summary = {"start": str(start), "preset": preset if isinstance(preset, str) else "custom", "settings": settings}
 
@@ -147,13 +149,13 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
         trajs = [(Path(t), Path(tp)) for t, tp in sim_results["trajectories"]]
         traj_key = {"simulate": sim.key}
 
-    # 2. encode
-    enc = Stage(out, "encode", {**traj_key, "tokenizer": tok.hash})
-    enc_results = enc.run(lambda d: _encode(trajs, tok, d))
+    # 2. encode (motion tokens: relative to the start structure, the key frame of generation too)
+    enc = Stage(out, "encode", {**traj_key, "tokenizer": tok.hash, "key": sha256_file(start)})
+    enc_results = enc.run(lambda d: _encode(trajs, tok, fold, start_backbone, d))
 
     # 2b. adapt the decoder to this protein (same tokens, much better decoding); a torsion tokenizer's
     #     decoder is exact chain building, with nothing to adapt
-    if p.adapt_steps and tok.kind != "torsion":
+    if p.adapt_steps and tok.kind == "transformer":
         ad = Stage(out, "adapt", {**traj_key, "tokenizer": tok.file_hash, "adapt_steps": p.adapt_steps, "seed": seed})
         ad_results = ad.run(lambda d: _adapt(trajs, tok, d, p, seed))
         decoder_tok, decoder_key = FoldTokenizer.load(ad_results["tokenizer"]), ad.key
@@ -172,7 +174,7 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
 
     # 5. generate from the start structure
     gen = Stage(out, "generate", {"export": ex.key, "decoder": decoder_key, "start": sha256_file(start),
-                                  **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed")}})
+                                  **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed", "guard")}})
     gen_results = gen.run(lambda d: _generate(ex_results["model"], decoder_tok, start, d, p, seed, threads))
 
     # 6. evaluate against the trajectories the model learned from
@@ -209,15 +211,14 @@ def _simulate(start, d, p: Preset, seed, threads) -> dict:
     return {"trajectories": trajectories}
 
 
-def _encode(trajs, tok, d) -> dict:
+def _encode(trajs, tok, fold, start, d) -> dict:
+    from mdllm.encoding import encode_backbone
     from mdllm.io import load_backbone
-    from mdllm.lm.data import save_token_file
 
     files = []
     for i, (traj, top) in enumerate(trajs):
-        bb = load_backbone(traj, top=top)
         path = d / f"traj{i:03d}.npz"
-        save_token_file(path, tok.encode(bb), bb.sequence, tok.hash, tok.codebook_size)
+        encode_backbone(load_backbone(traj, top=top), tok, key=start, fold_tokenizer=fold).save(path)
         files.append(str(path))
     return {"token_files": files}
 
@@ -252,11 +253,12 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
     from mdllm.generate import Generator
 
     ens = Generator(model, tok, threads=threads).generate(start, frames=p.frames, walkers=p.walkers,
-                                                          window=p.window, seed=seed, refine=p.refine)
+                                                          window=p.window, seed=seed, refine=p.refine, guard=p.guard)
     out = d / "generated.xtc"
     ens.save(out)
     return {"trajectory": str(out), "topology": str(out.with_suffix(".pdb")),
-            "mean_frame_loglik": float(ens.frame_loglik.mean()), "frames_per_second": ens.info["frames_per_second"]}
+            "mean_frame_loglik": float(ens.frame_loglik.mean()), "frames_per_second": ens.info["frames_per_second"],
+            "guard": ens.info.get("guard")}
 
 
 def _evaluate(gen_results, reference, states, d, p: Preset, seed) -> dict:

@@ -33,13 +33,15 @@ struct Options {
   sampling::Params sampling;
   uint64_t seed = 0;
   bool kv_shift = true;  // false: re-evaluate the whole window after each eviction (reference path)
+  int64_t max_tries = 0;  // guard: new draws of a rejected frame (0 = every frame is accepted)
 };
 
 struct Trajectories {
   int64_t walkers = 0, frames = 0, residues = 0;
   std::vector<int32_t> tokens;  // (walkers, frames, residues) structure-token ids
   std::vector<float> logprobs;  // (walkers, frames, residues + 1): each token, then the separator
-  double prompt_seconds = 0, generate_seconds = 0;
+  std::vector<int32_t> redraws;  // (walkers, frames): how often the guard rejected a draw of the frame
+  double prompt_seconds = 0, generate_seconds = 0, check_seconds = 0;
   int64_t tokens_decoded = 0;   // tokens evaluated by llama.cpp after the prompt (re-evaluation included)
 };
 
@@ -50,6 +52,13 @@ struct ModelOptions {
 
 // Called after every generated frame with the number of frames finished; return false to stop.
 using Progress = std::function<bool(int64_t frames_done)>;
+
+// The guard: called when every walker has drawn a frame's structure tokens, before its separator, with
+// the frame of each walker (walkers, residues) as structure-token ids and a mask of the walkers whose
+// draw is new; writes accept[w] (1 = keep). A rejected walker draws the frame again from the same
+// context with fresh random numbers, up to Options::max_tries times; the last draw is kept.
+using FrameCheck = std::function<void(const int32_t* frame_tokens, const uint8_t* fresh, int64_t walkers,
+                                      int64_t residues, uint8_t* accept)>;
 
 class Model {
  public:
@@ -66,7 +75,8 @@ class Model {
   // `window` of the start frames (n_start, residues). Throws std::invalid_argument on bad input and
   // std::runtime_error when llama.cpp fails.
   Trajectories generate(const std::vector<int32_t>& prefix, const std::vector<int32_t>& start_frames,
-                        const FrameLayout& layout, const Options& options, const Progress& progress = {});
+                        const FrameLayout& layout, const Options& options, const Progress& progress = {},
+                        const FrameCheck& check = {});
 
   // Log-probabilities (frames, residues + 1) of a given trajectory's tokens under the same
   // rolling window (teacher forcing); the first frame is conditioned on the prefix alone.

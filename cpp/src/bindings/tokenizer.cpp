@@ -1,6 +1,8 @@
-// Thin bindings of mdllm/tokenizer.hpp and mdllm/torsion_tokenizer.hpp; shapes are checked in Python
-// (mdllm.tokenizer.api).
+// Thin bindings of mdllm/tokenizer.hpp, mdllm/torsion_tokenizer.hpp and mdllm/motion_tokenizer.hpp;
+// shapes are checked in Python (mdllm.tokenizer.api). std::invalid_argument from the core surfaces as
+// ValueError (pybind11's standard translation).
 #include "common.hpp"
+#include "mdllm/motion_tokenizer.hpp"
 #include "mdllm/tokenizer.hpp"
 #include "mdllm/torsion_tokenizer.hpp"
 
@@ -40,6 +42,28 @@ void register_tokenizer(py::module_& m) {
       });
   bind_structure_tokenizer<TorsionTokenizer>(m, "TorsionTokenizer")
       .def_property_readonly("beam_width", &TorsionTokenizer::beam_width);
+  // Not a structure tokenizer: every call takes the key frame (L, 4, 3) of the same residues.
+  py::class_<MotionTokenizer>(m, "MotionTokenizer")
+      .def(py::init<const std::string&, const std::string&>(), py::arg("weights_path"), py::arg("config_json"))
+      .def_property_readonly("codebook_size", &MotionTokenizer::codebook_size)
+      .def("encode",
+           [](const MotionTokenizer& t, InF32 xyz, InF32 key, int64_t f, int64_t l, py::array out) {
+             require_size(xyz, f * l * 12, "xyz");
+             require_size(key, l * 12, "key");
+             int32_t* o = output<int32_t>(out, f * l, "tokens");
+             py::gil_scoped_release nogil;
+             t.encode(xyz.data(), f, l, key.data(), o);
+           },
+           py::arg("xyz"), py::arg("key"), py::arg("f"), py::arg("l"), py::arg("out"))
+      .def("decode",
+           [](const MotionTokenizer& t, InI32 tokens, InF32 key, int64_t f, int64_t l, py::array out) {
+             require_size(tokens, f * l, "tokens");
+             require_size(key, l * 12, "key");
+             float* o = output<float>(out, f * l * 12, "xyz");
+             py::gil_scoped_release nogil;
+             t.decode(tokens.data(), f, l, key.data(), o);
+           },
+           py::arg("tokens"), py::arg("key"), py::arg("f"), py::arg("l"), py::arg("out"));
 }
 
 }  // namespace mdllm::bindings

@@ -159,7 +159,8 @@ std::string Model::metadata(const std::string& key) const {
 }
 
 Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vector<int32_t>& start_frames,
-                             const FrameLayout& layout, const Options& opt, const Progress& progress) {
+                             const FrameLayout& layout, const Options& opt, const Progress& progress,
+                             const FrameCheck& check) {
   const int32_t n_vocab = vocab_size();
   check_layout(layout, n_vocab);
   if (opt.walkers < 1 || opt.frames < 1 || opt.window < 1)
@@ -220,23 +221,99 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   std::vector<int32_t> chosen(N);
   std::vector<float> chosen_logprob(N);
 
-  for (int64_t f = 0; f < opt.frames; ++f) {
-    for (int64_t j = 0; j <= L; ++j) {
-      const bool separator = j == L;
-      const sampling::Allowed range = separator ? sampling::Allowed{layout.separator, layout.separator + 1}
-                                                : sampling::Allowed{layout.structure_begin, layout.structure_end};
-      std::fill(allowed.begin(), allowed.end(), range);
-      std::fill(steps.begin(), steps.end(), static_cast<uint64_t>(f * stride + j));
-      sampling::sample(logits.data(), N, n_vocab, allowed.data(), opt.sampling, opt.seed, walker_ids.data(),
-                       steps.data(), chosen.data(), chosen_logprob.data());
-      for (int64_t w = 0; w < N; ++w) {
-        if (!separator) out.tokens[(w * opt.frames + f) * L + j] = chosen[w];
-        out.logprobs[(w * opt.frames + f) * stride + j] = chosen_logprob[w];
-        if (!opt.kv_shift) window_tokens[w].push_back(chosen[w]);
-      }
-      if (separator && f + 1 == opt.frames) break;  // nothing left to predict
+  // Draw structure token j of the current frame for the walkers `ws` (all of them, or the ones the
+  // guard sent back) from their current logits, and feed the drawn tokens to llama.cpp at `at`.
+  const sampling::Allowed structure{layout.structure_begin, layout.structure_end};
+  std::vector<float> subset_logits;
+  auto draw = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base, int64_t at) {
+    const int64_t n = static_cast<int64_t>(ws.size());
+    const float* rows = logits.data();
+    if (n != N) {
+      subset_logits.resize(n * n_vocab);
+      for (int64_t r = 0; r < n; ++r)
+        std::memcpy(&subset_logits[r * n_vocab], &logits[ws[r] * n_vocab], sizeof(float) * n_vocab);
+      rows = subset_logits.data();
+    }
+    std::fill(allowed.begin(), allowed.begin() + n, structure);
+    for (int64_t r = 0; r < n; ++r) {
+      walker_ids[r] = static_cast<uint64_t>(ws[r]);
+      steps[r] = step_base + static_cast<uint64_t>(f * stride + j);
+    }
+    sampling::sample(rows, n, n_vocab, allowed.data(), opt.sampling, opt.seed, walker_ids.data(), steps.data(),
+                     chosen.data(), chosen_logprob.data());
+    batch.clear();
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t w = ws[r];
+      out.tokens[(w * opt.frames + f) * L + j] = chosen[r];
+      out.logprobs[(w * opt.frames + f) * stride + j] = chosen_logprob[r];
+      if (!opt.kv_shift) window_tokens[w].push_back(chosen[r]);
+      batch.add(chosen[r], static_cast<llama_pos>(at), static_cast<llama_seq_id>(w), true);
+    }
+    decode(c.ctx, batch);
+    out.tokens_decoded += n;
+    for (int64_t r = 0; r < n; ++r)
+      std::memcpy(&logits[ws[r] * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(r)),
+                  sizeof(float) * n_vocab);
+  };
 
-      if (separator && frames_in_context + 1 > W) {
+  std::vector<int64_t> everyone(N);
+  for (int64_t w = 0; w < N; ++w) everyone[w] = w;
+  const bool guarded = check && opt.max_tries > 0;
+  out.redraws.assign(N * opt.frames, 0);
+  std::vector<float> frame_start_logits;
+  std::vector<int32_t> frame_tokens;
+  std::vector<uint8_t> fresh(N), accept(N);
+
+  for (int64_t f = 0; f < opt.frames; ++f) {
+    const int64_t frame_pos = pos;
+    if (guarded) frame_start_logits = logits;
+    for (int64_t j = 0; j < L; ++j) draw(everyone, f, j, 0, pos++);
+
+    // The guard: re-draw rejected frames from the context they were drawn in.
+    if (guarded) {
+      std::fill(fresh.begin(), fresh.end(), 1);
+      for (int64_t attempt = 1;; ++attempt) {
+        frame_tokens.resize(N * L);
+        for (int64_t w = 0; w < N; ++w)
+          std::copy_n(&out.tokens[(w * opt.frames + f) * L], L, &frame_tokens[w * L]);
+        std::fill(accept.begin(), accept.end(), 1);
+        const auto tc = Clock::now();
+        check(frame_tokens.data(), fresh.data(), N, L, accept.data());
+        out.check_seconds += seconds_since(tc);
+        if (attempt > opt.max_tries) break;
+        std::vector<int64_t> again;
+        for (int64_t w = 0; w < N; ++w)
+          if (fresh[w] && !accept[w]) again.push_back(w);
+        if (again.empty()) break;
+        std::fill(fresh.begin(), fresh.end(), 0);
+        for (int64_t w : again) {
+          fresh[w] = 1;
+          ++out.redraws[w * opt.frames + f];
+          llama_memory_seq_rm(mem, static_cast<llama_seq_id>(w), static_cast<llama_pos>(frame_pos), -1);
+          if (!opt.kv_shift) window_tokens[w].resize(window_tokens[w].size() - L);
+          std::memcpy(&logits[w * n_vocab], &frame_start_logits[w * n_vocab], sizeof(float) * n_vocab);
+        }
+        // Each attempt has its own random numbers: a step count no plain draw reaches.
+        const uint64_t step_base = static_cast<uint64_t>(attempt) << 40;
+        for (int64_t j = 0; j < L; ++j) draw(again, f, j, step_base, frame_pos + j);
+      }
+    }
+
+    // The separator closes the frame.
+    std::fill(allowed.begin(), allowed.end(), sampling::Allowed{layout.separator, layout.separator + 1});
+    for (int64_t w = 0; w < N; ++w) {
+      walker_ids[w] = static_cast<uint64_t>(w);
+      steps[w] = static_cast<uint64_t>(f * stride + L);
+    }
+    sampling::sample(logits.data(), N, n_vocab, allowed.data(), opt.sampling, opt.seed, walker_ids.data(),
+                     steps.data(), chosen.data(), chosen_logprob.data());
+    for (int64_t w = 0; w < N; ++w) {
+      out.logprobs[(w * opt.frames + f) * stride + L] = chosen_logprob[w];
+      if (!opt.kv_shift) window_tokens[w].push_back(chosen[w]);
+    }
+    const bool last = f + 1 == opt.frames;
+    if (!last) {
+      if (frames_in_context + 1 > W) {
         // The frame being closed would make W + 1: drop the oldest before the separator is seen.
         if (opt.kv_shift) {
           for (int64_t w = 0; w < N; ++w) {
@@ -261,7 +338,6 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
         pos -= stride;
         --frames_in_context;
       }
-
       batch.clear();
       for (int64_t w = 0; w < N; ++w) batch.add(chosen[w], static_cast<llama_pos>(pos), static_cast<llama_seq_id>(w), true);
       decode(c.ctx, batch);
@@ -269,7 +345,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       for (int64_t w = 0; w < N; ++w)
         std::memcpy(&logits[w * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(w)), sizeof(float) * n_vocab);
       ++pos;
-      if (separator) ++frames_in_context;
+      ++frames_in_context;
     }
     if (progress && !progress(f + 1)) {
       out.frames = f + 1;
@@ -278,14 +354,16 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   }
   out.generate_seconds = seconds_since(t0);
   if (out.frames < opt.frames) {  // stopped early: keep the finished frames of every walker
-    std::vector<int32_t> tokens(N * out.frames * L);
+    std::vector<int32_t> tokens(N * out.frames * L), redraws(N * out.frames);
     std::vector<float> logprobs(N * out.frames * stride);
     for (int64_t w = 0; w < N; ++w) {
       std::copy_n(&out.tokens[w * opt.frames * L], out.frames * L, &tokens[w * out.frames * L]);
       std::copy_n(&out.logprobs[w * opt.frames * stride], out.frames * stride, &logprobs[w * out.frames * stride]);
+      std::copy_n(&out.redraws[w * opt.frames], out.frames, &redraws[w * out.frames]);
     }
     out.tokens.swap(tokens);
     out.logprobs.swap(logprobs);
+    out.redraws.swap(redraws);
   }
   return out;
 }

@@ -7,28 +7,19 @@ def register(sub):
     p.add_argument("--top", help="topology file for formats without one (DCD, XTC, TRR, NetCDF)")
     p.add_argument("--chain", help="only this chain (id such as A, or index)")
     p.add_argument("--stride", type=int, default=1, help="read every n-th frame")
-    p.add_argument("--tokenizer", help="tokenizer directory (default: the shipped models/foldtoken)")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the shipped motion tokenizer, "
+                                       "models/motiontoken; models/foldtoken for torsion tokens)")
+    p.add_argument("--key", help="motion tokens: the key frame, a structure of the same residues "
+                                 "(default: the trajectory's first frame)")
     p.add_argument("-o", "--out", required=True, help="output .npz")
     p.set_defaults(run=run)
 
 
 def run(args):
-    import numpy as np
+    from mdllm.encoding import encode_file
 
-    from mdllm.errors import in_file
-    from mdllm.files import atomic_output
-    from mdllm.io import load_backbone
-    from mdllm.tokenizer import FoldTokenizer
-
-    if not args.out.endswith(".npz"):
-        raise in_file(args.out, "the token file must end in .npz")
-    tokenizer = FoldTokenizer.load(args.tokenizer)
-    bb = load_backbone(args.traj, top=args.top, stride=args.stride, chain=args.chain)
-    tokens = tokenizer.encode(bb)
-    with atomic_output(args.out) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, tokens=tokens, sequence=np.array(bb.sequence), residue_ids=bb.residue_ids,
-                     chain_ids=bb.chain_ids, time=bb.time, tokenizer_hash=np.array(tokenizer.hash),
-                     codebook_size=np.array(tokenizer.codebook_size))
-    print(f"{args.out}: {tokens.shape[0]} frames x {tokens.shape[1]} residues, "
-          f"codebook {tokenizer.codebook_size}, tokenizer {tokenizer.hash[:12]}")
+    enc = encode_file(args.traj, args.out, top=args.top, stride=args.stride, chain=args.chain,
+                      tokenizer=args.tokenizer, key=args.key)
+    print(f"{args.out}: {enc.tokens.shape[0]} frames x {enc.tokens.shape[1]} residues, "
+          f"{enc.tokenizer.kind} codebook {enc.tokenizer.codebook_size}, tokenizer {enc.tokenizer.hash[:12]}"
+          + (", with its key frame" if enc.key_xyz is not None else ""))

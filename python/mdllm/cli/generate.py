@@ -19,6 +19,9 @@ def register(sub):
     p.add_argument("--no-kv-shift", action="store_true", help="re-evaluate the window instead of shifting the KV cache")
     p.add_argument("--refine", action="store_true",
                    help="refine decoded backbones to ideal bonds, angles and peptide planes (small moves)")
+    p.add_argument("--no-guard", action="store_true",
+                   help="motion tokens: accept every frame as drawn (default: the guard draws a frame again when "
+                        "its chain breaks, CA atoms clash or its radius of gyration leaves 0.85-1.2 of the start's)")
     p.add_argument("--filter", action="store_true",
                    help="write only frames that pass the backbone validity checks (mdllm.evaluate.check_backbone)")
     p.add_argument("-o", "--output", required=True, help="OUT.dcd|.xtc|.pdb|.h5 (plus OUT.pdb, OUT.tokens.npz, OUT.json)")
@@ -39,7 +42,7 @@ def run(args):
     gen = Generator(args.model, args.tokenizer, gpu_layers=args.gpu_layers, threads=args.threads)
     ensemble = gen.generate(args.start, args.top, frames=args.frames, walkers=args.walkers, window=args.window,
                             params=params, seed=args.seed, kv_shift=not args.no_kv_shift, filter=args.filter,
-                            refine=args.refine)
+                            refine=args.refine, guard=not args.no_guard)
     written = ensemble.save(args.output)
     timing = ensemble.info["timing"]
     print(f"{ensemble.tokens.shape[0]} walkers x {ensemble.tokens.shape[1]} frames in "
@@ -49,6 +52,10 @@ def run(args):
         r = ensemble.info["refine"]
         print(f"refined: atoms moved {r['rms_displacement_A_median']:.2f} A RMS per frame (median), "
               f"{r['rms_displacement_A_max']:.2f} A at most")
+    if ensemble.info.get("guard"):
+        g = ensemble.info["guard"]
+        print(f"guard: {g['frames_redrawn']} of {g['frames']} frames drawn again ({g['redraws']} extra draws, "
+              f"{g['frames_kept_after_last_try']} kept after the last try); rejections {g['rejections_by_reason']}")
     if "validity" in ensemble.info:
         v = ensemble.info["validity"]
         print(f"validity filter: kept {v['valid_frames']} of {v['frames']} frames; invalid: {v['invalid_reasons']}")

@@ -14,7 +14,9 @@ def register(sub):
                    help="stage sizes: quick (2 CPU cores, minutes), laptop, gpu (default quick)")
     p.add_argument("--state", action="append", default=[], metavar="NAME=PDB",
                    help="named reference state for the report (the start structure is always one)")
-    p.add_argument("--base", help="base model directory to fine-tune (default: the shipped structure-lm)")
+    p.add_argument("--base", help="base model directory to fine-tune (default: the shipped model of the "
+                                  "tokenizer's kind, models/motion-lm or models/structure-lm)")
+    p.add_argument("--no-guard", action="store_true", help="generate without the guard (motion tokens)")
     p.add_argument("--tokenizer", help="structure tokenizer directory (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     for name, kind, what in [("frames", int, "generated frames per walker"), ("walkers", int, "walkers"),
@@ -38,6 +40,8 @@ def run(args):
                                                ("train_steps", args.train_steps), ("adapt_steps", args.adapt_steps),
                                                ("simulate_ns", args.simulate_ns)]
                  if value is not None}
+    if args.no_guard:
+        overrides["guard"] = False
     run_pipeline(args.start, args.output, trajectories=args.trajectory, top=args.top, preset=args.preset,
                  base=args.base, tokenizer=args.tokenizer, seed=args.seed, threads=args.threads,
                  states=states, **overrides)

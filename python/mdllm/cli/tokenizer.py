@@ -13,8 +13,10 @@ def register(sub):
                                     "codebook of residue torsions by k-means in seconds to minutes; --kind "
                                     "transformer trains the FoldToken-style autoencoder (the options below "
                                     "--codebook are its own).")
-    t.add_argument("--kind", choices=["torsion", "transformer"], default="torsion")
-    t.add_argument("--codebook", type=int, default=1024, help="torsion kind: number of codes K")
+    t.add_argument("--kind", choices=["torsion", "motion", "transformer"], default="torsion")
+    t.add_argument("--codebook", type=int, default=None, help="torsion and motion kinds: number of codes K "
+                   "(default 1024 torsion, 4096 motion)")
+    t.add_argument("--keys", type=int, default=4, help="motion kind: key frames drawn per --md trajectory")
     t.add_argument("--beam", type=int, default=4, help="torsion kind: beam width of the closed-loop encoder")
     t.add_argument("--kmeans-iters", type=int, default=30, help="torsion kind: Lloyd iterations")
     t.add_argument("--max-samples", type=int, default=400_000, help="torsion kind: residues sampled for k-means")
@@ -62,6 +64,8 @@ def add_noise_arguments(p):
 def run_train(args):
     if args.kind == "torsion":
         return run_train_torsion(args)
+    if args.kind == "motion":
+        return run_train_motion(args)
     from mdllm.errors import MdllmError
     from mdllm.tokenizer.config import TokenizerConfig
     from mdllm.tokenizer.data import load_dataset
@@ -104,7 +108,7 @@ def run_train_torsion(args):
     from mdllm.tokenizer.torsion_train import train_torsion_tokenizer
     from mdllm.tokenizer.train import training_device
 
-    cfg = TorsionConfig(codebook_size=args.codebook, beam_width=args.beam)
+    cfg = TorsionConfig(codebook_size=args.codebook or 1024, beam_width=args.beam)
     cfg.validate("--codebook/--beam")
     torch.set_num_threads(args.torch_threads)
     ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
@@ -119,6 +123,23 @@ def run_train_torsion(args):
     if ds.val:
         print(f"held-out chains ({stats['val_chains']}): round-trip RMSD median {stats['val_rmsd_median_A']:.2f} A, "
               f"p95 {stats['val_rmsd_p95_A']:.2f} A")
+    print(f"tokenizer written to {args.out}")
+
+
+def run_train_motion(args):
+    from mdllm.errors import MdllmError
+    from mdllm.tokenizer.data import load_md_frames
+    from mdllm.tokenizer.motion_train import train_motion
+
+    if not args.md:
+        raise MdllmError("--kind motion learns from MD: give trajectories with --md TRAJ[:TOP]")
+    trajectories = [load_md_frames(spec) for spec in args.md]
+    print(f"{len(trajectories)} trajectories, {sum(len(t) for t in trajectories)} frames, "
+          f"{args.keys} key frames each, codebook {args.codebook or 4096}")
+    stats = train_motion(trajectories, args.out, codebook_size=args.codebook or 4096, keys_per_trajectory=args.keys,
+                         max_samples=args.max_samples, iterations=args.kmeans_iters, seed=args.seed, sources=args.md)
+    print(f"k-means: {stats['samples']} residue displacements, {stats['codes_used']:.1%} of codes used, "
+          f"RMS atom error {stats['rms_atom_error_A']:.3f} A, {stats['minutes']:.1f} min")
     print(f"tokenizer written to {args.out}")
 
 

@@ -71,7 +71,7 @@ def run(args):
 
     from mdllm.errors import MdllmError
     from mdllm.lm import store
-    from mdllm.lm.data import load_token_files, windows
+    from mdllm.lm.data import load_token_files, vocabulary_for, windows
     from mdllm.lm.lora import add_lora
     from mdllm.lm.model import PRESETS, MistralLM, ModelConfig
     from mdllm.lm.text import Vocabulary
@@ -107,8 +107,8 @@ def run(args):
     else:
         if args.preset not in PRESETS:
             raise MdllmError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
-        vocab = Vocabulary(K, tok_hash, args.n_conditioning)
-        longest = max(len(vocab.prefix(t.sequence)) + min(args.window, len(t.tokens)) * (t.tokens.shape[1] + 1)
+        vocab = vocabulary_for(trajs[0], args.n_conditioning)
+        longest = max(len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + min(args.window, len(t.tokens)) * (t.tokens.shape[1] + 1)
                       for t in trajs)
         context = args.context or 256 * -(-longest // 256)
         shape = dict(PRESETS[args.preset])

@@ -6,14 +6,17 @@ the base vocabulary size when a Hugging Face checkpoint is extended with our tok
     specials      <pad> <s> </s> <frame> <seq> </seq>
     conditioning  <cond_0> ... <cond_{n-1}>      reserved for e.g. temperature bins
     amino acids   A C D E F G H I K L M N P Q R S T V W Y X     (X = unknown residue)
+    key fold      <k_0> ... <k_{J-1}>           torsion codes of the key frame (motion models only)
     structure     <t_0> ... <t_{K-1}>           the K codes of the structure tokenizer
 
 A training example is
 
-    <s> <seq> a_1 ... a_L </seq> [conditioning] t_1,1 ... t_1,L <frame> ... t_W,1 ... t_W,L <frame>
+    <s> <seq> a_1 ... a_L </seq> [k_1 ... k_L] [conditioning] t_1,1 ... t_1,L <frame> ... t_W,1 ... t_W,L <frame>
 
 so the frame length L is fixed by the sequence prefix: every frame has exactly as many structure
-tokens as the prefix has residues, then one frame separator.
+tokens as the prefix has residues, then one frame separator. With a motion tokenizer the structure
+codes are displacements from a key frame, and the key frame's own fold follows the sequence as L
+torsion codes (``key_codebook_size`` > 0), so that one model can learn how different folds move.
 """
 
 from __future__ import annotations
@@ -40,12 +43,16 @@ class Vocabulary:
     tokenizer_hash: str
     n_conditioning: int = 8
     offset: int = 0
+    key_codebook_size: int = 0  # torsion codes describing the key frame in the prompt (0: no key frame)
+    key_tokenizer_hash: str = ""
 
     def __post_init__(self):
         if self.codebook_size < 1:
             raise MdllmError(f"codebook size must be positive, got {self.codebook_size}")
         if not self.tokenizer_hash:
             raise MdllmError("a vocabulary needs the hash of its structure tokenizer")
+        if self.key_codebook_size and not self.key_tokenizer_hash:
+            raise MdllmError("a vocabulary with key-frame fold codes needs the hash of their tokenizer")
 
     # --- ids -----------------------------------------------------------------------------------
     @property
@@ -81,8 +88,12 @@ class Vocabulary:
         return self.conditioning_offset + self.n_conditioning
 
     @property
-    def structure_offset(self) -> int:
+    def key_offset(self) -> int:
         return self.amino_acid_offset + len(AMINO_ACIDS) + 1
+
+    @property
+    def structure_offset(self) -> int:
+        return self.key_offset + self.key_codebook_size
 
     @property
     def size(self) -> int:
@@ -100,6 +111,7 @@ class Vocabulary:
         return (list(SPECIALS)
                 + [f"<cond_{i}>" for i in range(self.n_conditioning)]
                 + list(AMINO_ACIDS) + [UNKNOWN_RESIDUE]
+                + [f"<k_{i}>" for i in range(self.key_codebook_size)]
                 + [f"<t_{i}>" for i in range(self.codebook_size)])
 
     # --- encoding ------------------------------------------------------------------------------
@@ -109,10 +121,19 @@ class Vocabulary:
         unknown = self.amino_acid_offset + len(AMINO_ACIDS)
         return np.array([lookup.get(c, unknown) for c in sequence.upper()], dtype=np.int64)
 
-    def prefix(self, sequence: str, conditioning: tuple[int, ...] = ()) -> np.ndarray:
-        """``<s> <seq> residues </seq> [conditioning]``: the context before the first frame."""
-        parts = [[self.bos_id, self.seq_start_id], self.sequence_ids(sequence), [self.seq_end_id],
-                 [self.conditioning_id(c) for c in conditioning]]
+    def prefix(self, sequence: str, conditioning: tuple[int, ...] = (), key_tokens=None) -> np.ndarray:
+        """``<s> <seq> residues </seq> [key fold codes] [conditioning]``: the context before the first frame."""
+        parts = [[self.bos_id, self.seq_start_id], self.sequence_ids(sequence), [self.seq_end_id]]
+        if self.key_codebook_size:
+            if key_tokens is None:
+                raise MdllmError("this model's prompt holds the key frame's fold codes; none were given")
+            key_tokens = np.asarray(key_tokens).reshape(-1)
+            if len(key_tokens) != len(sequence):
+                raise MdllmError(f"{len(key_tokens)} key-frame fold codes for {len(sequence)} residues")
+            if key_tokens.min() < 0 or key_tokens.max() >= self.key_codebook_size:
+                raise MdllmError(f"key-frame fold code outside 0..{self.key_codebook_size - 1}")
+            parts.append(key_tokens.astype(np.int64) + self.key_offset)
+        parts.append([self.conditioning_id(c) for c in conditioning])
         return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
 
     def frames(self, tokens: np.ndarray) -> np.ndarray:
@@ -127,7 +148,7 @@ class Vocabulary:
         sep = np.full((tokens.shape[0], 1), self.frame_id, dtype=np.int64)
         return np.concatenate([ids, sep], axis=1).reshape(-1)
 
-    def example(self, sequence: str, tokens: np.ndarray, conditioning: tuple[int, ...] = ()
+    def example(self, sequence: str, tokens: np.ndarray, conditioning: tuple[int, ...] = (), key_tokens=None
                 ) -> tuple[np.ndarray, np.ndarray]:
         """(input ids, targets) of one training window; the loss is taken on frames only, since the
         prefix is given by the user at generation time."""
@@ -135,7 +156,7 @@ class Vocabulary:
         if tokens.ndim != 2 or tokens.shape[1] != len(sequence):
             raise MdllmError(f"frames have {tokens.shape[-1]} residue tokens but the sequence has "
                              f"{len(sequence)} residues")
-        prefix = self.prefix(sequence, conditioning)
+        prefix = self.prefix(sequence, conditioning, key_tokens)
         ids = np.concatenate([prefix, self.frames(tokens)])
         targets = ids.copy()
         targets[:len(prefix)] = IGNORE
@@ -159,6 +180,15 @@ class Vocabulary:
                 f"{source}: made by tokenizer {str(tokenizer_hash)[:12]} (K={codebook_size}) but the model "
                 f"was trained with tokenizer {self.tokenizer_hash[:12]} (K={self.codebook_size})")
 
+    def check_key_tokenizer(self, codebook_size: int, tokenizer_hash: str, source: str = "tokens") -> None:
+        """Refuse key-frame fold codes made by another torsion tokenizer than this model's."""
+        if not self.key_codebook_size:
+            return
+        if int(codebook_size) != self.key_codebook_size or str(tokenizer_hash) != self.key_tokenizer_hash:
+            raise MdllmError(
+                f"{source}: key-frame fold codes from tokenizer {str(tokenizer_hash)[:12]} (K={codebook_size}) "
+                f"but the model knows {self.key_tokenizer_hash[:12]} (K={self.key_codebook_size})")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d.update(size=self.size, specials=list(SPECIALS), amino_acids=AMINO_ACIDS + UNKNOWN_RESIDUE,
@@ -169,7 +199,9 @@ class Vocabulary:
     @classmethod
     def from_dict(cls, d: dict) -> "Vocabulary":
         vocab = cls(codebook_size=int(d["codebook_size"]), tokenizer_hash=str(d["tokenizer_hash"]),
-                    n_conditioning=int(d.get("n_conditioning", 8)), offset=int(d.get("offset", 0)))
+                    n_conditioning=int(d.get("n_conditioning", 8)), offset=int(d.get("offset", 0)),
+                    key_codebook_size=int(d.get("key_codebook_size", 0)),
+                    key_tokenizer_hash=str(d.get("key_tokenizer_hash", "")))
         if "size" in d and int(d["size"]) != vocab.size:
             raise MdllmError(f"vocabulary layout says {d['size']} ids but it has {vocab.size}")
         return vocab

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
-from mdllm.tokenizer.config import GEOMETRY_NAMES, TokenizerConfig, TorsionConfig
+from mdllm.tokenizer.config import GEOMETRY_NAMES, MotionConfig, TokenizerConfig, TorsionConfig
 from mdllm.files import sha256_file
 from mdllm.paths import model_path
 from mdllm.tokenizer.weights import WEIGHTS_NAME, read_config, read_tensors
@@ -24,6 +24,8 @@ def expected_shapes(cfg) -> dict[str, tuple]:
     """Every tensor of a tokenizer file with its shape, derived from the config alone."""
     if cfg.kind == TorsionConfig.kind:
         return {"codebook": (cfg.codebook_size, 3), "geometry": (len(GEOMETRY_NAMES),)}
+    if cfg.kind == MotionConfig.kind:
+        return {"codebook": (cfg.codebook_size, 12)}
     d, f, n = cfg.dim, cfg.ffn_dim, len(cfg.levels)
     shapes = {}
 
@@ -70,11 +72,11 @@ ENCODER_FIELDS = ("levels", "k_neighbours", "n_rbf", "rbf_max_nm", "max_seq_sep"
 def token_hash(cfg, tensors: dict[str, np.ndarray]) -> str:
     """sha256 of everything that decides the tokens (the encoder and quantizer), not the decoder: a
     tokenizer whose decoder was adapted to one protein keeps the hash, and the language models of it.
-    In the torsion kind the codebook and geometry are both encoder and decoder, so all of it counts."""
+    In the torsion and motion kinds the codebook is both encoder and decoder, so all of it counts."""
     import hashlib
     import json
 
-    if cfg.kind == TorsionConfig.kind:
+    if cfg.kind in (TorsionConfig.kind, MotionConfig.kind):
         digest = hashlib.sha256(cfg.to_json().encode())
         hashed = sorted(tensors)
     else:
@@ -95,7 +97,46 @@ def _core_tokenizer(kind: str):
     return getattr(_core, "TorsionTokenizer" if kind == TorsionConfig.kind else "Tokenizer", None)
 
 
+def load_tokenizer(path=None, backend: str = "auto"):
+    """Any tokenizer directory, of whichever kind its config.json names (None: the shipped
+    ``models/foldtoken``; a bare name such as "motiontoken": that shipped model)."""
+    if path is None:
+        directory = model_path("foldtoken")
+    else:
+        directory = Path(path)
+        if not directory.exists() and len(directory.parts) == 1:
+            directory = model_path(str(path))
+    if directory.is_file():
+        directory = directory.parent
+    if not directory.is_dir():
+        raise in_file(directory, "no such tokenizer directory")
+    cfg = read_config(directory)
+    if cfg.kind == MotionConfig.kind:
+        from mdllm.tokenizer import motion
+
+        tensors = read_tensors(directory / WEIGHTS_NAME, expected_shapes(cfg))
+        return motion.load(directory, cfg, tensors, "numpy" if backend == "torch" else backend)
+    return FoldTokenizer.load(directory, backend=backend)
+
+
+def check_token_array(tokens, codebook_size: int) -> np.ndarray:
+    """(F, L) or (L,) integer tokens in [0, codebook_size) as contiguous int32 (F, L)."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2 or tokens.shape[1] == 0:
+        raise MdllmError(f"tokens must have shape (frames, residues), got {tokens.shape}")
+    if tokens.size and not np.issubdtype(tokens.dtype, np.integer):
+        raise MdllmError(f"tokens must be integers, got {tokens.dtype}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= codebook_size):
+        bad = tokens[(tokens < 0) | (tokens >= codebook_size)][0]
+        raise MdllmError(f"token {bad} is out of range for this tokenizer (codebook size {codebook_size})")
+    return np.ascontiguousarray(tokens, dtype=np.int32)
+
+
 class FoldTokenizer:
+    needs_key_frame = False  # tokens describe the fold itself (torsion and transformer kinds)
+
     def __init__(self, cfg, tensors: dict[str, np.ndarray], path: Path, sha256: str, backend: str = "auto"):
         self.config = cfg
         self.path = path
@@ -199,17 +240,7 @@ class FoldTokenizer:
         return np.concatenate(chunks).astype(np.float32)
 
     def check_tokens(self, tokens) -> np.ndarray:
-        tokens = np.asarray(tokens)
-        if tokens.ndim == 1:
-            tokens = tokens[None]
-        if tokens.ndim != 2 or tokens.shape[1] == 0:
-            raise MdllmError(f"tokens must have shape (frames, residues), got {tokens.shape}")
-        if tokens.size and not np.issubdtype(tokens.dtype, np.integer):
-            raise MdllmError(f"tokens must be integers, got {tokens.dtype}")
-        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
-            bad = tokens[(tokens < 0) | (tokens >= self.codebook_size)][0]
-            raise MdllmError(f"token {bad} is out of range for this tokenizer (codebook size {self.codebook_size})")
-        return np.ascontiguousarray(tokens, dtype=np.int32)
+        return check_token_array(tokens, self.codebook_size)
 
 
 def _as_backbone(xyz) -> np.ndarray:

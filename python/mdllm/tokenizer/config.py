@@ -84,9 +84,29 @@ class TorsionConfig:
             raise MdllmError(f"{source}: beam_width must be in [1, 64], got {self.beam_width}")
 
 
+@dataclass
+class MotionConfig:
+    """The motion kind (mdllm.tokenizer.motion): K learned per-residue displacements of N, CA, C, O from
+    a key frame, in the key residue's frame; one token per residue, decoded by adding it to the key."""
+
+    codebook_size: int = 4096
+    version: int = 1
+    kind = "motion"
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, **asdict(self)}, indent=2)
+
+    from_dict = classmethod(TokenizerConfig.from_dict.__func__)
+
+    def validate(self, source="config"):
+        if not 2 <= int(self.codebook_size) <= 65536:
+            raise MdllmError(f"{source}: codebook_size must be in [2, 65536], got {self.codebook_size}")
+
+
 def config_from_dict(d: dict, source="config"):
     """The config of whichever kind ``d`` names (no "kind": the transformer kind)."""
-    kinds = {TokenizerConfig.kind: TokenizerConfig, TorsionConfig.kind: TorsionConfig}
+    kinds = {TokenizerConfig.kind: TokenizerConfig, TorsionConfig.kind: TorsionConfig,
+             MotionConfig.kind: MotionConfig}
     kind = d.get("kind", TokenizerConfig.kind)
     if kind not in kinds:
         raise MdllmError(f"{source}: unknown tokenizer kind '{kind}' (known: {', '.join(kinds)})")

@@ -54,6 +54,14 @@ def write_segments(npz_path, segments):
         np.savez_compressed(handle, coords=coords_A, offsets=offsets, ids=np.array([i for i, _ in segments]))
 
 
+def load_md_frames(spec: str) -> np.ndarray:
+    """(F, L, 4, 3) nm frames of a 'TRAJ' or 'TRAJ:TOP' spec (any format mdtraj reads)."""
+    from mdllm.io import load_backbone
+
+    path, _, top = spec.partition(":")
+    return load_backbone(path, top=top or None).xyz
+
+
 def load_dataset(npz_path, md_specs=(), val_percent=3.0) -> Dataset:
     """npz_path: arrays coords (Angstrom), offsets, ids ('source:chain:segment'); md_specs: list of
     'TRAJ' or 'TRAJ:TOP' strings whose every frame becomes a training example (a '.npz' in the same
@@ -70,11 +78,7 @@ def load_dataset(npz_path, md_specs=(), val_percent=3.0) -> Dataset:
         if spec.endswith(".npz"):
             ds.md.extend(xyz for _, xyz in read_segments(spec))
             continue
-        from mdllm.io import load_backbone
-
-        path, _, top = spec.partition(":")
-        bb = load_backbone(path, top=top or None)
-        ds.md.extend(frame for frame in bb.xyz)
+        ds.md.extend(frame for frame in load_md_frames(spec))
     if not ds.train:
         raise MdllmError(f"{npz_path}: no training segments")
     return ds

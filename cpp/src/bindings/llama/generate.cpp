@@ -44,32 +44,50 @@ void register_generate(py::module_& m) {
       .def("metadata", &gen::Model::metadata)
       .def("generate", [](gen::Model& model, InI32 prefix, InI32 start, const gen::FrameLayout& layout,
                           int64_t frames, int64_t walkers, int64_t window, float temperature, int32_t top_k,
-                          float top_p, float min_p, uint64_t seed, bool kv_shift, py::object progress) {
-        gen::Options opt{frames, walkers, window, {temperature, top_k, top_p, min_p}, seed, kv_shift};
+                          float top_p, float min_p, uint64_t seed, bool kv_shift, py::object progress,
+                          py::object frame_check, int64_t max_tries) {
+        gen::Options opt{frames, walkers, window, {temperature, top_k, top_p, min_p}, seed, kv_shift, max_tries};
         gen::Progress callback;
         if (!progress.is_none())
           callback = [progress](int64_t done) {
             py::gil_scoped_acquire gil;
             return progress(done).cast<bool>();
           };
+        // The guard: frame_check(tokens (walkers, residues) int32, fresh (walkers,) bool) -> accept (walkers,) bool
+        gen::FrameCheck check;
+        if (!frame_check.is_none())
+          check = [frame_check](const int32_t* tokens, const uint8_t* fresh, int64_t n, int64_t l, uint8_t* accept) {
+            py::gil_scoped_acquire gil;
+            py::array_t<int32_t> t({n, l});
+            py::array_t<bool> f(n);
+            std::copy_n(tokens, n * l, t.mutable_data());
+            for (int64_t i = 0; i < n; ++i) f.mutable_data()[i] = fresh[i] != 0;
+            auto a = py::array_t<bool, py::array::c_style | py::array::forcecast>(frame_check(t, f));
+            if (a.size() != n) throw std::invalid_argument("frame_check must return one flag per walker");
+            for (int64_t i = 0; i < n; ++i) accept[i] = a.data()[i] ? 1 : 0;
+          };
         const auto p = to_vector(prefix), s = to_vector(start);
         gen::Trajectories t = translate_errors([&] {
           py::gil_scoped_release nogil;
-          return model.generate(p, s, layout, opt, callback);
+          return model.generate(p, s, layout, opt, callback, check);
         });
         py::array_t<int32_t> tokens({t.walkers, t.frames, t.residues});
         py::array_t<float> logprobs({t.walkers, t.frames, t.residues + 1});
+        py::array_t<int32_t> redraws({t.walkers, t.frames});
         std::copy(t.tokens.begin(), t.tokens.end(), tokens.mutable_data());
         std::copy(t.logprobs.begin(), t.logprobs.end(), logprobs.mutable_data());
+        std::copy(t.redraws.begin(), t.redraws.end(), redraws.mutable_data());
         py::dict timing;
         timing["prompt_seconds"] = t.prompt_seconds;
         timing["generate_seconds"] = t.generate_seconds;
+        timing["guard_check_seconds"] = t.check_seconds;
         timing["tokens_decoded"] = t.tokens_decoded;
-        return py::make_tuple(tokens, logprobs, timing);
+        return py::make_tuple(tokens, logprobs, timing, redraws);
       },
            py::arg("prefix"), py::arg("start_frames"), py::arg("layout"), py::arg("frames"), py::arg("walkers"),
            py::arg("window"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
-           py::arg("seed"), py::arg("kv_shift") = true, py::arg("progress") = py::none())
+           py::arg("seed"), py::arg("kv_shift") = true, py::arg("progress") = py::none(),
+           py::arg("frame_check") = py::none(), py::arg("max_tries") = 0)
       .def("score", [](gen::Model& model, InI32 prefix, InI32 frames, const gen::FrameLayout& layout, int64_t window) {
         const auto p = to_vector(prefix), f = to_vector(frames);
         std::vector<float> lp = translate_errors([&] {

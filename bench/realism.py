@@ -1,0 +1,156 @@
+"""Do generated ensembles look like the protein's own MD? Fine-tune on the first half of an MD
+trajectory (``mdllm run --trajectory``, the library's ``mdllm.pipeline.run``), generate from its first
+frame, and compare with the held-out second half.
+
+For every protein and model kind (motion tokens, the new default, and torsion tokens, the baseline),
+with the guard off and on:
+
+- in basin: fraction of generated frames whose CA-RMSD to the start is at most the largest held-out
+  frame's CA-RMSD to the start + 1 Å;
+- Rg ratio: mean CA radius of gyration of the generated frames / of the held-out frames;
+- RMSF r: Pearson correlation of per-residue CA RMSF (frames superposed on the start);
+- JS: Jensen-Shannon distance (base 2) between the distributions of pairwise CA-RMSD within each set;
+- valid raw / refined: fraction of frames passing mdllm.evaluate.check_backbone before and after
+  restrained refinement (mdllm.geometry.refine);
+- redrawn: fraction of frames the guard drew again;
+- frames/s: generation speed of the language model (llama.cpp loop, guard included).
+
+Usage: python bench/realism.py [--proteins villin_2F4K ntl9_2HBB gb1_1GB1] [--frames 100 --walkers 4]
+                               [--train-steps 200] [--kinds motion torsion] [--out runs/realism]
+Proteins are data/md/<name>/T300K_gpu0 (or the run given by --run). Runs are cached by mdllm run's stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from common import ROOT, machine, report
+
+from mdllm.io import load_backbone, save
+from mdllm.pipeline import PRESETS, run
+from dataclasses import replace
+
+KINDS = {"motion": {"tokenizer": None, "base": None},
+         "torsion": {"tokenizer": "foldtoken", "base": "structure-lm"}}
+
+
+def ca_rmsd_to(xyz, ref) -> np.ndarray:
+    from mdllm.geometry import rmsd
+
+    return rmsd(np.ascontiguousarray(xyz[:, :, 1]), np.ascontiguousarray(ref[:, 1])) * 10.0
+
+
+def rg(xyz) -> np.ndarray:
+    ca = xyz[:, :, 1].astype(np.float64) * 10.0
+    return np.sqrt(((ca - ca.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1))
+
+
+def rmsf(xyz, ref) -> np.ndarray:
+    from mdllm.geometry import superpose
+
+    ca = superpose(np.ascontiguousarray(xyz[:, :, 1]), np.ascontiguousarray(ref[:, 1])).astype(np.float64) * 10.0
+    return np.sqrt(((ca - ca.mean(0)) ** 2).sum(-1).mean(0))
+
+
+def pairwise_js(a, b, bins: int = 40) -> float:
+    from mdllm.geometry import pairwise_rmsd
+
+    def values(x):
+        x = x[np.random.default_rng(0).choice(len(x), min(len(x), 300), replace=False)]
+        m = pairwise_rmsd(np.ascontiguousarray(x[:, :, 1])) * 10.0
+        return m[np.triu_indices(len(x), 1)]
+
+    va, vb = values(a), values(b)
+    edges = np.linspace(0, max(va.max(), vb.max()) + 1e-6, bins + 1)
+    p = np.histogram(va, edges)[0] + 1e-12
+    q = np.histogram(vb, edges)[0] + 1e-12
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+    js = 0.5 * (p * np.log2(p / m)).sum() + 0.5 * (q * np.log2(q / m)).sum()
+    return float(np.sqrt(max(js, 0.0)))
+
+
+def valid_fraction(xyz, sequence) -> float:
+    from mdllm.evaluate import check_backbone
+
+    return float(check_backbone(xyz, sequence).valid.mean())
+
+
+def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
+    from mdllm.geometry.refine import refine_backbones
+
+    folder = ROOT / "data" / "md" / protein / run_name
+    md = load_backbone(folder / "trajectory.xtc", top=folder / "trajectory.pdb")
+    half = md.n_frames // 2
+    work = Path(args.out) / protein
+    work.mkdir(parents=True, exist_ok=True)
+    start, train = work / "start.pdb", work / "train.xtc"
+    if not start.exists():
+        save(md[0:1], start)
+        save(md[:half], train)
+    held = md.xyz[half:]
+    preset = replace(PRESETS["quick"], train_steps=args.train_steps, frames=args.frames, walkers=args.walkers,
+                     refine=False, rebuild=0, guard=guard, train_window=4, window=4)
+    t0 = time.perf_counter()
+    summary = run(start, work / f"{kind}{'' if guard else '-noguard'}", trajectories=[train],
+                  top=work / "train.pdb", preset=preset, base=KINDS[kind]["base"] and ROOT / "models" / KINDS[kind]["base"],
+                  tokenizer=KINDS[kind]["tokenizer"], seed=args.seed, threads=args.threads)
+    gen_dir = Path(summary["generated"]).parent
+    gen = load_backbone(summary["generated"], top=Path(summary["generated"]).with_suffix(".pdb"))
+    info = json.loads(Path(summary["generated"]).with_suffix(".json").read_text())
+    xyz = gen.xyz
+    ref = md.xyz[0]
+    held_rmsd = ca_rmsd_to(held, ref)
+    gen_rmsd = ca_rmsd_to(xyz, ref)
+    refined = refine_backbones(xyz, md.sequence)
+    g = info.get("guard") or {}
+    return {
+        "protein": protein, "residues": md.n_residues, "md_frames": md.n_frames, "kind": kind, "guard": guard,
+        "in_basin": float((gen_rmsd <= held_rmsd.max() + 1.0).mean()),
+        "gen_rmsd_median_A": float(np.median(gen_rmsd)), "held_rmsd_median_A": float(np.median(held_rmsd)),
+        "rg_ratio": float(rg(xyz).mean() / rg(held).mean()),
+        "rmsf_r": float(np.corrcoef(rmsf(xyz, ref), rmsf(held, ref))[0, 1]),
+        "js_pairwise": pairwise_js(xyz, held),
+        "valid_raw": valid_fraction(xyz, md.sequence), "valid_refined": valid_fraction(refined, md.sequence),
+        "redrawn": g.get("redraw_fraction"), "frames_per_second": info["frames_per_second"],
+        "wall_seconds": time.perf_counter() - t0, "generated": str(gen_dir),
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--proteins", nargs="+", default=["villin_2F4K", "ntl9_2HBB", "gb1_1GB1"])
+    p.add_argument("--run", default="T300K_gpu0", help="run folder of data/md/<protein>/")
+    p.add_argument("--kinds", nargs="+", default=["motion", "torsion"], choices=sorted(KINDS))
+    p.add_argument("--guard", nargs="+", default=["off", "on"], choices=["off", "on"])
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--walkers", type=int, default=4)
+    p.add_argument("--train-steps", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", default=str(ROOT / "runs" / "realism"))
+    args = p.parse_args()
+    rows, results = [], []
+    for protein in args.proteins:
+        for kind in args.kinds:
+            for guard in args.guard:
+                if kind == "torsion" and guard == "on":
+                    continue  # the guard needs a key frame: motion tokens only
+                r = measure(protein, args.run, kind, guard == "on", args)
+                results.append(r)
+                rows.append([protein, r["residues"], kind, guard, r["in_basin"], r["rg_ratio"], r["rmsf_r"],
+                             r["js_pairwise"], r["valid_raw"], r["valid_refined"],
+                             "-" if r["redrawn"] is None else r["redrawn"], r["frames_per_second"]])
+    report("Generated ensembles against held-out MD (second half of each trajectory)",
+           ["protein", "L", "tokens", "guard", "in basin", "Rg ratio", "RMSF r", "JS", "valid raw",
+            "valid refined", "redrawn", "frames/s"], rows,
+           {"bench": "realism", "results": results, "frames": args.frames, "walkers": args.walkers,
+            "train_steps": args.train_steps, **machine()})
+
+
+if __name__ == "__main__":
+    main()

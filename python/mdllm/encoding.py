@@ -1,0 +1,122 @@
+"""Trajectories -> token files: the one path that ``mdllm encode``, ``mdllm run`` and the recipes share.
+
+With a motion tokenizer every frame is encoded relative to a key frame (the start structure, a frame
+the user names, or by default the trajectory's first frame); the token file then also holds the key
+frame and its fold as torsion codes, which the language model reads in its prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mdllm.errors import MdllmError
+from mdllm.io import Backbone, load_backbone
+
+DEFAULT_TOKENIZER = "motiontoken"
+
+
+@dataclass
+class Encoded:
+    tokens: np.ndarray  # (F, L) int32
+    backbone: Backbone
+    tokenizer: object
+    key_xyz: np.ndarray | None = None  # (L, 4, 3) nm
+    key_tokens: np.ndarray | None = None  # (L,) torsion codes of the key
+    fold_tokenizer: object = None
+
+    def save(self, path) -> None:
+        from mdllm.lm.data import save_token_file
+
+        key = {}
+        if self.key_xyz is not None:
+            key = dict(key_xyz=self.key_xyz, key_tokens=self.key_tokens, key_tokenizer_hash=self.fold_tokenizer.hash,
+                       key_codebook_size=self.fold_tokenizer.codebook_size)
+        bb = self.backbone
+        save_token_file(path, self.tokens, bb.sequence, self.tokenizer.hash, self.tokenizer.codebook_size, **key,
+                        residue_ids=bb.residue_ids, chain_ids=bb.chain_ids, time=bb.time)
+
+
+def load_tokenizers(tokenizer=None, fold_tokenizer=None):
+    """(structure tokenizer, torsion tokenizer for the key frame's fold or None); defaults: the shipped
+    motion tokenizer and the shipped torsion tokenizer."""
+    from mdllm.tokenizer.api import load_tokenizer
+
+    tok = tokenizer if hasattr(tokenizer, "encode") else load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
+    fold = None
+    if getattr(tok, "needs_key_frame", False):
+        fold = fold_tokenizer if hasattr(fold_tokenizer, "encode") else load_tokenizer(fold_tokenizer)
+        if fold.kind != "torsion":
+            raise MdllmError(f"{fold.path}: the key frame's fold is described by a torsion tokenizer, not {fold.kind}")
+    return tok, fold
+
+
+def as_key(key, like: Backbone) -> np.ndarray:
+    """The key frame (L, 4, 3) nm from a Backbone, an array or a structure file; its residues must be
+    the trajectory's."""
+    if key is None:
+        return like.xyz[0]
+    if not isinstance(key, (Backbone, np.ndarray)):
+        key = load_backbone(key)
+    if isinstance(key, Backbone):
+        if key.n_residues != like.n_residues or key.sequence != like.sequence:
+            raise MdllmError(f"{key.source}: key frame has {key.n_residues} residues ({key.sequence[:20]}...), "
+                             f"the trajectory {like.n_residues} ({like.sequence[:20]}...)")
+        key = key.xyz[-1]
+    key = np.asarray(key, np.float32)
+    if key.shape != (like.n_residues, 4, 3):
+        raise MdllmError(f"key frame of shape {key.shape} for a trajectory of {like.n_residues} residues")
+    return key
+
+
+def encode_backbone(bb: Backbone, tokenizer=None, key=None, fold_tokenizer=None) -> Encoded:
+    """Tokens of every frame of ``bb``; ``key`` (motion kind): Backbone, array or file, default frame 0."""
+    tok, fold = load_tokenizers(tokenizer, fold_tokenizer)
+    if not getattr(tok, "needs_key_frame", False):
+        return Encoded(tok.encode(bb), bb, tok)
+    key_xyz = as_key(key, bb)
+    return Encoded(tok.encode(bb.xyz, key_xyz), bb, tok, key_xyz, fold.encode(key_xyz[None])[0], fold)
+
+
+def encode_file(traj, out, top=None, stride: int = 1, chain=None, tokenizer=None, key=None,
+                fold_tokenizer=None) -> Encoded:
+    """``mdllm encode``: read a trajectory, encode it and write the token file ``out`` (.npz)."""
+    from mdllm.errors import in_file
+
+    if not str(out).endswith(".npz"):
+        raise in_file(out, "the token file must end in .npz")
+    bb = load_backbone(traj, top=top, stride=stride, chain=chain)
+    encoded = encode_backbone(bb, tokenizer, key, fold_tokenizer)
+    encoded.save(out)
+    return encoded
+
+
+def decode_file(tokens_path, out, tokenizer=None, project: bool = True) -> list:
+    """``mdllm decode``: a token file back to backbones (``out``: any format ``mdllm.io.save`` writes).
+    Default tokenizer: the shipped motion tokenizer for a file with a key frame, else the torsion one.
+    Motion tokens are projected onto the key frame's local geometry unless ``project`` is False."""
+    from mdllm.errors import in_file
+    from mdllm.io import save
+    from mdllm.lm.data import load_token_file
+    from mdllm.tokenizer.api import load_tokenizer
+
+    traj = load_token_file(tokens_path)
+    tok = load_tokenizer(tokenizer if tokenizer else (DEFAULT_TOKENIZER if traj.key_xyz is not None else None))
+    if traj.tokenizer_hash != tok.hash:
+        raise in_file(tokens_path, f"was made by tokenizer {traj.tokenizer_hash[:12]}, not by {tok.hash[:12]} "
+                                   "(pass the matching --tokenizer)")
+    try:
+        xyz = tok.decode(traj.tokens, traj.key_xyz[None]) if tok.needs_key_frame else tok.decode(traj.tokens)
+    except MdllmError as exc:
+        raise in_file(tokens_path, str(exc)) from None
+    if tok.needs_key_frame and project:
+        from mdllm.geometry.projection import project_to_key_geometry
+
+        xyz = project_to_key_geometry(xyz, traj.key_xyz)
+    n_frames, n_res = xyz.shape[:2]
+    extra = traj.extra or {}
+    bb = Backbone(xyz, traj.sequence, extra.get("residue_ids", np.arange(1, n_res + 1)),
+                  extra.get("chain_ids", np.full(n_res, "A")),
+                  extra.get("time", np.arange(n_frames, dtype=np.float64)))
+    return save(bb, out)
