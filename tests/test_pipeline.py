@@ -89,3 +89,48 @@ def test_run_all_stages_then_skip_then_resume(setup, tmp_path, capsys):
 def test_presets_are_documented_sizes():
     assert set(PRESETS) == {"quick", "laptop", "gpu"}
     assert PRESETS["quick"].simulate_ns < PRESETS["laptop"].simulate_ns < PRESETS["gpu"].simulate_ns
+
+
+@pytest.fixture(scope="module")
+def motion_base(tmp_path_factory):
+    """A tiny base model of the shipped motion tokens (key-frame fold codes in the prompt)."""
+    from mdllm.encoding import load_tokenizers
+    from mdllm.lm.model import init_motion_codes
+
+    root = tmp_path_factory.mktemp("motion-base")
+    tok, fold = load_tokenizers()
+    torch.manual_seed(0)
+    vocab = Vocabulary(tok.codebook_size, tok.hash, key_codebook_size=fold.codebook_size, key_tokenizer_hash=fold.hash)
+    model = MistralLM(ModelConfig(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048))
+    model.vocab = vocab
+    init_motion_codes(model, tok.codebook)
+    store.save(model, root / "base")
+    return root / "base"
+
+
+@pytest.mark.parametrize("shape", ["gap", "two_chains"])
+def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
+    """A trajectory with missing residues, and one of two chains, go through every stage (motion tokens
+    anchor each residue on its own)."""
+    traj = md.load(str(ADK / "adk_dims.xtc"), top=str(ADK / "adk_dims.pdb"))[:12]
+    if shape == "gap":  # residues 100-104 missing
+        traj = traj.atom_slice(traj.topology.select("not (resid 100 to 104)"))
+    else:  # residues 120 on as a second chain
+        top = md.Topology()
+        chains = [top.add_chain(), top.add_chain()]
+        for residue in traj.topology.residues:
+            r = top.add_residue(residue.name, chains[residue.index >= 120], residue.resSeq)
+            for atom in residue.atoms:
+                top.add_atom(atom.name, atom.element, r)
+        traj = md.Trajectory(traj.xyz, top)
+    traj[0].save_pdb(str(tmp_path / "start.pdb"))
+    traj.save_xtc(str(tmp_path / "md.xtc"))
+    summary = run(tmp_path / "start.pdb", tmp_path / "run", trajectories=[tmp_path / "md.xtc"], top=tmp_path / "start.pdb",
+                  preset="quick", base=motion_base, seed=0, frames=3, walkers=2, window=2, train_steps=2,
+                  train_window=2, micro_batch=2, rebuild=0, refine=False)
+    generated = json.loads((tmp_path / "run" / "generate" / "generated.json").read_text())
+    assert generated["tokenizer_kind"] == "motion" and generated["guard"]["frames"] == 6
+    out = md.load(summary["generated"], top=summary["generated"].replace(".xtc", ".pdb"))
+    assert out.n_residues == traj.n_residues
+    assert (tmp_path / "run" / "evaluate" / "report.html").exists()

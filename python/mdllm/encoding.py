@@ -41,12 +41,14 @@ class Encoded:
 def load_tokenizers(tokenizer=None, fold_tokenizer=None):
     """(structure tokenizer, torsion tokenizer for the key frame's fold or None); defaults: the shipped
     motion tokenizer and the shipped torsion tokenizer."""
-    from mdllm.tokenizer.api import load_tokenizer
+    from mdllm.tokenizer.api import FoldTokenizer, load_tokenizer
+    from mdllm.tokenizer.motion import MotionTokenizer
 
-    tok = tokenizer if hasattr(tokenizer, "encode") else load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
+    loaded = (FoldTokenizer, MotionTokenizer)
+    tok = tokenizer if isinstance(tokenizer, loaded) else load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
     fold = None
-    if getattr(tok, "needs_key_frame", False):
-        fold = fold_tokenizer if hasattr(fold_tokenizer, "encode") else load_tokenizer(fold_tokenizer)
+    if tok.needs_key_frame:
+        fold = fold_tokenizer if isinstance(fold_tokenizer, loaded) else load_tokenizer(fold_tokenizer)
         if fold.kind != "torsion":
             raise MdllmError(f"{fold.path}: the key frame's fold is described by a torsion tokenizer, not {fold.kind}")
     return tok, fold

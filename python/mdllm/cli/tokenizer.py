@@ -189,7 +189,10 @@ def register_eval(tsub):
     e.add_argument("--data", default=DEFAULT_NPZ, help="backbone npz; its held-out chains are evaluated")
     e.add_argument("--val-percent", type=float, default=3.0)
     e.add_argument("--adk", default="data/adk", help="directory with adk_open.pdb, adk_closed.pdb and *.xtc (+ .pdb)")
-    e.add_argument("--backend", default="auto", choices=["auto", "cpp", "torch"])
+    e.add_argument("--backend", default="auto", choices=["auto", "cpp", "torch", "numpy"])
+    e.add_argument("--md", action="append", default=[], metavar="TRAJ[:TOP]",
+                   help="motion kind: MD trajectories to measure on, each against its first frame "
+                        "(default: the AdK transitions of --adk)")
     e.add_argument("-o", "--out", help="also write the JSON here")
     e.set_defaults(run=run_eval)
 
@@ -199,12 +202,38 @@ def run_eval(args):
 
     from mdllm.files import atomic_output
     from mdllm.tokenizer import FoldTokenizer
+    from mdllm.tokenizer.api import load_tokenizer
     from mdllm.tokenizer.evaluate import adk_transitions, held_out_chains
 
+    tok = load_tokenizer(args.tokenizer, backend=args.backend)
+    if tok.needs_key_frame:
+        return run_eval_motion(tok, args)
     tok = FoldTokenizer.load(args.tokenizer, backend=args.backend)
     report = {"tokenizer": str(tok.path), "hash": tok.hash, "file_hash": tok.file_hash, "codebook_size": tok.codebook_size,
               "held_out_chains": held_out_chains(tok, args.data, args.val_percent),
               "adk": adk_transitions(tok, args.adk)}
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        with atomic_output(args.out) as tmp:
+            tmp.write_text(text + "\n")
+
+
+def run_eval_motion(tok, args):
+    import json
+    from pathlib import Path
+
+    from mdllm.files import atomic_output
+    from mdllm.io import load_backbone
+    from mdllm.tokenizer.evaluate import motion_round_trip
+
+    specs = args.md or [f"{x}:{x.with_suffix('.pdb')}" for x in sorted(Path(args.adk).glob("*.xtc"))]
+    trajectories = {}
+    for spec in specs:
+        path, _, top = spec.partition(":")
+        trajectories[spec] = load_backbone(path, top=top or None)
+    report = {"tokenizer": str(tok.path), "hash": tok.hash, "codebook_size": tok.codebook_size,
+              **motion_round_trip(tok, trajectories)}
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:

@@ -17,6 +17,9 @@ def register(sub):
     init.add_argument("--context", type=int, default=0,
                       help="context length of a new model (default: longest window, rounded up to 256)")
     init.add_argument("--n-conditioning", type=int, default=8, help="reserved conditioning token slots")
+    init.add_argument("--motion-tokenizer", default="motiontoken",
+                      help="a new model of motion tokens: the tokenizer whose codebook seeds the codes' "
+                           "embeddings (default: the shipped models/motiontoken)")
     lora = p.add_argument_group("LoRA (fine-tuning)")
     lora.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (0: train all weights)")
     lora.add_argument("--lora-alpha", type=float, default=16.0)
@@ -97,6 +100,7 @@ def run(args):
         model = store.load(args.base)
         for t in trajs:
             model.check_tokenizer(t.codebook_size, t.tokenizer_hash, source=t.source)
+            model.vocab.check_key_tokenizer(t.key_codebook_size, t.key_tokenizer_hash, source=t.source)
         if model.meta.get("lora"):  # a LoRA-tuned base: fold its adapters in before training on top
             from mdllm.lm.lora import merge_lora
 
@@ -118,6 +122,13 @@ def run(args):
             shape["num_key_value_heads"] = args.kv_heads
         model = MistralLM(ModelConfig(vocab_size=vocab.size, max_position_embeddings=context, **shape))
         model.vocab = vocab
+        if vocab.key_codebook_size:
+            from mdllm.lm.model import init_motion_codes
+            from mdllm.tokenizer.api import load_tokenizer
+
+            motion = load_tokenizer(args.motion_tokenizer)
+            vocab.check_tokenizer(getattr(motion, "codebook_size", 0), motion.hash, source=str(motion.path))
+            init_motion_codes(model, motion.codebook)
     vocab = model.vocab
     train_ex, val_ex = windows(trajs, vocab, args.window, args.stride, args.val_fraction)
     longest = max(len(ids) for ids, _ in train_ex + val_ex)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -228,3 +229,25 @@ def loss_and_accuracy(logits, targets, ignore_index: int = -100):
     correct = ((logits.argmax(-1).reshape(-1) == flat_t) & counted).sum()
     return loss_sum, correct, counted.sum()
 
+
+
+def init_motion_codes(model: "MistralLM", codebook, scale: float = 1.0) -> None:
+    """Give the motion codes of a new model the geometry of their displacements.
+
+    Embedding and output rows of code k start as its displacement c_k (12 numbers, Å) and, in the next
+    dimension, -|c_k|^2 / 2, so that a hidden state [m / s^2, 1 / s^2, 0 ...] scores every code by
+    -|c_k - m|^2 / (2 s^2): a Gaussian around a predicted displacement m. Codes that are close in space
+    then start close in the model, which a one-hot vocabulary of thousands of codes cannot learn from
+    the little MD a protein has. The remaining dimensions keep their random start."""
+    vocab = model.vocab
+    cb = torch.as_tensor(np.asarray(codebook, np.float64) * 10.0, dtype=torch.float32)  # nm -> Å
+    if cb.shape != (vocab.codebook_size, 12):
+        raise MdllmError(f"codebook of shape {tuple(cb.shape)} for {vocab.codebook_size} motion codes")
+    if model.config.hidden_size < 13:
+        raise MdllmError("the hidden size must be at least 13 to hold the motion codes' geometry")
+    rows = slice(vocab.structure_offset, vocab.structure_offset + vocab.codebook_size)
+    features = torch.cat([cb, -(cb * cb).sum(1, keepdim=True) / 2], dim=1)
+    features = features / features.std() * scale * 0.02 * 4  # a few times the random rows' spread
+    with torch.no_grad():
+        model.model.embed_tokens.weight[rows, :13] = features
+        model.lm_head.weight[rows, :13] = features
