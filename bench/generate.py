@@ -1,8 +1,10 @@
 """Generation speed on 2 cores for a GGUF model and adenylate kinase (214 residues): frames/s and
 tokens/s against window size (KV shift vs naive re-evaluation) and against walkers; the sampler alone
 (C++ vs numpy); and llama.cpp's raw decode speed for the same model, so the loop's overhead shows.
+First, the shipped motion-token model against the torsion-token baseline in the same run: the
+language model alone and end to end (decode, geometry projection and the guard included).
 
-Usage: python bench/generate.py [--model models/structure-lm/structure-lm.f16.gguf] [--tokenizer DIR]
+Usage: python bench/generate.py [--model models/motion-lm/motion-lm.f16.gguf] [--tokenizer DIR] [--compare-only]
 """
 
 import argparse
@@ -31,12 +33,33 @@ def main():
     parser.add_argument("--tokenizer", help="tokenizer directory (default: the shipped one)")
     parser.add_argument("--extra-frames", type=int, default=3, help="frames generated beyond the window")
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0 = all cores)")
+    parser.add_argument("--compare-only", action="store_true", help="only the motion vs torsion comparison")
     args = parser.parse_args()
-    model = args.model or model_path("structure-lm", "structure-lm.f16.gguf")
-    gen = Generator(model, args.tokenizer, threads=args.threads)
+    model = args.model or model_path("motion-lm", "motion-lm.f16.gguf")
     start = load_backbone(ADK / "adk_closed.pdb")
     rows, result = [], {"bench": "generate", "model": str(model), "residues": start.n_residues,
                         "llama_threads": args.threads or "all", **machine()}
+
+    # The shipped models side by side: 4 walkers x 8 frames, window 4.
+    compare = {}
+    for name, path in (("motion", model), ("torsion", model_path("structure-lm", "structure-lm.f16.gguf"))):
+        g = Generator(path, threads=args.threads)
+        t0 = time.perf_counter()
+        ens = g.generate(start, frames=8, walkers=4, window=4, seed=1, progress=False)
+        total = time.perf_counter() - t0
+        n = ens.tokens.shape[0] * ens.tokens.shape[1]
+        compare[name] = {"model_frames_per_s": ens.info["frames_per_second"], "end_to_end_frames_per_s": n / total,
+                         "guard": ens.info.get("guard")}
+        rows.append([f"{name} tokens, 4 walkers, window 4", "model only", ens.info["frames_per_second"], float("nan")])
+        rows.append([f"{name} tokens, 4 walkers, window 4", "end to end", n / total, float("nan")])
+    compare["motion_over_torsion_model_only"] = (compare["motion"]["model_frames_per_s"]
+                                                 / compare["torsion"]["model_frames_per_s"])
+    result["compare"] = compare
+    if args.compare_only:
+        report(f"Generation, AdK {start.n_residues} residues, llama.cpp threads {args.threads or 'all'}",
+               ["setting", "mode", "frames/s", "tokens/s"], rows, result)
+        return
+    gen = Generator(model, args.tokenizer, threads=args.threads)
 
     per_window = {}
     for window in (2, 4, 8, 16):

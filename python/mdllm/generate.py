@@ -51,13 +51,15 @@ class Ensemble:
     valid: np.ndarray | None = None  # (walkers, frames) from the validity checks, when filtering
     key_xyz: np.ndarray | None = None  # (L, 4, 3) nm: the key frame of motion tokens
     redraws: np.ndarray | None = None  # (walkers, frames): draws of each frame the guard rejected
+    chain_ids: np.ndarray | None = None  # (L,) of the start structure (None: one chain A)
+    residue_ids: np.ndarray | None = None
 
     def check(self) -> None:
         """Judge every frame with :func:`mdllm.evaluate.check_backbone`; ``save`` then writes only
         the valid frames (tokens and likelihoods of all frames stay in OUT.tokens.npz with the mask)."""
         from mdllm.evaluate import check_backbone
 
-        report = check_backbone(self.backbone().xyz, self.sequence)
+        report = check_backbone(self.backbone())
         self.valid = report.valid.reshape(self.tokens.shape[:2])
         reasons: dict[str, int] = {}
         for frame_reasons in report.reasons:
@@ -78,8 +80,13 @@ class Ensemble:
         xyz = self.backbones if walker is None else self.backbones[walker:walker + 1]
         if only_valid and self.valid is not None:
             keep = self.valid if walker is None else self.valid[walker:walker + 1]
-            return Backbone.from_xyz(xyz[keep], self.sequence)
-        return Backbone.from_xyz(xyz.reshape(-1, *xyz.shape[2:]), self.sequence)
+            return self._as_backbone(xyz[keep])
+        return self._as_backbone(xyz.reshape(-1, *xyz.shape[2:]))
+
+    def _as_backbone(self, xyz) -> Backbone:
+        if self.chain_ids is None:
+            return Backbone.from_xyz(xyz, self.sequence)
+        return Backbone(xyz, self.sequence, self.residue_ids, self.chain_ids, np.arange(len(xyz), dtype=np.float64))
 
     def save(self, out) -> list[Path]:
         """Write OUT (.dcd/.xtc/.pdb/.h5, walkers one after another; only valid frames after
@@ -309,7 +316,8 @@ class Generator:
         elif self.motion:
             info["guard"] = None
         ensemble = Ensemble(xyz, codes.astype(np.int32), logprobs, backbone.sequence, info, key_xyz=key_xyz,
-                            redraws=redraws if frame_guard else None)
+                            redraws=redraws if frame_guard else None, chain_ids=backbone.chain_ids,
+                            residue_ids=backbone.residue_ids)
         if filter:
             ensemble.check()
         return ensemble
