@@ -82,7 +82,8 @@ def main():
     result["walkers16_over_1"] = per_walkers[16]["frames_per_s"] / per_walkers[1]["frames_per_s"]
 
     # llama.cpp alone: one token per sequence per decode call, same context length as window 4.
-    context = len(gen.vocab.prefix(start.sequence)) + 4 * (start.n_residues + 1)
+    key = np.zeros(start.n_residues, np.int64) if gen.vocab.key_codebook_size else None
+    context = len(gen.vocab.prefix(start.sequence, key_tokens=key)) + 4 * (start.n_residues + 1)
     for batch in (1, 16):
         raw = gen.llama.raw_decode_tokens_per_second(batch, 200, context)
         ours = per_walkers[batch]["tokens_per_s"]

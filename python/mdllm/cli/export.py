@@ -32,7 +32,8 @@ def run(args):
         vocab = model.vocab
         rng = np.random.default_rng(0)
         seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 12))
-        ids, _ = vocab.example(seq, rng.integers(0, vocab.codebook_size, (3, 12)))
+        key = rng.integers(0, vocab.key_codebook_size, 12) if vocab.key_codebook_size else None
+        ids, _ = vocab.example(seq, rng.integers(0, vocab.codebook_size, (3, 12)), key_tokens=key)
         with torch.no_grad():
             ref = model(torch.from_numpy(ids)[None])[0].numpy()
         diff = np.abs(gguf_logits(args.out, ids) - ref).max()
