@@ -42,17 +42,19 @@ def main():
 
     # The shipped models side by side: 4 walkers x 8 frames, window 4.
     compare = {}
-    for name, path in (("motion", model), ("torsion", model_path("structure-lm", "structure-lm.f16.gguf"))):
+    torsion_model = model_path("structure-lm", "structure-lm.f16.gguf")
+    for name, path, guard in (("motion", model, True), ("motion, guard off", model, False),
+                              ("torsion", torsion_model, False)):
         g = Generator(path, threads=args.threads)
         t0 = time.perf_counter()
-        ens = g.generate(start, frames=8, walkers=4, window=4, seed=1, progress=False)
+        ens = g.generate(start, frames=8, walkers=4, window=4, seed=1, progress=False, guard=guard)
         total = time.perf_counter() - t0
         n = ens.tokens.shape[0] * ens.tokens.shape[1]
         compare[name] = {"model_frames_per_s": ens.info["frames_per_second"], "end_to_end_frames_per_s": n / total,
                          "guard": ens.info.get("guard")}
         rows.append([f"{name} tokens, 4 walkers, window 4", "model only", ens.info["frames_per_second"], float("nan")])
         rows.append([f"{name} tokens, 4 walkers, window 4", "end to end", n / total, float("nan")])
-    compare["motion_over_torsion_model_only"] = (compare["motion"]["model_frames_per_s"]
+    compare["motion_over_torsion_model_only"] = (compare["motion, guard off"]["model_frames_per_s"]
                                                  / compare["torsion"]["model_frames_per_s"])
     result["compare"] = compare
     if args.compare_only:

@@ -17,10 +17,12 @@
 #include <limits>
 #include <stdexcept>
 
+#include "horn.hpp"
 #include "json.hpp"
 #include "mdllm/geometry.hpp"
 #include "mdllm/safetensors.hpp"
 #include "parallel.hpp"
+#include "vec3.hpp"
 
 namespace mdllm {
 
@@ -31,16 +33,8 @@ namespace {
 constexpr int kC = MotionTokenizer::kComponents;
 constexpr double kMinLength = 1e-6;  // nm: shorter |C - CA| or rejected N - CA is a degenerate key residue
 
-struct V {
-  double x, y, z;
-};
-inline V operator+(V a, V b) { return {a.x + b.x, a.y + b.y, a.z + b.z}; }
-inline V operator-(V a, V b) { return {a.x - b.x, a.y - b.y, a.z - b.z}; }
-inline V operator*(double s, V a) { return {s * a.x, s * a.y, s * a.z}; }
-inline double dot(V a, V b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
-inline V cross(V a, V b) { return {a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x}; }
-inline double norm(V a) { return std::sqrt(dot(a, a)); }
-inline V load(const float* p) { return {p[0], p[1], p[2]}; }
+using V = detail::Vec3;
+using detail::load;
 inline V load(const double* p) { return {p[0], p[1], p[2]}; }
 
 // The key, prepared once per call: its atoms in double, each residue's frame F_i = [e1 e2 e3] and its
@@ -95,55 +89,14 @@ Key prepare_key(const float* key, int64_t n_res, const char* op) {
   return k;
 }
 
-// Largest eigenvector of Horn's symmetric key matrix built from the covariance s[a][b] =
-// sum_i mobile_a(i) ref_b(i): the unit quaternion q0 + q1 i + q2 j + q3 k rotating mobile onto
-// reference (cyclic Jacobi, as in superposition.cpp). A zero covariance (L = 1, or all CA in one
-// point) gives the identity.
+// The unit quaternion q0 + q1 i + q2 j + q3 k rotating mobile onto reference (Horn, horn.hpp). A zero
+// covariance (L = 1, or all CA in one point) gives the identity.
 void horn_quaternion(const double s[3][3], double q[4]) {
-  double k[4][4] = {
-      {s[0][0] + s[1][1] + s[2][2], s[1][2] - s[2][1], s[2][0] - s[0][2], s[0][1] - s[1][0]},
-      {s[1][2] - s[2][1], s[0][0] - s[1][1] - s[2][2], s[0][1] + s[1][0], s[2][0] + s[0][2]},
-      {s[2][0] - s[0][2], s[0][1] + s[1][0], -s[0][0] + s[1][1] - s[2][2], s[1][2] + s[2][1]},
-      {s[0][1] - s[1][0], s[2][0] + s[0][2], s[1][2] + s[2][1], -s[0][0] - s[1][1] + s[2][2]}};
-  double v[4][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
-  for (int sweep = 0; sweep < 50; ++sweep) {
-    double off = 0, scale = 0;
-    for (int i = 0; i < 4; ++i) {
-      scale += k[i][i] * k[i][i];
-      for (int j = i + 1; j < 4; ++j) off += k[i][j] * k[i][j];
-    }
-    if (off <= 1e-30 * (scale + 1e-300)) break;
-    for (int p = 0; p < 3; ++p) {
-      for (int r = p + 1; r < 4; ++r) {
-        if (k[p][r] == 0.0) continue;
-        const double theta = (k[r][r] - k[p][p]) / (2.0 * k[p][r]);
-        const double t = (theta >= 0 ? 1.0 : -1.0) / (std::fabs(theta) + std::sqrt(theta * theta + 1.0));
-        const double c = 1.0 / std::sqrt(t * t + 1.0), sn = t * c;
-        for (int i = 0; i < 4; ++i) {
-          const double kip = k[i][p], kir = k[i][r];
-          k[i][p] = c * kip - sn * kir;
-          k[i][r] = sn * kip + c * kir;
-        }
-        for (int i = 0; i < 4; ++i) {
-          const double kpi = k[p][i], kri = k[r][i];
-          k[p][i] = c * kpi - sn * kri;
-          k[r][i] = sn * kpi + c * kri;
-        }
-        for (int i = 0; i < 4; ++i) {
-          const double vip = v[i][p], vir = v[i][r];
-          v[i][p] = c * vip - sn * vir;
-          v[i][r] = sn * vip + c * vir;
-        }
-      }
-    }
-  }
-  int best = 0;
-  for (int i = 1; i < 4; ++i)
-    if (k[i][i] > k[best][best]) best = i;
+  geometry::horn_max_eigen(s, q);
   double len = 0;
-  for (int i = 0; i < 4; ++i) len += v[i][best] * v[i][best];
+  for (int i = 0; i < 4; ++i) len += q[i] * q[i];
   len = std::sqrt(len);
-  for (int i = 0; i < 4; ++i) q[i] = v[i][best] / len;
+  for (int i = 0; i < 4; ++i) q[i] /= len;
 }
 
 // The superposition of one frame on the key by CA: Z = R (X - cx) + cy.

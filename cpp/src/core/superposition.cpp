@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "mdllm/geometry.hpp"
+#include "horn.hpp"
 #include "parallel.hpp"
 
 namespace mdllm::geometry {
@@ -50,55 +51,6 @@ void covariance(const Centred& m, const Centred& r, int64_t n, double s[3][3]) {
   s[2][0] = zx; s[2][1] = zy; s[2][2] = zz;
 }
 
-// Largest eigenvalue of Horn's symmetric key matrix, and its eigenvector (a unit quaternion
-// q0 + q1 i + q2 j + q3 k rotating mobile onto reference) when q is not null.
-double max_eigen(const double s[3][3], double* q) {
-  double k[4][4] = {
-      {s[0][0] + s[1][1] + s[2][2], s[1][2] - s[2][1], s[2][0] - s[0][2], s[0][1] - s[1][0]},
-      {s[1][2] - s[2][1], s[0][0] - s[1][1] - s[2][2], s[0][1] + s[1][0], s[2][0] + s[0][2]},
-      {s[2][0] - s[0][2], s[0][1] + s[1][0], -s[0][0] + s[1][1] - s[2][2], s[1][2] + s[2][1]},
-      {s[0][1] - s[1][0], s[2][0] + s[0][2], s[1][2] + s[2][1], -s[0][0] - s[1][1] + s[2][2]}};
-  double v[4][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
-  // Cyclic Jacobi rotations until the off-diagonal part vanishes.
-  for (int sweep = 0; sweep < 50; ++sweep) {
-    double off = 0, scale = 0;
-    for (int i = 0; i < 4; ++i) {
-      scale += k[i][i] * k[i][i];
-      for (int j = i + 1; j < 4; ++j) off += k[i][j] * k[i][j];
-    }
-    if (off <= 1e-30 * (scale + 1e-300)) break;
-    for (int p = 0; p < 3; ++p) {
-      for (int r = p + 1; r < 4; ++r) {
-        if (k[p][r] == 0.0) continue;
-        const double theta = (k[r][r] - k[p][p]) / (2.0 * k[p][r]);
-        const double t = (theta >= 0 ? 1.0 : -1.0) / (std::fabs(theta) + std::sqrt(theta * theta + 1.0));
-        const double c = 1.0 / std::sqrt(t * t + 1.0), sn = t * c;
-        for (int i = 0; i < 4; ++i) {  // columns p, r of K
-          const double kip = k[i][p], kir = k[i][r];
-          k[i][p] = c * kip - sn * kir;
-          k[i][r] = sn * kip + c * kir;
-        }
-        for (int i = 0; i < 4; ++i) {  // rows p, r of K
-          const double kpi = k[p][i], kri = k[r][i];
-          k[p][i] = c * kpi - sn * kri;
-          k[r][i] = sn * kpi + c * kri;
-        }
-        for (int i = 0; i < 4; ++i) {
-          const double vip = v[i][p], vir = v[i][r];
-          v[i][p] = c * vip - sn * vir;
-          v[i][r] = sn * vip + c * vir;
-        }
-      }
-    }
-  }
-  int best = 0;
-  for (int i = 1; i < 4; ++i)
-    if (k[i][i] > k[best][best]) best = i;
-  if (q)
-    for (int i = 0; i < 4; ++i) q[i] = v[i][best];
-  return k[best][best];
-}
-
 double rmsd_from(double g_mobile, double g_ref, double lambda, int64_t n) {
   const double msd = (g_mobile + g_ref - 2.0 * lambda) / static_cast<double>(n);
   return msd > 0 ? std::sqrt(msd) : 0.0;
@@ -116,7 +68,7 @@ void rmsd_to_reference(const float* points, int64_t n_frames, int64_t n_points, 
     for (int64_t f = begin; f < end; ++f) {
       centre(points + f * n_points * 3, n_points, m);
       covariance(m, r, n_points, s);
-      rmsd[f] = static_cast<float>(rmsd_from(m.g, r.g, max_eigen(s, nullptr), n_points));
+      rmsd[f] = static_cast<float>(rmsd_from(m.g, r.g, horn_max_eigen(s, nullptr), n_points));
     }
   });
 }
@@ -131,7 +83,7 @@ void superpose(float* points, int64_t n_frames, int64_t n_points, const float* r
       float* p = points + f * n_points * 3;
       centre(p, n_points, m);
       covariance(m, r, n_points, s);
-      const double lambda = max_eigen(s, q);
+      const double lambda = horn_max_eigen(s, q);
       if (rmsd) rmsd[f] = static_cast<float>(rmsd_from(m.g, r.g, lambda, n_points));
       const double a = q[0], b = q[1], c = q[2], d = q[3];
       const double rot[3][3] = {
@@ -160,7 +112,7 @@ void pairwise_rmsd(const float* points, int64_t n_frames, int64_t n_points, floa
       for (int64_t j = i + 1; j < n_frames; ++j) {
         covariance(frames[i], frames[j], n_points, s);
         const float v = static_cast<float>(
-            rmsd_from(frames[i].g, frames[j].g, max_eigen(s, nullptr), n_points));
+            rmsd_from(frames[i].g, frames[j].g, horn_max_eigen(s, nullptr), n_points));
         out[i * n_frames + j] = v;
         out[j * n_frames + i] = v;
       }
