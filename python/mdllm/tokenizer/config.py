@@ -62,8 +62,21 @@ class TokenizerConfig:
 GEOMETRY_NAMES = ("b_nca", "b_cac", "b_cn", "b_co", "a_ncac", "a_cacn", "a_cnca", "a_caco")
 
 
+class _CodebookKind:
+    """What the codebook kinds share: JSON with their kind first, and the codebook size check."""
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, **asdict(self)}, indent=2)
+
+    from_dict = classmethod(TokenizerConfig.from_dict.__func__)
+
+    def validate(self, source="config"):
+        if not 2 <= int(self.codebook_size) <= 65536:
+            raise MdllmError(f"{source}: codebook_size must be in [2, 65536], got {self.codebook_size}")
+
+
 @dataclass
-class TorsionConfig:
+class TorsionConfig(_CodebookKind):
     """The torsion-codebook kind (mdllm.tokenizer.torsion): K learned (omega, phi, psi) codes, encoded
     by closed-loop beam search of width ``beam_width``, decoded by building the chain."""
 
@@ -72,35 +85,20 @@ class TorsionConfig:
     version: int = 1
     kind = "torsion"
 
-    def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, **asdict(self)}, indent=2)
-
-    from_dict = classmethod(TokenizerConfig.from_dict.__func__)
-
     def validate(self, source="config"):
-        if not 2 <= int(self.codebook_size) <= 65536:
-            raise MdllmError(f"{source}: codebook_size must be in [2, 65536], got {self.codebook_size}")
+        super().validate(source)
         if not 1 <= int(self.beam_width) <= 64:
             raise MdllmError(f"{source}: beam_width must be in [1, 64], got {self.beam_width}")
 
 
 @dataclass
-class MotionConfig:
+class MotionConfig(_CodebookKind):
     """The motion kind (mdllm.tokenizer.motion): K learned per-residue displacements of N, CA, C, O from
     a key frame, in the key residue's frame; one token per residue, decoded by adding it to the key."""
 
     codebook_size: int = 4096
     version: int = 1
     kind = "motion"
-
-    def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, **asdict(self)}, indent=2)
-
-    from_dict = classmethod(TokenizerConfig.from_dict.__func__)
-
-    def validate(self, source="config"):
-        if not 2 <= int(self.codebook_size) <= 65536:
-            raise MdllmError(f"{source}: codebook_size must be in [2, 65536], got {self.codebook_size}")
 
 
 def config_from_dict(d: dict, source="config"):
