@@ -262,12 +262,12 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
 
 
 def _evaluate(gen_results, reference, states, d, p: Preset, seed) -> dict:
+    from mdllm.evaluate.pipeline import EvaluateOptions, evaluate
+
     ref, ref_top = reference
-    args = ["evaluate", gen_results["trajectory"], "--top", gen_results["topology"], "--reference", ref,
-            "--rebuild", p.rebuild, "--seed", seed, "-o", d]
-    if ref_top:
-        args += ["--reference-top", ref_top]
-    for name, path in states.items():
-        args += ["--state", f"{name}={path}"]
-    _cli(*args)
+    metrics = evaluate(gen_results["trajectory"], d, top=gen_results["topology"], reference=ref,
+                       reference_top=ref_top, states=dict(states),
+                       options=EvaluateOptions(rebuild_frames=p.rebuild, seed=seed))
+    v = metrics["validity"]
+    print(f"valid frames: {v['valid_frames']} of {v['frames']}")
     return {"report": str(d / "report.html"), "metrics": str(d / "metrics.json")}
