@@ -216,3 +216,12 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "weights.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_truncated_dcd_warns_in_one_line(tmp_path, capfd):
+    cut = tmp_path / "cut.dcd"
+    cut.write_bytes((DATA / "adk_dims_10.dcd").read_bytes()[:100_000])
+    with pytest.warns(UserWarning, match=r"cut.dcd: DCD header promises 10 frames but the file holds 2"):
+        bb = load_backbone(cut, top=DATA / "adk.psf")
+    assert bb.n_frames == 2
+    assert "dcdplugin" not in capfd.readouterr().out  # the C plugin's chatter stays out of the terminal

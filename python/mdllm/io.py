@@ -205,9 +205,10 @@ def _load_mdtraj(path, top, stride):
     except Exception as exc:  # mdtraj raises many types for unreadable files
         raise in_file(top, f"cannot read topology: {_first_line(exc)}") from None
     try:
-        if topology is not None:
-            return md.load(str(path), top=topology, **kwargs)
-        return md.load(str(path), **kwargs)
+        with _quiet_c_output():  # molfile plugins (DCD) print to the process's stdout from C
+            traj = md.load(str(path), top=topology, **kwargs) if topology is not None else md.load(str(path), **kwargs)
+        _check_dcd_length(path, traj.n_frames, stride)
+        return traj
     except Exception as exc:
         message = _first_line(exc)
         if topology is not None and ("same atoms" in message or "xyz must be shape" in message):
@@ -215,6 +216,48 @@ def _load_mdtraj(path, top, stride):
         if topology is None and "top" in message.lower():
             raise in_file(path, "this format has no topology; pass one with top= (--top on the command line)") from None
         raise in_file(path, f"cannot read as a trajectory: {message}") from None
+
+
+class _quiet_c_output:
+    """Send what C code writes to file descriptors 1 and 2 to /dev/null for the duration."""
+
+    def __enter__(self):
+        import sys
+
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        self._saved = [os.dup(1), os.dup(2)]
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
+        return self
+
+    def __exit__(self, *exc):
+        for fd, saved in zip((1, 2), self._saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+        return False
+
+
+def _check_dcd_length(path, n_frames: int, stride: int) -> None:
+    """Warn when a DCD's header promises more frames than the file holds (a truncated file)."""
+    import struct
+    import warnings
+
+    if not str(path).lower().endswith(".dcd"):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+    for order in ("<", ">"):
+        if len(head) == 12 and struct.unpack(order + "i", head[:4])[0] == 84 and head[4:8] == b"CORD":
+            promised = struct.unpack(order + "i", head[8:12])[0]
+            expected = -(-promised // stride)
+            if promised > 0 and n_frames < expected:
+                warnings.warn(f"{path}: DCD header promises {promised} frames but the file holds {n_frames * stride}"
+                              f"{'' if stride == 1 else ' or fewer'} (truncated?); reading the {n_frames} there are",
+                              stacklevel=4)
+            return
 
 
 def _protein_residues(path, topology, chain):

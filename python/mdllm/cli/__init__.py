@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from mdllm.errors import MdllmError
+
+_default_format = warnings.formatwarning
 
 # Module names in mdllm.cli, in the order `mdllm --help` lists them.
 COMMANDS = ["info", "encode", "decode", "tokenizer", "train", "export", "generate", "score", "evaluate",
@@ -29,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings of our own as one line, like errors ("mdllm: warning: FILE: problem")."""
+    if issubclass(category, UserWarning) and "mdllm" in str(filename):
+        return f"mdllm: warning: {message}\n"
+    return _default_format(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning
     args = build_parser().parse_args(argv)
     try:
         if args.threads:
