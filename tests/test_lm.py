@@ -289,6 +289,20 @@ def test_learning_rate_schedule():
     assert lrs[20] == pytest.approx(1e-4)
 
 
+def test_training_warns_when_the_data_cannot_carry_it(tmp_path):
+    v = lm.Vocabulary(K, HASH)
+    trajs = load_token_files(synthetic_trajectories(tmp_path))
+    train_ex, _ = windows(trajs, v, window=3, stride=1, val_fraction=0.0)
+    few = train_ex[:5]
+    with pytest.warns(UserWarning) as caught:
+        train(tiny_model(v), few, [], tmp_path / "run",
+              TrainConfig(max_steps=1, micro_batch=8, lr=3e-3, warmup_steps=10, progress=False))
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "only 5 training windows" in messages
+    assert "no validation windows" in messages
+    assert "warm-up (10 steps) is as long as the whole run (1 steps)" in messages
+
+
 def test_training_lowers_validation_loss(tmp_path):
     torch.set_num_threads(1)
     v = lm.Vocabulary(K, HASH)

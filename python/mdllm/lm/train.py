@@ -173,6 +173,26 @@ def _autocast(device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+MIN_TRAIN_WINDOWS = 32  # fewer windows than this: a fine-tune memorises them rather than learning motion
+
+
+def warn_about_data(n_train: int, n_val: int, total_steps: int, cfg: TrainConfig) -> None:
+    """Say before the long work when the data or the schedule cannot carry the request."""
+    import warnings
+
+    if n_train < MIN_TRAIN_WINDOWS:
+        warnings.warn(f"only {n_train} training windows (at least {MIN_TRAIN_WINDOWS} recommended): give more "
+                      f"frames (with stride 1, about {MIN_TRAIN_WINDOWS - n_train} more per trajectory) or a smaller "
+                      "--window", stacklevel=3)
+    if n_val == 0:
+        warnings.warn("no validation windows: the held-out end of each trajectory is shorter than one window, so "
+                      "no validation loss is reported (give longer trajectories or a larger --val-fraction)",
+                      stacklevel=3)
+    if cfg.warmup_steps >= total_steps:
+        warnings.warn(f"the warm-up ({cfg.warmup_steps} steps) is as long as the whole run ({total_steps} steps): "
+                      f"the learning rate never reaches {cfg.lr:g}; use --warmup below {total_steps}", stacklevel=3)
+
+
 def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, cfg: TrainConfig,
           resume: bool = False, record: dict | None = None, on_step=None) -> dict:
     """Train ``model`` in place; writes checkpoints and ``history.json`` to ``out_dir`` and returns
@@ -201,6 +221,8 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
+    if dist_info.is_main:
+        warn_about_data(len(train_examples), len(val_examples), total_steps, cfg)
 
     step, history = 0, {"train": [], "val": [], "config": cfg.to_dict(), "record": record or {},
                         "global_batch": global_batch, "world_size": dist_info.world_size,
