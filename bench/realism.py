@@ -94,7 +94,8 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         save(md[:half], train)
     held = md.xyz[half:]
     preset = replace(PRESETS["quick"], train_steps=args.train_steps, frames=args.frames, walkers=args.walkers,
-                     refine=False, rebuild=0, guard=guard, train_window=4, window=4)
+                     refine=False, rebuild=0, guard=guard, train_window=4, window=4,
+                     lora_rank=PRESETS["quick"].lora_rank if args.lora_rank is None else args.lora_rank)
     t0 = time.perf_counter()
     summary = run(start, work / f"{kind}{'' if guard else '-noguard'}", trajectories=[train],
                   top=work / "train.pdb", preset=preset, base=KINDS[kind]["base"] and ROOT / "models" / KINDS[kind]["base"],
@@ -136,6 +137,7 @@ def main():
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--walkers", type=int, default=4)
     p.add_argument("--train-steps", type=int, default=200)
+    p.add_argument("--lora-rank", type=int, help="LoRA rank of the fine-tune (0: all weights; default: the quick preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"))
@@ -161,7 +163,7 @@ def main():
            ["protein", "L", "tokens", "guard", "in basin", "Rg ratio", "RMSF r", "JS", "valid raw",
             "valid refined", "redrawn", "frames/s"], rows,
            {"bench": "realism", "results": results, "frames": args.frames, "walkers": args.walkers,
-            "train_steps": args.train_steps, **machine()})
+            "train_steps": args.train_steps, "lora_rank": args.lora_rank, **machine()})
 
 
 if __name__ == "__main__":

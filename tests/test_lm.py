@@ -303,6 +303,26 @@ def test_training_warns_when_the_data_cannot_carry_it(tmp_path):
     assert "warm-up (10 steps) is as long as the whole run (1 steps)" in messages
 
 
+def test_keep_best_ends_with_the_lowest_validation_loss(tmp_path):
+    from mdllm.lm.train import evaluate, init_distributed
+
+    torch.set_num_threads(1)
+    v = lm.Vocabulary(K, HASH)
+    trajs = load_token_files(synthetic_trajectories(tmp_path))
+    train_ex, val_ex = windows(trajs, v, window=3, stride=1, val_fraction=0.2)
+    model = tiny_model(v)
+    # a learning rate far too high: the validation loss goes up and down, so the last step is not the best
+    hist = train(model, train_ex, val_ex, tmp_path / "run",
+                 TrainConfig(max_steps=12, micro_batch=8, lr=0.3, warmup_steps=1, eval_every=1, keep_best=True,
+                             progress=False))
+    losses = [e["val_loss"] for e in hist["val"]]
+    assert losses[-1] > min(losses)  # the scenario this test is about
+    assert hist["best_val"]["val_loss"] == min(losses)
+    assert hist["best_val"]["step"] == hist["val"][losses.index(min(losses))]["step"]
+    again = evaluate(model, val_ex, v.pad_id, 8, init_distributed(), torch.device("cpu"))["val_loss"]
+    assert again == pytest.approx(min(losses), rel=1e-5)
+
+
 def test_training_lowers_validation_loss(tmp_path):
     torch.set_num_threads(1)
     v = lm.Vocabulary(K, HASH)

@@ -236,7 +236,7 @@ def _adapt(trajs, tok, d, p: Preset, seed) -> dict:
 def _finetune(token_files, base, d, p: Preset, seed, threads) -> dict:
     args = ["train", *token_files, "--base", base, "--lora-rank", p.lora_rank, "--max-steps", p.train_steps,
             "--epochs", 1000, "--window", p.train_window, "--micro-batch", p.micro_batch, "--seed", seed,
-            "--checkpoint-every", 10, "-o", d]
+            "--checkpoint-every", 10, "--keep-best", "-o", d]
     if (d / "checkpoint.safetensors").exists():
         args.append("--resume")
     _cli(*(["--threads", threads] if threads else []), *args)

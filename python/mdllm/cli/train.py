@@ -45,6 +45,8 @@ def register(sub):
     t.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
     t.add_argument("--eval-every", type=int, default=0, help="steps between validations (0: per epoch)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    t.add_argument("--keep-best", action="store_true",
+                   help="save the weights of the lowest validation loss instead of the last (early stopping)")
     t.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
 
@@ -146,6 +148,7 @@ def run(args):
                       grad_accum=args.grad_accum, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
                       warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
                       seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+                      keep_best=args.keep_best,
                       progress=not args.no_progress)
     record = {"command": "mdllm " + " ".join(sys.argv[1:]) if sys.argv else "", "data": paths,
               "sequences": sorted({t.sequence for t in trajs}),
@@ -160,7 +163,8 @@ def run(args):
     history = train(model, train_ex, val_ex, args.out, cfg, resume=args.resume, record=record)
     if dist_info.is_main:
         model.meta["training"] = {**record, "steps": len(history["train"]),
-                                  "final_val": history["val"][-1] if history["val"] else None}
+                                  "final_val": history["val"][-1] if history["val"] else None,
+                                  "best_val": history.get("best_val")}
         store.save(model.cpu(), args.out)
         print(f"saved {args.out}", file=sys.stderr)
     if dist_info.world_size > 1:

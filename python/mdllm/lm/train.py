@@ -39,6 +39,7 @@ class TrainConfig:
     lr: float = 3e-4
     min_lr_ratio: float = 0.1         # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 10
+    keep_best: bool = False  # end with the weights of the lowest validation loss (early stopping)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -246,6 +247,16 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
             with atomic_output(out_dir / HISTORY) as tmp:
                 tmp.write_text(json.dumps(history, indent=1) + "\n")
 
+    best = {"loss": float("inf"), "state": None, "step": None}
+
+    def remember_if_best():
+        # After a resume only the steps from there on compete: the weights of earlier steps are gone.
+        if cfg.keep_best and history["val"] and history["val"][-1]["val_loss"] < best["loss"]:
+            best.update(loss=history["val"][-1]["val_loss"], step=history["val"][-1]["step"],
+                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    if step == 0:
+        remember_if_best()  # the starting weights (a base model) compete too
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step",
                disable=not (cfg.progress and dist_info.is_main))
     while step < total_steps:
@@ -294,11 +305,17 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
         if val_examples and (end_of_epoch or (cfg.eval_every and step % cfg.eval_every == 0)):
             history["val"].append({"step": step, "epoch": epoch + (1 if end_of_epoch else 0),
                                    **evaluate(model, val_examples, pad_id, cfg.micro_batch, dist_info, device)})
+            remember_if_best()
             if cfg.progress and dist_info.is_main:
                 bar.write(f"step {step}: val loss {history['val'][-1]['val_loss']:.4f}, "
                           f"accuracy {history['val'][-1]['val_accuracy']:.3f}")
         if end_of_epoch or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
             checkpoint()
     bar.close()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+        history["best_val"] = {"step": best["step"], "val_loss": best["loss"]}
+        if cfg.progress and dist_info.is_main:
+            print(f"kept the weights of step {best['step']} (lowest validation loss {best['loss']:.4f})")
     return history
 
