@@ -208,7 +208,10 @@ These are short (CPU only, one thread at low priority on a shared 2-core machine
 for NTL9 to 55 ns/day for chignolin): one picosecond to a few hundred picoseconds per run, far from
 folding and unfolding timescales; they sample the start structure's basin and its thermal
 fluctuations, more widely at 360 K. The runs resume: the same command extends them (`--length 100` ns is the goal, not what is
-here). The length below is what exists.
+here). The length below is what exists. The `T300K_rep1` runs are second replicas at 300 K only, made the
+same way with `--temperatures 300 --save-every 2 --seed 1 --checkpoint-minutes 3` (one frame per 2 ps;
+2-8 ns/day beside language-model training); their manifests hold the exact commands. They are the
+held-out MD of `bench/realism.py`.
 
 {header}
 {table(cpu)}
