@@ -34,7 +34,7 @@ class Preset:
     adapt_steps: int  # decoder adaptation (tokens unchanged; 0 = decode with the general decoder)
     train_steps: int
     train_window: int
-    lora_rank: int
+    lora_rank: int  # 0: all weights (the shipped base is small: full fine-tuning adapts it best, bench/realism.py)
     micro_batch: int
     frames: int  # generated per walker
     walkers: int
@@ -47,11 +47,11 @@ class Preset:
 PRESETS = {
     # 2 CPU cores, a small protein (e.g. chignolin): minutes, not hours.
     "quick": Preset(simulate_ns=0.04, temperatures=(300.0,), save_every_ps=1.0, equilibrate_ps=5.0,
-                    adapt_steps=300, train_steps=40, train_window=4, lora_rank=8, micro_batch=4,
+                    adapt_steps=300, train_steps=40, train_window=4, lora_rank=0, micro_batch=4,
                     frames=40, walkers=4, window=4, refine=True, rebuild=2),
     # A laptop (4-8 cores) over lunch.
     "laptop": Preset(simulate_ns=2.0, temperatures=(300.0, 340.0), save_every_ps=10.0, equilibrate_ps=100.0,
-                     adapt_steps=1500, train_steps=400, train_window=4, lora_rank=16, micro_batch=8,
+                     adapt_steps=1500, train_steps=400, train_window=4, lora_rank=0, micro_batch=8,
                      frames=500, walkers=8, window=4, refine=True, rebuild=10),
     # A GPU node (OpenMM CUDA, torch CUDA, llama.cpp offload).
     "gpu": Preset(simulate_ns=100.0, temperatures=(300.0, 340.0, 380.0), save_every_ps=10.0, equilibrate_ps=500.0,
