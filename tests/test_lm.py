@@ -303,13 +303,19 @@ def test_training_warns_when_the_data_cannot_carry_it(tmp_path):
     assert "warm-up (10 steps) is as long as the whole run (1 steps)" in messages
 
 
-def test_keep_best_ends_with_the_lowest_validation_loss(tmp_path):
-    from mdllm.lm.train import evaluate, init_distributed
-
+@pytest.fixture
+def synthetic_windows(tmp_path):
+    """(vocabulary, training windows, validation windows) of the synthetic trajectories, window 3."""
     torch.set_num_threads(1)
     v = lm.Vocabulary(K, HASH)
     trajs = load_token_files(synthetic_trajectories(tmp_path))
-    train_ex, val_ex = windows(trajs, v, window=3, stride=1, val_fraction=0.2)
+    return (v, *windows(trajs, v, window=3, stride=1, val_fraction=0.2))
+
+
+def test_keep_best_ends_with_the_lowest_validation_loss(tmp_path, synthetic_windows):
+    from mdllm.lm.train import evaluate, init_distributed
+
+    v, train_ex, val_ex = synthetic_windows
     model = tiny_model(v)
     # a learning rate far too high: the validation loss goes up and down, so the last step is not the best
     hist = train(model, train_ex, val_ex, tmp_path / "run",
@@ -323,11 +329,8 @@ def test_keep_best_ends_with_the_lowest_validation_loss(tmp_path):
     assert again == pytest.approx(min(losses), rel=1e-5)
 
 
-def test_training_lowers_validation_loss(tmp_path):
-    torch.set_num_threads(1)
-    v = lm.Vocabulary(K, HASH)
-    trajs = load_token_files(synthetic_trajectories(tmp_path))
-    train_ex, val_ex = windows(trajs, v, window=3, stride=1, val_fraction=0.2)
+def test_training_lowers_validation_loss(tmp_path, synthetic_windows):
+    v, train_ex, val_ex = synthetic_windows
     model = tiny_model(v)
     hist = train(model, train_ex, val_ex, tmp_path / "run",
                  TrainConfig(epochs=6, micro_batch=8, lr=3e-3, warmup_steps=3, progress=False))
