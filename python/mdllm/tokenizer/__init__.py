@@ -1,8 +1,11 @@
-"""FoldToken-style structure tokenizer: invariant kNN-frame encoder, finite scalar quantizer and a
-deterministic transformer decoder back to N, CA, C, O. Training needs PyTorch (extra ``train``);
-inference runs on the C++ core."""
+"""Structure tokenizers, one module per kind: motion tokens anchored to a key frame (``motion``, the
+default for generation), the torsion codebook (``torsion``, describes a fold; ``FoldTokenizer``) and the
+FoldToken-style transformer (``model``, the learned-decoder baseline). ``load_tokenizer(dir)`` loads any
+kind from its directory. Inference runs on the C++ core; training needs PyTorch (the torsion and
+transformer kinds) or numpy (the motion kind)."""
 
-from mdllm.tokenizer.api import FoldTokenizer
-from mdllm.tokenizer.config import TokenizerConfig
+from mdllm.tokenizer.api import FoldTokenizer, load_tokenizer
+from mdllm.tokenizer.config import MotionConfig, TokenizerConfig, TorsionConfig
+from mdllm.tokenizer.motion import MotionTokenizer
 
-__all__ = ["FoldTokenizer", "TokenizerConfig"]
+__all__ = ["FoldTokenizer", "MotionConfig", "MotionTokenizer", "TokenizerConfig", "TorsionConfig", "load_tokenizer"]
