@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, machine, report
 
+from mdllm.evaluate.validity import radius_of_gyration_A as rg
 from mdllm.io import load_backbone, save
 from mdllm.pipeline import PRESETS, run
 from dataclasses import replace
@@ -42,11 +43,6 @@ def ca_rmsd_to(xyz, ref) -> np.ndarray:
     from mdllm.geometry import rmsd
 
     return rmsd(np.ascontiguousarray(xyz[:, :, 1]), np.ascontiguousarray(ref[:, 1])) * 10.0
-
-
-def rg(xyz) -> np.ndarray:
-    ca = xyz[:, :, 1].astype(np.float64) * 10.0
-    return np.sqrt(((ca - ca.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1))
 
 
 def rmsf(xyz, ref) -> np.ndarray:

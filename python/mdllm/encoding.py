@@ -75,10 +75,25 @@ def as_key(key, like: Backbone) -> np.ndarray:
 def encode_backbone(bb: Backbone, tokenizer=None, key=None, fold_tokenizer=None) -> Encoded:
     """Tokens of every frame of ``bb``; ``key`` (motion kind): Backbone, array or file, default frame 0."""
     tok, fold = load_tokenizers(tokenizer, fold_tokenizer)
-    if not getattr(tok, "needs_key_frame", False):
+    if not tok.needs_key_frame:
         return Encoded(tok.encode(bb), bb, tok)
     key_xyz = as_key(key, bb)
     return Encoded(tok.encode(bb.xyz, key_xyz), bb, tok, key_xyz, fold.encode(key_xyz[None])[0], fold)
+
+
+def decode_tokens(tokenizer, tokens, key_xyz=None, project: bool = True) -> np.ndarray:
+    """Tokens (..., L) -> backbones (..., L, 4, 3) nm. Motion tokens are placed on ``key_xyz`` and, with
+    ``project``, brought to the key's local geometry (mdllm.geometry.projection)."""
+    tokens = np.asarray(tokens)
+    flat = tokens.reshape(-1, tokens.shape[-1])
+    if not tokenizer.needs_key_frame:
+        return tokenizer.decode(flat).reshape(*tokens.shape, 4, 3)
+    xyz = tokenizer.decode(flat, key_xyz[None])
+    if project:
+        from mdllm.geometry.projection import project_to_key_geometry
+
+        xyz = project_to_key_geometry(xyz, key_xyz)
+    return xyz.reshape(*tokens.shape, 4, 3)
 
 
 def encode_file(traj, out, top=None, stride: int = 1, chain=None, tokenizer=None, key=None,
@@ -109,13 +124,9 @@ def decode_file(tokens_path, out, tokenizer=None, project: bool = True) -> list:
         raise in_file(tokens_path, f"was made by tokenizer {traj.tokenizer_hash[:12]}, not by {tok.hash[:12]} "
                                    "(pass the matching --tokenizer)")
     try:
-        xyz = tok.decode(traj.tokens, traj.key_xyz[None]) if tok.needs_key_frame else tok.decode(traj.tokens)
+        xyz = decode_tokens(tok, traj.tokens, traj.key_xyz, project)
     except MdllmError as exc:
         raise in_file(tokens_path, str(exc)) from None
-    if tok.needs_key_frame and project:
-        from mdllm.geometry.projection import project_to_key_geometry
-
-        xyz = project_to_key_geometry(xyz, traj.key_xyz)
     n_frames, n_res = xyz.shape[:2]
     extra = traj.extra or {}
     bb = Backbone(xyz, traj.sequence, extra.get("residue_ids", np.arange(1, n_res + 1)),

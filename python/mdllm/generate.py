@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
+from mdllm.evaluate.validity import radius_of_gyration_A
 from mdllm.files import atomic_output, sha256_file
 from mdllm.io import Backbone, load_backbone, save
 from mdllm.sampling import SamplingParams
@@ -135,7 +136,6 @@ class FrameGuard:
     def __init__(self, key_xyz, limits: GuardLimits = GuardLimits()):
         self.limits = limits
         ca = np.asarray(key_xyz, np.float64)[:, 1] * 10.0
-        self.key_ca = ca
         d = np.linalg.norm(ca[1:] - ca[:-1], axis=-1)
         self.bonded = d < 4.2  # chain breaks and chain ends of the key stay free
         self.key_link = d
@@ -143,9 +143,8 @@ class FrameGuard:
         i, j = np.triu_indices(n, k=3)
         far = np.linalg.norm(ca[i] - ca[j], axis=-1) >= limits.ca_clash_A  # pairs already close in the key stay free
         self.pairs = (i[far], j[far])
-        self.key_rg = _rg(ca[None])[0]
+        self.key_rg = radius_of_gyration_A(np.asarray(key_xyz)[None])[0]
         self.reasons = {"chain_break": 0, "ca_clash": 0, "compaction": 0}
-        self.checked = 0
 
     def check(self, xyz) -> np.ndarray:
         """(N, L, 4, 3) nm -> (N,) bool: True where the frame is accepted."""
@@ -157,17 +156,12 @@ class FrameGuard:
         for start in range(0, len(i), 200_000):  # bounded memory for long chains
             a, b = i[start:start + 200_000], j[start:start + 200_000]
             clash |= (np.linalg.norm(ca[:, a] - ca[:, b], axis=-1) < self.limits.ca_clash_A).any(axis=1)
-        ratio = _rg(ca) / self.key_rg
+        ratio = radius_of_gyration_A(xyz) / self.key_rg
         swollen = (ratio < self.limits.rg_ratio[0]) | (ratio > self.limits.rg_ratio[1])
-        self.checked += len(ca)
         self.reasons["chain_break"] += int(broken.sum())
         self.reasons["ca_clash"] += int(clash.sum())
         self.reasons["compaction"] += int(swollen.sum())
         return ~(broken | clash | swollen)
-
-
-def _rg(ca) -> np.ndarray:
-    return np.sqrt(((ca - ca.mean(axis=1, keepdims=True)) ** 2).sum(-1).mean(-1))
 
 
 class Generator:
@@ -197,7 +191,7 @@ class Generator:
             tokenizer = "motiontoken" if self.vocab.key_codebook_size else "foldtoken"
         self.tokenizer, self.fold_tokenizer = load_tokenizers(tokenizer, fold_tokenizer)
         self.vocab.check_tokenizer(self.tokenizer.codebook_size, self.tokenizer.hash, source=str(self.tokenizer.path))
-        self.motion = bool(getattr(self.tokenizer, "needs_key_frame", False))
+        self.motion = self.tokenizer.needs_key_frame
         if self.motion != bool(self.vocab.key_codebook_size):
             raise in_file(self.path, "model and tokenizer disagree on key frames (a motion model needs the motion "
                                      "tokenizer, a torsion model a torsion tokenizer)")
@@ -233,17 +227,10 @@ class Generator:
                 key_xyz)
 
     def decode(self, codes, key_xyz=None) -> np.ndarray:
-        """Structure codes (..., L) -> backbones (..., L, 4, 3) nm. Motion tokens: placed on ``key_xyz``,
-        then projected onto the key's local geometry (mdllm.geometry.projection)."""
-        codes = np.asarray(codes)
-        flat = codes.reshape(-1, codes.shape[-1])
-        if self.motion:
-            from mdllm.geometry.projection import project_to_key_geometry
+        """Structure codes (..., L) -> backbones (..., L, 4, 3) nm (mdllm.encoding.decode_tokens)."""
+        from mdllm.encoding import decode_tokens
 
-            xyz = project_to_key_geometry(self.tokenizer.decode(flat, key_xyz[None]), key_xyz)
-        else:
-            xyz = self.tokenizer.decode(flat)
-        return xyz.reshape(*codes.shape, 4, 3)
+        return decode_tokens(self.tokenizer, codes, key_xyz)
 
     def generate(self, start, top=None, frames: int = 100, walkers: int = 1, window: int = 4,
                  params: SamplingParams = SamplingParams(), seed: int = 0, kv_shift: bool = True,

@@ -129,7 +129,7 @@ def run(args):
             from mdllm.tokenizer.api import load_tokenizer
 
             motion = load_tokenizer(args.motion_tokenizer)
-            vocab.check_tokenizer(getattr(motion, "codebook_size", 0), motion.hash, source=str(motion.path))
+            vocab.check_tokenizer(motion.codebook_size, motion.hash, source=str(motion.path))
             init_motion_codes(model, motion.codebook)
     vocab = model.vocab
     train_ex, val_ex = windows(trajs, vocab, args.window, args.stride, args.val_fraction)

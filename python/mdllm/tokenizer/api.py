@@ -97,9 +97,9 @@ def _core_tokenizer(kind: str):
     return getattr(_core, "TorsionTokenizer" if kind == TorsionConfig.kind else "Tokenizer", None)
 
 
-def load_tokenizer(path=None, backend: str = "auto"):
-    """Any tokenizer directory, of whichever kind its config.json names (None: the shipped
-    ``models/foldtoken``; a bare name such as "motiontoken": that shipped model)."""
+def _read_directory(path):
+    """(directory, config, tensors, sha256 of the weights file) of a tokenizer directory (None: the
+    shipped ``models/foldtoken``; a bare name such as "motiontoken": that shipped model)."""
     if path is None:
         directory = model_path("foldtoken")
     else:
@@ -111,12 +111,18 @@ def load_tokenizer(path=None, backend: str = "auto"):
     if not directory.is_dir():
         raise in_file(directory, "no such tokenizer directory")
     cfg = read_config(directory)
-    if cfg.kind == MotionConfig.kind:
-        from mdllm.tokenizer import motion
+    weights = directory / WEIGHTS_NAME
+    return directory, cfg, read_tensors(weights, expected_shapes(cfg)), sha256_file(weights)
 
-        tensors = read_tensors(directory / WEIGHTS_NAME, expected_shapes(cfg))
-        return motion.load(directory, cfg, tensors, "numpy" if backend == "torch" else backend)
-    return FoldTokenizer.load(directory, backend=backend)
+
+def load_tokenizer(path=None, backend: str = "auto"):
+    """Any tokenizer directory, of whichever kind its config.json names (see ``_read_directory``)."""
+    directory, cfg, tensors, sha256 = _read_directory(path)
+    if cfg.kind == MotionConfig.kind:
+        from mdllm.tokenizer.motion import MotionTokenizer
+
+        return MotionTokenizer(cfg, tensors, directory, sha256, "numpy" if backend == "torch" else backend)
+    return FoldTokenizer(cfg, tensors, directory, sha256, backend)
 
 
 def check_token_array(tokens, codebook_size: int) -> np.ndarray:
@@ -159,16 +165,11 @@ class FoldTokenizer:
 
     @classmethod
     def load(cls, path=None, backend: str = "auto") -> "FoldTokenizer":
-        """Load a tokenizer directory (None: the shipped default in models/foldtoken)."""
-        directory = Path(path) if path is not None else model_path("foldtoken")
-        if directory.is_file():
-            directory = directory.parent
-        if not directory.is_dir():
-            raise in_file(directory, "no such tokenizer directory")
-        cfg = read_config(directory)
-        weights = directory / WEIGHTS_NAME
-        tensors = read_tensors(weights, expected_shapes(cfg))
-        return cls(cfg, tensors, directory, sha256_file(weights), backend)
+        """Load a torsion or transformer tokenizer directory (None: the shipped default in models/foldtoken)."""
+        directory, cfg, tensors, sha256 = _read_directory(path)
+        if cfg.kind == MotionConfig.kind:
+            raise in_file(directory, "a motion tokenizer; load it with mdllm.tokenizer.load_tokenizer")
+        return cls(cfg, tensors, directory, sha256, backend)
 
     @property
     def codebook_size(self) -> int:

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
-from mdllm.files import sha256_file
 
 DEGENERATE_NM = 1e-6
 
@@ -193,8 +192,3 @@ def _core_class():
         return None
     return getattr(_core, "MotionTokenizer", None)
 
-
-def load(directory: Path, cfg, tensors, backend: str) -> MotionTokenizer:
-    from mdllm.tokenizer.weights import WEIGHTS_NAME
-
-    return MotionTokenizer(cfg, tensors, directory, sha256_file(directory / WEIGHTS_NAME), backend)
