@@ -140,6 +140,21 @@ def check_token_array(tokens, codebook_size: int) -> np.ndarray:
     return np.ascontiguousarray(tokens, dtype=np.int32)
 
 
+def compiled_kernels(core, path: Path, cfg, backend: str, fallback: str):
+    """(backend name, the C++ tokenizer or None): ``backend`` 'auto' takes the compiled ``core`` class
+    when the build has it, 'cpp' insists on it, ``fallback`` ('torch' or 'numpy') is the reference."""
+    if backend not in ("auto", "cpp", fallback):
+        raise MdllmError(f"unknown tokenizer backend '{backend}' (auto, cpp or {fallback})")
+    if backend == "cpp" and core is None:
+        raise MdllmError(f"the compiled core has no kernels for this tokenizer kind; use backend='{fallback}'")
+    if backend == fallback or core is None:
+        return fallback, None
+    try:
+        return "cpp", core(str(path / WEIGHTS_NAME), cfg.to_json())
+    except ValueError as exc:  # the C++ reader's own checks (dtype, offsets, values)
+        raise MdllmError(str(exc)) from None
+
+
 class FoldTokenizer:
     needs_key_frame = False  # tokens describe the fold itself (torsion and transformer kinds)
 
@@ -149,18 +164,7 @@ class FoldTokenizer:
         self.hash = token_hash(cfg, tensors)  # what token files and language models are tied to
         self.file_hash = sha256  # the whole weights file, decoder included
         self._tensors = tensors
-        core = _core_tokenizer(cfg.kind)
-        if backend not in ("auto", "cpp", "torch"):
-            raise MdllmError(f"unknown tokenizer backend '{backend}' (auto, cpp or torch)")
-        if backend == "cpp" and core is None:
-            raise MdllmError("the compiled core has no tokenizer kernels; use backend='torch'")
-        self.backend = "cpp" if backend in ("auto", "cpp") and core is not None else "torch"
-        self._cpp = None
-        if self.backend == "cpp":
-            try:
-                self._cpp = core(str(path / WEIGHTS_NAME), cfg.to_json())
-            except ValueError as exc:  # the C++ reader's own checks (dtype, offsets, values)
-                raise MdllmError(str(exc)) from None
+        self.backend, self._cpp = compiled_kernels(_core_tokenizer(cfg.kind), path, cfg, backend, "torch")
         self._torch_model = None
 
     @classmethod

@@ -100,26 +100,14 @@ class MotionTokenizer:
     needs_key_frame = True
 
     def __init__(self, cfg, tensors: dict[str, np.ndarray], path: Path, sha256: str, backend: str = "auto"):
-        from mdllm.tokenizer.api import token_hash
-        from mdllm.tokenizer.weights import WEIGHTS_NAME
+        from mdllm.tokenizer.api import compiled_kernels, token_hash
 
         self.config = cfg
         self.path = path
         self.codebook = tensors["codebook"]
         self.hash = token_hash(cfg, tensors)
         self.file_hash = sha256
-        if backend not in ("auto", "cpp", "numpy"):
-            raise MdllmError(f"unknown motion tokenizer backend '{backend}' (auto, cpp or numpy)")
-        core = _core_class()
-        if backend == "cpp" and core is None:
-            raise MdllmError("the compiled core has no motion tokenizer kernels; use backend='numpy'")
-        self.backend = "cpp" if backend in ("auto", "cpp") and core is not None else "numpy"
-        self._cpp = None
-        if self.backend == "cpp":
-            try:
-                self._cpp = core(str(path / WEIGHTS_NAME), cfg.to_json())
-            except ValueError as exc:
-                raise MdllmError(str(exc)) from None
+        self.backend, self._cpp = compiled_kernels(_core_class(), path, cfg, backend, "numpy")
 
     @classmethod
     def load(cls, path=None, backend: str = "auto") -> "MotionTokenizer":
