@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "check.hpp"
-#include "safetensors_writer.hpp"
+#include "fixtures.hpp"
 #include "mdllm/geometry.hpp"
 #include "mdllm/tokenizer.hpp"
 #include "mdllm/torsion_tokenizer.hpp"
@@ -149,18 +149,7 @@ int main() {
   }
 
   {  // encode ignores a rigid rotation and translation of the input
-    const double a = 0.7, b = -1.3, c = 2.1;  // Euler angles
-    const double R[3][3] = {
-        {std::cos(a) * std::cos(b), std::cos(a) * std::sin(b) * std::sin(c) - std::sin(a) * std::cos(c),
-         std::cos(a) * std::sin(b) * std::cos(c) + std::sin(a) * std::sin(c)},
-        {std::sin(a) * std::cos(b), std::sin(a) * std::sin(b) * std::sin(c) + std::cos(a) * std::cos(c),
-         std::sin(a) * std::sin(b) * std::cos(c) - std::cos(a) * std::sin(c)},
-        {-std::sin(b), std::cos(b) * std::sin(c), std::cos(b) * std::cos(c)}};
-    const double shift[3] = {3.2, -1.5, 0.8};  // nm
-    std::vector<float> moved(xyz.size());
-    for (size_t p = 0; p < xyz.size(); p += 3)
-      for (int r = 0; r < 3; ++r)
-        moved[p + r] = static_cast<float>(R[r][0] * xyz[p] + R[r][1] * xyz[p + 1] + R[r][2] * xyz[p + 2] + shift[r]);
+    const std::vector<float> moved = rigid_motion(xyz);
     std::vector<int32_t> again(L, -1);
     tok.encode(moved.data(), 1, L, again.data());
     CHECK(again == tokens);
