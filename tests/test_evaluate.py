@@ -61,7 +61,7 @@ def test_populations_and_transitions():
     names = ["closed", "open"]
     assert st.transition_counts(labels, names) == {"closed->open": 2, "open->closed": 1}
     pops = st.populations(labels, names)
-    assert pops == {"closed": 0.3, "open": 0.3, "intermediate": 0.4}
+    assert pops == {"closed": 0.3, "open": 0.3, "none of the named states": 0.4}
     rmsd = np.array([[0.5, 3.0, 1.0], [4.0, 3.5, 1.2]])
     np.testing.assert_array_equal(st.assign(rmsd, 1.5), [0, -1, 0])
 

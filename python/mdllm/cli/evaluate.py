@@ -12,6 +12,13 @@ def register(sub):
     p.add_argument("--reference-top", help="topology for the reference trajectory")
     p.add_argument("--state", action="append", default=[], metavar="NAME=PDB",
                    help="a named state structure (repeatable), e.g. --state closed=adk_closed.pdb")
+    p.add_argument("--start", help="structure generation started from, for the global checks (default: the start "
+                                    "recorded in GEN's .json beside it, else the first reference frame, else GEN's "
+                                    "first frame)")
+    p.add_argument("--training", action="append", default=[], metavar="TRAJ",
+                   help="trajectory the model learned from (repeatable): the closest approach to each named "
+                        "state is compared with that of its frames")
+    p.add_argument("--training-top", help="topology for the --training trajectories")
     p.add_argument("-o", "--out", required=True, help="output directory")
     p.add_argument("--state-cutoff", type=float, default=1.5, help="CA RMSD (Å) within which a frame is in a state")
     p.add_argument("--tica-lag", type=int, default=1, help="TICA lag time in frames")
@@ -36,6 +43,10 @@ def parse_states(specs) -> dict:
             raise MdllmError(f"--state expects NAME=PDB, got '{spec}'")
         if name in states:
             raise MdllmError(f"--state '{name}' given twice")
+        from mdllm.evaluate.states import NONE_LABEL
+
+        if name == NONE_LABEL:
+            raise MdllmError(f"--state name '{name}' is reserved for frames in no named state")
         states[name] = path
     return states
 
@@ -47,9 +58,24 @@ def run(args):
                               rebuild_frames=args.rebuild, rebuild_threads=args.rebuild_threads,
                               max_iterations=args.max_iterations, solvent_iterations=args.solvent_iterations, plots=not args.no_plots, seed=args.seed)
     metrics = evaluate(args.generated, args.out, top=args.top, reference=args.reference,
-                       reference_top=args.reference_top, states=parse_states(args.state), options=options)
+                       reference_top=args.reference_top, states=parse_states(args.state), options=options,
+                       start=args.start, training=args.training, training_top=args.training_top)
+    print_verdict(metrics, f"{args.out}/report.html")
+
+
+def print_verdict(metrics, report_path) -> None:
+    """The verdict table for the terminal; its sentence is the last line."""
+    from mdllm.evaluate.verdict import plain
+
     v = metrics["validity"]
-    print(f"valid frames: {v['valid_frames']} of {v['frames']}")
-    for name, s in metrics.get("states", {}).get("generated", {}).get("per_state", {}).items():
-        print(f"min CA RMSD to {name}: {s['min_rmsd_A']:.2f} A")
-    print(f"report: {args.out}/report.html")
+    print(f"valid frames: {v['valid_frames']} of {v['frames']}"
+          + (f"; acceptable: {v['acceptable_frames']}" if "acceptable_frames" in v else ""))
+    verdict = metrics.get("verdict") or {}
+    for row in verdict.get("rows", []):
+        note = f"  [{plain(row['note'])}]" if row["note"] else ""
+        print(f"  {row['status']:5s}  {plain(row['check'])}: {plain(row['generated'])} | {plain(row['reference'])}{note}")
+    for note in verdict.get("notes", []):
+        print(f"  note: {plain(note)}")
+    print(f"report: {report_path}")
+    if verdict:
+        print(f"verdict: {plain(verdict['sentence'])}")

@@ -11,6 +11,7 @@ import numpy as np
 
 from mdllm.errors import MdllmError, in_file
 from mdllm.evaluate import states as st
+from mdllm.evaluate.plausibility import GlobalLimits
 from mdllm.evaluate.validity import ValidityLimits, check_backbone
 
 
@@ -24,6 +25,7 @@ class EvaluateOptions:
     max_iterations: int = 1000  # vacuum stage of the minimisation
     solvent_iterations: int = 20  # implicit-solvent stage
     limits: ValidityLimits = field(default_factory=ValidityLimits)
+    global_limits: GlobalLimits = field(default_factory=GlobalLimits)
     plots: bool = True
     progress: bool = True
     seed: int = 0
@@ -35,9 +37,13 @@ class Inputs:
     reference: object | None
     states: list
     loglik: np.ndarray | None
+    start_xyz: np.ndarray | None = None  # (L, 4, 3) nm on the generated trajectory's residues
+    start_source: str = ""
+    training: list = field(default_factory=list)  # Backbones the model learned from
 
 
-def load_inputs(generated, top=None, reference=None, reference_top=None, states=None) -> Inputs:
+def load_inputs(generated, top=None, reference=None, reference_top=None, states=None, start=None,
+                training=None, training_top=None) -> Inputs:
     """Read and cross-check every input before anything is written."""
     from mdllm.io import load_backbone
 
@@ -50,7 +56,58 @@ def load_inputs(generated, top=None, reference=None, reference_top=None, states=
         if same < 0.9 * min(gen.n_residues, ref.n_residues):
             raise in_file(reference, f"reference shares only {same} aligned residues with {generated}; "
                                      "is it the same protein?")
-    return Inputs(gen, ref, named, _find_loglik(generated))
+    train = []
+    for path in training or []:
+        t = load_backbone(path, top=training_top)
+        ia, ib = st.align_sequences(gen.sequence, t.sequence)
+        if sum(gen.sequence[i] == t.sequence[j] for i, j in zip(ia, ib)) < 0.9 * min(gen.n_residues, t.n_residues):
+            raise in_file(path, f"training trajectory is not the protein of {generated}")
+        train.append(t)
+    inputs = Inputs(gen, ref, named, _find_loglik(generated), training=train)
+    inputs.start_xyz, inputs.start_source = _start_structure(gen, generated, ref, start)
+    return inputs
+
+
+def _start_structure(gen, generated, ref, start):
+    """The structure the global checks compare with, on the generated residues: ``start`` if given,
+    else the start recorded by ``mdllm generate`` in OUT.json beside the trajectory, else the first
+    reference frame, else the first generated frame."""
+    from mdllm.io import load_backbone
+
+    source = None
+    if start is None:
+        meta = Path(generated).with_suffix(".json")
+        if meta.is_file():
+            try:
+                recorded = json.loads(meta.read_text()).get("start")
+            except (ValueError, AttributeError):
+                recorded = None
+            if recorded and Path(recorded).is_file():
+                start, source = recorded, f"{recorded} (recorded in {meta.name})"
+    if start is not None:
+        s = load_backbone(start, check=False)
+        if s.n_frames > 1:
+            s = s[-1:]  # generation starts from the last frame of a start trajectory
+        ia, ib = st.align_sequences(gen.sequence, s.sequence)
+        same = np.array([gen.sequence[i] == s.sequence[j] for i, j in zip(ia, ib)], bool)
+        if same.sum() != gen.n_residues:
+            raise in_file(start, f"start structure covers {int(same.sum())} of the {gen.n_residues} residues of "
+                                 f"{generated}; give the structure generation started from")
+        xyz = np.empty((gen.n_residues, 4, 3), np.float32)
+        xyz[ia[same]] = s.xyz[0, ib[same]]
+        if not np.isfinite(xyz).all():
+            raise in_file(start, "start structure has non-finite coordinates")
+        return xyz, source or str(start)
+    if ref is not None:
+        gi, ri = _common_residues(gen, ref)
+        if len(gi) == gen.n_residues and np.isfinite(ref.xyz[0]).all():
+            xyz = np.empty((gen.n_residues, 4, 3), np.float32)
+            xyz[gi] = ref.xyz[0, ri]
+            return xyz, "first reference frame"
+    finite = np.flatnonzero(np.isfinite(gen.xyz).all(axis=(1, 2, 3)))
+    if not finite.size:
+        return None, ""
+    return gen.xyz[finite[0]].copy(), "first generated frame"
 
 
 def _find_loglik(path) -> np.ndarray | None:
@@ -102,15 +159,19 @@ def rmsd_crossing(rmsd_A) -> int | None:
 
 
 def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, states=None,
-             options: EvaluateOptions | None = None) -> dict:
+             options: EvaluateOptions | None = None, start=None, training=None, training_top=None) -> dict:
     """Run every analysis and write DIR/metrics.json, DIR/*.png and DIR/report.html (plus
-    DIR/allatom.dcd/.pdb when frames are rebuilt). Returns the metrics."""
+    DIR/allatom.dcd/.pdb when frames are rebuilt). Returns the metrics.
+
+    ``start``: the structure generation started from (default: see :func:`_start_structure`), for the
+    global checks; ``training``: trajectories the model learned from, so that the closest approach to
+    each named state can be compared with theirs."""
     from tqdm.auto import tqdm
 
     from mdllm.files import atomic_output
 
     options = options or EvaluateOptions()
-    inputs = load_inputs(generated, top, reference, reference_top, states)
+    inputs = load_inputs(generated, top, reference, reference_top, states, start, training, training_top)
     gen, ref = inputs.generated, inputs.reference
     out_dir = Path(out_dir)
     steps = ["validity", "states", "comparison", "kinetics", "rebuild", "report"]
@@ -122,6 +183,8 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     metrics: dict = {"inputs": {"generated": str(generated), "generated_top": str(top) if top else None,
                                 "reference": str(reference) if reference else None,
                                 "states": {s.name: s.source for s in inputs.states},
+                                "start": inputs.start_source or None,
+                                "training": [str(t) for t in training or []],
                                 "frames": gen.n_frames, "residues": gen.n_residues,
                                 "timestep_ps": gen.timestep,
                                 "reference_frames": ref.n_frames if ref is not None else None}}
@@ -142,6 +205,7 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
         raise in_file(generated, "no frame has finite coordinates")
     g = gen[np.flatnonzero(finite)]  # analyses below need numbers in every frame
     metrics["inputs"]["finite_frames"] = int(finite.sum())
+    _global_checks(gen, ref, inputs.start_xyz, validity, options, metrics, data)
     bar.update()
 
     # 2. named states
@@ -162,6 +226,19 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
             metrics["states"]["reference"]["rmsd_crossing_frame"] = rmsd_crossing(ref_rmsd)
             data.update(ref_rmsd=ref_rmsd, ref_time=ref.time)
         data["state_names"] = names
+        if inputs.training:
+            closest = {}
+            for k, s in enumerate(inputs.states):
+                best = None
+                for t in inputs.training:
+                    ts = st.load_state(s.name, s.source, t.sequence)
+                    ok = np.isfinite(t.xyz).all(axis=(1, 2, 3))
+                    if ok.any():
+                        value = float(np.nanmin(st.rmsd_to_states(t[np.flatnonzero(ok)], [ts])[0]))
+                        best = value if best is None else min(best, value)
+                closest[s.name] = best
+            metrics["states"]["training"] = {"min_rmsd_A": closest,
+                                             "frames": int(sum(t.n_frames for t in inputs.training))}
     bar.update()
 
     # 3. structural comparison with the reference on the residues both share
@@ -209,6 +286,9 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     # 4. TICA and Markov state models
     step("kinetics")
     metrics["kinetics"] = _kinetics(g, ref, gi, ri, data, options)
+    if ref is not None and "skipped" not in metrics["kinetics"] and len(ref) < 50:
+        metrics["kinetics"]["warning"] = (f"the reference has only {len(ref)} frames: TICA and the Markov state "
+                                          "models rest on too few transitions to compare kinetics")
     if inputs.loglik is not None:
         ll = inputs.loglik
         metrics["kinetics"]["generation_loglik"] = {"frames": int(ll.size), "total": float(np.nansum(ll)),
@@ -228,14 +308,45 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
         from mdllm.evaluate import plots
 
         metrics["plots"] = plots.make_all(out_dir, data, metrics)
-    with atomic_output(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(_plain(metrics), indent=2))
     from mdllm.evaluate import report
 
+    from mdllm.evaluate.verdict import verdict
+
+    metrics["verdict"] = verdict(metrics)
+    with atomic_output(out_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(_plain(metrics), indent=2))
     report.write_html(out_dir / "report.html", metrics)
     bar.update()
     bar.close()
     return metrics
+
+
+def _global_checks(gen, ref, start_xyz, validity, options, metrics, data):
+    """Compaction, native contacts and distance to the reference per frame (mdllm.evaluate.plausibility);
+    every frame gets its class: valid (local checks) and acceptable (valid and globally plausible)."""
+    from mdllm.evaluate.plausibility import check_global
+
+    v = metrics["validity"]
+    if start_xyz is None:
+        return
+    finite = validity.finite
+    gi, ri = _common_residues(gen, ref)
+    frames = np.flatnonzero(finite)
+    ref_xyz = ref.xyz[:, ri] if ref is not None else None
+    report = check_global(gen.xyz[frames][:, gi], validity.valid[frames], start_xyz[gi], ref_xyz, options.global_limits)
+    acceptable = np.zeros(gen.n_frames, bool)
+    acceptable[frames] = report.acceptable
+    reasons = [["non-finite: NaN or inf coordinates"] for _ in range(gen.n_frames)]
+    for f, r in zip(frames, report.reasons):
+        reasons[f] = r
+    v["acceptable_frames"] = int(acceptable.sum())
+    v["acceptable_fraction"] = float(acceptable.mean()) if gen.n_frames else 0.0
+    v["acceptable"] = "valid (local checks) and globally plausible (compaction, native contacts" + \
+                      (", distance to the reference)" if ref is not None else ")")
+    metrics["global"] = report.summary()
+    metrics["global"]["start"] = metrics["inputs"].get("start")
+    metrics["global"]["implausible"] = [{"frame": int(f), "reasons": r} for f, r in enumerate(reasons) if r]
+    data.update(global_report=report, acceptable=acceptable)
 
 
 def _kinetics(g, ref, gi, ri, data, options):

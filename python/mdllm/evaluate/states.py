@@ -10,6 +10,7 @@ import numpy as np
 from mdllm.errors import MdllmError
 
 INTERMEDIATE = -1  # label of a frame in no named state
+NONE_LABEL = "none of the named states"  # its name in populations, reports and plots
 
 
 @dataclass
@@ -95,9 +96,9 @@ def assign(rmsd_A: np.ndarray, cutoff_A: float) -> np.ndarray:
 
 
 def populations(labels: np.ndarray, names: list[str]) -> dict[str, float]:
-    """Fraction of frames in each named state and in none ('intermediate')."""
+    """Fraction of frames in each named state and in none (key :data:`NONE_LABEL`)."""
     out = {name: float(np.mean(labels == k)) for k, name in enumerate(names)}
-    out["intermediate"] = float(np.mean(labels == INTERMEDIATE))
+    out[NONE_LABEL] = float(np.mean(labels == INTERMEDIATE))
     return out
 
 
