@@ -58,7 +58,7 @@ def test_motion_model_generates_on_the_key_frame(generator):
 
 def test_guard_that_accepts_everything_changes_nothing(generator):
     off = generator.generate(START, frames=3, walkers=2, window=2, seed=4, progress=False, guard=False)
-    lenient = GuardLimits(ca_ca_tolerance_A=1e9, ca_clash_A=0.0, rg_ratio=(0.0, 1e9))
+    lenient = GuardLimits(ca_ca_tolerance_A=1e9, ca_clash_A=0.0, rg_ratio=(0.0, 1e9), native_contacts=False)
     on = generator.generate(START, frames=3, walkers=2, window=2, seed=4, progress=False, guard=True,
                             guard_limits=lenient)
     np.testing.assert_array_equal(on.tokens, off.tokens)

@@ -6,8 +6,9 @@ start structure's last frame is the key frame: every token is a residue's displa
 its fold (torsion codes) follows the sequence in the prompt. The C++ core runs the rolling window
 (KV-cache shifting), the constrained sampler and many walkers in one llama.cpp batch, and asks the
 guard (``FrameGuard``) about every frame before it enters the context: a frame with a broken chain,
-clashing CA atoms or a collapsed or swollen radius of gyration is drawn again (bounded tries). This
-module checks inputs, decodes the tokens back to backbones and writes the results.
+clashing CA atoms, a collapsed or swollen radius of gyration or lost native contacts is drawn again
+(bounded tries). This module checks inputs, decodes the tokens back to backbones and writes the
+results.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
+from mdllm.evaluate.plausibility import GlobalLimits
 from mdllm.evaluate.validity import radius_of_gyration_A
 from mdllm.files import atomic_output, sha256_file
 from mdllm.io import Backbone, load_backbone, save
@@ -49,26 +51,40 @@ class Ensemble:
     token_logprobs: np.ndarray
     sequence: str
     info: dict = field(default_factory=dict)
-    valid: np.ndarray | None = None  # (walkers, frames) from the validity checks, when filtering
+    valid: np.ndarray | None = None  # (walkers, frames) acceptable frames (local and global checks), when filtering
     key_xyz: np.ndarray | None = None  # (L, 4, 3) nm: the key frame of motion tokens
     redraws: np.ndarray | None = None  # (walkers, frames): draws of each frame the guard rejected
     chain_ids: np.ndarray | None = None  # (L,) of the start structure (None: one chain A)
     residue_ids: np.ndarray | None = None
 
-    def check(self) -> None:
-        """Judge every frame with :func:`mdllm.evaluate.check_backbone`; ``save`` then writes only
-        the valid frames (tokens and likelihoods of all frames stay in OUT.tokens.npz with the mask)."""
+    def check(self, start_xyz=None) -> None:
+        """Judge every frame with :func:`mdllm.evaluate.check_backbone` (local checks) and, against the
+        start structure (``start_xyz`` (L, 4, 3) nm, else the key frame), the global checks of
+        :mod:`mdllm.evaluate.plausibility`: the same definition of an acceptable frame as ``mdllm
+        evaluate`` without a reference. ``save`` then writes only the acceptable frames (tokens and
+        likelihoods of all frames stay in OUT.tokens.npz with the mask)."""
         from mdllm.evaluate import check_backbone
+        from mdllm.evaluate.plausibility import GlobalCheck
 
         report = check_backbone(self.backbone())
-        self.valid = report.valid.reshape(self.tokens.shape[:2])
+        valid = report.valid
         reasons: dict[str, int] = {}
         for frame_reasons in report.reasons:
             for reason in frame_reasons:
                 kind = reason.split(":", 1)[0]
                 reasons[kind] = reasons.get(kind, 0) + 1
-        self.info["validity"] = {"valid_frames": int(self.valid.sum()), "frames": int(self.valid.size),
-                                 "invalid_reasons": reasons}
+        start = start_xyz if start_xyz is not None else self.key_xyz
+        acceptable = valid
+        if start is not None:
+            plausible, global_reasons, _ = GlobalCheck(start).check(self.backbone().xyz)
+            acceptable = valid & plausible
+            for frame_reasons in global_reasons:
+                for kind in {r.split(":", 1)[0] for r in frame_reasons}:
+                    reasons[kind] = reasons.get(kind, 0) + 1
+        self.valid = acceptable.reshape(self.tokens.shape[:2])
+        self.info["validity"] = {"valid_frames": int(valid.sum()), "acceptable_frames": int(acceptable.sum()),
+                                 "frames": int(valid.size), "invalid_reasons": reasons,
+                                 "global_checks": start is not None}
 
     @property
     def frame_loglik(self) -> np.ndarray:
@@ -121,19 +137,26 @@ class Ensemble:
 @dataclass(frozen=True)
 class GuardLimits:
     """What the guard rejects (distances in Å). Thermal MD keeps consecutive CA-CA distances within
-    about 0.3 Å of the start structure's and the CA radius of gyration within a few per cent."""
+    about 0.3 Å of the start structure's. Compaction and native contacts are judged as ``mdllm
+    evaluate`` and ``--filter`` judge them without a reference (:class:`mdllm.evaluate.plausibility.GlobalCheck`
+    of the key frame), unless ``rg_ratio`` overrides the radius-of-gyration band."""
 
     ca_ca_tolerance_A: float = 0.8  # consecutive CA-CA distance this far from the key frame's: a break
     ca_clash_A: float = 3.0  # CA atoms 3 or more residues apart closer than this: a clash
-    rg_ratio: tuple[float, float] = (0.85, 1.20)  # CA radius of gyration relative to the key frame's
+    rg_ratio: tuple[float, float] | None = None  # CA radius of gyration relative to the key frame's
+    native_contacts: bool = True  # reject frames below the fraction of native contacts of a folded chain
+    global_limits: GlobalLimits = GlobalLimits()
     max_tries: int = 4  # new draws of a rejected frame; the last draw is kept
 
 
 class FrameGuard:
     """Checks decoded frames of motion tokens against the key frame: chain continuity (each
-    consecutive pair bonded in the key), CA clashes and compaction. Counts rejections by reason."""
+    consecutive pair bonded in the key), CA clashes, compaction and native contacts (the global checks
+    of ``mdllm evaluate``). Counts rejections by reason."""
 
     def __init__(self, key_xyz, limits: GuardLimits = GuardLimits()):
+        from mdllm.evaluate.plausibility import GlobalCheck, rg_unfolded_threshold_A
+
         self.limits = limits
         ca = np.asarray(key_xyz, np.float64)[:, 1] * 10.0
         d = np.linalg.norm(ca[1:] - ca[:-1], axis=-1)
@@ -144,10 +167,20 @@ class FrameGuard:
         far = np.linalg.norm(ca[i] - ca[j], axis=-1) >= limits.ca_clash_A  # pairs already close in the key stay free
         self.pairs = (i[far], j[far])
         self.key_rg = radius_of_gyration_A(np.asarray(key_xyz)[None])[0]
-        self.reasons = {"chain_break": 0, "ca_clash": 0, "compaction": 0}
+        # A key frame that is itself less compact than a folded chain of its length (an unfolded start)
+        # is not held to that expectation: the guard cannot enforce a fold the start does not have.
+        self.global_check = GlobalCheck(key_xyz, limits=limits.global_limits,
+                                        length_expectation=bool(self.key_rg <= rg_unfolded_threshold_A(n)))
+        if limits.rg_ratio is not None:
+            self.rg_band = (limits.rg_ratio[0] * self.key_rg, limits.rg_ratio[1] * self.key_rg)
+        else:
+            self.rg_band = self.global_check.rg_band
+        self.reasons = {"chain_break": 0, "ca_clash": 0, "compaction": 0, "native_contacts": 0}
 
     def check(self, xyz) -> np.ndarray:
         """(N, L, 4, 3) nm -> (N,) bool: True where the frame is accepted."""
+        from mdllm.evaluate.plausibility import fraction_native_contacts
+
         ca = np.asarray(xyz, np.float64)[:, :, 1] * 10.0
         link = np.linalg.norm(ca[:, 1:] - ca[:, :-1], axis=-1)
         broken = (np.abs(link - self.key_link) > self.limits.ca_ca_tolerance_A)[:, self.bonded].any(axis=1)
@@ -156,12 +189,17 @@ class FrameGuard:
         for start in range(0, len(i), 200_000):  # bounded memory for long chains
             a, b = i[start:start + 200_000], j[start:start + 200_000]
             clash |= (np.linalg.norm(ca[:, a] - ca[:, b], axis=-1) < self.limits.ca_clash_A).any(axis=1)
-        ratio = radius_of_gyration_A(xyz) / self.key_rg
-        swollen = (ratio < self.limits.rg_ratio[0]) | (ratio > self.limits.rg_ratio[1])
+        rg = radius_of_gyration_A(xyz)
+        swollen = ~((rg >= self.rg_band[0]) & (rg <= self.rg_band[1]))
+        unfolded = np.zeros(len(ca), bool)
+        if self.limits.native_contacts:
+            q = fraction_native_contacts(xyz, self.global_check.contacts, self.limits.global_limits)
+            unfolded = ~(q >= self.global_check.q_min)
         self.reasons["chain_break"] += int(broken.sum())
         self.reasons["ca_clash"] += int(clash.sum())
         self.reasons["compaction"] += int(swollen.sum())
-        return ~(broken | clash | swollen)
+        self.reasons["native_contacts"] += int(unfolded.sum())
+        return ~(broken | clash | swollen | unfolded)
 
 
 class Generator:
@@ -238,7 +276,8 @@ class Generator:
                  guard_limits: GuardLimits = GuardLimits(), key=None) -> Ensemble:
         """``refine``: restrained geometric refinement of the decoded backbones (ideal bonds, angles,
         peptide planes, no overlaps; mdllm.geometry.refine); tokens and likelihoods are unchanged and
-        ``info["refine"]`` records how far the atoms moved. ``filter``: keep only valid frames.
+        ``info["refine"]`` records how far the atoms moved. ``filter``: keep only acceptable frames
+        (valid and globally plausible against the start, :meth:`Ensemble.check`).
         ``guard`` (motion tokens): draw a frame again when :class:`FrameGuard` rejects it; ``info["guard"]``
         counts the draws and why. ``key``: the key frame (default: the start's last frame)."""
         if frames < 1 or walkers < 1 or window < 1:
@@ -306,7 +345,7 @@ class Generator:
                             redraws=redraws if frame_guard else None, chain_ids=backbone.chain_ids,
                             residue_ids=backbone.residue_ids)
         if filter:
-            ensemble.check()
+            ensemble.check(start_xyz=key_xyz if key_xyz is not None else backbone.xyz[-1])
         return ensemble
 
     def score(self, trajectory, top=None, window: int = 4) -> np.ndarray:

@@ -21,9 +21,12 @@ def register(sub):
                    help="refine decoded backbones to ideal bonds, angles and peptide planes (small moves)")
     p.add_argument("--no-guard", action="store_true",
                    help="motion tokens: accept every frame as drawn (default: the guard draws a frame again when "
-                        "its chain breaks, CA atoms clash or its radius of gyration leaves 0.85-1.2 of the start's)")
+                        "its chain breaks, CA atoms clash, or it loses the start's compaction or native contacts, as "
+                        "judged by mdllm evaluate's global checks)")
     p.add_argument("--filter", action="store_true",
-                   help="write only frames that pass the backbone validity checks (mdllm.evaluate.check_backbone)")
+                   help="write only acceptable frames: valid by the local checks (mdllm.evaluate.check_backbone) and "
+                        "globally plausible against the start (compaction, native contacts), as mdllm evaluate "
+                        "judges them")
     p.add_argument("-o", "--output", required=True, help="OUT.dcd|.xtc|.pdb|.h5 (plus OUT.pdb, OUT.tokens.npz, OUT.json)")
     p.set_defaults(run=run)
 
@@ -58,6 +61,7 @@ def run(args):
               f"{g['frames_kept_after_last_try']} kept after the last try); rejections {g['rejections_by_reason']}")
     if "validity" in ensemble.info:
         v = ensemble.info["validity"]
-        print(f"validity filter: kept {v['valid_frames']} of {v['frames']} frames; invalid: {v['invalid_reasons']}")
+        print(f"filter: kept {v['acceptable_frames']} acceptable of {v['frames']} frames ({v['valid_frames']} valid "
+              f"by the local checks); rejected for: {v['invalid_reasons']}")
     for path in written:
         print(f"wrote {path}")
