@@ -155,6 +155,13 @@ def test_cli_report_on_adk_transition(tmp_path):
         assert name in m["plots"] and (out / name).stat().st_size > 10_000
     page = (out / "report.html").read_text()
     assert "RMSD traces cross at frame" in page and "rmsd_traces.png" in page
+    # issue 17: the transition stays acceptable, reaches the open state and reads as a transition
+    assert m["validity"]["acceptable_fraction"] >= 0.9 and m["global"]["in_reference_basin_fraction"] >= 0.9
+    assert gen["per_state"]["open"]["min_rmsd_A"] < 1.5
+    assert m["verdict"]["sentence"].startswith("Transition: the ensemble goes from 'closed' to 'open'")
+    assert page.index("Transition: the ensemble goes") < page.index("<h2>Summary</h2>")
+    # issue 19: frames in no named state are not shown as a state of their own name
+    assert "none of the named states" in page and "intermediate" not in page
 
 
 def test_cli_flags_corrupted_frames_and_bad_input(tmp_path, capsys):

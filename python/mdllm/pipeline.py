@@ -181,7 +181,7 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     named_states = {"start": str(start), **(states or {})}
     ev = Stage(out, "evaluate", {"generate": gen.key, **traj_key, "rebuild": p.rebuild,
                                  "states": {k: tree_digest(v) for k, v in named_states.items()}})
-    ev_results = ev.run(lambda d: _evaluate(gen_results, trajs[0], named_states, d, p, seed))
+    ev_results = ev.run(lambda d: _evaluate(gen_results, trajs[0], named_states, d, p, seed, start, trajs))
 
     summary.update(sequence=start_backbone.sequence, trajectories=[str(t) for t, _ in trajs],
                    model=ex_results["model"], generated=gen_results["trajectory"],
@@ -261,13 +261,17 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
             "guard": ens.info.get("guard")}
 
 
-def _evaluate(gen_results, reference, states, d, p: Preset, seed) -> dict:
+def _evaluate(gen_results, reference, states, d, p: Preset, seed, start=None, trajs=()) -> dict:
+    from mdllm.cli.evaluate import print_verdict
     from mdllm.evaluate.pipeline import EvaluateOptions, evaluate
 
     ref, ref_top = reference
+    # the training frames, so the verdict can tell a new state from a remembered one (one topology for all)
+    same_top = len({str(tp) for _, tp in trajs}) == 1
     metrics = evaluate(gen_results["trajectory"], d, top=gen_results["topology"], reference=ref,
                        reference_top=ref_top, states=dict(states),
-                       options=EvaluateOptions(rebuild_frames=p.rebuild, seed=seed))
-    v = metrics["validity"]
-    print(f"valid frames: {v['valid_frames']} of {v['frames']}")
+                       options=EvaluateOptions(rebuild_frames=p.rebuild, seed=seed), start=start,
+                       training=[t for t, _ in trajs] if same_top else [ref],
+                       training_top=trajs[0][1] if same_top and trajs else ref_top)
+    print_verdict(metrics, str(d / "report.html"))
     return {"report": str(d / "report.html"), "metrics": str(d / "metrics.json")}

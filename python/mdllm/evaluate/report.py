@@ -98,7 +98,7 @@ def verdict_html(v: dict) -> str:
         f'<td class="note">{r["note"]}</td></tr>' for r in v["rows"])
     notes = "".join(f"<li>{n}</li>" for n in v["notes"])
     return (f'<div class="verdict" style="border-left-color:{colour}"><p class="sentence">{v["sentence"]}</p>'
-            f'<table class="vt"><tr><td></td><th>check</th><th>generated</th><th>compared with</th><th></th></tr>'
+            f'<table class="vt"><tr><td></td><th>check</th><th>generated</th><th>compared with</th><th>note</th></tr>'
             f'{rows}</table>' + (f'<ul class="notes">{notes}</ul>' if notes else "") + "</div>")
 
 
