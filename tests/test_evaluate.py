@@ -203,3 +203,25 @@ def test_generation_loglik_is_reported(tmp_path):
                  options=EvaluateOptions(plots=False, progress=False))
     assert m["kinetics"]["generation_loglik"]["mean_per_frame"] == pytest.approx(-2.0)
     assert m["kinetics"]["generation_loglik"]["frames"] == traj.n_frames
+
+
+def test_verdict_compares_closest_approach_with_the_training_frames(tmp_path):
+    """A new state is one the generated frames reach and the training frames did not: trained on the
+    closed half of one DIMS transition, the other transition's open end is new."""
+    from mdllm.evaluate.pipeline import EvaluateOptions, evaluate
+    from mdllm.io import save
+
+    save(load_backbone(ADK / "adk_dims2.xtc", top=ADK / "adk_dims2.pdb")[:40], tmp_path / "train.xtc")
+    m = evaluate(ADK / "adk_dims.xtc", tmp_path / "out", top=ADK / "adk_dims.pdb",
+                 states={"closed": ADK / "adk_closed.pdb", "open": ADK / "adk_open.pdb"},
+                 training=[tmp_path / "train.xtc"], training_top=tmp_path / "train.pdb",
+                 options=EvaluateOptions(plots=False, progress=False, n_clusters=8))
+    closest = m["states"]["training"]["min_rmsd_A"]
+    assert closest["closed"] < 1.5 < 3.0 < closest["open"]
+    rows = {r["check"]: r for r in m["verdict"]["rows"]}
+    assert rows["closest approach to 'open'"]["note"] == "a state the training frames never reached"
+    assert rows["closest approach to 'closed'"]["note"].startswith("training frames were already there")
+    assert "so 'open' is new" in m["verdict"]["sentence"]
+    # no reference: judged against the start (first frame) and the size of a folded 214-residue chain;
+    # the opening (Rg 16.4 -> 19.4 Å) stays inside 1.3 x the folded expectation
+    assert m["inputs"]["start"] == "first generated frame" and m["validity"]["acceptable_fraction"] >= 0.9

@@ -90,14 +90,15 @@ LIGHTS = {"green": ("#1a7f37", "OK"), "amber": ("#b07800", "check"), "red": ("#c
 
 
 def verdict_html(v: dict) -> str:
-    """The verdict block: sentence, traffic-light table and notes (entities in the text are kept)."""
+    """The verdict block: sentence, traffic-light table and notes."""
+    e = html.escape
     colour, _ = LIGHTS.get(v["status"], LIGHTS["amber"])
     rows = "\n".join(
         f'<tr><td class="light"><span class="dot" style="background:{LIGHTS[r["status"]][0]}"></span>'
-        f'{LIGHTS[r["status"]][1]}</td><th>{r["check"]}</th><td>{r["generated"]}</td><td>{r["reference"]}</td>'
-        f'<td class="note">{r["note"]}</td></tr>' for r in v["rows"])
-    notes = "".join(f"<li>{n}</li>" for n in v["notes"])
-    return (f'<div class="verdict" style="border-left-color:{colour}"><p class="sentence">{v["sentence"]}</p>'
+        f'{LIGHTS[r["status"]][1]}</td><th>{e(r["check"])}</th><td>{e(r["generated"])}</td><td>{e(r["reference"])}</td>'
+        f'<td class="note">{e(r["note"])}</td></tr>' for r in v["rows"])
+    notes = "".join(f"<li>{e(n)}</li>" for n in v["notes"])
+    return (f'<div class="verdict" style="border-left-color:{colour}"><p class="sentence">{e(v["sentence"])}</p>'
             f'<table class="vt"><tr><td></td><th>check</th><th>generated</th><th>compared with</th><th>note</th></tr>'
             f'{rows}</table>' + (f'<ul class="notes">{notes}</ul>' if notes else "") + "</div>")
 

@@ -54,13 +54,13 @@ def verdict(m: dict) -> dict:
     q = (g.get("q") or {}).get("mean")
     if g:
         rows.append(_row("folded: compact and native contacts kept", _pct(folded) + (f", mean Q {q:.2f}" if q is not None else ""),
-                         f"Q &ge; {g['q_min']:.2f} of the start's {g['native_contacts']} contacts; "
-                         f"Rg {g['rg_band_A'][0]:.1f}-{g['rg_band_A'][1]:.1f} &Aring;", _light(folded)))
+                         f"Q ≥ {g['q_min']:.2f} of the start's {g['native_contacts']} contacts; "
+                         f"Rg {g['rg_band_A'][0]:.1f}-{g['rg_band_A'][1]:.1f} Å", _light(folded)))
     basin = g.get("in_reference_basin_fraction")
     if has_ref and basin is not None:
         d = g["nearest_reference_rmsd_A"]
-        rows.append(_row("inside the reference basin", _pct(basin) + f" (nearest MD frame {d['mean']:.1f} &Aring; on average)",
-                         f"nearest MD frame &le; {g['basin_A']:.1f} &Aring; CA-RMSD", _light(basin)))
+        rows.append(_row("inside the reference basin", _pct(basin) + f" (nearest MD frame {d['mean']:.1f} Å on average)",
+                         f"nearest MD frame ≤ {g['basin_A']:.1f} Å CA-RMSD", _light(basin)))
     rg = (c.get("rg_A") or {})
     gen_rg = (rg.get("generated") or {}).get("mean")
     compact_fraction = g.get("compact_fraction")
@@ -68,13 +68,13 @@ def verdict(m: dict) -> dict:
         if has_ref and rg.get("reference"):
             ref_rg = g.get("reference_rg_A", {})
             ratio = gen_rg / rg["reference"]["mean"]
-            rows.append(_row("radius of gyration (mean)", f"{gen_rg:.1f} &Aring; ({ratio:.2f}&times; MD)",
-                             f"MD {rg['reference']['mean']:.1f} &plusmn; {ref_rg.get('std', 0):.1f} &Aring;",
+            rows.append(_row("radius of gyration (mean)", f"{gen_rg:.1f} Å ({ratio:.2f}× MD)",
+                             f"MD {rg['reference']['mean']:.1f} ± {ref_rg.get('std', 0):.1f} Å",
                              _light(compact_fraction)))
         elif g:
-            rows.append(_row("radius of gyration (mean)", f"{gen_rg:.1f} &Aring;",
-                             f"start {g['start_rg_A']:.1f} &Aring;; folded chain of {m['inputs']['residues']} residues "
-                             f"~{g['rg_folded_expected_A']:.1f} &Aring;, random coil ~{g['rg_coil_expected_A']:.1f} &Aring;",
+            rows.append(_row("radius of gyration (mean)", f"{gen_rg:.1f} Å",
+                             f"start {g['start_rg_A']:.1f} Å; folded chain of {m['inputs']['residues']} residues "
+                             f"~{g['rg_folded_expected_A']:.1f} Å, random coil ~{g['rg_coil_expected_A']:.1f} Å",
                              _light(compact_fraction)))
     rmsf = c.get("rmsf_A", {})
     if rmsf.get("reference") and rmsf.get("generated"):
@@ -83,8 +83,8 @@ def verdict(m: dict) -> dict:
         far = max(ratio, 1 / ratio) if ratio > 0 else float("inf")
         status = "green" if far <= RMSF_GREEN else "amber" if far <= RMSF_AMBER else "red"
         r = rmsf.get("pearson_r")
-        rows.append(_row("RMSF (mean over residues)", f"{a:.1f} &Aring; ({ratio:.1f}&times; MD)",
-                         f"MD {b:.1f} &Aring;" + (f"; per-residue r = {r:.2f}" if r is not None else ""), status))
+        rows.append(_row("RMSF (mean over residues)", f"{a:.1f} Å ({ratio:.1f}× MD)",
+                         f"MD {b:.1f} Å" + (f"; per-residue r = {r:.2f}" if r is not None else ""), status))
 
     states = m.get("states", {})
     gen_states = states.get("generated", {})
@@ -98,14 +98,14 @@ def verdict(m: dict) -> dict:
         if t is None:
             ref_text, note = "training frames not given", "cannot tell a new state from a remembered one"
         else:
-            ref_text = f"training frames: {t:.1f} &Aring;"
+            ref_text = f"training frames: {t:.1f} Å"
             note = ("training frames were already there: not a new state" if t <= cutoff else
                     "a state the training frames never reached" if reached else
                     "closer than any training frame" if x < t else "")
             if reached and t > cutoff:
                 new_states.append((name, x, t))
         status = "green" if reached else "amber" if t is not None and x is not None and x < t else "red"
-        rows.append(_row(f"closest approach to '{name}'", f"{x:.1f} &Aring;" + (
+        rows.append(_row(f"closest approach to '{name}'", f"{x:.1f} Å" + (
             f" (in state from frame {s['first_frame_in_state']})" if reached else ""), ref_text, status, note))
 
     # the sentence
@@ -115,22 +115,22 @@ def verdict(m: dict) -> dict:
         rg_text = ""
         if gen_rg is not None:
             base = (rg.get("reference") or {}).get("mean") if has_ref else g["start_rg_A"]
-            rg_text = f"mean Rg {gen_rg:.1f} &Aring; against {base:.1f} &Aring; for {ref_word}, "
+            rg_text = f"mean Rg {gen_rg:.1f} Å against {base:.1f} Å for {ref_word}, "
         sentence = (f"Not folded: only {_pct(folded)} of frames keep the start structure's compaction and native "
                     f"contacts ({rg_text}mean Q {q:.2f}); this is an unfolded ensemble, not your protein.")
         status = "red"
     elif trans is not None:
         a, b = trans
         s = gen_states["per_state"][b]
-        sentence = (f"Transition: the ensemble goes from '{a}' to '{b}' (within {s['min_rmsd_A']:.1f} &Aring; from "
+        sentence = (f"Transition: the ensemble goes from '{a}' to '{b}' (within {s['min_rmsd_A']:.1f} Å from "
                     f"frame {s['first_frame_in_state']}) and stays folded ({_pct(acc)} of frames acceptable)")
         t = None if training is None else training.get(b)
-        sentence += ("." if t is None else f"; the training frames came no closer than {t:.1f} &Aring;, so '{b}' is new."
-                     if t > cutoff else f"; the training frames were already in '{b}' ({t:.1f} &Aring;).")
+        sentence += ("." if t is None else f"; the training frames came no closer than {t:.1f} Å, so '{b}' is new."
+                     if t > cutoff else f"; the training frames were already in '{b}' ({t:.1f} Å).")
         status = "green" if acc is not None and acc >= AMBER_FRACTION else "amber"
     elif has_ref and basin is not None and basin < AMBER_FRACTION:
         sentence = (f"Folded, but {_pct(1 - basin)} of frames lie outside the reference basin (nearest MD frame more "
-                    f"than {g['basin_A']:.1f} &Aring; away): a region the reference did not sample, or a reference "
+                    f"than {g['basin_A']:.1f} Å away): a region the reference did not sample, or a reference "
                     "too short to show it.")
         status = "amber"
     elif acc is not None and acc < AMBER_FRACTION:
@@ -146,7 +146,7 @@ def verdict(m: dict) -> dict:
         status = _light(acc)
     if new_states and trans is None:
         sentence += " New state" + ("s" if len(new_states) > 1 else "") + " reached: " + ", ".join(
-            f"'{n}' ({x:.1f} &Aring;; training frames {t:.1f} &Aring;)" for n, x, t in new_states) + "."
+            f"'{n}' ({x:.1f} Å; training frames {t:.1f} Å)" for n, x, t in new_states) + "."
 
     k = m.get("kinetics", {})
     if k.get("skipped"):
@@ -154,7 +154,7 @@ def verdict(m: dict) -> dict:
     if k.get("warning"):
         notes.append(f"Kinetics: {k['warning']}.")
     if has_ref and g.get("reference_frames") is not None and g["reference_frames"] < 50:
-        notes.append(f"The reference has only {g['reference_frames']} frames: its basin ({g['basin_A']:.1f} &Aring;) "
+        notes.append(f"The reference has only {g['reference_frames']} frames: its basin ({g['basin_A']:.1f} Å) "
                      "and spread may be narrower than the protein's.")
     if g and not has_ref:
         notes.append("No reference MD given: compaction and contacts are judged against the start structure "
@@ -163,8 +163,7 @@ def verdict(m: dict) -> dict:
 
 
 def plain(text: str) -> str:
-    """The HTML entities of the verdict as plain text for the terminal."""
-    for entity, char in (("&Aring;", "A"), ("&times;", "x"), ("&plusmn;", "+-"), ("&ge;", ">="), ("&le;", "<="),
-                         ("&amp;", "&")):
-        text = text.replace(entity, char)
+    """The verdict's text in ASCII for any terminal."""
+    for char, ascii_ in (("Å", "A"), ("×", "x"), ("±", "+-"), ("≥", ">="), ("≤", "<=")):
+        text = text.replace(char, ascii_)
     return text
