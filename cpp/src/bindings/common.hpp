@@ -38,5 +38,6 @@ void register_tokenizer(py::module_& m);
 void register_sampler(py::module_& m);
 void register_generate(py::module_& m);  // only with llama.cpp
 void register_validity(py::module_& m);
+void register_refine(py::module_& m);
 
 }  // namespace mdllm::bindings

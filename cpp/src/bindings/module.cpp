@@ -8,6 +8,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("num_threads", &mdllm::num_threads);
   mdllm::bindings::register_geometry(m);
   mdllm::bindings::register_validity(m);
+  mdllm::bindings::register_refine(m);
   mdllm::bindings::register_tokenizer(m);
   mdllm::bindings::register_sampler(m);
 #ifdef MDLLM_WITH_LLAMA

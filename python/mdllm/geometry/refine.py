@@ -11,6 +11,8 @@ rebuild and OpenMM minimization of ``mdllm evaluate --rebuild`` are.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from mdllm.errors import MdllmError
@@ -56,10 +58,15 @@ VDW_A = np.array([1.55, 1.70, 1.70, 1.52])  # N, CA, C, O (Bondi), as the validi
 CA_MIN_A = 3.0  # non-neighbouring CAs closer than this clash (the validity check's limit)
 GEOMETRY_WEIGHT = 10.0  # per Å² of bond, 1-3 distance and overlap error; position restraint and Ramachandran terms are relative to 1
 
+# The C++ backend's stop: no gradient component above this (energy per Å). tests/test_refine.py shows
+# that its results then match the reference's within the stated tolerances.
+GRADIENT_TOL = 1e-2
+
 
 def _rama_fields():
     """Per residue class (general, glycine, proline, pre-proline): the distance (radians) from every
-    cell of the phi x psi grid to the nearest allowed cell, and its gradient; periodic in both angles."""
+    cell of the phi x psi grid to the nearest allowed cell, its derivatives along phi and psi and its
+    mixed derivative (central differences, periodic in both angles), and the bin width (radians)."""
     from scipy.ndimage import distance_transform_edt
 
     from mdllm.evaluate import ramachandran
@@ -73,9 +80,46 @@ def _rama_fields():
         fields.append(dist)
     dist = np.stack(fields)
     step = np.deg2rad(bin_deg)
-    d_phi = (np.roll(dist, -1, axis=1) - np.roll(dist, 1, axis=1)) / (2 * step)
-    d_psi = (np.roll(dist, -1, axis=2) - np.roll(dist, 1, axis=2)) / (2 * step)
-    return dist, d_phi, d_psi, step
+
+    def central(a, axis):
+        return (np.roll(a, -1, axis=axis) - np.roll(a, 1, axis=axis)) / (2 * step)
+
+    d_phi = central(dist, 1)
+    return dist, d_phi, central(dist, 2), central(d_phi, 2), float(step)
+
+
+def _hermite(t):
+    """Cubic Hermite basis on [0, 1] (value at 0, value at 1, slope at 0, slope at 1) and its derivative."""
+    t2, t3 = t * t, t * t * t
+    return ((2 * t3 - 3 * t2 + 1, -2 * t3 + 3 * t2, t3 - 2 * t2 + t, t3 - t2),
+            (6 * t2 - 6 * t, -6 * t2 + 6 * t, 3 * t2 - 4 * t + 1, 3 * t2 - 2 * t))
+
+
+def _interpolate(fields, cls, phi, psi):
+    """The distance field at (phi, psi) radians of residues of class ``cls``, by bicubic Hermite
+    interpolation between cell centres on the value and derivative grids of :func:`_rama_fields`:
+    continuous with a continuous gradient, so that a minimiser's gradient stop means a minimum (a
+    cell lookup would be a staircase). Returns the value and its derivatives along phi and psi."""
+    dist, d_phi, d_psi, d_phipsi, step = fields
+    n = dist.shape[1]
+    u, v = (phi + np.pi) / step - 0.5, (psi + np.pi) / step - 0.5
+    fu, fv = np.floor(u), np.floor(v)
+    (hu, du), (hv, dv) = _hermite(u - fu), _hermite(v - fv)
+    iu = (fu.astype(np.int64) % n, (fu.astype(np.int64) + 1) % n)
+    iv = (fv.astype(np.int64) % n, (fv.astype(np.int64) + 1) % n)
+    value = np.zeros(np.shape(phi))
+    by_phi, by_psi = np.zeros_like(value), np.zeros_like(value)
+    for a in (0, 1):
+        for b in (0, 1):
+            cell = (cls, iu[a], iv[b])
+            # node data in grid units: value, slopes times the step, mixed slope times step squared
+            terms = ((dist[cell], a, b), (d_phi[cell] * step, a + 2, b), (d_psi[cell] * step, a, b + 2),
+                     (d_phipsi[cell] * step * step, a + 2, b + 2))
+            for f, ku, kv in terms:
+                value += f * hu[ku] * hv[kv]
+                by_phi += f * du[ku] * hv[kv]
+                by_psi += f * hu[ku] * dv[kv]
+    return value, by_phi / step, by_psi / step
 
 
 def _dihedral_and_gradient(p0, p1, p2, p3):
@@ -149,58 +193,178 @@ def _springs(p, grad, a, b, target, push_only=False) -> float:
     return GEOMETRY_WEIGHT * (diff ** 2).sum()
 
 
-def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, rama: float = 20.0,
-                     iterations: int = 600, rounds: int = 3, allowed_overlap_A: float = 0.4) -> np.ndarray:
-    """Refined copy of backbones (F, L, 4, 3) nm (N, CA, C, O): ideal bonds, angles and trans peptide
-    planes, no backbone overlaps beyond ``allowed_overlap_A`` (nor CAs closer than 3 Å), each atom held
-    to its input position by a spring ``restraint`` times weaker than the geometry terms. With
-    ``sequence``, residues whose (phi, psi) lie outside the allowed Ramachandran regions of their class
-    are pulled to the nearest allowed region (weight ``rama`` per radian squared)."""
-    from scipy.optimize import minimize
-
+def _check(xyz, sequence):
     xyz = np.asarray(xyz, np.float32)
     if xyz.ndim != 4 or xyz.shape[2:] != (4, 3):
         raise MdllmError(f"expected backbones of shape (frames, residues, 4, 3), got {xyz.shape}")
     if not np.isfinite(xyz).all():
         raise MdllmError("backbone coordinates contain NaN or infinite values")
+    if sequence is not None and len(sequence) != xyz.shape[1]:
+        raise MdllmError(f"sequence has {len(sequence)} residues, the backbones {xyz.shape[1]}")
+    if xyz.shape[1] < 2:
+        raise MdllmError(f"refinement needs at least 2 residues, got {xyz.shape[1]}")
+    return xyz
+
+
+def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, rama: float = 20.0,
+                     iterations: int = 600, rounds: int = 3, allowed_overlap_A: float = 0.4, backend: str = "cpp",
+                     gradient_tol: float = GRADIENT_TOL, progress: bool = False, stats: dict | None = None) -> np.ndarray:
+    """Refined copy of backbones (F, L, 4, 3) nm (N, CA, C, O): ideal bonds, angles and trans peptide
+    planes, no backbone overlaps beyond ``allowed_overlap_A`` (nor CAs closer than 3 Å), each atom held
+    to its input position by a spring ``restraint`` times weaker than the geometry terms. With
+    ``sequence``, residues whose (phi, psi) lie outside the allowed Ramachandran regions of their class
+    are pulled to the nearest allowed region (weight ``rama`` per radian squared).
+
+    ``backend`` 'cpp' (default) minimises every frame on its own in the compiled core, frames in
+    parallel, each round stopping once no gradient component exceeds ``gradient_tol`` (energy per Å);
+    'reference' is the scipy L-BFGS-B twin the tests compare it with (all frames as one problem).
+    ``progress`` shows a bar over frames; ``stats``, a dict, receives per-frame ``energy``,
+    ``iterations``, ``evaluations`` (of the energy) and ``max_gradient`` (C++ backend)."""
+    if backend == "reference":
+        return _refine_reference(xyz, sequence, restraint, rama, iterations, rounds, allowed_overlap_A)
+    if backend != "cpp":
+        raise MdllmError(f"unknown refinement backend '{backend}' (cpp or reference)")
+    from mdllm import _core
+
+    xyz = np.ascontiguousarray(_check(xyz, sequence))
     n_frames, n_res = xyz.shape[:2]
-    x0 = xyz.reshape(n_frames, n_res * 4, 3).astype(np.float64) * 10.0  # Å
+    args = _core_terms(sequence, n_res, rama)
+    opts = _core_options(restraint, rama, iterations, rounds, allowed_overlap_A, gradient_tol)
+    out = np.empty_like(xyz)
+    energy, max_gradient = np.empty(n_frames), np.empty(n_frames)
+    its, evals = np.empty(n_frames, np.int32), np.empty(n_frames, np.int32)
+    # chunks of frames between updates of the bar; each chunk still runs on every thread
+    chunk = max(4 * _core.num_threads(), 16) if progress else max(n_frames, 1)
+    bar = None
+    if progress and n_frames > chunk:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_frames, unit="frame", desc="refining")
+    for b in range(0, n_frames, chunk):
+        e = min(n_frames, b + chunk)
+        _core.refine(xyz[b:e], e - b, n_res, *args, opts, out[b:e], energy[b:e], its[b:e], evals[b:e],
+                     max_gradient[b:e])
+        if bar:
+            bar.update(e - b)
+    if bar:
+        bar.close()
+    if stats is not None:
+        stats.update(energy=energy, iterations=its, evaluations=evals, max_gradient=max_gradient)
+    return out
+
+
+def restraint_energy(xyz, input_xyz, sequence: str | None = None, restraint: float = 0.02, rama: float = 20.0,
+                     allowed_overlap_A: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """The energy that :func:`refine_backbones` minimises, at backbones ``xyz`` for atoms restrained to
+    ``input_xyz`` (both (F, L, 4, 3) nm), with overlaps listed at ``xyz``: per-frame energy (F,) and
+    its gradient (F, L, 4, 3) per Å (compiled core)."""
+    from mdllm import _core
+
+    xyz = np.ascontiguousarray(_check(xyz, sequence))
+    input_xyz = np.ascontiguousarray(_check(input_xyz, sequence))
+    if input_xyz.shape != xyz.shape:
+        raise MdllmError(f"backbones of shape {xyz.shape} and their inputs of shape {input_xyz.shape} differ")
+    n_frames, n_res = xyz.shape[:2]
+    energy, grad = np.empty(n_frames), np.empty(xyz.shape, np.float64)
+    _core.refine_energy(xyz, input_xyz, n_frames, n_res, *_core_terms(sequence, n_res, rama),
+                        _core_options(restraint, rama, 0, 1, allowed_overlap_A, GRADIENT_TOL), energy, grad)
+    return energy, grad
+
+
+def _core_terms(sequence, n_res, rama):
+    """The ideal pairs (P, 5), the Ramachandran class per residue, the four grids of
+    :func:`_rama_fields` stacked (4, classes, n, n) and the bin width, as the core takes them (no
+    classes: no Ramachandran term)."""
+    pairs = np.array([(a, b, off, d, d_cis) for (a, b, off, d), (*_, d_cis) in zip(IDEAL, IDEAL_CIS)], np.float64)
+    if sequence is None or rama <= 0 or n_res <= 2:
+        return pairs, np.zeros(0, np.int32), np.zeros((0, 0, 0, 0)), 0.0
+    from mdllm.evaluate import ramachandran
+
+    return (pairs, ramachandran.residue_classes(sequence).astype(np.int32), *_core_rama_grids())
+
+
+def _core_options(restraint, rama, iterations, rounds, allowed_overlap_A, gradient_tol) -> dict:
+    if rounds < 1 or iterations < 0:
+        raise MdllmError(f"refinement needs rounds >= 1 and iterations >= 0, got {rounds} and {iterations}")
+    return dict(geometry_weight=GEOMETRY_WEIGHT, restraint=restraint, rama=rama, radius_A=VDW_A.tolist(),
+                allowed_overlap_A=allowed_overlap_A, ca_min_A=CA_MIN_A + 0.1, contact_margin_A=0.5,
+                iterations=iterations, rounds=rounds, gradient_tol=gradient_tol)
+
+
+@lru_cache(maxsize=1)
+def _rama_fields_cached():
+    return _rama_fields()
+
+
+@lru_cache(maxsize=1)
+def _core_rama_grids():
+    *grids, step = _rama_fields_cached()
+    return np.ascontiguousarray(np.stack(grids)), step
+
+
+def _energy_terms(x0, sequence, rama):
+    """What the reference energy needs besides the coordinates: ideal pairs, Ramachandran terms."""
     ii, jj, d0 = _pairs(x0)
-    if sequence is not None and len(sequence) != n_res:
-        raise MdllmError(f"sequence has {len(sequence)} residues, the backbones {n_res}")
-    if sequence is not None and rama > 0 and n_res > 2:
+    if sequence is not None and rama > 0 and x0.shape[1] // 4 > 2:
         from mdllm.evaluate import ramachandran
 
-        field, d_phi, d_psi, step = _rama_fields()
+        n_res = x0.shape[1] // 4
         classes = ramachandran.residue_classes(sequence)[1:-1]  # residues with both phi and psi
         inner = np.arange(1, n_res - 1)
         phi_atoms = [(inner - 1) * 4 + C, inner * 4 + N, inner * 4 + CA, inner * 4 + C]
         psi_atoms = [inner * 4 + N, inner * 4 + CA, inner * 4 + C, (inner + 1) * 4 + N]
+        rama_terms = (_rama_fields_cached(), classes, phi_atoms, psi_atoms)
     else:
-        rama = 0.0
+        rama_terms = None
+    return ii, jj, d0, rama_terms
+
+
+def _energy(p, x0, ii, jj, d0, contacts, rama_terms, restraint, rama):
+    """Reference energy and gradient of all frames p (F, L * 4, 3) Å together."""
+    cf, ci, cj, cmin = contacts
+    grad = 2 * restraint * (p - x0)
+    e = restraint * ((p - x0) ** 2).sum()
+    e += _springs(p, grad, (slice(None), ii), (slice(None), jj), d0)
+    if len(cf):
+        e += _springs(p, grad, (cf, ci), (cf, cj), cmin, push_only=True)
+    if rama_terms is not None:
+        fields, classes, phi_atoms, psi_atoms = rama_terms
+        phi, dphi = _dihedral_and_gradient(*(p[:, k] for k in phi_atoms))
+        psi, dpsi = _dihedral_and_gradient(*(p[:, k] for k in psi_atoms))
+        dist, slope_phi, slope_psi = _interpolate(fields, np.broadcast_to(classes, phi.shape), phi, psi)
+        dist = np.maximum(dist, 0.0)  # the cubic may dip below 0 inside the allowed region
+        e += rama * (dist ** 2).sum()
+        for atoms, grads, slope in ((phi_atoms, dphi, slope_phi), (psi_atoms, dpsi, slope_psi)):
+            coef = (2 * rama * dist * slope)[..., None]
+            for k, gk in zip(atoms, grads):
+                np.add.at(grad, (slice(None), k), coef * gk)
+    return e, grad
+
+
+def _reference_energy(xyz, input_xyz, sequence=None, restraint=0.02, rama=20.0, allowed_overlap_A=0.4) -> tuple[float, np.ndarray]:
+    """The reference's total energy over all frames (contacts listed at ``xyz``) and its gradient (Å);
+    the twin of :func:`restraint_energy`."""
+    x0 = np.asarray(input_xyz, np.float32).reshape(len(input_xyz), -1, 3).astype(np.float64) * 10.0
+    x = np.asarray(xyz, np.float32).reshape(x0.shape).astype(np.float64) * 10.0
+    ii, jj, d0, rama_terms = _energy_terms(x0, sequence, rama)
+    e, grad = _energy(x, x0, ii, jj, d0, _contacts(x, allowed_overlap_A), rama_terms, restraint, rama)
+    return e, grad.reshape(np.shape(xyz))
+
+
+def _refine_reference(xyz, sequence, restraint, rama, iterations, rounds, allowed_overlap_A) -> np.ndarray:
+    """The tested reference: scipy's L-BFGS-B on all frames as one problem."""
+    from scipy.optimize import minimize
+
+    xyz = _check(xyz, sequence)
+    n_frames, n_res = xyz.shape[:2]
+    x0 = xyz.reshape(n_frames, n_res * 4, 3).astype(np.float64) * 10.0  # Å
+    ii, jj, d0, rama_terms = _energy_terms(x0, sequence, rama)
     x = x0.copy()
     for _ in range(rounds):  # contacts are re-listed between rounds as atoms move
-        cf, ci, cj, cmin = _contacts(x, allowed_overlap_A)
+        contacts = _contacts(x, allowed_overlap_A)
 
         def energy(flat):
-            p = flat.reshape(x0.shape)
-            grad = 2 * restraint * (p - x0)
-            e = restraint * ((p - x0) ** 2).sum()
-            e += _springs(p, grad, (slice(None), ii), (slice(None), jj), d0)
-            if len(cf):
-                e += _springs(p, grad, (cf, ci), (cf, cj), cmin, push_only=True)
-            if rama:
-                phi, dphi = _dihedral_and_gradient(*(p[:, k] for k in phi_atoms))
-                psi, dpsi = _dihedral_and_gradient(*(p[:, k] for k in psi_atoms))
-                i = np.clip(((phi + np.pi) // step).astype(np.int64), 0, field.shape[1] - 1)
-                j = np.clip(((psi + np.pi) // step).astype(np.int64), 0, field.shape[1] - 1)
-                cls = np.broadcast_to(classes, i.shape)
-                dist = field[cls, i, j]
-                e += rama * (dist ** 2).sum()
-                for atoms, grads, slope in ((phi_atoms, dphi, d_phi[cls, i, j]), (psi_atoms, dpsi, d_psi[cls, i, j])):
-                    coef = (2 * rama * dist * slope)[..., None]
-                    for k, gk in zip(atoms, grads):
-                        np.add.at(grad, (slice(None), k), coef * gk)
+            e, grad = _energy(flat.reshape(x0.shape), x0, ii, jj, d0, contacts, rama_terms, restraint, rama)
             return e, grad.ravel()
 
         x = minimize(energy, x.ravel(), jac=True, method="L-BFGS-B",
