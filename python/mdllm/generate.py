@@ -314,7 +314,7 @@ class Generator:
 
             t2 = time.perf_counter()
             flat = xyz.reshape(-1, layout.residues, 4, 3)
-            moved = refine_backbones(flat, backbone.sequence)
+            moved = refine_backbones(flat, backbone.sequence, progress=progress)
             shift_A = np.sqrt(((moved - flat) ** 2).sum(-1).mean(axis=(1, 2))) * 10.0
             xyz = moved.reshape(xyz.shape)
             refined = {"rms_displacement_A_median": float(np.median(shift_A)),
