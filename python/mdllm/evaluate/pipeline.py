@@ -217,6 +217,11 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
         metrics["states"] = {"cutoff_A": options.state_cutoff_A, "atoms": "CA of residues aligned to each state",
                              "generated": state_metrics(gen_rmsd, gen_labels, names, gen.timestep)}
         metrics["states"]["generated"]["rmsd_crossing_frame"] = rmsd_crossing(gen_rmsd)
+        if "acceptable" in data:  # a new state counts only in frames that are acceptable
+            keep = data["acceptable"][np.flatnonzero(finite)]
+            for k, name in enumerate(names):
+                metrics["states"]["generated"]["per_state"][name]["min_rmsd_acceptable_A"] = \
+                    float(gen_rmsd[k, keep].min()) if keep.any() else None
         data.update(gen_rmsd=gen_rmsd, gen_time=g.time)
         if ref is not None:
             ref_states = [st.load_state(s.name, s.source, ref.sequence) for s in inputs.states]

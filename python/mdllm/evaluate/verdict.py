@@ -92,8 +92,12 @@ def verdict(m: dict) -> dict:
     training = (states.get("training") or {}).get("min_rmsd_A")
     new_states = []
     for name, s in gen_states.get("per_state", {}).items():
-        x = s["min_rmsd_A"]
-        reached = x is not None and x <= cutoff
+        # only acceptable frames count: an unfolded or broken frame near a state is no visit to it
+        x = s["min_rmsd_acceptable_A"] if "min_rmsd_acceptable_A" in s else s["min_rmsd_A"]
+        if x is None:
+            rows.append(_row(f"closest approach to '{name}'", "no acceptable frame", "", "red"))
+            continue
+        reached = x <= cutoff
         t = None if training is None else training.get(name)
         if t is None:
             ref_text, note = "training frames not given", "cannot tell a new state from a remembered one"
@@ -105,7 +109,7 @@ def verdict(m: dict) -> dict:
             if reached and t > cutoff:
                 new_states.append((name, x, t))
         status = "green" if reached else "amber" if t is not None and x is not None and x < t else "red"
-        rows.append(_row(f"closest approach to '{name}'", f"{x:.1f} Å" + (
+        rows.append(_row(f"closest approach to '{name}' (acceptable frames)", f"{x:.1f} Å" + (
             f" (in state from frame {s['first_frame_in_state']})" if reached else ""), ref_text, status, note))
 
     # the sentence
