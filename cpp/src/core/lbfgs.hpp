@@ -34,12 +34,15 @@ inline double max_abs(const double* a, int64_t n) {
 
 class Lbfgs {
  public:
-  Lbfgs(int64_t n, int memory)
-      : n_(n), m_(std::max(memory, 1)), s_(m_ * n), y_(m_ * n), rho_(m_), alpha_(m_), g_(n), d_(n), x_new_(n),
+  // max_move: the largest change of one variable in a trial step.
+  Lbfgs(int64_t n, int memory, double max_move)
+      : n_(n), m_(std::max(memory, 1)), max_move_(max_move), s_(m_ * n), y_(m_ * n), rho_(m_), alpha_(m_), g_(n), d_(n), x_new_(n),
         g_new_(n) {}
 
   // Minimises fg(x, grad) -> f from x (updated in place) until no gradient component exceeds
-  // gradient_tol, max_iter iterations pass, or no step along the search direction lowers f.
+  // gradient_tol, max_iter iterations pass, no step along the search direction lowers f, or 2 max_iter
+  // evaluations are spent (where line searches keep failing, e.g. around a dihedral of collinear
+  // atoms, progress is too slow to be worth more).
   template <class Fn>
   LbfgsResult minimize(Fn&& fg, double* x, int32_t max_iter, double gradient_tol) {
     double* g = g_.data();
@@ -47,7 +50,7 @@ class Lbfgs {
     int32_t evaluations = 1;
     int stored = 0, newest = -1;
     int32_t it = 0;
-    for (; it < max_iter && max_abs(g, n_) > gradient_tol; ++it) {
+    for (; it < max_iter && evaluations < 2 * max_iter && max_abs(g, n_) > gradient_tol; ++it) {
       direction(g, stored, newest);
       double slope = dot(g, d_.data(), n_);
       if (!(slope < 0)) {  // not downhill (e.g. curvature pairs from a discontinuous term): restart
@@ -56,10 +59,13 @@ class Lbfgs {
         slope = dot(g, d_.data(), n_);
       }
       // Without curvature information the first step moves the atoms 0.1 Å in all (arbitrary scale).
+      // No trial step moves a coordinate more than max_move: where the energy is steep (a dihedral of
+      // nearly collinear atoms) the full step would be far off and cost many halvings to come back.
       double step = stored ? 1.0 : 0.1 / std::sqrt(dot(d_.data(), d_.data(), n_));
+      step = std::min(step, max_move_ / max_abs(d_.data(), n_));
       double f_new = 0;
       bool moved = false;
-      for (int tries = 0; tries < 30; ++tries) {
+      for (int tries = 0; tries < 20; ++tries) {
         for (int64_t i = 0; i < n_; ++i) x_new_[i] = x[i] + step * d_[i];
         f_new = fg(x_new_.data(), g_new_.data());
         ++evaluations;
@@ -130,6 +136,7 @@ class Lbfgs {
 
   int64_t n_;
   int m_;
+  double max_move_;
   std::vector<double> s_, y_, rho_, alpha_, g_, d_, x_new_, g_new_;
 };
 

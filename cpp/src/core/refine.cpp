@@ -111,23 +111,21 @@ double springs(const double* x, double* g, const std::vector<Spring>& list, doub
   return weight * e;
 }
 
-// Dihedral p0-p1-p2-p3 (IUPAC sign) and its gradient with respect to each point (Blondel & Karplus
-// 1996), with the reference's small guards against zero lengths.
-double dihedral_gradient(Vec3 p0, Vec3 p1, Vec3 p2, Vec3 p3, Vec3 d[4]) {
+// Gradient of the dihedral p0-p1-p2-p3 with respect to each point (Blondel & Karplus 1996), with the
+// reference's small guards against zero lengths.
+void dihedral_gradient(Vec3 p0, Vec3 p1, Vec3 p2, Vec3 p3, Vec3 d[4]) {
   using detail::cross;
   using detail::dot;
   const Vec3 f = p0 - p1, g = p1 - p2, h = p3 - p2;
   const Vec3 a = cross(f, g), b = cross(h, g);
   const double g_norm = detail::norm(g) + 1e-9;
   const double a2 = dot(a, a) + 1e-9, b2 = dot(b, b) + 1e-9;
-  const double angle = std::atan2(dot(cross(b, a), g) / g_norm, dot(a, b));
   const double fg = dot(f, g), hg = dot(h, g);
   d[0] = (-g_norm / a2) * a;
   d[3] = (g_norm / b2) * b;
   const Vec3 mix = (fg / (a2 * g_norm)) * a - (hg / (b2 * g_norm)) * b;
   d[1] = mix - d[0];
   d[2] = -1.0 * d[3] - mix;
-  return angle;
 }
 
 // Cubic Hermite basis on [0, 1]: h[0], h[1] weigh the values at 0 and 1, h[2], h[3] the slopes;
@@ -182,13 +180,14 @@ double ramachandran(const double* x, double* g, const FrameTerms& t) {
   for (int64_t r = 1; r + 1 < t.n_res; ++r) {
     const int64_t phi_atoms[4] = {4 * (r - 1) + C, 4 * r + N, 4 * r + CA, 4 * r + C};
     const int64_t psi_atoms[4] = {4 * r + N, 4 * r + CA, 4 * r + C, 4 * (r + 1) + N};
-    Vec3 d_phi[4], d_psi[4];
-    const double phi = dihedral_gradient(at(x, phi_atoms[0]), at(x, phi_atoms[1]), at(x, phi_atoms[2]),
-                                         at(x, phi_atoms[3]), d_phi);
-    const double psi = dihedral_gradient(at(x, psi_atoms[0]), at(x, psi_atoms[1]), at(x, psi_atoms[2]),
-                                         at(x, psi_atoms[3]), d_psi);
-    const Interpolated d = interpolate(fd, t.rama_class[r] * cells, phi, psi);
+    const auto angle = [&](const int64_t* k) {
+      return detail::dihedral(at(x, k[0]), at(x, k[1]), at(x, k[2]), at(x, k[3]));
+    };
+    const Interpolated d = interpolate(fd, t.rama_class[r] * cells, angle(phi_atoms), angle(psi_atoms));
     if (d.value <= 0) continue;  // inside the allowed region (the cubic may dip below 0 there)
+    Vec3 d_phi[4], d_psi[4];  // only now: most residues are allowed and need no gradient
+    dihedral_gradient(at(x, phi_atoms[0]), at(x, phi_atoms[1]), at(x, phi_atoms[2]), at(x, phi_atoms[3]), d_phi);
+    dihedral_gradient(at(x, psi_atoms[0]), at(x, psi_atoms[1]), at(x, psi_atoms[2]), at(x, psi_atoms[3]), d_psi);
     e += d.value * d.value;
     const double c_phi = 2 * w * d.value * d.d_phi, c_psi = 2 * w * d.value * d.d_psi;
     for (int k = 0; k < 4; ++k) {
@@ -264,7 +263,7 @@ void refine(const float* xyz, int64_t n_frames, int64_t n_res, const IdealPair* 
   const int32_t rounds = std::max(options.rounds, 1);
   detail::parallel_for(n_frames, [&](int64_t begin, int64_t end) {
     std::vector<double> input(n), x(n);
-    detail::Lbfgs lbfgs(n, options.memory);
+    detail::Lbfgs lbfgs(n, options.memory, options.max_step_A);
     for (int64_t f = begin; f < end; ++f) {
       load_A(xyz + f * n, n, input.data());
       x = input;  // warm start: the decoded frame itself
