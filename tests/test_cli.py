@@ -32,3 +32,25 @@ def test_bad_input_is_one_line_and_nonzero():
     lines = [l for l in out.stderr.splitlines() if l.strip()]
     assert len(lines) == 1
     assert lines[0].startswith("mdllm info: error:") and "adk_dims_10.dcd" in lines[0] and "topology" in lines[0]
+
+
+def test_run_and_evaluate_parse_states_alike():
+    # one parser for --state: the same one-line error from both commands, before any work starts
+    for command in (("run", DATA / "1L2Y_3models.pdb", "-o", "unused"),
+                    ("evaluate", DATA / "1L2Y_3models.pdb", "-o", "unused")):
+        out = mdllm(*command, "--state", "open.pdb")
+        lines = [l for l in out.stderr.splitlines() if l.strip()]
+        assert out.returncode == 1 and len(lines) == 1, out.stderr
+        assert "--state expects NAME=PDB, got 'open.pdb'" in lines[0]
+
+
+def test_run_with_an_unknown_preset_is_a_clear_error(tmp_path):
+    import pytest
+
+    from mdllm.errors import MdllmError
+    from mdllm.pipeline import run
+
+    out = mdllm("run", DATA / "1L2Y_3models.pdb", "-o", tmp_path, "--preset", "nonsense")
+    assert out.returncode == 2 and "invalid choice: 'nonsense'" in out.stderr.splitlines()[-1]
+    with pytest.raises(MdllmError, match="unknown preset 'nonsense'"):
+        run(DATA / "1L2Y_3models.pdb", tmp_path, preset="nonsense")

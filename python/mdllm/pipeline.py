@@ -105,15 +105,6 @@ class Stage:
         return results
 
 
-def _cli(*args) -> None:
-    """Run an mdllm subcommand in this process; a failure stops the pipeline."""
-    from mdllm.cli import main
-
-    code = main([str(a) for a in args])
-    if code:
-        raise MdllmError(f"`mdllm {' '.join(str(a) for a in args[:1])}` failed (exit {code}); see the message above")
-
-
 def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick", base=None, tokenizer=None,
         seed: int = 0, threads: int = 0, states: dict | None = None, **overrides) -> dict:
     """Run every stage; returns a summary (also written to OUT/run.json)."""
@@ -122,9 +113,9 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     from mdllm.paths import model_path
     from mdllm.tokenizer import FoldTokenizer
 
-    p = PRESETS[preset] if isinstance(preset, str) else preset
     if isinstance(preset, str) and preset not in PRESETS:
         raise MdllmError(f"unknown preset '{preset}' (one of {', '.join(PRESETS)})")
+    p = PRESETS[preset] if isinstance(preset, str) else preset
     p = replace(p, **overrides) if overrides else p
     start = Path(start)
     if not start.exists():
@@ -234,18 +225,26 @@ def _adapt(trajs, tok, d, p: Preset, seed) -> dict:
 
 
 def _finetune(token_files, base, d, p: Preset, seed, threads) -> dict:
-    args = ["train", *token_files, "--base", base, "--lora-rank", p.lora_rank, "--max-steps", p.train_steps,
-            "--epochs", 1000, "--window", p.train_window, "--micro-batch", p.micro_batch, "--seed", seed,
-            "--checkpoint-every", 10, "--keep-best", "-o", d]
-    if (d / "checkpoint.safetensors").exists():
-        args.append("--resume")
-    _cli(*(["--threads", threads] if threads else []), *args)
-    return {"model_dir": str(d)}
+    import torch
+
+    from mdllm.lm.fit import LoraSettings, Windows, fit
+    from mdllm.lm.train import CHECKPOINT, TrainConfig
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = TrainConfig(epochs=1000, max_steps=p.train_steps, micro_batch=p.micro_batch, seed=seed,
+                      checkpoint_every=10, keep_best=True)
+    result = fit(token_files, d, base=base, lora=LoraSettings(rank=p.lora_rank), windows=Windows(window=p.train_window),
+                 train=cfg, resume=(d / CHECKPOINT).exists())
+    return {"model_dir": str(d), "steps": result.steps, "best_val": result.best_val}
 
 
 def _export(model_dir, d) -> dict:
+    from mdllm.lm import store
+    from mdllm.lm.export import write_gguf
+
     model = d / "model.gguf"
-    _cli("export", model_dir, "-o", model, "--type", "f16")
+    write_gguf(store.load(model_dir), model, "f16")
     return {"model": str(model)}
 
 
@@ -262,7 +261,7 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
 
 
 def _evaluate(gen_results, reference, states, d, p: Preset, seed, start=None, trajs=()) -> dict:
-    from mdllm.cli.evaluate import print_verdict
+    from mdllm.evaluate.verdict import print_verdict
     from mdllm.evaluate.pipeline import EvaluateOptions, evaluate
 
     ref, ref_top = reference

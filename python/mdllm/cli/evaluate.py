@@ -1,9 +1,6 @@
 """``mdllm evaluate GEN --top T [--reference REF] [--state NAME=PDB ...] -o DIR``: validity, states,
 free energy, kinetics and all-atom rebuild of a trajectory, as metrics.json, PNG plots and report.html."""
 
-from mdllm.errors import MdllmError
-
-
 def register(sub):
     p = sub.add_parser("evaluate", help="physical validity and comparison with reference MD; writes a report")
     p.add_argument("generated", help="trajectory to judge (any format mdtraj reads)")
@@ -35,47 +32,17 @@ def register(sub):
     p.set_defaults(run=run)
 
 
-def parse_states(specs) -> dict:
-    states = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise MdllmError(f"--state expects NAME=PDB, got '{spec}'")
-        if name in states:
-            raise MdllmError(f"--state '{name}' given twice")
-        from mdllm.evaluate.states import NONE_LABEL
-
-        if name == NONE_LABEL:
-            raise MdllmError(f"--state name '{name}' is reserved for frames in no named state")
-        states[name] = path
-    return states
-
-
 def run(args):
     from mdllm.evaluate.pipeline import EvaluateOptions, evaluate
+    from mdllm.evaluate.states import parse_state_specs
+    from mdllm.evaluate.verdict import print_verdict
 
     options = EvaluateOptions(state_cutoff_A=args.state_cutoff, tica_lag=args.tica_lag, n_clusters=args.clusters,
                               rebuild_frames=args.rebuild, rebuild_threads=args.rebuild_threads,
                               max_iterations=args.max_iterations, solvent_iterations=args.solvent_iterations, plots=not args.no_plots, seed=args.seed)
     metrics = evaluate(args.generated, args.out, top=args.top, reference=args.reference,
-                       reference_top=args.reference_top, states=parse_states(args.state), options=options,
+                       reference_top=args.reference_top, states=parse_state_specs(args.state), options=options,
                        start=args.start, training=args.training, training_top=args.training_top)
     print_verdict(metrics, f"{args.out}/report.html")
 
 
-def print_verdict(metrics, report_path) -> None:
-    """The verdict table for the terminal; its sentence is the last line."""
-    from mdllm.evaluate.verdict import plain
-
-    v = metrics["validity"]
-    print(f"valid frames: {v['valid_frames']} of {v['frames']}"
-          + (f"; acceptable: {v['acceptable_frames']}" if "acceptable_frames" in v else ""))
-    verdict = metrics.get("verdict") or {}
-    for row in verdict.get("rows", []):
-        note = f"  [{plain(row['note'])}]" if row["note"] else ""
-        print(f"  {row['status']:5s}  {plain(row['check'])}: {plain(row['generated'])} | {plain(row['reference'])}{note}")
-    for note in verdict.get("notes", []):
-        print(f"  note: {plain(note)}")
-    print(f"report: {report_path}")
-    if verdict:
-        print(f"verdict: {plain(verdict['sentence'])}")

@@ -27,15 +27,10 @@ def register(sub):
 
 
 def run(args):
-    from mdllm.errors import MdllmError
+    from mdllm.evaluate.states import parse_state_specs
     from mdllm.pipeline import run as run_pipeline
 
-    states = {}
-    for item in args.state:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise MdllmError(f"--state wants NAME=PDB, got '{item}'")
-        states[name] = path
+    states = parse_state_specs(args.state)
     overrides = {key: value for key, value in [("frames", args.frames), ("walkers", args.walkers),
                                                ("train_steps", args.train_steps), ("adapt_steps", args.adapt_steps),
                                                ("simulate_ns", args.simulate_ns)]

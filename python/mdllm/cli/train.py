@@ -74,101 +74,21 @@ def run(args):
 
     import torch
 
-    from mdllm.errors import MdllmError
-    from mdllm.lm import store
-    from mdllm.lm.data import load_token_files, vocabulary_for, windows
-    from mdllm.lm.lora import add_lora
-    from mdllm.lm.model import PRESETS, MistralLM, ModelConfig
-    from mdllm.lm.text import Vocabulary
-    from mdllm.lm.train import TrainConfig, init_distributed, train
+    from mdllm.lm.fit import LoraSettings, NewModel, Windows, fit
+    from mdllm.lm.train import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.base and args.hf_base:
-        raise MdllmError("give --base or --hf-base, not both")
-    from pathlib import Path
-
-    from mdllm.lm.train import CHECKPOINT
-
-    if (Path(args.out) / CHECKPOINT).exists() and not args.resume:
-        raise MdllmError(f"{args.out}: holds a checkpoint of an earlier run; give --resume to continue it "
-                         "or choose another output directory")
-    paths = _data_paths(args)
-    trajs = load_token_files(paths)
-    K, tok_hash = trajs[0].codebook_size, trajs[0].tokenizer_hash
-    torch.manual_seed(args.seed)
-
-    if args.base:
-        model = store.load(args.base)
-        for t in trajs:
-            model.check_tokenizer(t.codebook_size, t.tokenizer_hash, source=t.source)
-            model.vocab.check_key_tokenizer(t.key_codebook_size, t.key_tokenizer_hash, source=t.source)
-        if model.meta.get("lora"):  # a LoRA-tuned base: fold its adapters in before training on top
-            from mdllm.lm.lora import merge_lora
-
-            merge_lora(model)
-            model.meta["lora"] = None
-    elif args.hf_base:
-        model = store.load_hf(args.hf_base, K, tok_hash, args.n_conditioning, seed=args.seed)
-    else:
-        if args.preset not in PRESETS:
-            raise MdllmError(f"unknown preset {args.preset!r}; choose from {', '.join(PRESETS)}")
-        vocab = vocabulary_for(trajs[0], args.n_conditioning)
-        longest = max(len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + min(args.window, len(t.tokens)) * (t.tokens.shape[1] + 1)
-                      for t in trajs)
-        context = args.context or 256 * -(-longest // 256)
-        shape = dict(PRESETS[args.preset])
-        if args.heads:
-            shape["num_attention_heads"] = args.heads
-        if args.kv_heads:
-            shape["num_key_value_heads"] = args.kv_heads
-        model = MistralLM(ModelConfig(vocab_size=vocab.size, max_position_embeddings=context, **shape))
-        model.vocab = vocab
-        if vocab.key_codebook_size:
-            from mdllm.lm.model import init_motion_codes
-            from mdllm.tokenizer.api import load_tokenizer
-
-            motion = load_tokenizer(args.motion_tokenizer)
-            vocab.check_tokenizer(motion.codebook_size, motion.hash, source=str(motion.path))
-            init_motion_codes(model, motion.codebook)
-    vocab = model.vocab
-    train_ex, val_ex = windows(trajs, vocab, args.window, args.stride, args.val_fraction)
-    longest = max(len(ids) for ids, _ in train_ex + val_ex)
-    if longest > model.config.max_position_embeddings:
-        raise MdllmError(f"a window of {args.window} frames needs {longest} tokens but the model's context "
-                         f"is {model.config.max_position_embeddings}; use a smaller --window")
-
-    if args.lora_rank:
-        targets = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
-        add_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout, targets)
-        model.meta["lora"] = {"rank": args.lora_rank, "alpha": args.lora_alpha,
-                              "dropout": args.lora_dropout, "targets": targets}
-
+    new = NewModel(preset=args.preset, heads=args.heads, kv_heads=args.kv_heads, context=args.context,
+                   n_conditioning=args.n_conditioning, motion_tokenizer=args.motion_tokenizer)
+    lora = LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                        targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()))
     cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, micro_batch=args.micro_batch,
                       grad_accum=args.grad_accum, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
                       warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
                       seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-                      keep_best=args.keep_best,
-                      progress=not args.no_progress)
-    record = {"command": "mdllm " + " ".join(sys.argv[1:]) if sys.argv else "", "data": paths,
-              "sequences": sorted({t.sequence for t in trajs}),
-              "seed": args.seed, "window": args.window, "stride": args.stride,
-              "val_fraction": args.val_fraction, "base": args.base or args.hf_base,
-              "train_windows": len(train_ex), "val_windows": len(val_ex)}
-    dist_info = init_distributed()
-    if dist_info.is_main:
-        print(f"model: {model.num_parameters():,} parameters, {model.num_parameters(True):,} trained; "
-              f"{len(train_ex)} training / {len(val_ex)} validation windows from {len(trajs)} files",
-              file=sys.stderr)
-    history = train(model, train_ex, val_ex, args.out, cfg, resume=args.resume, record=record)
-    if dist_info.is_main:
-        model.meta["training"] = {**record, "steps": len(history["train"]),
-                                  "final_val": history["val"][-1] if history["val"] else None,
-                                  "best_val": history.get("best_val")}
-        store.save(model.cpu(), args.out)
-        print(f"saved {args.out}", file=sys.stderr)
-    if dist_info.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
+                      keep_best=args.keep_best, progress=not args.no_progress)
+    fit(_data_paths(args), args.out, base=args.base, hf_base=args.hf_base, new=new, lora=lora,
+        windows=Windows(args.window, args.stride, args.val_fraction), train=cfg, resume=args.resume,
+        command="mdllm " + " ".join(sys.argv[1:]) if sys.argv else "")
+    print(f"saved {args.out}", file=sys.stderr)

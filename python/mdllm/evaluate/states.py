@@ -121,3 +121,18 @@ def first_arrival(labels: np.ndarray, state: int) -> int | None:
     """Index of the first frame in ``state`` or None."""
     hits = np.flatnonzero(labels == state)
     return int(hits[0]) if hits.size else None
+
+
+def parse_state_specs(specs) -> dict[str, str]:
+    """``NAME=PDB`` strings (``--state`` of mdllm evaluate and mdllm run) -> {name: path}."""
+    states: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise MdllmError(f"--state expects NAME=PDB, got '{spec}'")
+        if name in states:
+            raise MdllmError(f"--state '{name}' given twice")
+        if name == NONE_LABEL:
+            raise MdllmError(f"--state name '{name}' is reserved for frames in no named state")
+        states[name] = path
+    return states

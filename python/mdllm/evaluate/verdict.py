@@ -171,3 +171,19 @@ def plain(text: str) -> str:
     for char, ascii_ in (("Å", "A"), ("×", "x"), ("±", "+-"), ("≥", ">="), ("≤", "<=")):
         text = text.replace(char, ascii_)
     return text
+
+
+def print_verdict(metrics, report_path) -> None:
+    """The verdict table for the terminal; its sentence is the last line."""
+    v = metrics["validity"]
+    print(f"valid frames: {v['valid_frames']} of {v['frames']}"
+          + (f"; acceptable: {v['acceptable_frames']}" if "acceptable_frames" in v else ""))
+    verdict = metrics.get("verdict") or {}
+    for row in verdict.get("rows", []):
+        note = f"  [{plain(row['note'])}]" if row["note"] else ""
+        print(f"  {row['status']:5s}  {plain(row['check'])}: {plain(row['generated'])} | {plain(row['reference'])}{note}")
+    for note in verdict.get("notes", []):
+        print(f"  note: {plain(note)}")
+    print(f"report: {report_path}")
+    if verdict:
+        print(f"verdict: {plain(verdict['sentence'])}")
