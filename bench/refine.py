@@ -92,7 +92,8 @@ def main():
                  f"{a['energy_ratio_median']:.3f}", f"{a['energy_ratio_min']:.3f}-{a['energy_ratio_max']:.3f}", ""])
     rows.append(["RMSD C++ vs reference, A (median, max)", f"{a['rmsd_A_median']:.3f}", f"{a['rmsd_A_max']:.3f}", ""])
     v = result["valid_fraction"]
-    rows.append(["valid frames: input, C++, reference", f"{v['input']:.2f}", f"{v['cpp']:.2f}", f"{v['reference']:.2f}"])
+    rows.append(["valid frames: input, C++, reference", f"{v['input']:.2f}", f"{v['cpp']:.2f}",
+                 f"{v['reference']:.2f}"])
     report(f"Refinement, AdK {len(seq)} residues, decoded frames with {100 * args.noise:.0f} % random tokens",
            ["setting", "frames/s (wall)", "frames/s per CPU s", "iterations"], rows, result)
 

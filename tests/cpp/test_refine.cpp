@@ -80,7 +80,8 @@ int main() {
     CHECK(std::fabs(e_out[f] - stats[f].energy) < 1e-4 * e_out[f]);
     CHECK(stats[f].max_gradient <= opt.gradient_tol);
     std::vector<float> frame(refined.begin() + f * n, refined.begin() + (f + 1) * n);
-    for (int64_t res = 0; res < L; ++res) CHECK(std::fabs(distance_A(frame, 4 * res, 4 * res + 1) - pairs[0].trans_A) < 0.05);
+    for (int64_t res = 0; res < L; ++res)
+      CHECK(std::fabs(distance_A(frame, 4 * res, 4 * res + 1) - pairs[0].trans_A) < 0.05);  // N-CA
     double before = 0, after = 0;
     for (int64_t k = 0; k < n; ++k) {
       before += std::pow(noisy[f * n + k] - ideal[k], 2);

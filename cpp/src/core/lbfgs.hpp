@@ -36,8 +36,8 @@ class Lbfgs {
  public:
   // max_move: the largest change of one variable in a trial step.
   Lbfgs(int64_t n, int memory, double max_move)
-      : n_(n), m_(std::max(memory, 1)), max_move_(max_move), s_(m_ * n), y_(m_ * n), rho_(m_), alpha_(m_), g_(n), d_(n), x_new_(n),
-        g_new_(n) {}
+      : n_(n), m_(std::max(memory, 1)), max_move_(max_move), s_(m_ * n), y_(m_ * n), rho_(m_), alpha_(m_),
+        g_(n), d_(n), x_new_(n), g_new_(n) {}
 
   // Minimises fg(x, grad) -> f from x (updated in place) until no gradient component exceeds
   // gradient_tol, max_iter iterations pass, no step along the search direction lowers f, or 2 max_iter
@@ -58,7 +58,7 @@ class Lbfgs {
         direction(g, stored, newest);
         slope = dot(g, d_.data(), n_);
       }
-      // Without curvature information the first step moves the atoms 0.1 Å in all (arbitrary scale).
+      // Without curvature information the first step has length 0.1 (Å in the refinement; a guess).
       // No trial step moves a coordinate more than max_move: where the energy is steep (a dihedral of
       // nearly collinear atoms) the full step would be far off and cost many halvings to come back.
       double step = stored ? 1.0 : 0.1 / std::sqrt(dot(d_.data(), d_.data(), n_));

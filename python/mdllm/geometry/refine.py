@@ -5,8 +5,13 @@ A decoder predicts each residue's atoms with some independent error; even when t
 for any validity check. ``refine_backbones`` moves the atoms as little as it can while pulling every
 bond, every backbone angle and the trans peptide plane to Engh & Huber ideal geometry, and pushing apart
 backbone atoms of non-neighbouring residues that overlap: a harmonic restraint network minimised by
-L-BFGS (scipy), all frames at once (their terms are independent). It is not a force field; the all-atom
-rebuild and OpenMM minimization of ``mdllm evaluate --rebuild`` are.
+L-BFGS. It is not a force field; the all-atom rebuild and OpenMM minimization of ``mdllm evaluate
+--rebuild`` are.
+
+Two backends minimise the same energy: the compiled core (default; mdllm/refine.hpp: its own L-BFGS,
+each frame on its own until no gradient component exceeds ``GRADIENT_TOL``, frames in parallel without
+the GIL) and the scipy reference here (all frames as one problem), which the tests compare it with.
+``restraint_energy`` evaluates the energy itself.
 """
 
 from __future__ import annotations
@@ -208,8 +213,9 @@ def _check(xyz, sequence):
 
 
 def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, rama: float = 20.0,
-                     iterations: int | None = None, rounds: int = 3, allowed_overlap_A: float = 0.4, backend: str = "cpp",
-                     gradient_tol: float = GRADIENT_TOL, progress: bool = False, stats: dict | None = None) -> np.ndarray:
+                     iterations: int | None = None, rounds: int = 3, allowed_overlap_A: float = 0.4,
+                     backend: str = "cpp", gradient_tol: float = GRADIENT_TOL, progress: bool = False,
+                     stats: dict | None = None) -> np.ndarray:
     """Refined copy of backbones (F, L, 4, 3) nm (N, CA, C, O): ideal bonds, angles and trans peptide
     planes, no backbone overlaps beyond ``allowed_overlap_A`` (nor CAs closer than 3 Å), each atom held
     to its input position by a spring ``restraint`` times weaker than the geometry terms. With
@@ -345,7 +351,8 @@ def _energy(p, x0, ii, jj, d0, contacts, rama_terms, restraint, rama):
     return e, grad
 
 
-def _reference_energy(xyz, input_xyz, sequence=None, restraint=0.02, rama=20.0, allowed_overlap_A=0.4) -> tuple[float, np.ndarray]:
+def _reference_energy(xyz, input_xyz, sequence=None, restraint=0.02, rama=20.0,
+                      allowed_overlap_A=0.4) -> tuple[float, np.ndarray]:
     """The reference's total energy over all frames (contacts listed at ``xyz``) and its gradient (Å);
     the twin of :func:`restraint_energy`."""
     x0 = np.asarray(input_xyz, np.float32).reshape(len(input_xyz), -1, 3).astype(np.float64) * 10.0
