@@ -3,7 +3,6 @@ a few hundred 4 fs steps each; interrupted runs resumed and compared frame by fr
 uninterrupted run of the same seed."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdllm.errors import MdllmError, in_file
+from mdllm.errors import in_file
 from mdllm.evaluate import states as st
 from mdllm.evaluate.plausibility import GlobalLimits
 from mdllm.evaluate.validity import ValidityLimits, check_backbone

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
-from mdllm.tokenizer.config import GEOMETRY_NAMES, MotionConfig, TokenizerConfig, TorsionConfig
+from mdllm.tokenizer.config import GEOMETRY_NAMES, MotionConfig, TorsionConfig
 from mdllm.files import sha256_file
 from mdllm.paths import model_path
 from mdllm.tokenizer.weights import WEIGHTS_NAME, read_config, read_tensors

@@ -147,7 +147,6 @@ def save_checkpoint(ckpt_dir: Path, model, optimizer, step, cfg, opts, history):
 
 
 def load_checkpoint(ckpt_dir: Path, model, optimizer):
-    import torch
     from safetensors.torch import load_file
 
     meta = json.loads((ckpt_dir / "state.json").read_text())

@@ -9,7 +9,7 @@ import numpy as np
 
 from mdllm.errors import in_file
 from mdllm.files import atomic_output
-from mdllm.tokenizer.config import TokenizerConfig, config_from_dict
+from mdllm.tokenizer.config import config_from_dict
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
