@@ -10,8 +10,8 @@ with the guard off and on:
 - Rg ratio: mean CA radius of gyration of the generated frames / of the held-out frames;
 - RMSF r: Pearson correlation of per-residue CA RMSF (frames superposed on the start);
 - JS: Jensen-Shannon distance (base 2) between the distributions of pairwise CA-RMSD within each set;
-- valid raw / refined: fraction of frames passing mdllm.evaluate.check_backbone before and after
-  restrained refinement (mdllm.geometry.refine);
+- valid raw / refined: fraction of frames passing mdllm.evaluate.check_backbone as decoded from the
+  tokens, and as mdllm run writes them (refined, mdllm.geometry.refine; the guard judges these);
 - redrawn: fraction of frames the guard drew again;
 - frames/s: generation speed of the language model (llama.cpp loop, guard included).
 
@@ -77,7 +77,7 @@ def valid_fraction(xyz, sequence) -> float:
 
 
 def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
-    from mdllm.geometry.refine import refine_backbones
+    from mdllm.encoding import decode_tokens, load_tokenizers
 
     folder = ROOT / "data" / "md" / protein / run_name
     md = load_backbone(folder / "trajectory.xtc", top=folder / "trajectory.pdb")
@@ -90,7 +90,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         save(md[:half], train)
     held = md.xyz[half:]
     preset = replace(PRESETS["quick"], train_steps=args.train_steps, frames=args.frames, walkers=args.walkers,
-                     refine=False, rebuild=0, guard=guard, train_window=4, window=4,
+                     refine=True, rebuild=0, guard=guard, train_window=4, window=4,
                      lora_rank=PRESETS["quick"].lora_rank if args.lora_rank is None else args.lora_rank)
     t0 = time.perf_counter()
     summary = run(start, work / f"{kind}{'' if guard else '-noguard'}", trajectories=[train],
@@ -103,7 +103,10 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     ref = md.xyz[0]
     held_rmsd = ca_rmsd_to(held, ref)
     gen_rmsd = ca_rmsd_to(xyz, ref)
-    refined = refine_backbones(xyz, md.sequence)
+    # the pipeline writes refined frames (the guard judged them so); the raw frames are the decoded tokens
+    with np.load(Path(summary["generated"]).with_name("generated.tokens.npz")) as z:
+        tokens, key = z["tokens"], (z["key_xyz"] if "key_xyz" in z else None)
+    raw = decode_tokens(load_tokenizers(KINDS[kind]["tokenizer"])[0], tokens, key).reshape(xyz.shape)
     g = info.get("guard") or {}
     first = md.xyz[:half]
     return {
@@ -118,7 +121,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "rg_ratio": float(rg(xyz).mean() / rg(held).mean()),
         "rmsf_r": float(np.corrcoef(rmsf(xyz, ref), rmsf(held, ref))[0, 1]),
         "js_pairwise": pairwise_js(xyz, held),
-        "valid_raw": valid_fraction(xyz, md.sequence), "valid_refined": valid_fraction(refined, md.sequence),
+        "valid_raw": valid_fraction(raw, md.sequence), "valid_refined": valid_fraction(xyz, md.sequence),
         "redrawn": g.get("redraw_fraction"), "frames_per_second": info["frames_per_second"],
         "wall_seconds": time.perf_counter() - t0, "generated": str(gen_dir),
     }

@@ -77,6 +77,25 @@ def test_guard_redraws_rejected_frames_and_says_why(generator, tmp_path):
         assert z["redraws"].shape == (3, 2) and z["key_xyz"].shape == (10, 4, 3)
 
 
+def test_guard_judges_and_keeps_the_refined_frames(generator):
+    # motion tokens are refined by default; the guard judges the refined draws and the ensemble keeps
+    # each walker's last draw without refining again: the same frames as refining the final tokens
+    from mdllm.geometry.refine import refine_backbones
+
+    strict = GuardLimits(ca_ca_tolerance_A=0.0, max_tries=2)  # every draw is rejected: redraws happen
+    ens = generator.generate(START, frames=3, walkers=2, window=2, seed=5, progress=False, guard_limits=strict)
+    assert ens.info["refine"]["frames_reused_from_the_guard"] == 6 and (ens.redraws == 2).all()
+    raw = generator.decode(ens.tokens, ens.key_xyz)
+    again = refine_backbones(raw.reshape(-1, 10, 4, 3), ens.sequence).reshape(raw.shape)
+    np.testing.assert_allclose(ens.backbones, again, atol=1e-6)
+    assert np.abs(ens.backbones - raw).max() > 1e-3  # refinement moved atoms
+
+    plain = generator.generate(START, frames=3, walkers=2, window=2, seed=5, progress=False, guard=False,
+                               refine=False)
+    assert plain.info["refine"] is None
+    np.testing.assert_allclose(plain.backbones, generator.decode(plain.tokens, plain.key_xyz), atol=1e-6)
+
+
 def test_frame_guard_checks():
     key = load_backbone(START).xyz[0]
     guard = FrameGuard(key)

@@ -202,6 +202,59 @@ class FrameGuard:
         return ~(broken | clash | swollen | unfolded)
 
 
+class _Finisher:
+    """Tokens of one generation -> the frames the user gets: decoded and, when refining, refined
+    (mdllm.geometry.refine, compiled core). The guard asks for the frames of every draw it judges; the
+    last draw of each walker is what the frame keeps, so the guard's work is kept frame by frame
+    (:meth:`commit`) and the final frames are not decoded and refined a second time."""
+
+    def __init__(self, generator, key_xyz, sequence: str, refine: bool):
+        self.generator, self.key_xyz, self.sequence, self.refine = generator, key_xyz, sequence, refine
+        self.decode_seconds = self.refine_seconds = 0.0
+        self.current: dict[int, tuple] = {}  # walker -> (codes, frame, raw) of its latest draw
+        self.committed: list[tuple] = []  # per finished frame: (codes, frames, raw), walkers first
+        self.reused = 0
+
+    def _finish(self, codes, progress: bool = False):
+        t0 = time.perf_counter()
+        raw = self.generator.decode(codes, self.key_xyz)
+        self.decode_seconds += time.perf_counter() - t0
+        if not self.refine:
+            return raw, raw
+        from mdllm.geometry.refine import refine_backbones
+
+        t0 = time.perf_counter()
+        flat = raw.reshape(-1, *raw.shape[-3:])
+        done = refine_backbones(flat, self.sequence, progress=progress).reshape(raw.shape)
+        self.refine_seconds += time.perf_counter() - t0
+        return done, raw
+
+    def frames(self, frame_tokens, rows) -> np.ndarray:
+        """Frames (len(rows), L, 4, 3) nm of the walkers ``rows`` of one draw (structure-token ids)."""
+        codes = frame_tokens[rows] - self.generator.vocab.structure_offset
+        done, raw = self._finish(codes)
+        for w, c, d, r in zip(rows, codes, done, raw):
+            self.current[int(w)] = (c, d, r)
+        return done
+
+    def commit(self) -> None:
+        """A frame is finished: every walker's latest draw is final."""
+        if self.current:
+            walkers = sorted(self.current)
+            self.committed.append(tuple(np.stack([self.current[w][k] for w in walkers]) for k in range(3)))
+            self.current = {}
+
+    def all_frames(self, tokens, progress: bool = False):
+        """(frames, raw frames), each (walkers, frames, L, 4, 3) nm, of the whole generation."""
+        codes = tokens - self.generator.vocab.structure_offset
+        if len(self.committed) == codes.shape[1]:
+            kept_codes, done, raw = (np.stack(parts, axis=1) for parts in zip(*self.committed))
+            if kept_codes.shape == codes.shape and np.array_equal(kept_codes, codes):
+                self.reused = int(codes.shape[0] * codes.shape[1])
+                return done, raw
+        return self._finish(codes, progress=progress)
+
+
 class Generator:
     """A GGUF model and its structure tokenizer, loaded once for many generate/score calls."""
 
@@ -272,27 +325,32 @@ class Generator:
 
     def generate(self, start, top=None, frames: int = 100, walkers: int = 1, window: int = 4,
                  params: SamplingParams = SamplingParams(), seed: int = 0, kv_shift: bool = True,
-                 progress: bool = True, filter: bool = False, refine: bool = False, guard: bool = True,
+                 progress: bool = True, filter: bool = False, refine: bool | None = None, guard: bool = True,
                  guard_limits: GuardLimits = GuardLimits(), key=None) -> Ensemble:
         """``refine``: restrained geometric refinement of the decoded backbones (ideal bonds, angles,
         peptide planes, no overlaps; mdllm.geometry.refine); tokens and likelihoods are unchanged and
-        ``info["refine"]`` records how far the atoms moved. ``filter``: keep only acceptable frames
+        ``info["refine"]`` records how far the atoms moved. Default (None): on for motion tokens, whose
+        per-residue codes leave local geometry (peptide planes, Ramachandran angles) distorted, off for
+        torsion tokens, whose decoder builds ideal geometry. ``filter``: keep only acceptable frames
         (valid and globally plausible against the start, :meth:`Ensemble.check`).
-        ``guard`` (motion tokens): draw a frame again when :class:`FrameGuard` rejects it; ``info["guard"]``
-        counts the draws and why. ``key``: the key frame (default: the start's last frame)."""
+        ``guard`` (motion tokens): draw a frame again when :class:`FrameGuard` rejects it, judging the
+        frame the user gets (refined when refining); ``info["guard"]`` counts the draws and why.
+        ``key``: the key frame (default: the start's last frame)."""
         if frames < 1 or walkers < 1 or window < 1:
             raise MdllmError("frames, walkers and window must be at least 1")
+        refine = self.motion if refine is None else refine
         backbone = self._start(start, top, window)
         layout = self.layout(backbone.n_residues)
         prefix, start_tokens, key_xyz = self._context(backbone, key)
         prefix = prefix.astype(np.int32)
         start_ids = (start_tokens + self.vocab.structure_offset).astype(np.int32).ravel()
         frame_guard = FrameGuard(key_xyz, guard_limits) if guard and self.motion else None
+        finish = _Finisher(self, key_xyz, backbone.sequence, refine)
 
         def frame_check(frame_tokens, fresh):
             accept = np.ones(len(frame_tokens), bool)
             rows = np.flatnonzero(fresh)
-            accept[rows] = frame_guard.check(self.decode(frame_tokens[rows] - self.vocab.structure_offset, key_xyz))
+            accept[rows] = frame_guard.check(finish.frames(frame_tokens, rows))
             return accept
 
         bar = _progress_bar(frames, progress)
@@ -300,26 +358,21 @@ class Generator:
         tokens, logprobs, timing, redraws = self.llama.generate(
             prefix, start_ids, layout, frames, walkers, window, params.temperature, params.top_k,
             params.top_p, params.min_p, seed, kv_shift=kv_shift,
-            progress=(lambda done: bar.update(done - bar.n) or True) if bar else None,
+            progress=lambda done: finish.commit() or (bar.update(done - bar.n) if bar else None) or True,
             frame_check=frame_check if frame_guard else None, max_tries=guard_limits.max_tries if frame_guard else 0)
         if bar:
             bar.close()
         codes = tokens - self.vocab.structure_offset
         t1 = time.perf_counter()
-        xyz = self.decode(codes, key_xyz)
-        timing.update(decode_seconds=time.perf_counter() - t1)
+        xyz, raw = finish.all_frames(tokens, progress=progress)
+        timing.update(decode_seconds=finish.decode_seconds, finish_seconds=time.perf_counter() - t1)
         refined = None
         if refine:
-            from mdllm.geometry.refine import refine_backbones
-
-            t2 = time.perf_counter()
-            flat = xyz.reshape(-1, layout.residues, 4, 3)
-            moved = refine_backbones(flat, backbone.sequence, progress=progress)
-            shift_A = np.sqrt(((moved - flat) ** 2).sum(-1).mean(axis=(1, 2))) * 10.0
-            xyz = moved.reshape(xyz.shape)
+            shift_A = np.sqrt(((xyz - raw) ** 2).sum(-1).mean(axis=(-2, -1))).ravel() * 10.0
             refined = {"rms_displacement_A_median": float(np.median(shift_A)),
-                       "rms_displacement_A_max": float(shift_A.max())}
-            timing.update(refine_seconds=time.perf_counter() - t2)
+                       "rms_displacement_A_max": float(shift_A.max()),
+                       "frames_reused_from_the_guard": finish.reused}
+            timing.update(refine_seconds=finish.refine_seconds)
         timing.update(total_seconds=time.perf_counter() - t0)
         info = {
             "model": str(self.path), "model_sha256": self.model_hash,

@@ -1,5 +1,7 @@
 """``mdllm generate MODEL.gguf --start START ...``: new frames from a structure or trajectory."""
 
+import argparse
+
 
 def register(sub):
     p = sub.add_parser("generate", help="generate trajectories with a GGUF model (rolling window, many walkers)")
@@ -17,8 +19,9 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gpu-layers", type=int, default=0, help="layers offloaded to a GPU (llama.cpp built with one)")
     p.add_argument("--no-kv-shift", action="store_true", help="re-evaluate the window instead of shifting the KV cache")
-    p.add_argument("--refine", action="store_true",
-                   help="refine decoded backbones to ideal bonds, angles and peptide planes (small moves)")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                   help="refine decoded backbones to ideal bonds, angles, peptide planes and allowed Ramachandran "
+                        "regions (small moves; default: on for motion tokens, off for torsion tokens)")
     p.add_argument("--no-guard", action="store_true",
                    help="motion tokens: accept every frame as drawn (default: the guard draws a frame again when "
                         "its chain breaks, CA atoms clash, or it loses the start's compaction or native contacts, as "
