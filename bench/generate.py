@@ -2,13 +2,23 @@
 tokens/s against window size (KV shift vs naive re-evaluation) and against walkers; the sampler alone
 (C++ vs numpy); and llama.cpp's raw decode speed for the same model, so the loop's overhead shows.
 First, the shipped motion-token model against the torsion-token baseline in the same run: the
-language model alone and end to end (decode, geometry projection and the guard included).
+language model alone and end to end (decode, geometry projection and the guard included). Then what a
+user sees: ``mdllm generate`` in a fresh process, 4 walkers x 100 frames, with and without ``--refine``
+and the guard, its wall time beside the model's own (prompt and sampling, guard checks excluded).
 
-Usage: python bench/generate.py [--model models/motion-lm/motion-lm.f16.gguf] [--tokenizer DIR] [--compare-only]
+Usage: python bench/generate.py [--model models/motion-lm/motion-lm.f16.gguf] [--tokenizer DIR]
+           [--compare-only | --end-to-end-only] [--e2e-frames 100] [--e2e-walkers 4]
+           [--e2e-guard on|off|both] [--e2e-refine none,cpp,reference]
 """
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from common import ADK, best_time, machine, report
@@ -27,6 +37,65 @@ def timed_generation(gen, start, frames, walkers, window, kv_shift):
     return n_frames / t, n_frames * (start.n_residues + 1) / t
 
 
+# `mdllm generate` in a fresh process; a refine backend other than the default is patched in first, as
+# generation calls refine_backbones with its defaults.
+_CLI = """import sys
+import mdllm.geometry.refine as refine
+backend = sys.argv.pop(1)
+if backend != "cpp":
+    default = refine.refine_backbones
+    refine.refine_backbones = lambda *a, **k: default(*a, **k, backend=backend)
+from mdllm.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def end_to_end(model, start, frames, walkers, guard, refine, refine_backend="cpp", threads=0) -> dict:
+    """Wall time of one `mdllm generate` run and its breakdown (from OUT.json): the model's share is the
+    prompt plus sampling, without the guard's checks; everything else (start-up, model load, guard,
+    decode, refinement, validity, writing) is outside the model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "gen.dcd"
+        argv = ["--threads", str(threads)] if threads else []
+        argv += ["generate", str(model), "--start", str(start), "--frames", str(frames), "--walkers", str(walkers),
+                 "-o", str(out)] + (["--refine"] if refine else []) + ([] if guard else ["--no-guard"])
+        load = os.getloadavg()[0]  # other work on the machine slows every figure here
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _CLI, refine_backend, *argv], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        info = json.loads(out.with_suffix(".json").read_text())
+    timing, guard_info = info["timing"], info.get("guard") or {}
+    model_s = timing["prompt_seconds"] + timing["generate_seconds"] - timing.get("guard_check_seconds", 0.0)
+    n = frames * walkers
+    return {"wall_seconds": wall, "end_to_end_frames_per_s": n / wall, "model_seconds": model_s,
+            "model_only_frames_per_s": n / model_s, "outside_model_share": 1 - model_s / wall,
+            "guard_check_seconds": timing.get("guard_check_seconds", 0.0),
+            "decode_seconds": timing.get("decode_seconds", 0.0), "refine_seconds": timing.get("refine_seconds", 0.0),
+            "guard_redraw_fraction": guard_info.get("redraw_fraction"), "load_average_at_start": load}
+
+
+def end_to_end_rows(model, args, rows, result):
+    start = ADK / "adk_closed.pdb"
+    modes = [m.strip() for m in args.e2e_refine.split(",")]
+    if not set(modes) <= {"none", "cpp", "reference"}:
+        raise SystemExit(f"--e2e-refine: expected none, cpp or reference, got {args.e2e_refine}")
+    runs = {}
+    for guard in {"on": (True,), "off": (False,), "both": (True, False)}[args.e2e_guard]:
+        for refine in [None if m == "none" else m for m in modes]:
+            r = end_to_end(model, start, args.e2e_frames, args.e2e_walkers, guard, refine is not None, refine or "cpp",
+                           args.threads)
+            name = f"guard {'on' if guard else 'off'}, " + (f"--refine ({refine})" if refine else "no refine")
+            runs[name] = r
+            label = f"mdllm generate {args.e2e_walkers}x{args.e2e_frames}, {name}"
+            rows.append([label, "end to end", r["end_to_end_frames_per_s"], float("nan")])
+            rows.append([label, "model only", r["model_only_frames_per_s"], float("nan")])
+            rows.append([label, f"wall {r['wall_seconds']:.1f} s, outside model "
+                                f"{100 * r['outside_model_share']:.0f} %, refine {r['refine_seconds']:.1f} s",
+                         float("nan"), float("nan")])
+    result["end_to_end"] = {"frames": args.e2e_frames, "walkers": args.e2e_walkers, "runs": runs}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="GGUF model (default: the shipped structure LM)")
@@ -34,11 +103,24 @@ def main():
     parser.add_argument("--extra-frames", type=int, default=3, help="frames generated beyond the window")
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0 = all cores)")
     parser.add_argument("--compare-only", action="store_true", help="only the motion vs torsion comparison")
+    parser.add_argument("--end-to-end-only", action="store_true", help="only the `mdllm generate` runs")
+    parser.add_argument("--e2e-frames", type=int, default=100, help="frames per walker of the `mdllm generate` runs")
+    parser.add_argument("--e2e-walkers", type=int, default=4, help="walkers of the `mdllm generate` runs")
+    parser.add_argument("--e2e-guard", choices=["on", "off", "both"], default="both",
+                        help="the guard in the `mdllm generate` runs")
+    parser.add_argument("--e2e-refine", default="none,cpp",
+                        help="refinement of the `mdllm generate` runs, comma-separated: none (no --refine), cpp, "
+                             "reference (--refine with the scipy reference, as before the compiled kernel; slow)")
     args = parser.parse_args()
     model = args.model or model_path("motion-lm", "motion-lm.f16.gguf")
     start = load_backbone(ADK / "adk_closed.pdb")
     rows, result = [], {"bench": "generate", "model": str(model), "residues": start.n_residues,
                         "llama_threads": args.threads or "all", **machine()}
+    if args.end_to_end_only:
+        end_to_end_rows(model, args, rows, result)
+        report(f"mdllm generate end to end, AdK {start.n_residues} residues, threads {args.threads or 'all'}",
+               ["setting", "mode", "frames/s", "tokens/s"], rows, result)
+        return
 
     # The shipped models side by side: 4 walkers x 8 frames, window 4.
     compare = {}
@@ -102,6 +184,7 @@ def main():
     result["sampler_us_per_token"] = {"cpp": t_cpp * 1e6, "numpy": t_np * 1e6}
     rows.append(["sampler alone (top-p 0.95), per token", "C++ us", t_cpp * 1e6, float("nan")])
     rows.append(["sampler alone (top-p 0.95), per token", "numpy us", t_np * 1e6, float("nan")])
+    end_to_end_rows(model, args, rows, result)
     report(f"Generation, AdK {start.n_residues} residues, llama.cpp threads {args.threads or 'all'}, model {model}",
            ["setting", "mode", "frames/s", "tokens/s"], rows, result)
 
