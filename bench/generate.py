@@ -3,8 +3,10 @@ tokens/s against window size (KV shift vs naive re-evaluation) and against walke
 (C++ vs numpy); and llama.cpp's raw decode speed for the same model, so the loop's overhead shows.
 First, the shipped motion-token model against the torsion-token baseline in the same run: the
 language model alone and end to end (decode, geometry projection and the guard included). Then what a
-user sees: ``mdllm generate`` in a fresh process, 4 walkers x 100 frames, with and without ``--refine``
-and the guard, its wall time beside the model's own (prompt and sampling, guard checks excluded).
+user sees: ``mdllm generate`` in a fresh process, 4 walkers x 100 frames, with and without refinement
+(``--refine``, the default for motion tokens, refines every draw the guard judges) and the guard, its
+wall time beside the model's own (prompt and sampling; the guard's decoding, refinement and checks
+excluded).
 
 Usage: python bench/generate.py [--model models/motion-lm/motion-lm.f16.gguf] [--tokenizer DIR]
            [--compare-only | --end-to-end-only] [--e2e-frames 100] [--e2e-walkers 4]
@@ -58,7 +60,7 @@ def end_to_end(model, start, frames, walkers, guard, refine, refine_backend="cpp
         out = Path(tmp) / "gen.dcd"
         argv = ["--threads", str(threads)] if threads else []
         argv += ["generate", str(model), "--start", str(start), "--frames", str(frames), "--walkers", str(walkers),
-                 "-o", str(out)] + (["--refine"] if refine else []) + ([] if guard else ["--no-guard"])
+                 "-o", str(out), "--refine" if refine else "--no-refine"] + ([] if guard else ["--no-guard"])
         load = os.getloadavg()[0]  # other work on the machine slows every figure here
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", _CLI, refine_backend, *argv], check=True, stdout=subprocess.DEVNULL,
@@ -109,7 +111,7 @@ def main():
     parser.add_argument("--e2e-guard", choices=["on", "off", "both"], default="both",
                         help="the guard in the `mdllm generate` runs")
     parser.add_argument("--e2e-refine", default="none,cpp",
-                        help="refinement of the `mdllm generate` runs, comma-separated: none (no --refine), cpp, "
+                        help="refinement of the `mdllm generate` runs, comma-separated: none (--no-refine), cpp, "
                              "reference (--refine with the scipy reference, as before the compiled kernel; slow)")
     args = parser.parse_args()
     model = args.model or model_path("motion-lm", "motion-lm.f16.gguf")
