@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "lbfgs.hpp"
-#include "mdllm/geometry.hpp"
 #include "parallel.hpp"
 #include "vec3.hpp"
 
@@ -235,7 +234,7 @@ void check_inputs(const float* xyz, int64_t n_frames, int64_t n_res, const Ideal
     for (int64_t r = 0; r < n_res; ++r)
       if (rama_class[r] < 0 || rama_class[r] >= field->n_classes)
         throw std::invalid_argument("residue " + std::to_string(r) + " has Ramachandran class " +
-                                    std::to_string(rama_class[r]) + ", the field " +
+                                    std::to_string(rama_class[r]) + "; the field has " +
                                     std::to_string(field->n_classes) + " classes");
   }
 }
