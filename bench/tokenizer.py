@@ -40,13 +40,13 @@ def main():
     import torch
 
     from mdllm import _core, load_backbone
-    from mdllm.tokenizer import FoldTokenizer
+    from mdllm.tokenizer import TorsionTokenizer
     from mdllm.tokenizer.evaluate import adk_transitions
 
     torch.set_num_threads(args.threads)
     _core.set_num_threads(args.threads)
-    cpp = FoldTokenizer.load(args.tokenizer, backend="cpp")
-    ref = FoldTokenizer.load(args.tokenizer, backend="torch")
+    cpp = TorsionTokenizer.load(args.tokenizer, backend="cpp")
+    ref = TorsionTokenizer.load(args.tokenizer, backend="torch")
     adk = ROOT / "data" / "adk"
     xyz = np.concatenate([load_backbone(x, top=x.with_suffix(".pdb")).xyz for x in sorted(adk.glob("*.xtc"))])
     batch256 = xyz[:256]

@@ -198,8 +198,8 @@ def test_shipped_model_and_its_gguf_agree():
     diff = np.abs(gguf_logits(gguf_path, ids) - torch_logits(model, ids)).max()
     assert diff < 0.05  # F16 weights
     try:  # after merging with the tokenizer branch: the model speaks the shipped tokenizer's tokens
-        from mdllm.tokenizer import FoldTokenizer
+        from mdllm.tokenizer import TorsionTokenizer
     except ImportError:
         return
-    tokenizer = FoldTokenizer.load()
+    tokenizer = TorsionTokenizer.load()
     model.check_tokenizer(tokenizer.codebook_size, tokenizer.hash, source="models/foldtoken")

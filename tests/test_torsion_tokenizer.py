@@ -1,6 +1,6 @@
-"""The torsion-codebook tokenizer (the shipped default kind): k-means training, PyTorch vs C++ parity,
-round-trip accuracy of the shipped model on real AdK frames, exact geometry of decoded chains,
-invariance, random-token fuzzing and clear errors for malformed files and tokens."""
+"""The torsion-codebook tokenizer (models/foldtoken; describes the key frame's fold): k-means training,
+PyTorch vs C++ parity, round-trip accuracy of the shipped model on real AdK frames, exact geometry of
+decoded chains, invariance, random-token fuzzing and clear errors for malformed files and tokens."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mdllm import MdllmError, load_backbone
-from mdllm.tokenizer import FoldTokenizer
+from mdllm.tokenizer import TorsionTokenizer
 from mdllm.tokenizer.config import GEOMETRY_NAMES, TorsionConfig
 from mdllm.tokenizer.metrics import backbone_rmsd_angstrom
 
@@ -46,7 +46,7 @@ def _bonds_A(xyz):
 
 
 def test_cpp_and_torch_agree(small_dir, adk):
-    cpp, ref = FoldTokenizer.load(small_dir, backend="cpp"), FoldTokenizer.load(small_dir, backend="torch")
+    cpp, ref = TorsionTokenizer.load(small_dir, backend="cpp"), TorsionTokenizer.load(small_dir, backend="torch")
     assert cpp.kind == "torsion" and cpp.hash == ref.hash
     tokens_cpp, tokens_ref = cpp.encode(adk.xyz[6:]), ref.encode(adk.xyz[6:])
     # closed-loop encoding: a near-tie would change the rest of the chain, so demand identity here
@@ -55,7 +55,7 @@ def test_cpp_and_torch_agree(small_dir, adk):
 
 
 def test_decoded_chain_has_the_files_geometry_and_codes(small_dir):
-    tok = FoldTokenizer.load(small_dir)
+    tok = TorsionTokenizer.load(small_dir)
     geometry = dict(zip(GEOMETRY_NAMES, tok._tensors["geometry"]))
     tokens = np.random.default_rng(0).integers(0, tok.codebook_size, size=(5, 40))
     xyz = tok.decode(tokens)
@@ -70,13 +70,13 @@ def test_decoded_chain_has_the_files_geometry_and_codes(small_dir):
 
 
 def test_encoding_a_decoded_chain_gives_its_tokens_back(small_dir):
-    tok = FoldTokenizer.load(small_dir)
+    tok = TorsionTokenizer.load(small_dir)
     tokens = np.random.default_rng(1).integers(0, tok.codebook_size, size=(3, 30)).astype(np.int32)
     assert np.array_equal(tok.encode(tok.decode(tokens)), tokens)
 
 
 def test_tokens_do_not_depend_on_position_or_orientation(small_dir, adk):
-    tok = FoldTokenizer.load(small_dir)
+    tok = TorsionTokenizer.load(small_dir)
     q, _ = np.linalg.qr(np.random.default_rng(2).normal(size=(3, 3)))
     q *= np.sign(np.linalg.det(q))
     moved = (adk.xyz[:3] @ q.T + np.array([3.0, -1.0, 2.0])).astype(np.float32)
@@ -85,7 +85,7 @@ def test_tokens_do_not_depend_on_position_or_orientation(small_dir, adk):
 
 def test_shipped_default_round_trip_on_adk(adk):
     """The acceptance measurement in small: real AdK frames (not in the codebook's training chains)."""
-    tok = FoldTokenizer.load()
+    tok = TorsionTokenizer.load()
     assert tok.kind == "torsion"
     rec = tok.decode(tok.encode(adk.xyz))
     rmsd = backbone_rmsd_angstrom(rec, adk.xyz)
@@ -94,7 +94,7 @@ def test_shipped_default_round_trip_on_adk(adk):
 
 def test_closed_loop_beats_nearest_code(small_dir, adk):
     """Error feedback is what keeps long chains right: per-residue nearest codes drift far more."""
-    tok = FoldTokenizer.load(small_dir)
+    tok = TorsionTokenizer.load(small_dir)
     codes = tok._tensors["codebook"]
     angles = residue_torsions(adk.xyz[:2])
     angles[:, 0, :2] = np.pi, -np.pi / 2  # residue 0 has no omega or phi; any code's psi is what counts
@@ -107,7 +107,7 @@ def test_closed_loop_beats_nearest_code(small_dir, adk):
 
 def test_bad_tokens_and_coordinates_are_clear_errors(small_dir, adk):
     for backend in ("cpp", "torch"):
-        tok = FoldTokenizer.load(small_dir, backend=backend)
+        tok = TorsionTokenizer.load(small_dir, backend=backend)
         with pytest.raises(MdllmError, match="out of range"):
             tok.decode(np.array([[0, 64]]))
         with pytest.raises(MdllmError, match="out of range"):
@@ -150,30 +150,23 @@ def test_malformed_files_are_clear_errors(small_dir, tmp_path, backend):
     for i, (change, message) in enumerate(cases):
         bad = _copy_with(small_dir, tmp_path / str(i), **change)
         with pytest.raises(MdllmError, match=message):
-            FoldTokenizer.load(bad, backend=backend)
+            TorsionTokenizer.load(bad, backend=backend)
     truncated = _copy_with(small_dir, tmp_path / "t")
     data = (truncated / "model.safetensors").read_bytes()
     (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(MdllmError, match="model.safetensors"):
-        FoldTokenizer.load(truncated, backend=backend)
+        TorsionTokenizer.load(truncated, backend=backend)
 
 
 def test_random_tokens_fuzz(small_dir):
     """Any token sequence of any length decodes to a finite chain that re-encodes without error."""
-    tok = FoldTokenizer.load(small_dir, backend="cpp")
+    tok = TorsionTokenizer.load(small_dir, backend="cpp")
     rng = np.random.default_rng(3)
     for length in (1, 2, 3, 17, 150):
         tokens = rng.integers(0, tok.codebook_size, size=(4, length))
         xyz = tok.decode(tokens)
         assert np.isfinite(xyz).all()
         assert tok.encode(xyz).shape == (4, length)
-
-
-def test_no_decoder_to_adapt(small_dir, adk, tmp_path):
-    from mdllm.tokenizer.adapt import adapt_decoder
-
-    with pytest.raises(MdllmError, match="no learned decoder"):
-        adapt_decoder(FoldTokenizer.load(small_dir), [adk.xyz], tmp_path / "a")
 
 
 def test_cli_trains_a_torsion_tokenizer(tmp_path, adk):
@@ -185,7 +178,7 @@ def test_cli_trains_a_torsion_tokenizer(tmp_path, adk):
                   "--kmeans-iters", 3, "--val-percent", 0, "-o", tmp_path / "tok")
     assert r.returncode == 0, r.stderr
     assert "round-trip RMSD" not in r.stdout  # nothing held out at 0 %
-    tok = FoldTokenizer.load(tmp_path / "tok")
+    tok = TorsionTokenizer.load(tmp_path / "tok")
     assert tok.codebook_size == 32 and tok.config.beam_width == 2
     cfg = json.loads((tmp_path / "tok" / "config.json").read_text())
     assert cfg["_training"]["codes_used"] > 0.5
@@ -197,7 +190,7 @@ def test_training_measures_held_out_chains(adk, tmp_path):
     trp = load_backbone(DATA / "1L2Y_3models.pdb")
     stats = train_torsion_tokenizer(list(adk.xyz[:4]), TorsionConfig(codebook_size=32, beam_width=2), tmp_path,
                                     iters=3, progress=False, val_segments=[trp.xyz[0], adk.xyz[5]])
-    tok = FoldTokenizer.load(tmp_path)
+    tok = TorsionTokenizer.load(tmp_path)
     want = [backbone_rmsd_angstrom(tok.decode(tok.encode(x[None])), x[None])[0] for x in (trp.xyz[0], adk.xyz[5])]
     assert stats["val_chains"] == 2 and stats["val_rmsd_median_A"] == pytest.approx(np.median(want))
     assert json.loads((tmp_path / "config.json").read_text())["_training"]["val_rmsd_p95_A"] > 0

@@ -109,9 +109,9 @@ def main(argv=None) -> int:
     shared, out = Path(args.shared), Path(args.out)
     tokenizer = None
     if not args.dry_run:
-        from mdllm.tokenizer import FoldTokenizer
+        from mdllm.tokenizer import TorsionTokenizer
 
-        tokenizer = FoldTokenizer.load(args.tokenizer)
+        tokenizer = TorsionTokenizer.load(args.tokenizer)
         print(f"tokenizer {tokenizer.hash[:12]}, codebook {tokenizer.codebook_size}")
         out.mkdir(parents=True, exist_ok=True)
     from mdllm.lm.data import save_token_file

@@ -41,10 +41,11 @@ class Encoded:
 def load_tokenizers(tokenizer=None, fold_tokenizer=None):
     """(structure tokenizer, torsion tokenizer for the key frame's fold or None); defaults: the shipped
     motion tokenizer and the shipped torsion tokenizer."""
-    from mdllm.tokenizer.api import FoldTokenizer, load_tokenizer
+    from mdllm.tokenizer.api import load_tokenizer
     from mdllm.tokenizer.motion import MotionTokenizer
+    from mdllm.tokenizer.torsion import TorsionTokenizer
 
-    loaded = (FoldTokenizer, MotionTokenizer)
+    loaded = (TorsionTokenizer, MotionTokenizer)
     tok = tokenizer if isinstance(tokenizer, loaded) else load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
     fold = None
     if tok.needs_key_frame:

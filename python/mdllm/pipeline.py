@@ -1,11 +1,11 @@
 """``mdllm run``: from one structure to an evaluated ensemble.
 
-simulate (unless trajectories are given) -> encode -> adapt the tokenizer's decoder to the protein ->
-LoRA fine-tune of the shipped base -> merge and export GGUF -> generate -> evaluate. Each stage works
-in its own folder of the output directory and, when it finishes, writes ``stage.json`` with a key: the
-hash of its inputs (file contents and the keys of the stages before it) and its settings. A re-run
-skips every stage whose key is unchanged; a stage that was interrupted has no ``stage.json`` and runs
-again, resuming from its own checkpoints (simulation and training keep them).
+simulate (unless trajectories are given) -> encode -> LoRA fine-tune of the shipped base -> merge and
+export GGUF -> generate -> evaluate. Each stage works in its own folder of the output directory and, when
+it finishes, writes ``stage.json`` with a key: the hash of its inputs (file contents and the keys of the
+stages before it) and its settings. A re-run skips every stage whose key is unchanged; a stage that was
+interrupted has no ``stage.json`` and runs again, resuming from its own checkpoints (simulation and
+training keep them).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ class Preset:
     temperatures: tuple[float, ...]
     save_every_ps: float
     equilibrate_ps: float
-    adapt_steps: int  # decoder adaptation (tokens unchanged; 0 = decode with the general decoder)
     train_steps: int
     train_window: int
     lora_rank: int  # 0: all weights (the shipped base is small: full fine-tuning adapts it best, bench/realism.py)
@@ -47,15 +46,15 @@ class Preset:
 PRESETS = {
     # 2 CPU cores, a small protein (e.g. chignolin): minutes, not hours.
     "quick": Preset(simulate_ns=0.04, temperatures=(300.0,), save_every_ps=1.0, equilibrate_ps=5.0,
-                    adapt_steps=300, train_steps=40, train_window=4, lora_rank=0, micro_batch=4,
+                    train_steps=40, train_window=4, lora_rank=0, micro_batch=4,
                     frames=40, walkers=4, window=4, refine=True, rebuild=2),
     # A laptop (4-8 cores) over lunch.
     "laptop": Preset(simulate_ns=2.0, temperatures=(300.0, 340.0), save_every_ps=10.0, equilibrate_ps=100.0,
-                     adapt_steps=1500, train_steps=400, train_window=4, lora_rank=0, micro_batch=8,
+                     train_steps=400, train_window=4, lora_rank=0, micro_batch=8,
                      frames=500, walkers=8, window=4, refine=True, rebuild=10),
     # A GPU node (OpenMM CUDA, torch CUDA, llama.cpp offload).
     "gpu": Preset(simulate_ns=100.0, temperatures=(300.0, 340.0, 380.0), save_every_ps=10.0, equilibrate_ps=500.0,
-                  adapt_steps=5000, train_steps=3000, train_window=8, lora_rank=32, micro_batch=32,
+                  train_steps=3000, train_window=8, lora_rank=32, micro_batch=32,
                   frames=5000, walkers=64, window=8, refine=True, rebuild=100),
 }
 
@@ -111,7 +110,6 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     from mdllm.encoding import load_tokenizers
     from mdllm.io import load_backbone
     from mdllm.paths import model_path
-    from mdllm.tokenizer import FoldTokenizer
 
     if isinstance(preset, str) and preset not in PRESETS:
         raise MdllmError(f"unknown preset '{preset}' (one of {', '.join(PRESETS)})")
@@ -144,15 +142,6 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     enc = Stage(out, "encode", {**traj_key, "tokenizer": tok.hash, "key": sha256_file(start)})
     enc_results = enc.run(lambda d: _encode(trajs, tok, fold, start_backbone, d))
 
-    # 2b. adapt the decoder to this protein (same tokens, much better decoding); a torsion tokenizer's
-    #     decoder is exact chain building, with nothing to adapt
-    if p.adapt_steps and tok.kind == "transformer":
-        ad = Stage(out, "adapt", {**traj_key, "tokenizer": tok.file_hash, "adapt_steps": p.adapt_steps, "seed": seed})
-        ad_results = ad.run(lambda d: _adapt(trajs, tok, d, p, seed))
-        decoder_tok, decoder_key = FoldTokenizer.load(ad_results["tokenizer"]), ad.key
-    else:
-        decoder_tok, decoder_key = tok, tok.file_hash
-
     # 3. fine-tune the base with LoRA
     ft = Stage(out, "finetune", {"encode": enc.key, "base": tree_digest(base),
                                  **{k: settings[k] for k in ("train_steps", "train_window", "lora_rank",
@@ -164,9 +153,9 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     ex_results = ex.run(lambda d: _export(ft.dir, d))
 
     # 5. generate from the start structure
-    gen = Stage(out, "generate", {"export": ex.key, "decoder": decoder_key, "start": sha256_file(start),
+    gen = Stage(out, "generate", {"export": ex.key, "decoder": tok.file_hash, "start": sha256_file(start),
                                   **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed", "guard")}})
-    gen_results = gen.run(lambda d: _generate(ex_results["model"], decoder_tok, start, d, p, seed, threads))
+    gen_results = gen.run(lambda d: _generate(ex_results["model"], tok, start, d, p, seed, threads))
 
     # 6. evaluate against the trajectories the model learned from
     named_states = {"start": str(start), **(states or {})}
@@ -212,16 +201,6 @@ def _encode(trajs, tok, fold, start, d) -> dict:
         encode_backbone(load_backbone(traj, top=top), tok, key=start, fold_tokenizer=fold).save(path)
         files.append(str(path))
     return {"token_files": files}
-
-
-def _adapt(trajs, tok, d, p: Preset, seed) -> dict:
-    from mdllm.io import load_backbone
-    from mdllm.tokenizer.adapt import AdaptOptions, adapt_decoder
-
-    frames = [load_backbone(traj, top=top).xyz for traj, top in trajs]
-    report = adapt_decoder(tok, frames, d / "tokenizer", AdaptOptions(steps=p.adapt_steps, seed=seed))
-    return {"tokenizer": str(d / "tokenizer"), "val_rmsd_median_A_before": report["val_rmsd_median_A_before"],
-            "val_rmsd_median_A_after": report["val_rmsd_median_A_after"]}
 
 
 def _finetune(token_files, base, d, p: Preset, seed, threads) -> dict:

@@ -230,19 +230,29 @@ int main() {
     CHECK(throws_invalid([&] { mdllm::TorsionTokenizer((d / "missing.safetensors").string(), config(K, 4)); }));
   }
 
-  {  // load_tokenizer dispatches on "kind"; the transformer config rejects other kinds
+  {  // load_tokenizer dispatches on "kind"; the retired transformer kind and unknown kinds throw
     const std::unique_ptr<mdllm::StructureTokenizer> loaded = mdllm::load_tokenizer(dir);
     CHECK(dynamic_cast<const mdllm::TorsionTokenizer*>(loaded.get()) != nullptr);
     CHECK(loaded->codebook_size() == K);
     std::vector<float> x(L * 12);
     loaded->decode(tokens.data(), 1, L, x.data());
     CHECK(x == xyz);
-    const fs::path d = root / "unknown";
-    fs::create_directories(d);
-    std::ofstream(d / "config.json") << "{\"kind\": \"mystery\"}";
-    CHECK(throws_invalid([&] { mdllm::load_tokenizer(d.string()); }));
-    CHECK(throws_invalid([] { mdllm::TokenizerConfig::from_json("{\"kind\": \"torsion\", \"levels\": [4]}"); }));
-    CHECK(mdllm::TokenizerConfig::from_json("{\"kind\": \"transformer\", \"levels\": [4, 2]}").codebook_size() == 8);
+    int n = 0;
+    for (const char* text : {"{\"kind\": \"mystery\"}", "{\"kind\": \"transformer\", \"levels\": [4, 2]}",
+                             "{\"levels\": [4, 2]}", "{\"kind\": \"motion\", \"codebook_size\": 6, \"version\": 1}"}) {
+      const fs::path d = root / ("other" + std::to_string(n++));
+      fs::create_directories(d);
+      fs::copy_file(fs::path(dir) / "model.safetensors", d / "model.safetensors");
+      std::ofstream(d / "config.json") << text;
+      CHECK(throws_invalid([&] { mdllm::load_tokenizer(d.string()); }));
+    }
+    std::string message;
+    try {  // an old directory of the retired kind (its config had no "kind" key) says so
+      mdllm::load_tokenizer((root / "other2").string());
+    } catch (const std::invalid_argument& e) {
+      message = e.what();
+    }
+    CHECK(message.find("transformer tokenizer kind was retired") != std::string::npos);
   }
 
   fs::remove_all(root);

@@ -1,16 +1,16 @@
-// Thin bindings of mdllm/tokenizer.hpp, mdllm/torsion_tokenizer.hpp and mdllm/motion_tokenizer.hpp;
+// Thin bindings of mdllm/torsion_tokenizer.hpp and mdllm/motion_tokenizer.hpp, one class per kind;
 // shapes are checked in Python (mdllm.tokenizer.api). std::invalid_argument from the core surfaces as
 // ValueError (pybind11's standard translation).
 #include "common.hpp"
 #include "mdllm/motion_tokenizer.hpp"
-#include "mdllm/tokenizer.hpp"
 #include "mdllm/torsion_tokenizer.hpp"
 
 namespace mdllm::bindings {
 
 namespace {
 
-// What both kinds share: construction from (weights, config text), codebook_size, encode, decode.
+// A structure tokenizer (mdllm/tokenizer.hpp): construction from (weights, config text), codebook_size,
+// encode, decode.
 template <class T>
 py::class_<T> bind_structure_tokenizer(py::module_& m, const char* name) {
   return py::class_<T>(m, name)
@@ -33,13 +33,6 @@ py::class_<T> bind_structure_tokenizer(py::module_& m, const char* name) {
 }  // namespace
 
 void register_tokenizer(py::module_& m) {
-  bind_structure_tokenizer<Tokenizer>(m, "Tokenizer")
-      .def("encode_digits", [](const Tokenizer& t, InF32 xyz, int64_t f, int64_t l, py::array out) {
-        require_size(xyz, f * l * 12, "xyz");
-        float* o = output<float>(out, f * l * static_cast<int64_t>(t.config().levels.size()), "digits");
-        py::gil_scoped_release nogil;
-        t.encode_digits(xyz.data(), f, l, o);
-      });
   bind_structure_tokenizer<TorsionTokenizer>(m, "TorsionTokenizer")
       .def_property_readonly("beam_width", &TorsionTokenizer::beam_width);
   // Not a structure tokenizer: every call takes the key frame (L, 4, 3) of the same residues.

@@ -21,7 +21,7 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     for name, kind, what in [("frames", int, "generated frames per walker"), ("walkers", int, "walkers"),
                              ("train-steps", int, "LoRA fine-tuning steps"),
-                             ("adapt-steps", int, "decoder adaptation steps for a transformer-kind tokenizer (0 = general decoder; the shipped torsion tokenizer has none)"), ("simulate-ns", float, "ns per temperature")]:
+                             ("simulate-ns", float, "ns per temperature")]:
         p.add_argument(f"--{name}", type=kind, help=f"override the preset's {what}")
     p.set_defaults(run=run)
 
@@ -32,7 +32,7 @@ def run(args):
 
     states = parse_state_specs(args.state)
     overrides = {key: value for key, value in [("frames", args.frames), ("walkers", args.walkers),
-                                               ("train_steps", args.train_steps), ("adapt_steps", args.adapt_steps),
+                                               ("train_steps", args.train_steps),
                                                ("simulate_ns", args.simulate_ns)]
                  if value is not None}
     if args.no_guard:

@@ -1,4 +1,5 @@
-"""Training data: chain segments from a backbone npz (Angstrom) plus MD/NMR frames, held out by chain."""
+"""Training and evaluation data: chain segments from a backbone npz (Angstrom) plus MD/NMR frames, held
+out by chain."""
 
 from __future__ import annotations
 
@@ -82,30 +83,3 @@ def load_dataset(npz_path, md_specs=(), val_percent=3.0) -> Dataset:
     if not ds.train:
         raise MdllmError(f"{npz_path}: no training segments")
     return ds
-
-
-def sample_batch(ds: Dataset, rng: np.random.Generator, batch_size: int, crop: int, md_fraction: float):
-    """A padded batch of random crops: xyz (B, Lmax, 4, 3) float32 and mask (B, Lmax) bool."""
-    items = []
-    for _ in range(batch_size):
-        pool = ds.md if ds.md and rng.random() < md_fraction else ds.train
-        items.append(random_crop(pool[rng.integers(len(pool))], rng, crop))
-    return pad(items)
-
-
-def random_crop(xyz, rng: np.random.Generator, crop: int):
-    """``crop`` consecutive residues at a random start (the whole chain if it is not longer)."""
-    if len(xyz) <= crop:
-        return xyz
-    start = rng.integers(len(xyz) - crop + 1)
-    return xyz[start:start + crop]
-
-
-def pad(items):
-    lmax = max(len(x) for x in items)
-    xyz = np.zeros((len(items), lmax, 4, 3), np.float32)
-    mask = np.zeros((len(items), lmax), bool)
-    for i, x in enumerate(items):
-        xyz[i, :len(x)] = x - x[:, 1].mean(0)  # centred: padding sits at the origin harmlessly
-        mask[i, :len(x)] = True
-    return xyz, mask

@@ -146,11 +146,24 @@ def held_out_round_trip(tokenizer_dir, segments, progress: bool = True) -> dict:
     """Median and 95th percentile of the round-trip RMSD (Angstrom) of each segment."""
     from tqdm import tqdm
 
-    from mdllm.tokenizer.api import FoldTokenizer
     from mdllm.tokenizer.metrics import backbone_rmsd_angstrom
+    from mdllm.tokenizer.torsion import TorsionTokenizer
 
-    tok = FoldTokenizer.load(tokenizer_dir)
+    tok = TorsionTokenizer.load(tokenizer_dir)
     rmsd = [backbone_rmsd_angstrom(tok.decode(tok.encode(x[None])), x[None])[0]
             for x in tqdm(segments, desc="held-out round trip", disable=not progress)]
     return {"val_chains": len(rmsd), "val_rmsd_median_A": float(np.median(rmsd)),
             "val_rmsd_p95_A": float(np.percentile(rmsd, 95))}
+
+
+def training_device(name: str):
+    """The torch device of a --device option: cpu, cuda or auto (a GPU when PyTorch sees one)."""
+    from mdllm.errors import MdllmError
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MdllmError(f"device '{name}' asked for, but PyTorch sees no GPU")
+        torch.backends.cuda.matmul.allow_tf32 = True
+    return torch.device(name)
