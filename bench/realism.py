@@ -36,7 +36,7 @@ from mdllm.pipeline import PRESETS, run
 from dataclasses import replace
 
 KINDS = {"motion": {"tokenizer": None, "base": None},
-         "torsion": {"tokenizer": "foldtoken", "base": "structure-lm"}}
+         "torsion": {"tokenizer": "torsiontoken", "base": "structure-lm"}}
 
 
 def ca_rmsd_to(xyz, ref) -> np.ndarray:

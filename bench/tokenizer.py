@@ -31,7 +31,7 @@ def frames_per_second(fn, batch, repeats, min_seconds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokenizer", help="tokenizer directory (default: shipped models/foldtoken)")
+    ap.add_argument("--tokenizer", help="tokenizer directory (default: shipped models/torsiontoken)")
     ap.add_argument("--threads", type=int, default=2, help="threads for both C++ and PyTorch")
     ap.add_argument("--repeats", type=int, default=5, help="least timed repeats at batch 1 (batch 256 runs once)")
     ap.add_argument("--seconds", type=float, default=3.0, help="least seconds of timed calls at batch 1")

@@ -1,5 +1,5 @@
 """Generation in llama.cpp through the C++ rolling window: real GGUF models exported from tiny
-PyTorch models, the shipped torsion tokenizer (models/foldtoken) and a real start structure."""
+PyTorch models, the shipped torsion tokenizer (models/torsiontoken) and a real start structure."""
 
 import json
 
@@ -33,7 +33,7 @@ def make_tokenizer(directory, beam_width: int = 4):
     same codebook otherwise, which makes it another tokenizer (another token hash)."""
     import shutil
 
-    shutil.copytree(model_path("foldtoken"), directory)
+    shutil.copytree(model_path("torsiontoken"), directory)
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps({**config, "beam_width": beam_width}))
     return TorsionTokenizer.load(directory)
@@ -257,7 +257,7 @@ def test_cpp_example_on_the_shipped_models(cpp_build, tmp_path):
     from conftest import ROOT
 
     model = ROOT / "models" / "structure-lm" / "structure-lm.f16.gguf"
-    tokenizer = ROOT / "models" / "foldtoken"
+    tokenizer = ROOT / "models" / "torsiontoken"
     if not model.exists() or not (tokenizer / "model.safetensors").exists():
         pytest.skip("shipped models not present")
     out = tmp_path / "shipped.pdb"

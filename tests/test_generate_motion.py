@@ -109,4 +109,4 @@ def test_frame_guard_checks():
 
 def test_motion_model_refuses_a_torsion_tokenizer(generator):
     with pytest.raises(MdllmError, match="made by tokenizer .* but the model was trained with"):
-        Generator(generator.path, "foldtoken")
+        Generator(generator.path, "torsiontoken")

@@ -202,4 +202,4 @@ def test_shipped_model_and_its_gguf_agree():
     except ImportError:
         return
     tokenizer = TorsionTokenizer.load()
-    model.check_tokenizer(tokenizer.codebook_size, tokenizer.hash, source="models/foldtoken")
+    model.check_tokenizer(tokenizer.codebook_size, tokenizer.hash, source="models/torsiontoken")

@@ -1,4 +1,4 @@
-"""What the two tokenizer kinds share, on the shipped tokenizers (models/foldtoken: torsion,
+"""What the two tokenizer kinds share, on the shipped tokenizers (models/torsiontoken: torsion,
 models/motiontoken: motion): loading by kind, the token hash that token files and language models are
 tied to, the C++ safetensors reader, the encode/decode CLI and the AdK measurements; and the retired
 transformer kind, which must be a clear one-line error."""
@@ -22,7 +22,7 @@ from conftest import run_mdllm
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parents[1]
-FOLD, MOTION = model_path("foldtoken"), model_path("motiontoken")
+FOLD, MOTION = model_path("torsiontoken"), model_path("motiontoken")
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +36,16 @@ def fold():
 
 
 def test_load_tokenizer_picks_the_kind():
-    torsion, motion = load_tokenizer("foldtoken"), load_tokenizer("motiontoken")
+    torsion, motion = load_tokenizer("torsiontoken"), load_tokenizer("motiontoken")
     assert isinstance(torsion, TorsionTokenizer) and torsion.kind == "torsion" and not torsion.needs_key_frame
     assert isinstance(motion, MotionTokenizer) and motion.kind == "motion" and motion.needs_key_frame
     assert torsion.path == FOLD and load_tokenizer().path == FOLD  # no path: the shipped torsion tokenizer
+    assert load_tokenizer("foldtoken").path == FOLD  # its name before it was named by its kind
     assert MotionTokenizer.load().path == MOTION
     with pytest.raises(MdllmError, match="a motion tokenizer, not a torsion tokenizer"):
         TorsionTokenizer.load("motiontoken")
     with pytest.raises(MdllmError, match="a torsion tokenizer, not a motion tokenizer"):
-        MotionTokenizer.load("foldtoken")
+        MotionTokenizer.load("torsiontoken")
     assert mdllm.TorsionTokenizer is TorsionTokenizer and mdllm.load_tokenizer is load_tokenizer
 
 
@@ -191,7 +192,7 @@ def test_adk_measurements_and_self_consistency(fold, adk, tmp_path):
     decoded = fold.decode(tokens)
     assert r["frames"] == 10
     assert r["rmsd_A"]["median"] == pytest.approx(np.median(backbone_rmsd_angstrom(decoded, frames.xyz)))
-    assert r["rmsd_A"]["median"] < 0.6  # the shipped codebook (models/foldtoken/RECIPE.md)
+    assert r["rmsd_A"]["median"] < 0.6  # the shipped codebook (models/torsiontoken/RECIPE.md)
     kept = (fold.encode(decoded) == tokens).mean()
     assert r["reencoded_tokens_kept"] == pytest.approx(kept) and 0.5 < kept <= 1.0
     assert r["state_fidelity_A"]["median"] >= 0.0

@@ -1,4 +1,4 @@
-"""The torsion-codebook tokenizer (models/foldtoken; describes the key frame's fold): k-means training,
+"""The torsion-codebook tokenizer (models/torsiontoken; describes the key frame's fold): k-means training,
 PyTorch vs C++ parity, round-trip accuracy of the shipped model on real AdK frames, exact geometry of
 decoded chains, invariance, random-token fuzzing and clear errors for malformed files and tokens."""
 

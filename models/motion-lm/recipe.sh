@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Recipe of the shipped motion-token language model (models/motion-lm). Run from the repository root
-# with the train extra installed and the shipped tokenizers (models/motiontoken, models/foldtoken).
+# with the train extra installed and the shipped tokenizers (models/motiontoken, models/torsiontoken).
 # CPU: 2 cores, about 25 minutes; see README.md here for what was measured.
 set -euo pipefail
 THREADS=${THREADS:-2}

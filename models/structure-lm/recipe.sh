@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Recipe of the shipped structure language model (models/structure-lm) and of the AdK LoRA fine-tune
 # that checks it. Run from the repository root with the train extra installed and the default
-# structure tokenizer in models/foldtoken. CPU: about 2 cores; see README.md here for timings.
+# structure tokenizer in models/torsiontoken. CPU: about 2 cores; see README.md here for timings.
 set -euo pipefail
 THREADS=${THREADS:-1}  # 2 threads oversubscribe a shared 2-core machine (bench/lm.py)
 SHARED=${SHARED:-../shared/data}
-TOKENIZER=${TOKENIZER:-}  # tokenizer directory; empty = the shipped default (models/foldtoken)
+TOKENIZER=${TOKENIZER:-}  # tokenizer directory; empty = the shipped default (models/torsiontoken)
 
 # 1. Token files: every trajectory and NMR ensemble of the shared data that loads as a protein backbone
 #    (base.txt), the project's own MD of five fast folders in data/md (md.txt), both together

@@ -279,7 +279,7 @@ class Generator:
             raise in_file(self.path, f"model vocabulary has {self.llama.vocab_size} ids, its layout says {self.vocab.size}")
         self.n_residues = int(self.llama.metadata("mdllm.n_residues") or 0)  # 0: trained on several lengths
         if tokenizer is None:  # the shipped tokenizer of the model's kind
-            tokenizer = "motiontoken" if self.vocab.key_codebook_size else "foldtoken"
+            tokenizer = "motiontoken" if self.vocab.key_codebook_size else "torsiontoken"
         self.tokenizer, self.fold_tokenizer = load_tokenizers(tokenizer, fold_tokenizer)
         self.vocab.check_tokenizer(self.tokenizer.codebook_size, self.tokenizer.hash, source=str(self.tokenizer.path))
         self.motion = self.tokenizer.needs_key_frame

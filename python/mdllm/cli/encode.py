@@ -8,7 +8,7 @@ def register(sub):
     p.add_argument("--chain", help="only this chain (id such as A, or index)")
     p.add_argument("--stride", type=int, default=1, help="read every n-th frame")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the shipped motion tokenizer, "
-                                       "models/motiontoken; models/foldtoken for torsion tokens)")
+                                       "models/motiontoken; models/torsiontoken for torsion tokens)")
     p.add_argument("--key", help="motion tokens: the key frame, a structure of the same residues "
                                  "(default: the trajectory's first frame)")
     p.add_argument("-o", "--out", required=True, help="output .npz")

@@ -81,7 +81,7 @@ def run_train_motion(args):
 
 def register_eval(tsub):
     e = tsub.add_parser("eval", help="acceptance measurements of a tokenizer (prints JSON)")
-    e.add_argument("--tokenizer", help="tokenizer directory (default: the shipped models/foldtoken)")
+    e.add_argument("--tokenizer", help="tokenizer directory (default: the shipped models/torsiontoken)")
     e.add_argument("--data", default=DEFAULT_NPZ, help="backbone npz; its held-out chains are evaluated")
     e.add_argument("--val-percent", type=float, default=3.0)
     e.add_argument("--adk", default="data/adk", help="directory with adk_open.pdb, adk_closed.pdb and *.xtc (+ .pdb)")

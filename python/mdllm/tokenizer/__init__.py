@@ -2,7 +2,7 @@
 
 - ``motion`` (``MotionTokenizer``, ``models/motiontoken``; trained by ``motion_train``): one token per
   residue per frame, the residue's displacement from a key frame. The default for generation.
-- ``torsion`` (``TorsionTokenizer``, ``models/foldtoken``; PyTorch reference ``torsion_torch``, trained
+- ``torsion`` (``TorsionTokenizer``, ``models/torsiontoken``; PyTorch reference ``torsion_torch``, trained
   by ``torsion_train``): one (omega, phi, psi) code per residue that describes a fold; it describes the
   key frame's fold in the language model's prompt.
 

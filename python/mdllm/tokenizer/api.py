@@ -40,9 +40,9 @@ def token_hash(cfg, tensors: dict[str, np.ndarray]) -> str:
 
 def _read_directory(path):
     """(directory, config, tensors, sha256 of the weights file) of a tokenizer directory (None: the
-    shipped ``models/foldtoken``; a bare name such as "motiontoken": that shipped model)."""
+    shipped ``models/torsiontoken``; a bare name such as "motiontoken": that shipped model)."""
     if path is None:
-        directory = model_path("foldtoken")
+        directory = model_path("torsiontoken")
     else:
         directory = Path(path)
         if not directory.exists() and len(directory.parts) == 1:

@@ -1,7 +1,7 @@
 """Torsion tokens: one learned (omega, phi, psi) code per residue that describes the fold itself, decoded
 exactly by building the chain from ideal bonds and angles, encoded by closed-loop beam search.
 
-``TorsionTokenizer`` (``models/foldtoken``) runs on the C++ core (``mdllm._core.TorsionTokenizer``) when
+``TorsionTokenizer`` (``models/torsiontoken``) runs on the C++ core (``mdllm._core.TorsionTokenizer``) when
 it has the kernels and on the PyTorch reference (``mdllm.tokenizer.torsion_torch``) otherwise. In
 generation it describes the key frame's fold in the language model's prompt; the motion tokenizer
 (``mdllm.tokenizer.motion``) describes the frames. The exact algorithm is docs/torsion_tokenizer_spec.md.
@@ -35,7 +35,7 @@ class TorsionTokenizer:
 
     @classmethod
     def load(cls, path=None, backend: str = "auto") -> "TorsionTokenizer":
-        """Load a torsion tokenizer directory (None: the shipped ``models/foldtoken``)."""
+        """Load a torsion tokenizer directory (None: the shipped ``models/torsiontoken``)."""
         from mdllm.tokenizer.api import load_tokenizer
 
         tok = load_tokenizer(path, backend=backend)
