@@ -66,7 +66,8 @@ class Ensemble:
         from mdllm.evaluate import check_backbone
         from mdllm.evaluate.plausibility import GlobalCheck
 
-        report = check_backbone(self.backbone())
+        frames = self.backbone()
+        report = check_backbone(frames)
         valid = report.valid
         reasons: dict[str, int] = {}
         for frame_reasons in report.reasons:
@@ -76,7 +77,7 @@ class Ensemble:
         start = start_xyz if start_xyz is not None else self.key_xyz
         acceptable = valid
         if start is not None:
-            plausible, global_reasons, _ = GlobalCheck(start).check(self.backbone().xyz)
+            plausible, global_reasons, _ = GlobalCheck(start).check(frames.xyz)
             acceptable = valid & plausible
             for frame_reasons in global_reasons:
                 for kind in {r.split(":", 1)[0] for r in frame_reasons}:
@@ -244,9 +245,9 @@ class _Finisher:
             self.committed.append(tuple(np.stack([self.current[w][k] for w in walkers]) for k in range(3)))
             self.current = {}
 
-    def all_frames(self, tokens, progress: bool = False):
-        """(frames, raw frames), each (walkers, frames, L, 4, 3) nm, of the whole generation."""
-        codes = tokens - self.generator.vocab.structure_offset
+    def all_frames(self, codes, progress: bool = False):
+        """(frames, raw frames), each (walkers, frames, L, 4, 3) nm, of the whole generation's structure
+        codes (walkers, frames, L)."""
         if len(self.committed) == codes.shape[1]:
             kept_codes, done, raw = (np.stack(parts, axis=1) for parts in zip(*self.committed))
             if kept_codes.shape == codes.shape and np.array_equal(kept_codes, codes):
@@ -354,17 +355,24 @@ class Generator:
             return accept
 
         bar = _progress_bar(frames, progress)
+
+        def frame_done(done):  # the C++ loop finished a frame: its draws are final
+            finish.commit()
+            if bar:
+                bar.update(done - bar.n)
+            return True
+
         t0 = time.perf_counter()
         tokens, logprobs, timing, redraws = self.llama.generate(
             prefix, start_ids, layout, frames, walkers, window, params.temperature, params.top_k,
             params.top_p, params.min_p, seed, kv_shift=kv_shift,
-            progress=lambda done: finish.commit() or (bar.update(done - bar.n) if bar else None) or True,
+            progress=frame_done,
             frame_check=frame_check if frame_guard else None, max_tries=guard_limits.max_tries if frame_guard else 0)
         if bar:
             bar.close()
         codes = tokens - self.vocab.structure_offset
         t1 = time.perf_counter()
-        xyz, raw = finish.all_frames(tokens, progress=progress)
+        xyz, raw = finish.all_frames(codes, progress=progress)
         timing.update(decode_seconds=finish.decode_seconds, finish_seconds=time.perf_counter() - t1)
         refined = None
         if refine:
