@@ -59,12 +59,15 @@ def test_run_all_stages_then_skip_then_resume(setup, tmp_path, capsys):
     assert (out / "evaluate" / "report.html").exists()
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(STAGES)  # no decoder to adapt
     metrics = json.loads((out / "evaluate" / "metrics.json").read_text())
-    assert metrics  # the report was computed
+    assert metrics["validity"]["frames"] == 2 * 3  # walkers x frames, every generated frame judged
+    assert 0 <= metrics["validity"]["acceptable_frames"] <= metrics["validity"]["valid_frames"] <= 6
     assert json.loads((out / "run.json").read_text())["report"] == summary["report"]
+    assert printed.count("report: ") == 1 and printed.rstrip().splitlines()[-1].startswith("verdict: ")
 
     _run(setup, out)
     printed = capsys.readouterr().out
     assert all(f"[{stage}] up to date, skipped" in printed for stage in STAGES)
+    assert printed.count("report: ") == 1  # a cached evaluation still names its report, once
 
     # An interrupted stage has no stage.json: it runs again, the stages before it are skipped.
     (out / "generate" / "stage.json").unlink()

@@ -161,6 +161,7 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     named_states = {"start": str(start), **(states or {})}
     ev = Stage(out, "evaluate", {"generate": gen.key, **traj_key, "rebuild": p.rebuild,
                                  "states": {k: tree_digest(v) for k, v in named_states.items()}})
+    evaluated_now = not ev.done()  # a fresh evaluation prints the verdict and the report path itself
     ev_results = ev.run(lambda d: _evaluate(gen_results, trajs[0], named_states, d, p, seed, start, trajs))
 
     summary.update(sequence=start_backbone.sequence, trajectories=[str(t) for t, _ in trajs],
@@ -168,7 +169,8 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
                    report=ev_results["report"])
     with atomic_output(out / "run.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
-    print(f"report: {ev_results['report']}")
+    if not evaluated_now:
+        print(f"report: {ev_results['report']}")
     return summary
 
 
