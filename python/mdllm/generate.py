@@ -25,7 +25,9 @@ from mdllm.evaluate.plausibility import GlobalLimits
 from mdllm.evaluate.validity import radius_of_gyration_A
 from mdllm.files import atomic_output, sha256_file
 from mdllm.io import Backbone, load_backbone, save
+from mdllm.lm import gguf_keys
 from mdllm.sampling import SamplingParams
+from mdllm.tokenfile import TokenFile
 
 
 def _core_with_llama():
@@ -117,18 +119,11 @@ class Ensemble:
             raise MdllmError(f"{out}: no generated frame passed the validity checks; nothing to write "
                              f"(reasons: {self.info.get('validity', {}).get('invalid_reasons')})")
         written = save(kept, out)
-        extra = {} if self.valid is None else {"valid": self.valid}
-        if self.key_xyz is not None:
-            extra["key_xyz"] = self.key_xyz
-        if self.redraws is not None:
-            extra["redraws"] = self.redraws
-        npz = stem.with_name(stem.name + ".tokens.npz")
-        with atomic_output(npz) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, tokens=self.tokens, token_logprobs=self.token_logprobs,
-                                    loglik=self.frame_loglik, sequence=self.sequence,
-                                    tokenizer_hash=self.info.get("tokenizer_hash", ""),
-                                    codebook_size=self.info.get("codebook_size", 0), **extra)
+        npz = TokenFile(self.tokens, self.sequence, self.info.get("tokenizer_hash", ""),
+                        self.info.get("codebook_size", 0), key_xyz=self.key_xyz, residue_ids=self.residue_ids,
+                        chain_ids=self.chain_ids, token_logprobs=self.token_logprobs, loglik=self.frame_loglik,
+                        valid=self.valid, redraws=self.redraws).save(stem.with_name(stem.name + ".tokens.npz"),
+                                                                    compress=True)
         meta = stem.with_name(stem.name + ".json")
         with atomic_output(meta) as tmp:
             tmp.write_text(json.dumps(self.info, indent=2))
@@ -271,14 +266,14 @@ class Generator:
             self.llama = core.LlamaModel(str(self.path), gpu_layers=gpu_layers, threads=threads)
         except RuntimeError as exc:
             raise in_file(self.path, f"not a loadable GGUF model ({exc})") from None
-        config = self.llama.metadata("mdllm.config")
+        config = self.llama.metadata(gguf_keys.CONFIG)
         if not config:
             raise in_file(self.path, "GGUF has no mdllm metadata; export it with `mdllm export`")
         self.config = json.loads(config)
         self.vocab = Vocabulary.from_dict(self.config["vocab"])
         if self.llama.vocab_size != self.vocab.size:
             raise in_file(self.path, f"model vocabulary has {self.llama.vocab_size} ids, its layout says {self.vocab.size}")
-        self.n_residues = int(self.llama.metadata("mdllm.n_residues") or 0)  # 0: trained on several lengths
+        self.n_residues = int(self.llama.metadata(gguf_keys.N_RESIDUES) or 0)  # 0: trained on several lengths
         if tokenizer is None:  # the shipped tokenizer of the model's kind
             tokenizer = "motiontoken" if self.vocab.key_codebook_size else "torsiontoken"
         self.tokenizer, self.fold_tokenizer = load_tokenizers(tokenizer, fold_tokenizer)
@@ -428,6 +423,6 @@ def generate(model, start, top=None, tokenizer=None, gpu_layers: int = 0, thread
 def _progress_bar(total: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm import tqdm
+    from mdllm.progress import bar
 
-    return tqdm(total=total, unit="frame", desc="generating")
+    return bar(total=total, unit="frame", desc="generating")

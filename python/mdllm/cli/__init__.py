@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mdllm {__version__}")
     parser.add_argument("--threads", type=int, default=0, help="threads for the compiled core (0 = all cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (for scripts and log files)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"mdllm.cli.{name}").register(sub)
@@ -42,6 +43,10 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     args = build_parser().parse_args(argv)
+    if args.quiet:
+        from mdllm.progress import set_quiet
+
+        set_quiet()
     try:
         if args.threads:
             from mdllm import _core

@@ -12,7 +12,9 @@ import numpy as np
 from mdllm.errors import in_file
 from mdllm.evaluate import states as st
 from mdllm.evaluate.plausibility import GlobalLimits
+from mdllm.evaluate.results import EvaluationData
 from mdllm.evaluate.validity import ValidityLimits, check_backbone
+from mdllm.progress import bar as progress_bar
 
 
 @dataclass
@@ -111,13 +113,15 @@ def _start_structure(gen, generated, ref, start):
 
 
 def _find_loglik(path) -> np.ndarray | None:
-    """Per-frame log-likelihoods from generation (OUT.tokens.npz, key 'loglik') beside the input."""
+    """Per-frame log-likelihoods of the frames ``mdllm generate`` wrote to ``path``, from the token file
+    OUT.tokens.npz beside it (only the frames that passed its checks, as in the trajectory)."""
+    from mdllm import tokenfile
+
     path = Path(path)
     candidate = path.with_name(path.stem + ".tokens.npz")
     if not candidate.exists():
         return None
-    with np.load(candidate) as data:
-        return np.asarray(data["loglik"], np.float64) if "loglik" in data.files else None
+    return tokenfile.load(candidate).kept_loglik()
 
 
 def _common_residues(gen, ref):
@@ -166,8 +170,6 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     ``start``: the structure generation started from (default: see :func:`_start_structure`), for the
     global checks; ``training``: trajectories the model learned from, so that the closest approach to
     each named state can be compared with theirs."""
-    from tqdm.auto import tqdm
-
     from mdllm.files import atomic_output
 
     options = options or EvaluateOptions()
@@ -175,7 +177,7 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     gen, ref = inputs.generated, inputs.reference
     out_dir = Path(out_dir)
     steps = ["validity", "states", "comparison", "kinetics", "rebuild", "report"]
-    bar = tqdm(total=len(steps), desc="evaluate", unit="step", disable=not options.progress)
+    bar = progress_bar(total=len(steps), desc="evaluate", unit="step", enabled=options.progress)
 
     def step(name):
         bar.set_postfix_str(name)
@@ -188,18 +190,18 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
                                 "frames": gen.n_frames, "residues": gen.n_residues,
                                 "timestep_ps": gen.timestep,
                                 "reference_frames": ref.n_frames if ref is not None else None}}
-    data: dict = {}
+    data = EvaluationData()
 
     # 1. validity
     step("validity")
     validity = check_backbone(gen, limits=options.limits)
     metrics["validity"] = validity.summary()
     metrics["validity"]["invalid"] = [{"frame": f, "reasons": r} for f, r in enumerate(validity.reasons) if r]
-    data["validity"] = validity
+    data.validity = validity
     if ref is not None:
         ref_validity = check_backbone(ref, limits=options.limits)
         metrics["reference_validity"] = ref_validity.summary()
-        data["reference_validity"] = ref_validity
+        data.reference_validity = ref_validity
     finite = validity.finite
     if not finite.any():
         raise in_file(generated, "no frame has finite coordinates")
@@ -217,20 +219,20 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
         metrics["states"] = {"cutoff_A": options.state_cutoff_A, "atoms": "CA of residues aligned to each state",
                              "generated": state_metrics(gen_rmsd, gen_labels, names, gen.timestep)}
         metrics["states"]["generated"]["rmsd_crossing_frame"] = rmsd_crossing(gen_rmsd)
-        if "acceptable" in data:  # a new state counts only in frames that are acceptable
-            keep = data["acceptable"][np.flatnonzero(finite)]
+        if data.acceptable is not None:  # a new state counts only in frames that are acceptable
+            keep = data.acceptable[np.flatnonzero(finite)]
             for k, name in enumerate(names):
                 metrics["states"]["generated"]["per_state"][name]["min_rmsd_acceptable_A"] = \
                     float(gen_rmsd[k, keep].min()) if keep.any() else None
-        data.update(gen_rmsd=gen_rmsd, gen_time=g.time)
+        data.gen_rmsd, data.gen_time = gen_rmsd, g.time
         if ref is not None:
             ref_states = [st.load_state(s.name, s.source, ref.sequence) for s in inputs.states]
             ref_rmsd = st.rmsd_to_states(ref, ref_states)
             ref_labels = st.assign(ref_rmsd, options.state_cutoff_A)
             metrics["states"]["reference"] = state_metrics(ref_rmsd, ref_labels, names, ref.timestep)
             metrics["states"]["reference"]["rmsd_crossing_frame"] = rmsd_crossing(ref_rmsd)
-            data.update(ref_rmsd=ref_rmsd, ref_time=ref.time)
-        data["state_names"] = names
+            data.ref_rmsd, data.ref_time = ref_rmsd, ref.time
+        data.state_names = names
         if inputs.training:
             closest = {}
             for k, s in enumerate(inputs.states):
@@ -256,12 +258,12 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     comparison: dict = {"common_residues": int(len(gi))}
     gen_rmsf = fluctuations.rmsf_A(gen_ca)
     comparison["rmsf_A"] = {"generated": _stats(gen_rmsf)}
-    data.update(gen_rmsf=gen_rmsf, rmsf_residues=g.residue_ids[gi])
+    data.gen_rmsf, data.rmsf_residues = gen_rmsf, g.residue_ids[gi]
     gen_pairs = fluctuations.pairwise_rmsd_A(gen_ca)
     comparison["pairwise_rmsd_A"] = {"generated": _stats(gen_pairs)}
     gen_phi, gen_psi = phi_psi_deg(g.xyz, g.chain_ends)
     gen_rg = validity.rg_A[finite]
-    data.update(gen_pairs=gen_pairs, gen_phi=gen_phi, gen_psi=gen_psi)
+    data.gen_pairs, data.gen_phi, data.gen_psi = gen_pairs, gen_phi, gen_psi
     if ref is not None:
         ref_ca = np.ascontiguousarray(ref.xyz[:, ri, 1])
         ref_rmsf = fluctuations.rmsf_A(ref_ca)
@@ -279,10 +281,10 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
             "phi_psi_2d": divergence.js_2d(torsions_gen, torsions_ref, 36, full),
             "phi": divergence.js_1d(torsions_gen[:, 0], torsions_ref[:, 0], 36, (-180, 180)),
             "psi": divergence.js_1d(torsions_gen[:, 1], torsions_ref[:, 1], 36, (-180, 180)),
-            "rg": divergence.js_1d(gen_rg, data["reference_validity"].rg_A),
+            "rg": divergence.js_1d(gen_rg, data.reference_validity.rg_A),
         }
-        comparison["rg_A"] = {"generated": _stats(gen_rg), "reference": _stats(data["reference_validity"].rg_A)}
-        data.update(ref_rmsf=ref_rmsf, ref_pairs=ref_pairs, ref_phi=ref_phi, ref_psi=ref_psi)
+        comparison["rg_A"] = {"generated": _stats(gen_rg), "reference": _stats(data.reference_validity.rg_A)}
+        data.ref_rmsf, data.ref_pairs, data.ref_phi, data.ref_psi = ref_rmsf, ref_pairs, ref_phi, ref_psi
     else:
         comparison["rg_A"] = {"generated": _stats(gen_rg)}
     metrics["comparison"] = comparison
@@ -312,7 +314,7 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     if options.plots:
         from mdllm.evaluate import plots
 
-        metrics["plots"] = plots.make_all(out_dir, data, metrics)
+        metrics["plots"] = plots.make_all(out_dir, data)
     from mdllm.evaluate import report
 
     from mdllm.evaluate.verdict import verdict
@@ -351,7 +353,7 @@ def _global_checks(gen, ref, start_xyz, validity, options, metrics, data):
     metrics["global"] = report.summary()
     metrics["global"]["start"] = metrics["inputs"].get("start")
     metrics["global"]["implausible"] = [{"frame": int(f), "reasons": r} for f, r in enumerate(reasons) if r]
-    data.update(global_report=report, acceptable=acceptable)
+    data.global_report, data.acceptable = report, acceptable
 
 
 def _kinetics(g, ref, gi, ri, data, options):
@@ -369,7 +371,7 @@ def _kinetics(g, ref, gi, ri, data, options):
     out["tica"] = {"fitted_on": "reference" if ref is not None else "generated", "lag_frames": tica.lagtime,
                    "features": "CA-CA distances of up to 60 evenly spaced residues", "principal_components": tica.n_pcs,
                    "eigenvalues": tica.eigenvalues.tolist()}
-    data.update(tica_base=tica.reference, tica_gen=tica.generated)
+    data.tica_base, data.tica_gen = tica.reference, tica.generated
     if ref is not None:
         both = np.concatenate([tica.reference, tica.generated])
         lo, hi = both.min(0), both.max(0) + 1e-9
@@ -392,7 +394,7 @@ def _kinetics(g, ref, gi, ri, data, options):
                      "active_fraction": its.active_fraction, "counts": its.counts,
                      "clusters_visited": int(len(np.unique(dtraj)))}
     out["msm"] = {"clusters": int(centres.n_clusters), "clustered_on": out["tica"]["fitted_on"], **msm}
-    data["msm"] = msm
+    data.msm = msm
     return out
 
 
@@ -415,7 +417,7 @@ def _rebuild(g, ref, out_dir, options, data):
                                                                  result.max_displacement_A, result.sane, result.errors)]
         if name == "generated" and result.trajectory is not None:
             out[name]["written"] = [str(p) for p in save(result.trajectory, out_dir / "allatom.dcd")]
-        data[f"rebuild_{name}"] = result
+        data.rebuild[name] = result
     return out
 
 

@@ -30,19 +30,11 @@ def _ideal_distances(omega: float = np.pi):
     the bonds, the 1-3 distances that fix the bond angles, and the 1-4 distances across the peptide
     bond that make it planar (trans for omega = pi, cis for 0), measured on an ideal dipeptide built
     here from the Engh & Huber values the validity check uses."""
-    from mdllm.evaluate.validity import IDEAL_ANGLES_DEG, IDEAL_BONDS_NM
+    from mdllm.geometry.ideal import IDEAL_ANGLES_DEG, IDEAL_BONDS_NM
+    from mdllm.geometry.vectors import place
 
     b_n_ca, b_ca_c, b_c_n, b_c_o = (10.0 * b for b in IDEAL_BONDS_NM)
     a_n_ca_c, a_ca_c_n, a_c_n_ca, a_ca_c_o = np.deg2rad(IDEAL_ANGLES_DEG)
-
-    def place(a, b, c, bond, angle, torsion):
-        # atom d with |cd| = bond, angle bcd and dihedral abcd (NeRF)
-        bc = (c - b) / np.linalg.norm(c - b)
-        n = np.cross(b - a, bc)
-        n /= np.linalg.norm(n)
-        m = np.cross(n, bc)
-        local = [-bond * np.cos(angle), bond * np.sin(angle) * np.cos(torsion), bond * np.sin(angle) * np.sin(torsion)]
-        return c + local[0] * bc + local[1] * m + local[2] * n
 
     ca0 = np.zeros(3)
     c0 = np.array([b_ca_c, 0.0, 0.0])
@@ -59,7 +51,7 @@ def _ideal_distances(omega: float = np.pi):
 
 IDEAL = _ideal_distances()
 IDEAL_CIS = _ideal_distances(0.0)  # differs from IDEAL only in the two 1-4 distances across the peptide
-VDW_A = np.array([1.55, 1.70, 1.70, 1.52])  # N, CA, C, O (Bondi), as the validity check uses
+VDW_A = np.array([1.55, 1.70, 1.70, 1.52])  # N, CA, C, O: ideal.VDW_RADII_NM in Å, as the validity check uses
 CA_MIN_A = 3.0  # non-neighbouring CAs closer than this clash (the validity check's limit)
 GEOMETRY_WEIGHT = 10.0  # per Å² of bond, 1-3 distance and overlap error; position restraint and Ramachandran terms are relative to 1
 
@@ -75,7 +67,7 @@ def _rama_fields():
     mixed derivative (central differences, periodic in both angles), and the bin width (radians)."""
     from scipy.ndimage import distance_transform_edt
 
-    from mdllm.evaluate import ramachandran
+    from mdllm.geometry import ramachandran
 
     table, bin_deg = ramachandran.grid()
     n = table.shape[1]
@@ -148,10 +140,10 @@ def _dihedral_and_gradient(p0, p1, p2, p3):
 def _pairs(x):
     """Index arrays (atom i, atom j) over flattened (L * 4) atoms and the ideal distances (F, pairs):
     a peptide bond keeps the cis or trans form it has in the input (cis-prolines exist)."""
-    from mdllm.geometry import numpy_ref
+    from mdllm.geometry.vectors import dihedral
 
     n_frames, n_res = x.shape[0], x.shape[1] // 4
-    omega = numpy_ref.dihedral(x[:, 1:-4:4], x[:, 2:-4:4], x[:, 4::4], x[:, 5::4])  # CA C N+1 CA+1
+    omega = dihedral(x[:, 1:-4:4], x[:, 2:-4:4], x[:, 4::4], x[:, 5::4])  # CA C N+1 CA+1
     cis = np.abs(omega) < np.pi / 2  # (F, L-1)
     ii, jj, d0 = [], [], []
     for (a, b, off, d), (*_, d_cis) in zip(IDEAL, IDEAL_CIS):
@@ -247,9 +239,9 @@ def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, 
     chunk = max(4 * _core.num_threads(), 16) if progress else max(n_frames, 1)
     bar = None
     if progress and n_frames > chunk:
-        from tqdm import tqdm
+        from mdllm.progress import bar as progress_bar
 
-        bar = tqdm(total=n_frames, unit="frame", desc="refining")
+        bar = progress_bar(total=n_frames, unit="frame", desc="refining")
     for b in range(0, n_frames, chunk):
         e = min(n_frames, b + chunk)
         _core.refine(xyz[b:e], e - b, n_res, *args, opts, out[b:e], energy[b:e], its[b:e], evals[b:e],
@@ -288,7 +280,7 @@ def _core_terms(sequence, n_res, rama):
     pairs = np.array([(a, b, off, d, d_cis) for (a, b, off, d), (*_, d_cis) in zip(IDEAL, IDEAL_CIS)], np.float64)
     if sequence is None or rama <= 0 or n_res <= 2:
         return pairs, np.zeros(0, np.int32), np.zeros((0, 0, 0, 0)), 0.0
-    from mdllm.evaluate import ramachandran
+    from mdllm.geometry import ramachandran
 
     return (pairs, ramachandran.residue_classes(sequence).astype(np.int32), *_core_rama_grids())
 
@@ -316,7 +308,7 @@ def _energy_terms(x0, sequence, rama):
     """What the reference energy needs besides the coordinates: ideal pairs, Ramachandran terms."""
     ii, jj, d0 = _pairs(x0)
     if sequence is not None and rama > 0 and x0.shape[1] // 4 > 2:
-        from mdllm.evaluate import ramachandran
+        from mdllm.geometry import ramachandran
 
         n_res = x0.shape[1] // 4
         classes = ramachandran.residue_classes(sequence)[1:-1]  # residues with both phi and psi

@@ -198,7 +198,7 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
           resume: bool = False, record: dict | None = None, on_step=None) -> dict:
     """Train ``model`` in place; writes checkpoints and ``history.json`` to ``out_dir`` and returns
     the history. ``on_step(step)`` is called before each optimizer step (progress hooks, tests)."""
-    from tqdm import tqdm
+    from mdllm.progress import bar as progress_bar
 
     if not train_examples:
         raise MdllmError("no training windows (too few frames for the window size?)")
@@ -257,8 +257,8 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
 
     if step == 0:
         remember_if_best()  # the starting weights (a base model) compete too
-    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step",
-               disable=not (cfg.progress and dist_info.is_main))
+    bar = progress_bar(total=total_steps, initial=step, desc="train", unit="step",
+                       enabled=cfg.progress and dist_info.is_main)
     while step < total_steps:
         epoch = step // steps_per_epoch
         order = epoch_order(len(train_examples), global_batch, cfg.seed, epoch)

@@ -59,9 +59,9 @@ def kmeans(x, k: int, iterations: int, rng: np.random.Generator, progress: bool 
     reseeded = 0
     bar = None
     if progress:
-        from tqdm import tqdm
+        from mdllm.progress import bar as progress_bar
 
-        bar = tqdm(total=iterations, desc="k-means", unit="it")
+        bar = progress_bar(total=iterations, desc="k-means", unit="it")
     for _ in range(iterations):
         idx, dist = _assign(x, centres)
         counts = np.bincount(idx, minlength=k)

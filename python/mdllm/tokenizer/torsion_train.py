@@ -93,7 +93,7 @@ def _assign(feat, centres, chunk: int = 65536):
 def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress: bool = True,
                     device: str = "cpu") -> tuple[np.ndarray, dict]:
     """K codes (omega, phi, psi) radians by Lloyd's algorithm on (cos, sin) of the angles."""
-    from tqdm import tqdm
+    from mdllm.progress import bar as progress_bar
 
     if len(samples) < k:
         raise ValueError(f"{len(samples)} residues cannot make {k} codes")
@@ -102,7 +102,7 @@ def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress
     centres = feat[torch.randperm(len(feat), generator=gen)[:k]].clone().to(device)
     feat = feat.to(device)
     reseeded = 0
-    bar = tqdm(range(iters), desc=f"k-means K={k}", disable=not progress)
+    bar = progress_bar(range(iters), enabled=progress, desc=f"k-means K={k}")
     for _ in bar:
         idx, dist = _assign(feat, centres)
         counts = torch.bincount(idx, minlength=k)
@@ -144,14 +144,14 @@ def train_torsion_tokenizer(segments, cfg: TorsionConfig, out_dir, iters: int = 
 
 def held_out_round_trip(tokenizer_dir, segments, progress: bool = True) -> dict:
     """Median and 95th percentile of the round-trip RMSD (Angstrom) of each segment."""
-    from tqdm import tqdm
+    from mdllm.progress import bar as progress_bar
 
     from mdllm.tokenizer.metrics import backbone_rmsd_angstrom
     from mdllm.tokenizer.torsion import TorsionTokenizer
 
     tok = TorsionTokenizer.load(tokenizer_dir)
     rmsd = [backbone_rmsd_angstrom(tok.decode(tok.encode(x[None])), x[None])[0]
-            for x in tqdm(segments, desc="held-out round trip", disable=not progress)]
+            for x in progress_bar(segments, enabled=progress, desc="held-out round trip")]
     return {"val_chains": len(rmsd), "val_rmsd_median_A": float(np.median(rmsd)),
             "val_rmsd_p95_A": float(np.percentile(rmsd, 95))}
 
