@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, machine, report
 
+from mdllm import tokenfile
 from mdllm.evaluate.validity import radius_of_gyration_A as rg
 from mdllm.io import load_backbone, save
 from mdllm.pipeline import PRESETS, run
@@ -104,8 +105,8 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     held_rmsd = ca_rmsd_to(held, ref)
     gen_rmsd = ca_rmsd_to(xyz, ref)
     # the pipeline writes refined frames (the guard judged them so); the raw frames are the decoded tokens
-    with np.load(Path(summary["generated"]).with_name("generated.tokens.npz")) as z:
-        tokens, key = z["tokens"], (z["key_xyz"] if "key_xyz" in z else None)
+    generated = tokenfile.load(Path(summary["generated"]).with_name("generated.tokens.npz"))
+    tokens, key = generated.tokens, generated.key_xyz
     raw = decode_tokens(load_tokenizers(KINDS[kind]["tokenizer"])[0], tokens, key).reshape(xyz.shape)
     g = info.get("guard") or {}
     first = md.xyz[:half]

@@ -198,7 +198,11 @@ def test_generation_loglik_is_reported(tmp_path):
 
     traj = load_backbone(ADK / "adk_dims.xtc", top=ADK / "adk_dims.pdb", stride=8)
     save(traj, tmp_path / "gen.dcd")
-    np.savez(tmp_path / "gen.tokens.npz", loglik=np.linspace(-3, -1, traj.n_frames))
+    from mdllm.tokenfile import TokenFile
+
+    F, L = traj.n_frames, traj.n_residues
+    TokenFile(np.zeros((1, F, L), np.int32), traj.sequence, "h" * 64, 8, loglik=np.linspace(-3, -1, F)[None],
+              valid=np.ones((1, F), bool)).save(tmp_path / "gen.tokens.npz")
     m = evaluate(tmp_path / "gen.dcd", tmp_path / "out", top=tmp_path / "gen.pdb",
                  options=EvaluateOptions(plots=False, progress=False))
     assert m["kinetics"]["generation_loglik"]["mean_per_frame"] == pytest.approx(-2.0)

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 
 from conftest import DATA  # noqa: E402
 from conftest import run_mdllm as _cli  # noqa: E402
-from mdllm import MdllmError, load_backbone  # noqa: E402
+from mdllm import MdllmError, load_backbone, tokenfile  # noqa: E402
 from mdllm.generate import Generator, generate  # noqa: E402
 from mdllm.lm.export import write_gguf  # noqa: E402
 from mdllm.lm.model import MistralLM, ModelConfig  # noqa: E402
@@ -152,9 +152,10 @@ def test_save_writes_trajectory_tokens_and_metadata(generator, tmp_path):
     back = load_backbone(tmp_path / "out.dcd", top=tmp_path / "out.pdb", check=False)
     assert back.n_frames == 6 and back.n_residues == 10
     np.testing.assert_allclose(back.xyz, ens.backbones.reshape(6, 10, 4, 3), atol=1e-5)
-    data = np.load(tmp_path / "out.tokens.npz")
-    np.testing.assert_array_equal(data["tokens"], ens.tokens)
-    np.testing.assert_allclose(data["loglik"], ens.frame_loglik)
+    data = tokenfile.load(tmp_path / "out.tokens.npz")
+    np.testing.assert_array_equal(data.tokens, ens.tokens)
+    np.testing.assert_allclose(data.loglik, ens.frame_loglik)
+    assert data.tokenizer_hash == generator.tokenizer.hash and data.sequence == ens.sequence
     meta = json.loads((tmp_path / "out.json").read_text())
     assert meta["seed"] == 1 and meta["walkers"] == 2 and meta["tokenizer_hash"] == generator.tokenizer.hash
     assert len(meta["model_sha256"]) == 64
@@ -230,7 +231,9 @@ def test_filter_keeps_exactly_the_valid_frames(tmp_path):
     assert ens.info["validity"]["valid_frames"] == 5 and "chain break" in ens.info["validity"]["invalid_reasons"]
     ens.save(tmp_path / "kept.pdb")
     assert load_backbone(tmp_path / "kept.pdb").n_frames == 5
-    np.testing.assert_array_equal(np.load(tmp_path / "kept.tokens.npz")["valid"], ens.valid)
+    kept = tokenfile.load(tmp_path / "kept.tokens.npz")
+    np.testing.assert_array_equal(kept.valid, ens.valid)
+    assert kept.kept_loglik().shape == (5,)
     ens.valid[:] = False
     with pytest.raises(MdllmError, match="no generated frame passed"):
         ens.save(tmp_path / "none.pdb")

@@ -13,7 +13,7 @@ if not getattr(_core, "has_llama", False):
 import torch  # noqa: E402
 
 from conftest import DATA  # noqa: E402
-from mdllm import MdllmError, load_backbone  # noqa: E402
+from mdllm import MdllmError, load_backbone, tokenfile  # noqa: E402
 from mdllm.encoding import load_tokenizers  # noqa: E402
 from mdllm.generate import FrameGuard, Generator, GuardLimits  # noqa: E402
 from mdllm.lm.export import write_gguf  # noqa: E402
@@ -73,8 +73,8 @@ def test_guard_redraws_rejected_frames_and_says_why(generator, tmp_path):
     assert g["rejections_by_reason"]["chain_break"] == 6 * 4  # the first draw and three redraws of each frame
     assert (ens.redraws == 3).all()
     written = ens.save(tmp_path / "out.xtc")
-    with np.load(written[-2]) as z:
-        assert z["redraws"].shape == (3, 2) and z["key_xyz"].shape == (10, 4, 3)
+    saved = tokenfile.load(written[-2])
+    assert saved.redraws.shape == (3, 2) and saved.key_xyz.shape == (10, 4, 3)
 
 
 def test_guard_judges_and_keeps_the_refined_frames(generator):

@@ -12,7 +12,9 @@ torch = pytest.importorskip("torch")
 
 import mdllm.lm as lm  # noqa: E402
 from mdllm.errors import MdllmError  # noqa: E402
-from mdllm.lm.data import load_token_file, load_token_files, save_token_file, windows  # noqa: E402
+from mdllm import tokenfile  # noqa: E402
+from mdllm.lm.data import load_token_files, windows  # noqa: E402
+from mdllm.tokenfile import TokenFile  # noqa: E402
 from mdllm.lm.lora import LoRALinear, add_lora, merge_lora  # noqa: E402
 from mdllm.lm.text import IGNORE  # noqa: E402
 from mdllm.lm.train import TrainConfig, lr_at, train  # noqa: E402
@@ -49,7 +51,7 @@ def synthetic_trajectories(tmp_path, n=2, frames=30):
             if f % 7 == 0:
                 tokens[f, rng.integers(len(seq))] = rng.integers(0, K)
         path = tmp_path / f"traj{i}.npz"
-        save_token_file(path, tokens, seq, HASH, K)
+        TokenFile(tokens, seq, HASH, K).save(path)
         paths.append(path)
     return paths
 
@@ -95,10 +97,10 @@ def test_vocabulary_refuses_other_tokenizer_and_bad_tokens():
 
 def test_token_files_round_trip_and_errors(tmp_path):
     paths = synthetic_trajectories(tmp_path)
-    t = load_token_file(paths[0])
+    t = tokenfile.load(paths[0])
     assert t.tokens.shape == (30, 5) and t.sequence == "ACDEF" and t.codebook_size == K
     other = tmp_path / "other.npz"
-    save_token_file(other, np.zeros((3, 5), np.int32), "ACDEF", "e" * 64, K)
+    TokenFile(np.zeros((3, 5), np.int32), "ACDEF", "e" * 64, K).save(other)
     with pytest.raises(MdllmError, match="other.npz.*tokenizer"):
         load_token_files([paths[0], other])
     model = tiny_model()
@@ -107,10 +109,10 @@ def test_token_files_round_trip_and_errors(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, tokens=np.zeros((3, 4), np.int32), sequence=np.array("ACDEF"))
     with pytest.raises(MdllmError, match="bad.npz.*lacks"):
-        load_token_file(bad)
+        tokenfile.load(bad)
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(MdllmError, match="junk.npz"):
-        load_token_file(tmp_path / "junk.npz")
+        tokenfile.load(tmp_path / "junk.npz")
 
 
 def test_windows_split_in_time(tmp_path):
@@ -424,7 +426,7 @@ def tiny_model_like(directory):
 def test_cli_refuses_mismatched_tokenizer(tmp_path):
     paths = synthetic_trajectories(tmp_path, n=1)
     other = tmp_path / "other.npz"
-    save_token_file(other, np.zeros((4, 5), np.int32), "ACDEF", "9" * 64, K)
+    TokenFile(np.zeros((4, 5), np.int32), "ACDEF", "9" * 64, K).save(other)
     r = _cli([str(paths[0]), str(other), "-o", str(tmp_path / "out"), "--preset", "tiny"])
     assert r.returncode == 1
     assert "other.npz" in r.stderr and "tokenizer" in r.stderr

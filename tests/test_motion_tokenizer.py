@@ -7,7 +7,7 @@ import pytest
 from mdllm import MdllmError
 from mdllm.encoding import decode_file, encode_backbone, encode_file
 from mdllm.io import load_backbone
-from mdllm.lm.data import load_token_file
+from mdllm import tokenfile
 from mdllm.tokenizer.api import load_tokenizer
 from mdllm.tokenizer.motion import MotionTokenizer, decode_reference, encode_reference, superpose_on_key
 
@@ -84,7 +84,7 @@ def test_token_file_keeps_the_key_frame(tmp_path, adk):
     out = tmp_path / "t.npz"
     enc = encode_file(ADK_DCD, out, top=ADK_PSF, key=key_file)
     np.testing.assert_allclose(enc.key_xyz, adk.xyz[4], atol=1e-3)  # PDB precision
-    traj = load_token_file(out)
+    traj = tokenfile.load(out)
     assert traj.key_xyz.shape == (adk.n_residues, 4, 3) and traj.key_tokens.shape == (adk.n_residues,)
     assert traj.key_codebook_size == enc.fold_tokenizer.codebook_size
     written = decode_file(out, tmp_path / "d.xtc")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import mdllm
-from mdllm import MdllmError, load_backbone
+from mdllm import MdllmError, load_backbone, tokenfile
 from mdllm.files import sha256_file
 from mdllm.paths import model_path
 from mdllm.tokenizer import MotionTokenizer, TorsionTokenizer, load_tokenizer
@@ -150,11 +150,11 @@ def test_cli_encode_decode(fold, tmp_path):
     npz = tmp_path / "tokens.npz"
     assert main(["encode", str(DATA / "adk_dims_10.dcd"), "--top", str(DATA / "adk.psf"),
                  "--tokenizer", str(FOLD), "-o", str(npz)]) == 0
-    with np.load(npz) as f:
-        assert f["tokens"].shape == (10, 214) and f["tokens"].dtype == np.int32
-        assert str(f["tokenizer_hash"]) == fold.hash
-        assert len(str(f["sequence"])) == 214
-        tokens = f["tokens"]
+    f = tokenfile.load(npz)
+    assert f.tokens.shape == (10, 214) and f.tokens.dtype == np.int32
+    assert f.tokenizer_hash == fold.hash
+    assert len(f.sequence) == 214
+    tokens = f.tokens
     out = tmp_path / "decoded.xtc"
     assert main(["decode", str(npz), "--tokenizer", str(FOLD), "-o", str(out)]) == 0
     import mdtraj as md

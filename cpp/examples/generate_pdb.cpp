@@ -15,9 +15,12 @@
 #include <vector>
 
 #include "mdllm/generate.hpp"
+#include "mdllm/gguf_keys.hpp"
 #include "mdllm/tokenizer.hpp"
 
 namespace {
+
+namespace keys = mdllm::gguf_keys;
 
 const std::map<std::string, char> kOneLetter = {
     {"ALA", 'A'}, {"ARG", 'R'}, {"ASN", 'N'}, {"ASP", 'D'}, {"CYS", 'C'}, {"GLN", 'Q'}, {"GLU", 'E'},
@@ -115,22 +118,22 @@ int main(int argc, char** argv) {
     tokenizer.encode(start.xyz.data(), 1, L, codes.data());
 
     mdllm::generation::Model model(argv[1]);
-    if (meta_int(model, "mdllm.codebook_size") != tokenizer.codebook_size())
+    if (meta_int(model, keys::kCodebookSize) != tokenizer.codebook_size())
       throw std::runtime_error("tokenizer codebook size differs from the model's");
-    const int32_t structure = meta_int(model, "mdllm.structure_offset");
-    const int32_t amino = meta_int(model, "mdllm.amino_acid_offset");
+    const int32_t structure = meta_int(model, keys::kStructureOffset);
+    const int32_t amino = meta_int(model, keys::kAminoAcidOffset);
     const std::string alphabet = "ACDEFGHIKLMNPQRSTVWY";
-    std::vector<int32_t> prefix = {meta_int(model, "tokenizer.ggml.bos_token_id"),
-                                   meta_int(model, "mdllm.seq_start_token_id")};
+    std::vector<int32_t> prefix = {meta_int(model, keys::kBosTokenId),
+                                   meta_int(model, keys::kSeqStartTokenId)};
     for (char c : start.sequence) {
       const auto i = alphabet.find(c);
       prefix.push_back(amino + static_cast<int32_t>(i == std::string::npos ? alphabet.size() : i));
     }
-    prefix.push_back(meta_int(model, "mdllm.seq_end_token_id"));
+    prefix.push_back(meta_int(model, keys::kSeqEndTokenId));
     for (auto& c : codes) c += structure;
 
     const mdllm::generation::FrameLayout layout{structure, structure + static_cast<int32_t>(tokenizer.codebook_size()),
-                                                meta_int(model, "mdllm.frame_token_id"), L};
+                                                meta_int(model, keys::kFrameTokenId), L};
     mdllm::generation::Options options;
     options.frames = frames;
     options.walkers = walkers;

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         tokenizer = TorsionTokenizer.load(args.tokenizer)
         print(f"tokenizer {tokenizer.hash[:12]}, codebook {tokenizer.codebook_size}")
         out.mkdir(parents=True, exist_ok=True)
-    from mdllm.lm.data import save_token_file
+    from mdllm.tokenfile import TokenFile
 
     lists = {"base": [], "adk": [], "md": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,8 +131,8 @@ def main(argv=None) -> int:
                     line = f"{name:<16} {bb.n_frames:>4} frames x {bb.n_residues:>3} residues  {bb.sequence[:30]}"
                     if tokenizer is not None:
                         tokens = tokenizer.encode(bb)
-                        save_token_file(out / f"{name}.npz", tokens, bb.sequence, tokenizer.hash,
-                                        tokenizer.codebook_size)
+                        TokenFile(tokens, bb.sequence, tokenizer.hash,
+                                  tokenizer.codebook_size).save(out / f"{name}.npz")
                         lists[group].append(f"{name}.npz")
                     print(line)
                 except (MdllmError, OSError, ValueError, KeyError, IndexError) as exc:

@@ -13,6 +13,7 @@ import numpy as np
 
 from mdllm.errors import MdllmError
 from mdllm.io import Backbone, load_backbone
+from mdllm.tokenfile import TokenFile
 
 DEFAULT_TOKENIZER = "motiontoken"
 
@@ -26,16 +27,17 @@ class Encoded:
     key_tokens: np.ndarray | None = None  # (L,) torsion codes of the key
     fold_tokenizer: object = None
 
-    def save(self, path) -> None:
-        from mdllm.lm.data import save_token_file
-
-        key = {}
-        if self.key_xyz is not None:
-            key = dict(key_xyz=self.key_xyz, key_tokens=self.key_tokens, key_tokenizer_hash=self.fold_tokenizer.hash,
-                       key_codebook_size=self.fold_tokenizer.codebook_size)
+    def token_file(self) -> TokenFile:
         bb = self.backbone
-        save_token_file(path, self.tokens, bb.sequence, self.tokenizer.hash, self.tokenizer.codebook_size, **key,
-                        residue_ids=bb.residue_ids, chain_ids=bb.chain_ids, time=bb.time)
+        tf = TokenFile(self.tokens, bb.sequence, self.tokenizer.hash, self.tokenizer.codebook_size,
+                       residue_ids=bb.residue_ids, chain_ids=bb.chain_ids, time=bb.time)
+        if self.key_xyz is not None:
+            tf.key_xyz, tf.key_tokens = self.key_xyz, self.key_tokens
+            tf.key_tokenizer_hash, tf.key_codebook_size = self.fold_tokenizer.hash, self.fold_tokenizer.codebook_size
+        return tf
+
+    def save(self, path) -> None:
+        self.token_file().save(path)
 
 
 def load_tokenizers(tokenizer=None, fold_tokenizer=None):
@@ -113,24 +115,25 @@ def encode_file(traj, out, top=None, stride: int = 1, chain=None, tokenizer=None
 def decode_file(tokens_path, out, tokenizer=None, project: bool = True) -> list:
     """``mdllm decode``: a token file back to backbones (``out``: any format ``mdllm.io.save`` writes).
     Default tokenizer: the shipped motion tokenizer for a file with a key frame, else the torsion one.
-    Motion tokens are projected onto the key frame's local geometry unless ``project`` is False."""
+    Motion tokens are projected onto the key frame's local geometry unless ``project`` is False. The
+    walkers of a file from ``mdllm generate`` come one after another, every frame, valid or not."""
+    from mdllm import tokenfile
     from mdllm.errors import in_file
     from mdllm.io import save
-    from mdllm.lm.data import load_token_file
     from mdllm.tokenizer.api import load_tokenizer
 
-    traj = load_token_file(tokens_path)
+    traj = tokenfile.load(tokens_path)
     tok = load_tokenizer(tokenizer if tokenizer else (DEFAULT_TOKENIZER if traj.key_xyz is not None else None))
     if traj.tokenizer_hash != tok.hash:
         raise in_file(tokens_path, f"was made by tokenizer {traj.tokenizer_hash[:12]}, not by {tok.hash[:12]} "
                                    "(pass the matching --tokenizer)")
     try:
-        xyz = decode_tokens(tok, traj.tokens, traj.key_xyz, project)
+        xyz = decode_tokens(tok, traj.frames, traj.key_xyz, project)
     except MdllmError as exc:
         raise in_file(tokens_path, str(exc)) from None
     n_frames, n_res = xyz.shape[:2]
-    extra = traj.extra or {}
-    bb = Backbone(xyz, traj.sequence, extra.get("residue_ids", np.arange(1, n_res + 1)),
-                  extra.get("chain_ids", np.full(n_res, "A")),
-                  extra.get("time", np.arange(n_frames, dtype=np.float64)))
+    time = traj.time if traj.time is not None and len(traj.time) == n_frames else np.arange(n_frames, dtype=np.float64)
+    bb = Backbone(xyz, traj.sequence,
+                  traj.residue_ids if traj.residue_ids is not None else np.arange(1, n_res + 1),
+                  traj.chain_ids if traj.chain_ids is not None else np.full(n_res, "A"), time)
     return save(bb, out)

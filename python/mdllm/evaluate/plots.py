@@ -1,5 +1,6 @@
 """PNG figures of an evaluation (matplotlib, Agg backend). Each function draws one figure from the
-arrays ``pipeline.evaluate`` collected and returns the file name, or None when its data is absent."""
+:class:`~mdllm.evaluate.results.EvaluationData` that ``pipeline.evaluate`` collected and returns the
+file name, or None when its data is absent."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mdllm.evaluate.results import EvaluationData
 from mdllm.files import atomic_output
 
 GEN_COLOUR, REF_COLOUR = "#d62728", "#1f77b4"
@@ -31,16 +33,16 @@ def _figure(*args, **kwargs):
     return plt.subplots(*args, **kwargs)
 
 
-def rmsd_traces(out: Path, data) -> str | None:
-    if "gen_rmsd" not in data:
+def rmsd_traces(out: Path, data: EvaluationData) -> str | None:
+    if data.gen_rmsd is None:
         return None
     fig, ax = _figure(figsize=(7, 4))
     colours = ["#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-    for k, name in enumerate(data["state_names"]):
+    for k, name in enumerate(data.state_names):
         c = colours[k % len(colours)]
-        ax.plot(data["gen_time"], data["gen_rmsd"][k], color=c, lw=1.8, label=f"generated: to {name}")
-        if "ref_rmsd" in data:
-            ax.plot(data["ref_time"], data["ref_rmsd"][k], color=c, lw=1.2, ls="--", label=f"reference: to {name}")
+        ax.plot(data.gen_time, data.gen_rmsd[k], color=c, lw=1.8, label=f"generated: to {name}")
+        if data.ref_rmsd is not None:
+            ax.plot(data.ref_time, data.ref_rmsd[k], color=c, lw=1.2, ls="--", label=f"reference: to {name}")
     ax.set_xlabel("time (ps)")
     ax.set_ylabel("CA RMSD (Å)")
     ax.set_title("RMSD to named states")
@@ -62,23 +64,23 @@ def _free_energy(ax, x, y, bins, ranges, title, xlabel, ylabel, vmax=None):
     return image, g
 
 
-def free_energy(out: Path, data, kind: str) -> str | None:
+def free_energy(out: Path, data: EvaluationData, kind: str) -> str | None:
     """Free energy -ln p (kT) on TIC 1-2 (kind 'tica') or on the RMSDs to two states ('states')."""
     if kind == "tica":
-        if "tica_gen" not in data:
+        if data.tica_gen is None:
             return None
-        panels = [("generated", data["tica_gen"])]
-        if "ref_rmsd" in data or "ref_phi" in data:
-            panels.insert(0, ("reference", data["tica_base"]))
+        panels = [("generated", data.tica_gen)]
+        if data.ref_rmsd is not None or data.ref_phi is not None:
+            panels.insert(0, ("reference", data.tica_base))
         labels = ("TIC 1 (kinetic map, dimensionless)", "TIC 2 (kinetic map, dimensionless)")
         name = "fes_tica.png"
     else:
-        if "gen_rmsd" not in data or data["gen_rmsd"].shape[0] != 2:
+        if data.gen_rmsd is None or data.gen_rmsd.shape[0] != 2:
             return None
-        panels = [("generated", data["gen_rmsd"].T)]
-        if "ref_rmsd" in data:
-            panels.insert(0, ("reference", data["ref_rmsd"].T))
-        labels = tuple(f"CA RMSD to {n} (Å)" for n in data["state_names"])
+        panels = [("generated", data.gen_rmsd.T)]
+        if data.ref_rmsd is not None:
+            panels.insert(0, ("reference", data.ref_rmsd.T))
+        labels = tuple(f"CA RMSD to {n} (Å)" for n in data.state_names)
         name = "fes_states.png"
     both = np.concatenate([p for _, p in panels])
     pad = 0.05 * (both.max(0) - both.min(0) + 1e-9)
@@ -100,12 +102,12 @@ def free_energy(out: Path, data, kind: str) -> str | None:
     return name
 
 
-def ramachandran(out: Path, data) -> str:
-    from mdllm.evaluate import ramachandran as rama
+def ramachandran(out: Path, data: EvaluationData) -> str:
+    from mdllm.geometry import ramachandran as rama
 
-    panels = [("generated", data["gen_phi"], data["gen_psi"])]
-    if "ref_phi" in data:
-        panels.insert(0, ("reference", data["ref_phi"], data["ref_psi"]))
+    panels = [("generated", data.gen_phi, data.gen_psi)]
+    if data.ref_phi is not None:
+        panels.insert(0, ("reference", data.ref_phi, data.ref_psi))
     levels, bin_deg = rama.grid()
     fig, axes = _figure(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
     centres = np.arange(-180 + bin_deg / 2, 180, bin_deg)
@@ -125,12 +127,12 @@ def ramachandran(out: Path, data) -> str:
     return _save(fig, out / "ramachandran.png")
 
 
-def rmsf(out: Path, data) -> str:
+def rmsf(out: Path, data: EvaluationData) -> str:
     fig, ax = _figure(figsize=(7, 3.8))
-    residues = data["rmsf_residues"]
-    if "ref_rmsf" in data:
-        ax.plot(residues, data["ref_rmsf"], color=REF_COLOUR, lw=1.2, label="reference")
-    ax.plot(residues, data["gen_rmsf"], color=GEN_COLOUR, lw=1.2, label="generated")
+    residues = data.rmsf_residues
+    if data.ref_rmsf is not None:
+        ax.plot(residues, data.ref_rmsf, color=REF_COLOUR, lw=1.2, label="reference")
+    ax.plot(residues, data.gen_rmsf, color=GEN_COLOUR, lw=1.2, label="generated")
     ax.set_xlabel("residue number")
     ax.set_ylabel("CA RMSF (Å)")
     ax.set_title("Per-residue fluctuations")
@@ -139,13 +141,14 @@ def rmsf(out: Path, data) -> str:
     return _save(fig, out / "rmsf.png")
 
 
-def pairwise(out: Path, data) -> str:
+def pairwise(out: Path, data: EvaluationData) -> str:
     fig, ax = _figure(figsize=(6, 3.8))
-    hi = max(data["gen_pairs"].max(initial=0), data.get("ref_pairs", np.zeros(1)).max(initial=0))
+    ref_pairs = data.ref_pairs if data.ref_pairs is not None else np.zeros(1)
+    hi = max(data.gen_pairs.max(initial=0), ref_pairs.max(initial=0))
     edges = np.linspace(0, hi + 1e-6, 50)
-    if "ref_pairs" in data:
-        ax.hist(data["ref_pairs"], edges, density=True, color=REF_COLOUR, alpha=0.5, label="reference")
-    ax.hist(data["gen_pairs"], edges, density=True, color=GEN_COLOUR, alpha=0.5, label="generated")
+    if data.ref_pairs is not None:
+        ax.hist(data.ref_pairs, edges, density=True, color=REF_COLOUR, alpha=0.5, label="reference")
+    ax.hist(data.gen_pairs, edges, density=True, color=GEN_COLOUR, alpha=0.5, label="generated")
     ax.set_xlabel("pairwise CA RMSD between frames (Å)")
     ax.set_ylabel("density (1/Å)")
     ax.set_title("Pairwise-RMSD distribution")
@@ -153,8 +156,8 @@ def pairwise(out: Path, data) -> str:
     return _save(fig, out / "pairwise_rmsd.png")
 
 
-def implied_timescales(out: Path, data) -> str | None:
-    msm = data.get("msm")
+def implied_timescales(out: Path, data: EvaluationData) -> str | None:
+    msm = data.msm
     if not msm:
         return None
     fig, ax = _figure(figsize=(6, 4))
@@ -180,10 +183,10 @@ def implied_timescales(out: Path, data) -> str | None:
     return _save(fig, out / "implied_timescales.png")
 
 
-def validity(out: Path, data) -> str:
+def validity(out: Path, data: EvaluationData) -> str:
     """Worst bond/angle deviation and Ramachandran outliers per frame against their limits; invalid
     frames shaded red."""
-    v = data["validity"]
+    v = data.validity
     frames = np.arange(v.n_frames)
     fig, (top, bottom) = _figure(2, 1, figsize=(7, 5), sharex=True)
     for ax in (top, bottom):
@@ -209,7 +212,8 @@ def validity(out: Path, data) -> str:
     return _save(fig, out / "validity.png")
 
 
-def make_all(out: Path, data, metrics) -> list[str]:
+def make_all(out: Path, data: EvaluationData) -> list[str]:
+    """Every figure that ``data`` has the arrays for; returns their file names in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     names = [validity(out, data), rmsd_traces(out, data), free_energy(out, data, "tica"),
              free_energy(out, data, "states"), ramachandran(out, data), rmsf(out, data), pairwise(out, data),

@@ -21,6 +21,7 @@ import torch
 
 from mdllm.errors import MdllmError
 from mdllm.files import atomic_output
+from mdllm.lm import gguf_keys as keys
 from mdllm.lm.lora import merge_lora
 from mdllm.lm.model import MistralLM
 from mdllm.lm.text import SPECIALS
@@ -128,24 +129,24 @@ def _write(model: MistralLM, path: Path, dtype: str, name: str) -> None:
     w.add_add_eos_token(False)
 
     # Our own metadata: what generation needs to build contexts and check inputs.
-    w.add_string("mdllm.tokenizer_hash", vocab.tokenizer_hash)
-    w.add_uint32("mdllm.codebook_size", vocab.codebook_size)
-    w.add_uint32("mdllm.n_conditioning", vocab.n_conditioning)
-    w.add_uint32("mdllm.vocab_offset", vocab.offset)
-    w.add_uint32("mdllm.frame_token_id", vocab.frame_id)
-    w.add_uint32("mdllm.seq_start_token_id", vocab.seq_start_id)
-    w.add_uint32("mdllm.seq_end_token_id", vocab.seq_end_id)
-    w.add_uint32("mdllm.conditioning_offset", vocab.conditioning_offset)
-    w.add_uint32("mdllm.amino_acid_offset", vocab.amino_acid_offset)
-    w.add_uint32("mdllm.structure_offset", vocab.structure_offset)
-    w.add_string("mdllm.frame_rule", FRAME_RULE)
+    w.add_string(keys.TOKENIZER_HASH, vocab.tokenizer_hash)
+    w.add_uint32(keys.CODEBOOK_SIZE, vocab.codebook_size)
+    w.add_uint32(keys.N_CONDITIONING, vocab.n_conditioning)
+    w.add_uint32(keys.VOCAB_OFFSET, vocab.offset)
+    w.add_uint32(keys.FRAME_TOKEN_ID, vocab.frame_id)
+    w.add_uint32(keys.SEQ_START_TOKEN_ID, vocab.seq_start_id)
+    w.add_uint32(keys.SEQ_END_TOKEN_ID, vocab.seq_end_id)
+    w.add_uint32(keys.CONDITIONING_OFFSET, vocab.conditioning_offset)
+    w.add_uint32(keys.AMINO_ACID_OFFSET, vocab.amino_acid_offset)
+    w.add_uint32(keys.STRUCTURE_OFFSET, vocab.structure_offset)
+    w.add_string(keys.FRAME_RULE, FRAME_RULE)
     # The proteins the model was (last) trained on; one residue count means a single-protein model.
     sequences = list((model.meta.get("training") or {}).get("sequences") or [])
     lengths = {len(s) for s in sequences}
-    w.add_uint32("mdllm.n_residues", lengths.pop() if len(lengths) == 1 else 0)
+    w.add_uint32(keys.N_RESIDUES, lengths.pop() if len(lengths) == 1 else 0)
     if sequences:
-        w.add_array("mdllm.train_sequences", sequences)
-    w.add_string("mdllm.config", json.dumps({"model": cfg.to_dict(), "vocab": vocab.to_dict(),
+        w.add_array(keys.TRAIN_SEQUENCES, sequences)
+    w.add_string(keys.CONFIG, json.dumps({"model": cfg.to_dict(), "vocab": vocab.to_dict(),
                                              "merged_lora": model.meta.get("merged_lora"),
                                              "training": model.meta.get("training")}))
 
@@ -192,7 +193,6 @@ def read_metadata(path) -> dict:
     reader = gguf.GGUFReader(str(path))
     out = {}
     for key, field in reader.fields.items():
-        if key.startswith("mdllm."):
-            value = field.contents()
-            out[key[len("mdllm."):]] = value
+        if key.startswith(keys.PREFIX):
+            out[key[len(keys.PREFIX):]] = field.contents()
     return out

@@ -1,0 +1,165 @@
+"""The token file: the one reader and writer of the ``.npz`` that ``mdllm encode`` and ``mdllm generate``
+write and that training, decoding and evaluation read.
+
+Layout (numpy ``.npz``, no pickles):
+
+==================== ================= ==================================================================
+key                  dtype, shape      meaning
+==================== ================= ==================================================================
+tokens               int32 (F, L)      structure codes; (W, F, L) for the walkers of ``mdllm generate``
+sequence             str               one-letter codes, length L
+tokenizer_hash       str               hash of the structure tokenizer that made ``tokens``
+codebook_size        int               its codebook size
+key_xyz              float32 (L, 4, 3) motion tokens: the key frame (nm) they are displacements from
+key_tokens           int32 (L,)        the key frame's fold as torsion codes (with the two keys below)
+key_tokenizer_hash   str               hash of the torsion tokenizer of ``key_tokens``
+key_codebook_size    int               its codebook size
+residue_ids          int (L,)          optional: residue numbers
+chain_ids            str (L,)          optional: chain of each residue
+time                 float64 (F,)      optional: time of each frame (ps)
+token_logprobs       float32 (W, F, L + 1)  generation: log-probability of each chosen token and separator
+loglik               float32 (W, F)    generation: per-frame log-likelihood
+valid                bool (W, F)       generation: frames that passed the checks (the trajectory written)
+redraws              int32 (W, F)      generation: draws of each frame the guard rejected
+==================== ================= ==================================================================
+
+Files written before ``tokenfile`` existed have the same keys and load unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from mdllm.errors import MdllmError, in_file
+
+REQUIRED = ("tokens", "sequence", "tokenizer_hash", "codebook_size")
+KEY_FOLD = ("key_tokens", "key_tokenizer_hash", "key_codebook_size")  # all or none, and only with key_xyz
+OPTIONAL_ARRAYS = ("key_xyz", "residue_ids", "chain_ids", "time", "token_logprobs", "loglik", "valid", "redraws")
+
+
+@dataclass
+class TokenFile:
+    tokens: np.ndarray  # int32 (F, L), or (W, F, L) from generation
+    sequence: str
+    tokenizer_hash: str
+    codebook_size: int
+    source: str = ""  # the file it was read from
+    key_xyz: np.ndarray | None = None  # (L, 4, 3) nm: the key frame of motion tokens
+    key_tokens: np.ndarray | None = None  # (L,) torsion codes of the key frame
+    key_tokenizer_hash: str = ""
+    key_codebook_size: int = 0
+    residue_ids: np.ndarray | None = None
+    chain_ids: np.ndarray | None = None
+    time: np.ndarray | None = None  # (F,) ps
+    token_logprobs: np.ndarray | None = None
+    loglik: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    redraws: np.ndarray | None = None
+
+    @property
+    def n_residues(self) -> int:
+        return int(self.tokens.shape[-1])
+
+    @property
+    def frames(self) -> np.ndarray:
+        """Tokens as (frames, L): the walkers of a generated file one after another."""
+        return self.tokens.reshape(-1, self.n_residues)
+
+    def kept_loglik(self) -> np.ndarray | None:
+        """Per-frame log-likelihoods of the frames in the trajectory written beside (walker-major; only
+        the valid ones when the file has a validity mask), or None."""
+        if self.loglik is None:
+            return None
+        ll = np.asarray(self.loglik, np.float64)
+        if self.valid is not None and self.valid.shape == ll.shape:
+            return ll[self.valid]
+        return ll.reshape(-1)
+
+    def save(self, path, compress: bool = False) -> Path:
+        """Write atomically (temporary file, then rename)."""
+        from mdllm.files import atomic_output
+
+        arrays = dict(tokens=np.asarray(self.tokens, np.int32), sequence=np.array(self.sequence),
+                      tokenizer_hash=np.array(self.tokenizer_hash), codebook_size=np.array(int(self.codebook_size)))
+        if self.key_tokens is not None:
+            arrays.update(key_tokens=np.asarray(self.key_tokens, np.int32),
+                          key_tokenizer_hash=np.array(self.key_tokenizer_hash),
+                          key_codebook_size=np.array(int(self.key_codebook_size)))
+        for name in OPTIONAL_ARRAYS:
+            value = getattr(self, name)
+            if value is not None:
+                arrays[name] = np.asarray(value, np.float32) if name == "key_xyz" else np.asarray(value)
+        path = Path(path)
+        with atomic_output(path) as tmp:
+            with open(tmp, "wb") as fh:
+                (np.savez_compressed if compress else np.savez)(fh, **arrays)
+        return path
+
+
+def load(path) -> TokenFile:
+    """Read and check a token file; any problem is an :class:`MdllmError` that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise in_file(path, "no such token file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            present = set(z.files)
+            missing = [k for k in REQUIRED if k not in present]
+            if missing:
+                raise in_file(path, f"not a token file: lacks {', '.join(missing)}")
+            names = {f.name for f in fields(TokenFile)}
+            values = {k: np.asarray(z[k]) for k in present if k in names}
+    except (OSError, ValueError, EOFError) as exc:
+        if isinstance(exc, MdllmError):
+            raise
+        raise in_file(path, f"not a readable token file ({exc})") from None
+    try:
+        tf = TokenFile(tokens=values.pop("tokens"), sequence=str(values.pop("sequence")),
+                       tokenizer_hash=str(values.pop("tokenizer_hash")),
+                       codebook_size=int(values.pop("codebook_size")), source=str(path))
+        fold = [k for k in KEY_FOLD if k in values]
+        if fold and (len(fold) != len(KEY_FOLD) or "key_xyz" not in values):
+            lacking = [k for k in ("key_xyz",) + KEY_FOLD if k not in values]
+            raise in_file(path, f"token file has a key frame but lacks {', '.join(lacking)}")
+        if fold:
+            tf.key_tokens = values.pop("key_tokens")
+            tf.key_tokenizer_hash = str(values.pop("key_tokenizer_hash"))
+            tf.key_codebook_size = int(values.pop("key_codebook_size"))
+        for name, value in values.items():
+            setattr(tf, name, value)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, MdllmError):
+            raise
+        raise in_file(path, f"malformed token file ({exc})") from None
+    _check(tf, path)
+    return tf
+
+
+def _check(tf: TokenFile, path) -> None:
+    t = tf.tokens
+    if t.ndim not in (2, 3) or not np.issubdtype(t.dtype, np.integer):
+        raise in_file(path, f"tokens must be integer (frames, residues), got {t.dtype} {t.shape}")
+    L = t.shape[-1]
+    if L != len(tf.sequence):
+        raise in_file(path, f"{L} tokens per frame but sequence has {len(tf.sequence)} residues")
+    if t.size and (t.min() < 0 or t.max() >= tf.codebook_size):
+        raise in_file(path, f"token outside 0..{tf.codebook_size - 1}")
+    if tf.key_xyz is not None:
+        tf.key_xyz = np.asarray(tf.key_xyz, np.float32)
+        if tf.key_xyz.shape != (L, 4, 3):
+            raise in_file(path, f"key frame {tf.key_xyz.shape} does not match {L} residues")
+    if tf.key_tokens is not None and tf.key_tokens.shape != (L,):
+        raise in_file(path, f"key frame fold codes {tf.key_tokens.shape} do not match {L} residues")
+    for name in ("residue_ids", "chain_ids"):
+        value = getattr(tf, name)
+        if value is not None and value.shape != (L,):
+            raise in_file(path, f"{name} {value.shape} does not match {L} residues")
+    if tf.time is not None and tf.time.shape != t.shape[-2:-1]:
+        raise in_file(path, f"time {tf.time.shape} does not match {t.shape[-2]} frames")
+    for name in ("loglik", "valid", "redraws"):
+        value = getattr(tf, name)
+        if value is not None and value.shape != t.shape[:-1]:
+            raise in_file(path, f"{name} {value.shape} does not match tokens {t.shape}")
