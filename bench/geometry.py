@@ -6,7 +6,7 @@ import argparse
 from common import best_time, load_adk_transitions, machine, report
 
 from mdllm import geometry
-from mdllm.geometry import numpy_ref
+from mdllm.geometry import _numpy_ref as numpy_ref
 
 
 def main():

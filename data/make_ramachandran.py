@@ -1,4 +1,4 @@
-"""Estimate the Ramachandran regions that ship in python/mdllm/evaluate/ramachandran.npz.
+"""Estimate the Ramachandran regions that ship in python/mdllm/geometry/ramachandran.npz.
 
 Run from the repository root:  python data/make_ramachandran.py [/path/to/backbones_train.npz]
 
@@ -83,7 +83,7 @@ def main():
         counts.append(int(sel.sum()))
         print(f"{name:<11} residues {sel.sum():>7}  favoured {np.mean(grids[-1] == 2):.3f}  "
               f"allowed+favoured {np.mean(grids[-1] >= 1):.3f} of the plane")
-    out = Path("python/mdllm/evaluate/ramachandran.npz")
+    out = Path("python/mdllm/geometry/ramachandran.npz")
     np.savez_compressed(out, levels=np.stack(grids), classes=np.array(CLASSES), bin_deg=BIN_DEG,
                         residues=np.array(counts), source=str(source.name))
     print(f"wrote {out} ({out.stat().st_size} bytes)")

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdllm.evaluate import ValidityLimits, check_backbone, kernels, kernels_numpy, ramachandran
+from mdllm.evaluate import ValidityLimits, check_backbone, kernels, kernels_numpy
+from mdllm.geometry import ramachandran
 from mdllm.evaluate.validity import VDW_RADII_NM, _ideal_table
 from mdllm.io import load_backbone
 

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import DATA
 from mdllm import MdllmError, geometry, load_backbone
-from mdllm.geometry import numpy_ref
+from mdllm.geometry import _numpy_ref as numpy_ref
 
 NM_TOL = 1e-4
 RAD_TOL = 1e-3

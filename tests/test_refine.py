@@ -9,7 +9,7 @@ import pytest
 from mdllm import MdllmError, _core, load_backbone
 from mdllm.evaluate import check_backbone
 from mdllm.evaluate.validity import IDEAL_ANGLES_DEG, IDEAL_BONDS_NM
-from mdllm.geometry import numpy_ref
+from mdllm.geometry import _numpy_ref as numpy_ref
 from mdllm.geometry.refine import CPP_ITERATIONS, GRADIENT_TOL, _reference_energy, refine_backbones, restraint_energy
 
 DATA = Path(__file__).parent / "data"

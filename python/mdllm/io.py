@@ -303,7 +303,7 @@ def _backbone_xyz(path, traj, residues):
 
 def _rebuild_oxygens(xyz, residues):
     """Place O in the peptide plane, anti to N(i+1) (or to N(i) for a last residue)."""
-    from mdllm.geometry.numpy_ref import place
+    from mdllm.geometry.vectors import place
 
     n_res = xyz.shape[1]
     for i in residues:

@@ -6,11 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from mdllm.evaluate.kernels import BondCheck, ClashCheck
-
-
-def _angle(a, b, c):
-    u, v = a - b, c - b
-    return np.arctan2(np.linalg.norm(np.cross(u, v), axis=-1), (u * v).sum(-1))
+from mdllm.geometry.vectors import angle as _angle
 
 
 def _first_max(z):

@@ -12,17 +12,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from mdllm.errors import MdllmError
-from mdllm.evaluate import ramachandran
+from mdllm.geometry import ramachandran
+from mdllm.geometry.ideal import ANGLE_SIGMA_DEG, BOND_SIGMA_NM, IDEAL_ANGLES_DEG, IDEAL_BONDS_NM, VDW_RADII_NM
 
-# Engh & Huber (1991), Acta Cryst. A47:392, backbone of non-glycine, non-proline residues.
-# Order as mdllm.geometry.internal_coordinates: N-CA, CA-C, C-N(i+1), C=O (nm) and
-# N-CA-C, CA-C-N(i+1), C-N(i+1)-CA(i+1), CA-C=O (degrees).
-IDEAL_BONDS_NM = (0.1458, 0.1525, 0.1329, 0.1231)
-BOND_SIGMA_NM = (0.0019, 0.0021, 0.0014, 0.0020)
-IDEAL_ANGLES_DEG = (111.2, 116.2, 121.7, 120.8)
-ANGLE_SIGMA_DEG = (2.8, 2.0, 1.8, 1.7)
-# Van der Waals radii (Bondi 1964) of the backbone heavy atoms N, CA, C, O, in nm.
-VDW_RADII_NM = (0.155, 0.170, 0.170, 0.152)
+__all__ = ["ANGLE_SIGMA_DEG", "BOND_SIGMA_NM", "IDEAL_ANGLES_DEG", "IDEAL_BONDS_NM", "VDW_RADII_NM", "ValidityLimits",
+           "ValidityReport", "check_backbone", "filter_frames", "phi_psi_deg", "radius_of_gyration_A"]
 
 
 @dataclass(frozen=True)

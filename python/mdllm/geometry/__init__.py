@@ -2,8 +2,14 @@
 
 Inputs are backbones (F, L, 4, 3) or point sets (F, N, 3) in nanometres; a :class:`mdllm.Backbone`
 is accepted wherever a backbone is. Shapes are checked and outputs allocated here; the kernels in
-``mdllm._core`` run multi-threaded without the GIL. :mod:`mdllm.geometry.numpy_ref` holds plain
-numpy versions of the same functions.
+``mdllm._core`` run multi-threaded without the GIL.
+
+The rest of the package's geometry lives here too: :mod:`~mdllm.geometry.vectors` (numpy angles,
+dihedrals, NeRF placement, Kabsch), :mod:`~mdllm.geometry.ideal` (ideal backbone geometry),
+:mod:`~mdllm.geometry.ramachandran` (allowed phi/psi regions), :mod:`~mdllm.geometry.projection` and
+:mod:`~mdllm.geometry.refine`. This package imports nothing from :mod:`mdllm.evaluate` or
+:mod:`mdllm.simulate` (tests/test_layering.py). :mod:`mdllm.geometry._numpy_ref` holds plain numpy
+versions of the compiled kernels for tests and benchmarks.
 """
 
 from __future__ import annotations

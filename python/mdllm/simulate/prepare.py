@@ -7,13 +7,12 @@ chain, chain breaks with nothing to fill them -- and stop with one clear line be
 
 from __future__ import annotations
 
-import contextlib
-import random
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mdllm.errors import in_file
+from mdllm.seeds import seeded_python_random  # noqa: F401  (re-exported for evaluate.rebuild until it imports mdllm.seeds)
 
 WATER_NAMES = {"HOH", "WAT", "H2O", "TIP3", "SOL"}
 # A C(i)-N(i+1) distance beyond this (nm) is a chain break: a peptide bond is 0.133 nm.
@@ -176,14 +175,3 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
-
-@contextlib.contextmanager
-def seeded_python_random(seed: int):
-    """Seed Python's global ``random`` for a block, then put its previous state back: OpenMM's Modeller
-    places new hydrogens and ions at random, so this makes preparation and rebuilds reproducible."""
-    saved = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(saved)

@@ -16,7 +16,7 @@ import numpy as np
 from mdllm.errors import MdllmError, in_file
 from mdllm.files import atomic_output, sha256_file
 from mdllm.simulate.checkpoint import RunStore, read_json, write_json
-from mdllm.simulate.prepare import seeded_python_random
+from mdllm.seeds import seeded_python_random
 from mdllm.simulate.reporters import Progress, positions_nm, saved_atoms
 from mdllm.simulate.system import (Physics, add_barostat, create_system, load_forcefield, make_integrator,
                                    platform_candidates, solvate)

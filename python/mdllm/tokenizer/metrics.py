@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _kabsch_fit(mobile, ref):
-    """mobile, ref (N, 3) -> mobile superposed on ref."""
-    mc, rc = mobile.mean(0), ref.mean(0)
-    h = (mobile - mc).T @ (ref - rc)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return (mobile - mc) @ rot.T + rc
+from mdllm.geometry.vectors import kabsch, superpose
 
 
 def backbone_rmsd_angstrom(decoded, original):
     """Per frame RMSD (Angstrom) over all N, CA, C, O after optimal superposition; inputs (F, L, 4, 3) nm."""
-    out = []
-    for a, b in zip(np.asarray(decoded, np.float64), np.asarray(original, np.float64)):
-        p, q = a.reshape(-1, 3), b.reshape(-1, 3)
-        out.append(np.sqrt(((_kabsch_fit(p, q) - q) ** 2).sum(-1).mean()) * 10.0)
-    return np.array(out)
+    p = np.asarray(decoded, np.float64).reshape(len(decoded), -1, 3)
+    q = np.asarray(original, np.float64).reshape(len(original), -1, 3)
+    return np.sqrt(((superpose(p, q) - q) ** 2).sum(-1).mean(-1)) * 10.0
 
 
 def tm_score(decoded, original):
@@ -35,11 +25,7 @@ def tm_score(decoded, original):
         best = 0.0
         w = np.ones(n)
         for _ in range(5):
-            mc, rc = (p * w[:, None]).sum(0) / w.sum(), (q * w[:, None]).sum(0) / w.sum()
-            h = ((p - mc) * w[:, None]).T @ (q - rc)
-            u, _, vt = np.linalg.svd(h)
-            d = np.sign(np.linalg.det(vt.T @ u.T))
-            rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+            rot, mc, rc = kabsch(p, q, w)
             dist = np.linalg.norm((p - mc) @ rot.T + rc - q, axis=1)
             score = (1.0 / (1.0 + (dist / d0) ** 2)).sum() / n
             best = max(best, score)

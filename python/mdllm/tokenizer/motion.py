@@ -25,20 +25,12 @@ DEGENERATE_NM = 1e-6
 # --- numpy reference (docs/motion_tokenizer_spec.md) ----------------------------------------------
 def superpose_on_key(xyz, key) -> np.ndarray:
     """(F, L, 4, 3) frames moved onto the key (L, 4, 3) by the CA superposition, float64."""
+    from mdllm.geometry.vectors import kabsch
+
     x = np.asarray(xyz, np.float64)
     y = np.asarray(key, np.float64)
-    cx = x[:, :, 1].mean(axis=1)  # (F, 3)
-    cy = y[:, 1].mean(axis=0)
-    p = x[:, :, 1] - cx[:, None]
-    q = y[None, :, 1] - cy
-    h = np.einsum("fla,flb->fab", p, q)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.einsum("fab,fbc->fac", vt.transpose(0, 2, 1), u.transpose(0, 2, 1))))
-    d[d == 0] = 1.0
-    fix = np.ones((len(x), 3))
-    fix[:, 2] = d
-    r = np.einsum("fba,fb,fcb->fac", vt, fix, u)  # R = V diag(1, 1, d) U^T
-    return np.einsum("fab,flkb->flka", r, x - cx[:, None, None]) + cy
+    r, cx, cy = kabsch(x[:, :, 1], y[None, :, 1])  # (F, 3, 3), (F, 3), (1, 3)
+    return np.einsum("fab,flkb->flka", r, x - cx[:, None, None]) + cy[:, None, None]
 
 
 def key_frames(key) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Plain-numpy reference implementations of the C++ geometry kernels.
+"""Plain-numpy reference implementations of the C++ geometry kernels, for tests and benchmarks only
+(production code uses :mod:`mdllm.geometry` and, in numpy, :mod:`mdllm.geometry.vectors`).
 
 Slow but easy to read; the tests compare the compiled kernels against these. Same signatures and
 conventions as :mod:`mdllm.geometry`.
@@ -8,17 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from mdllm.geometry.vectors import angle, dihedral, kabsch, normalize, place
 
-def _normalize(v):
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+__all__ = ["angle", "dihedral", "dihedrals", "internal_coordinates", "nerf", "pairwise_rmsd", "place",
+           "rigid_frames", "rmsd_to_reference", "superpose", "to_global", "to_local"]
 
 
 def rigid_frames(xyz):
     xyz = np.asarray(xyz, dtype=np.float64)
     n, ca, c = xyz[..., 0, :], xyz[..., 1, :], xyz[..., 2, :]
-    e1 = _normalize(c - ca)
+    e1 = normalize(c - ca)
     u = n - ca
-    e2 = _normalize(u - np.sum(u * e1, axis=-1, keepdims=True) * e1)
+    e2 = normalize(u - np.sum(u * e1, axis=-1, keepdims=True) * e1)
     e3 = np.cross(e1, e2)
     return np.stack([e1, e2, e3], axis=-1).astype(np.float32), ca.astype(np.float32)
 
@@ -31,28 +33,6 @@ def to_local(rotations, translations, points):
 def to_global(rotations, translations, local):
     g = np.einsum("...ij,...pj->...pi", rotations, np.asarray(local, np.float64))
     return (g + np.asarray(translations, np.float64)[..., None, :]).astype(np.float32)
-
-
-def dihedral(a, b, c, d):
-    b1, b2, b3 = b - a, c - b, d - c
-    n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
-    y = np.linalg.norm(b2, axis=-1) * np.sum(b1 * n2, axis=-1)
-    return np.arctan2(y, np.sum(n1 * n2, axis=-1))
-
-
-def angle(a, b, c):
-    u, v = a - b, c - b
-    return np.arctan2(np.linalg.norm(np.cross(u, v), axis=-1), np.sum(u * v, axis=-1))
-
-
-def place(a, b, c, bond, theta, chi):
-    """NeRF: the point d with |d-c| = bond, angle(b,c,d) = theta, dihedral(a,b,c,d) = chi."""
-    a, b, c = (np.asarray(x, np.float64) for x in (a, b, c))
-    bond, theta, chi = (np.asarray(x, np.float64)[..., None] for x in (bond, theta, chi))
-    bc = _normalize(c - b)
-    n = _normalize(np.cross(b - a, bc))
-    m = np.cross(n, bc)
-    return c - bond * np.cos(theta) * bc + bond * np.sin(theta) * (np.cos(chi) * m + np.sin(chi) * n)
 
 
 def dihedrals(xyz):
@@ -104,15 +84,6 @@ def nerf(bonds, angles, torsions):
     return xyz.astype(np.float32)
 
 
-def kabsch(mobile, ref):
-    """Rotation R (3, 3) and RMSD superposing centred mobile (N, 3) onto centred ref: ref ~ mobile @ R.T."""
-    h = mobile.T @ ref
-    u, s, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return r
-
-
 def _centre(points):
     points = np.asarray(points, np.float64)
     return points - points.mean(axis=-2, keepdims=True)
@@ -123,7 +94,7 @@ def rmsd_to_reference(points, ref):
     y = _centre(ref)
     out = np.empty(len(x))
     for f in range(len(x)):
-        r = kabsch(x[f], y)
+        r = kabsch(x[f], y)[0]
         out[f] = np.sqrt(np.mean(np.sum((x[f] @ r.T - y) ** 2, axis=-1)))
     return out.astype(np.float32)
 
@@ -134,7 +105,7 @@ def superpose(points, ref):
     y = ref - ref.mean(axis=0)
     out = np.empty_like(x)
     for f in range(len(x)):
-        out[f] = x[f] @ kabsch(x[f], y).T + ref.mean(axis=0)
+        out[f] = x[f] @ kabsch(x[f], y)[0].T + ref.mean(axis=0)
     return out.astype(np.float32), rmsd_to_reference(points, ref)
 
 
