@@ -1,4 +1,9 @@
-// Fuzz driver for the motion tokenizer, meant for a sanitizer build:
+// Fuzz driver for the motion tokenizer, meant for a sanitizer build. ctest runs it briefly
+// (tests/cpp/CMakeLists.txt); under the sanitizers:
+//
+//   cmake -S . -B build/cpp-asan -G Ninja -DMDLLM_SANITIZE=ON && cmake --build build/cpp-asan && ctest --test-dir build/cpp-asan -R fuzz
+//
+// or by hand:
 //
 //   g++ -std=c++17 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -Icpp/include cpp/src/core/*.cpp cpp/tests/motion_tokenizer_fuzz.cpp -o /tmp/motion_fuzz -pthread
 //   /tmp/motion_fuzz [MOTION_TOKENIZER_DIR|-] [iterations]

@@ -1,4 +1,9 @@
-// Fuzz driver for the torsion-codebook tokenizer, meant for a sanitizer build:
+// Fuzz driver for the torsion-codebook tokenizer, meant for a sanitizer build. ctest runs it briefly
+// (tests/cpp/CMakeLists.txt); under the sanitizers:
+//
+//   cmake -S . -B build/cpp-asan -G Ninja -DMDLLM_SANITIZE=ON && cmake --build build/cpp-asan && ctest --test-dir build/cpp-asan -R fuzz
+//
+// or by hand:
 //
 //   g++ -std=c++17 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -Icpp/include cpp/src/core/*.cpp cpp/tests/torsion_tokenizer_fuzz.cpp -o /tmp/torsion_fuzz -pthread
 //   /tmp/torsion_fuzz TORSION_TOKENIZER_DIR [iterations]
