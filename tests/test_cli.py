@@ -5,9 +5,12 @@ from conftest import run_mdllm as mdllm
 
 
 def test_help_lists_commands():
+    from mdllm.cli import COMMANDS
+
     out = mdllm("--help")
-    assert out.returncode == 0
-    assert "info" in out.stdout
+    assert out.returncode == 0, out.stderr
+    listed = [line.split()[0] for line in out.stdout.splitlines() if len(line) - len(line.lstrip()) == 4]
+    assert listed == COMMANDS  # every command, in order (4-space indent; wrapped help lines are deeper)
 
 
 def test_info_on_a_trajectory():
@@ -22,7 +25,9 @@ def test_info_on_a_trajectory():
 
 def test_info_on_an_nmr_ensemble():
     out = mdllm("info", DATA / "1L2Y_3models.pdb")
-    assert out.returncode == 0
+    assert out.returncode == 0, out.stderr
+    fields = dict(line.split(None, 1) for line in out.stdout.splitlines() if " " in line)
+    assert fields["frames"].strip() == "3" and fields["residues"].strip() == "20"
     assert "NLYIQWLKDGGPSSGRPPPS" in out.stdout
 
 

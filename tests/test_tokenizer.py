@@ -195,5 +195,9 @@ def test_adk_measurements_and_self_consistency(fold, adk, tmp_path):
     assert r["rmsd_A"]["median"] < 0.6  # the shipped codebook (models/torsiontoken/RECIPE.md)
     kept = (fold.encode(decoded) == tokens).mean()
     assert r["reencoded_tokens_kept"] == pytest.approx(kept) and 0.5 < kept <= 1.0
-    assert r["state_fidelity_A"]["median"] >= 0.0
+    # state fidelity: how far the round trip moves a frame's distance to the open state
+    to_open = np.repeat(load_backbone(tmp_path / "adk_open.pdb").xyz, frames.n_frames, axis=0)
+    fidelity = np.abs(backbone_rmsd_angstrom(decoded, to_open) - backbone_rmsd_angstrom(frames.xyz, to_open))
+    assert r["state_fidelity_A"]["median"] == pytest.approx(np.median(fidelity))
+    assert 0.0 < r["state_fidelity_A"]["median"] < 0.05  # 0.005 Å with the shipped codebook
     assert 0.0 < result["closed_vs_open_tokens_differ"] < 1.0
