@@ -23,22 +23,18 @@ void register_sampler(py::module_& m) {
     float* lp = output<float>(logprobs, rows, "logprobs");
     const auto* ranges = reinterpret_cast<const s::Allowed*>(allowed.data());
     const s::Params params{temperature, top_k, top_p, min_p};
-    try {
+    {  // bad input: std::invalid_argument, which module.cpp turns into MdllmError
       py::gil_scoped_release nogil;
       s::sample(logits.data(), rows, vocab, ranges, params, seed, walkers.data(), steps.data(), tok, lp);
-    } catch (const std::invalid_argument& e) {
-      throw py::value_error(e.what());
     }
   });
   m.def("token_logprobs", [](InF32 logits, int64_t rows, int64_t vocab, InI32 tokens, py::array logprobs) {
     require_size(logits, rows * vocab, "logits");
     require_size(tokens, rows, "tokens");
     float* lp = output<float>(logprobs, rows, "logprobs");
-    try {
+    {  // bad input: std::invalid_argument, which module.cpp turns into MdllmError
       py::gil_scoped_release nogil;
       s::token_logprobs(logits.data(), rows, vocab, tokens.data(), lp);
-    } catch (const std::invalid_argument& e) {
-      throw py::value_error(e.what());
     }
   });
 }

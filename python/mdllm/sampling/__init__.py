@@ -51,11 +51,8 @@ def sample(logits, allowed, params: SamplingParams = SamplingParams(), seed: int
     rows, vocab = logits.shape
     tokens = np.empty(rows, np.int32)
     logprobs = np.empty(rows, np.float32)
-    try:
-        _core.sample(logits, rows, vocab, allowed, params.temperature, params.top_k, params.top_p,
-                     params.min_p, seed, walkers, steps, tokens, logprobs)
-    except ValueError as exc:
-        raise MdllmError(str(exc)) from None
+    _core.sample(logits, rows, vocab, allowed, params.temperature, params.top_k, params.top_p,
+                 params.min_p, seed, walkers, steps, tokens, logprobs)  # bad input: MdllmError from the core
     return tokens, logprobs
 
 
@@ -66,8 +63,5 @@ def token_logprobs(logits, tokens):
         raise MdllmError(f"logits must be (rows, vocab), got shape {logits.shape}")
     tokens = np.ascontiguousarray(tokens, np.int32)
     out = np.empty(logits.shape[0], np.float32)
-    try:
-        _core.token_logprobs(logits, logits.shape[0], logits.shape[1], tokens, out)
-    except ValueError as exc:
-        raise MdllmError(str(exc)) from None
+    _core.token_logprobs(logits, logits.shape[0], logits.shape[1], tokens, out)
     return out

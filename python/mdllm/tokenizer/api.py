@@ -93,10 +93,7 @@ def compiled_kernels(core, path: Path, cfg, backend: str, fallback: str):
         raise MdllmError(f"the compiled core has no kernels for this tokenizer kind; use backend='{fallback}'")
     if backend == fallback or core is None:
         return fallback, None
-    try:
-        return "cpp", core(str(path / WEIGHTS_NAME), cfg.to_json())
-    except ValueError as exc:  # the C++ reader's own checks (dtype, offsets, values)
-        raise MdllmError(str(exc)) from None
+    return "cpp", core(str(path / WEIGHTS_NAME), cfg.to_json())  # the reader's checks raise MdllmError
 
 
 def _as_backbone(xyz) -> np.ndarray:

@@ -135,10 +135,7 @@ class MotionTokenizer:
         if self.backend == "numpy":
             return encode_reference(xyz, key, self.codebook)
         out = np.empty(xyz.shape[:2], np.int32)
-        try:
-            self._cpp.encode(xyz, key, xyz.shape[0], xyz.shape[1], out)
-        except ValueError as exc:
-            raise MdllmError(str(exc)) from None
+        self._cpp.encode(xyz, key, xyz.shape[0], xyz.shape[1], out)  # bad input: MdllmError from the core
         return out
 
     def decode(self, tokens, key) -> np.ndarray:
@@ -154,10 +151,7 @@ class MotionTokenizer:
         if self.backend == "numpy":
             return decode_reference(tokens, key, self.codebook)
         out = np.empty(tokens.shape + (4, 3), np.float32)
-        try:
-            self._cpp.decode(tokens, key, tokens.shape[0], tokens.shape[1], out)
-        except ValueError as exc:
-            raise MdllmError(str(exc)) from None
+        self._cpp.decode(tokens, key, tokens.shape[0], tokens.shape[1], out)
         return out
 
     def zero_token(self) -> int:

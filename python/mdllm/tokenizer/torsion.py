@@ -69,19 +69,13 @@ class TorsionTokenizer:
         xyz = _as_backbone(xyz)
         if self.backend == "cpp":
             out = np.empty(xyz.shape[:2], np.int32)
-            try:
-                self._cpp.encode(xyz, xyz.shape[0], xyz.shape[1], out)
-            except ValueError as exc:
-                raise MdllmError(str(exc)) from None
+            self._cpp.encode(xyz, xyz.shape[0], xyz.shape[1], out)  # bad input: MdllmError from the core
             return out
         import torch
 
         model = self.torch_model()
-        try:
-            chunks = [model.encode(torch.from_numpy(xyz[i:i + batch_size])).numpy()
-                      for i in range(0, len(xyz), batch_size)]
-        except ValueError as exc:  # a degenerate first residue
-            raise MdllmError(str(exc)) from None
+        chunks = [model.encode(torch.from_numpy(xyz[i:i + batch_size])).numpy()
+                  for i in range(0, len(xyz), batch_size)]
         return np.concatenate(chunks).astype(np.int32)
 
     def decode(self, tokens, batch_size: int = 64) -> np.ndarray:

@@ -21,6 +21,8 @@ import math
 import numpy as np
 import torch
 
+from mdllm.errors import MdllmError
+
 
 def _norm(v):
     return torch.sqrt((v * v).sum(-1, keepdim=True))
@@ -57,7 +59,7 @@ def residue_frame_coordinates(y):
     e2 = v - (v * (e1 / e1_len)).sum(-1, keepdim=True) * (e1 / e1_len)
     e2_len = _norm(e2)
     if bool((e1_len < 1e-6).any()) or bool((e2_len < 1e-6).any()):
-        raise ValueError("degenerate first residue (N, CA, C coincide or are collinear)")
+        raise MdllmError("degenerate first residue (N, CA, C coincide or are collinear)")
     e1, e2 = e1 / e1_len, e2 / e2_len
     e3 = torch.linalg.cross(e1, e2, dim=-1)
     rel = y - o[:, None, None, :]

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 
+from mdllm.errors import MdllmError
 from mdllm.geometry import internal_coordinates
 from mdllm.tokenizer.config import GEOMETRY_NAMES, TorsionConfig
 from mdllm.tokenizer.weights import save_tokenizer
@@ -96,7 +97,7 @@ def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress
     from mdllm.progress import bar as progress_bar
 
     if len(samples) < k:
-        raise ValueError(f"{len(samples)} residues cannot make {k} codes")
+        raise MdllmError(f"{len(samples)} residues cannot make {k} codes: give more structures or a smaller --codebook")
     gen = torch.Generator().manual_seed(seed)
     feat = _features(torch.as_tensor(samples, dtype=torch.float32))
     centres = feat[torch.randperm(len(feat), generator=gen)[:k]].clone().to(device)

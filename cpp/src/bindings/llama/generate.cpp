@@ -12,15 +12,6 @@ namespace {
 
 std::vector<int32_t> to_vector(const InI32& a) { return std::vector<int32_t>(a.data(), a.data() + a.size()); }
 
-template <class Fn>
-auto translate_errors(Fn&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const std::invalid_argument& e) {
-    throw py::value_error(e.what());
-  }
-}
-
 }  // namespace
 
 void register_generate(py::module_& m) {
@@ -67,10 +58,10 @@ void register_generate(py::module_& m) {
             for (int64_t i = 0; i < n; ++i) accept[i] = a.data()[i] ? 1 : 0;
           };
         const auto p = to_vector(prefix), s = to_vector(start);
-        gen::Trajectories t = translate_errors([&] {
+        gen::Trajectories t = [&] {
           py::gil_scoped_release nogil;
           return model.generate(p, s, layout, opt, callback, check);
-        });
+        }();
         py::array_t<int32_t> tokens({t.walkers, t.frames, t.residues});
         py::array_t<float> logprobs({t.walkers, t.frames, t.residues + 1});
         py::array_t<int32_t> redraws({t.walkers, t.frames});
@@ -90,20 +81,20 @@ void register_generate(py::module_& m) {
            py::arg("frame_check") = py::none(), py::arg("max_tries") = 0)
       .def("score", [](gen::Model& model, InI32 prefix, InI32 frames, const gen::FrameLayout& layout, int64_t window) {
         const auto p = to_vector(prefix), f = to_vector(frames);
-        std::vector<float> lp = translate_errors([&] {
+        std::vector<float> lp = [&] {
           py::gil_scoped_release nogil;
           return model.score(p, f, layout, window);
-        });
+        }();
         const int64_t n = static_cast<int64_t>(f.size()) / layout.residues;
         py::array_t<float> out({n, layout.residues + 1});
         std::copy(lp.begin(), lp.end(), out.mutable_data());
         return out;
       })
       .def("raw_decode_tokens_per_second", [](gen::Model& model, int64_t batch, int64_t steps, int64_t context) {
-        return translate_errors([&] {
+        return [&] {
           py::gil_scoped_release nogil;
           return model.raw_decode_tokens_per_second(batch, steps, context);
-        });
+        }();
       });
 }
 
