@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from mdllm.geometry import vectors
+
 CLASSES = ("general", "glycine", "proline", "preproline")
 BIN_DEG = 2.0
 SMOOTH_DEG = 4.0
@@ -30,10 +32,7 @@ ALLOWED = {"general": 0.9995, "glycine": 0.998, "proline": 0.998, "preproline": 
 
 
 def dihedral(a, b, c, d):
-    b1, b2, b3 = b - a, c - b, d - c
-    n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
-    y = np.linalg.norm(b2, axis=-1) * (b1 * n2).sum(-1)
-    return np.degrees(np.arctan2(y, (n1 * n2).sum(-1)))  # IUPAC sign, as mdllm.geometry
+    return np.degrees(vectors.dihedral(a, b, c, d))  # IUPAC sign, as mdllm.geometry
 
 
 def phi_psi_classes(coords, offsets, sequences):

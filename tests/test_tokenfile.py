@@ -62,15 +62,21 @@ def test_files_in_the_earlier_layouts_still_load(tmp_path):
     (dict(tokens=np.zeros((3, 5), np.int32), sequence=np.array(SEQ), tokenizer_hash=np.array(HASH),
           codebook_size=np.array(K), key_tokens=np.zeros(5, np.int32)), "key frame but lacks key_xyz"),
     (dict(tokens=np.zeros((3, 5), np.int32), sequence=np.array(SEQ), tokenizer_hash=np.array(HASH),
-          codebook_size=np.array(K), key_xyz=np.zeros((4, 4, 3), np.float32)), "key frame .* does not match 5"),
+          codebook_size=np.array(K), key_xyz=np.zeros((4, 4, 3), np.float32)), "key_xyz of shape \\(4, 4, 3\\) does not match tokens \\(3, 5\\)"),
     (dict(tokens=np.zeros((2, 3, 5), np.int32), sequence=np.array(SEQ), tokenizer_hash=np.array(HASH),
-          codebook_size=np.array(K), loglik=np.zeros((2, 4))), "loglik .* does not match tokens"),
+          codebook_size=np.array(K), loglik=np.zeros((2, 4))), "loglik of shape \\(2, 4\\) does not match tokens \\(2, 3, 5\\)"),
 ])
 def test_bad_files_stop_with_an_error_naming_the_file(tmp_path, arrays, message):
     bad = tmp_path / "bad.npz"
     np.savez(bad, **arrays)
     with pytest.raises(MdllmError, match=f"bad.npz: .*{message}"):
         tokenfile.load(bad)
+
+
+def test_a_file_that_could_not_be_read_back_is_not_written(tmp_path):
+    with pytest.raises(MdllmError, match="out.npz: token outside 0..-1"):
+        TokenFile(np.ones((2, 5), np.int32), SEQ, HASH, 0).save(tmp_path / "out.npz")
+    assert not list(tmp_path.iterdir())
 
 
 def test_unreadable_and_missing_files(tmp_path):

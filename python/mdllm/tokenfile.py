@@ -79,8 +79,12 @@ class TokenFile:
         return ll.reshape(-1)
 
     def save(self, path, compress: bool = False) -> Path:
-        """Write atomically (temporary file, then rename)."""
+        """Write atomically (temporary file, then rename), after the checks :func:`load` makes: a
+        file that could not be read back is never written."""
         from mdllm.files import atomic_output
+
+        path = Path(path)
+        _check(self, path)
 
         arrays = dict(tokens=np.asarray(self.tokens, np.int32), sequence=np.array(self.sequence),
                       tokenizer_hash=np.array(self.tokenizer_hash), codebook_size=np.array(int(self.codebook_size)))
@@ -92,7 +96,6 @@ class TokenFile:
             value = getattr(self, name)
             if value is not None:
                 arrays[name] = np.asarray(value, np.float32) if name == "key_xyz" else np.asarray(value)
-        path = Path(path)
         with atomic_output(path) as tmp:
             with open(tmp, "wb") as fh:
                 (np.savez_compressed if compress else np.savez)(fh, **arrays)
@@ -135,11 +138,13 @@ def load(path) -> TokenFile:
             raise
         raise in_file(path, f"malformed token file ({exc})") from None
     _check(tf, path)
+    if tf.key_xyz is not None:
+        tf.key_xyz = np.asarray(tf.key_xyz, np.float32)
     return tf
 
 
 def _check(tf: TokenFile, path) -> None:
-    t = tf.tokens
+    t = np.asarray(tf.tokens)
     if t.ndim not in (2, 3) or not np.issubdtype(t.dtype, np.integer):
         raise in_file(path, f"tokens must be integer (frames, residues), got {t.dtype} {t.shape}")
     L = t.shape[-1]
@@ -147,19 +152,9 @@ def _check(tf: TokenFile, path) -> None:
         raise in_file(path, f"{L} tokens per frame but sequence has {len(tf.sequence)} residues")
     if t.size and (t.min() < 0 or t.max() >= tf.codebook_size):
         raise in_file(path, f"token outside 0..{tf.codebook_size - 1}")
-    if tf.key_xyz is not None:
-        tf.key_xyz = np.asarray(tf.key_xyz, np.float32)
-        if tf.key_xyz.shape != (L, 4, 3):
-            raise in_file(path, f"key frame {tf.key_xyz.shape} does not match {L} residues")
-    if tf.key_tokens is not None and tf.key_tokens.shape != (L,):
-        raise in_file(path, f"key frame fold codes {tf.key_tokens.shape} do not match {L} residues")
-    for name in ("residue_ids", "chain_ids"):
+    expected = {"key_xyz": (L, 4, 3), "key_tokens": (L,), "residue_ids": (L,), "chain_ids": (L,),
+                "time": t.shape[-2:-1], "loglik": t.shape[:-1], "valid": t.shape[:-1], "redraws": t.shape[:-1]}
+    for name, shape in expected.items():
         value = getattr(tf, name)
-        if value is not None and value.shape != (L,):
-            raise in_file(path, f"{name} {value.shape} does not match {L} residues")
-    if tf.time is not None and tf.time.shape != t.shape[-2:-1]:
-        raise in_file(path, f"time {tf.time.shape} does not match {t.shape[-2]} frames")
-    for name in ("loglik", "valid", "redraws"):
-        value = getattr(tf, name)
-        if value is not None and value.shape != t.shape[:-1]:
-            raise in_file(path, f"{name} {value.shape} does not match tokens {t.shape}")
+        if value is not None and np.shape(value) != shape:
+            raise in_file(path, f"{name} of shape {np.shape(value)} does not match tokens {t.shape}")
