@@ -200,6 +200,7 @@ def test_generate_and_score_cli(models, tmp_path):
     assert not (tmp_path / "x.dcd").exists()
 
 
+@pytest.mark.slow  # builds the C++ library and examples from scratch (cpp_build)
 def test_cpp_example_runs_the_whole_loop_like_python(models, generator, cpp_build, tmp_path):
     """cpp/examples/generate_pdb: encode, generate, decode and write a PDB from C++ alone; with the same
     seed it produces the same frames as the Python API (same core, same sampler, same model)."""
@@ -259,6 +260,7 @@ def test_generate_cli_filter(generator, models, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_cpp_example_on_the_shipped_models(cpp_build, tmp_path):
     """The embedding example with the shipped structure LM and tokenizer, as a C++ user would run it."""
     import subprocess

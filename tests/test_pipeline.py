@@ -49,6 +49,7 @@ def _run(setup, out, **kw):
     return run(ADK / "adk_closed.pdb", out, **params)
 
 
+@pytest.mark.slow
 def test_run_all_stages_then_skip_then_resume(setup, tmp_path, capsys):
     out = tmp_path / "run"
     summary = _run(setup, out)
@@ -105,6 +106,7 @@ def motion_base(tmp_path_factory):
     return root / "base"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["gap", "two_chains"])
 def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
     """A trajectory with missing residues, and one of two chains, go through every stage (motion tokens
