@@ -82,6 +82,7 @@ def test_cli_rebuild_writes_allatom_trajectory(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     for who in ("generated", "reference"):
         assert m["rebuild"][who]["frames"] == 1
+        assert m["rebuild"][who]["sane_fraction_ci95"][1] > m["rebuild"][who]["sane_fraction_ci95"][0]
         assert m["rebuild"][who]["energy_after_kj_mol"]["max"] < m["rebuild"][who]["energy_before_kj_mol"]["min"]
     traj = md.load(str(out / "allatom.dcd"), top=str(out / "allatom.pdb"))
     assert traj.n_frames == 1 and traj.n_residues == 20
@@ -116,3 +117,60 @@ def test_misplaced_proline_rings_are_caught():
     result = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, solvent_iterations=0, progress=False)
     assert result.energy_after[0] < 0 and result.drift_A[0] < 1.0  # energy and drift alone look fine
     assert result.sane == [False]
+
+
+def test_template_replacement_follows_the_backbone_rigidly():
+    """The side-chain template stores every atom in its residue's N-CA-C frame: placed back onto the
+    backbone it came from it reproduces the minimised structure, and onto a rotated and shifted copy
+    of that backbone it gives the rotated and shifted structure (chignolin, 5AWL)."""
+    from scipy.spatial.transform import Rotation
+
+    from mdllm.evaluate.rebuild import Rebuilder
+
+    bb = load_backbone(TESTS / "5AWL.pdb")
+    rebuilder = Rebuilder(bb.sequence, bb.chain_ids, max_iterations=200)
+    positions, _, _ = rebuilder.minimise(bb.xyz[0])
+    backbone = positions[rebuilder.backbone_indices()]
+    assert np.abs(rebuilder._transfer(backbone) - positions).max() < 1e-5  # nm
+    rot = Rotation.from_euler("xyz", [40, -70, 15], degrees=True).as_matrix()
+    shift = np.array([1.0, -2.0, 0.5])
+    moved = rebuilder._transfer(backbone @ rot.T + shift)
+    assert np.abs(moved - (positions @ rot.T + shift)).max() < 1e-4
+
+
+def test_a_rebuilder_serves_several_calls_without_pdbfixer():
+    """The generated and the reference frames of one protein share a rebuilder: the second call
+    places the template's side chains (no PDBFixer) and reuses the OpenMM contexts; a rebuilder of
+    another sequence is refused."""
+    from mdllm.errors import MdllmError
+    from mdllm.evaluate.rebuild import Rebuilder
+
+    bb = load_backbone(TESTS / "tz2.truncoct.nc", top=TESTS / "tz2.truncoct.parm7")
+    rebuilder = Rebuilder(bb.sequence, bb.chain_ids)
+    first = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, [0, 5], progress=False, rebuilder=rebuilder)
+    contexts = rebuilder.contexts
+
+    def no_pdbfixer(*args):
+        raise AssertionError("PDBFixer ran again")
+
+    rebuilder._add_atoms = no_pdbfixer
+    second = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, [9], progress=False, rebuilder=rebuilder)
+    assert rebuilder.contexts is contexts
+    assert first.sane == [True, True] and second.sane == [True] and second.errors == [""]
+    assert len(second.frame_seconds) == 1 and second.summary()["seconds_per_frame"] > 0
+    assert "flexible" in second.summary()["minimisation"]
+    with pytest.raises(MdllmError, match="another"):
+        rebuild_frames(bb.xyz[:, :10], bb.sequence[:10], progress=False, rebuilder=rebuilder)
+
+
+def test_sane_fraction_has_a_wilson_interval():
+    from mdllm.evaluate.rebuild import RebuildResult, wilson_interval
+
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(20, 20) == pytest.approx((0.8389, 1.0), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    summary = RebuildResult([0, 1, 2, 3], sane=[True, True, True, False]).summary()
+    assert summary["sane_frames"] == 3 and summary["sane_fraction"] == 0.75
+    lo, hi = summary["sane_fraction_ci95"]
+    assert lo < 0.75 < hi and (lo, hi) == pytest.approx(wilson_interval(3, 4))

@@ -22,11 +22,13 @@ def register(sub):
     p.add_argument("--clusters", type=int, default=20, help="k-means clusters for the Markov state models")
     p.add_argument("--rebuild", type=int, default=0, metavar="N",
                    help="rebuild and minimise N evenly spaced frames all-atom with OpenMM (and N reference frames)")
-    p.add_argument("--rebuild-threads", type=int, default=1, help="CPU threads for OpenMM")
+    p.add_argument("--rebuild-threads", type=int, default=None,
+                   help="CPU threads for OpenMM (default: every core this process may use)")
     p.add_argument("--max-iterations", type=int, default=1000,
                    help="minimisation iterations per frame in vacuum (first stage)")
-    p.add_argument("--solvent-iterations", type=int, default=20,
-                   help="minimisation iterations per frame in implicit solvent (second stage, slower per step)")
+    p.add_argument("--solvent-iterations", type=int, default=0,
+                   help="minimisation iterations per frame in GBn2 implicit solvent after the vacuum stage "
+                        "(default 0: GBn2 energies only; each step costs ~400x a vacuum step on CPU)")
     p.add_argument("--no-plots", action="store_true", help="metrics.json and report.html only")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)

@@ -23,9 +23,9 @@ class EvaluateOptions:
     tica_lag: int = 1  # frames
     n_clusters: int = 20
     rebuild_frames: int = 0  # frames of each trajectory to rebuild all-atom and minimise (0 = none)
-    rebuild_threads: int = 1
-    max_iterations: int = 1000  # vacuum stage of the minimisation
-    solvent_iterations: int = 20  # implicit-solvent stage
+    rebuild_threads: int | None = None  # OpenMM CPU threads (None: every core this process may use)
+    max_iterations: int = 1000  # vacuum stage of the minimisation (rebuild.MAX_ITERATIONS)
+    solvent_iterations: int = 0  # implicit-solvent polish (rebuild.SOLVENT_ITERATIONS; ~400x dearer per step)
     limits: ValidityLimits = field(default_factory=ValidityLimits)
     global_limits: GlobalLimits = field(default_factory=GlobalLimits)
     plots: bool = True
@@ -399,16 +399,19 @@ def _kinetics(g, ref, gi, ri, data, options):
 
 
 def _rebuild(g, ref, out_dir, options, data):
-    from mdllm.evaluate.rebuild import rebuild_frames
+    from mdllm.evaluate.rebuild import Rebuilder, rebuild_frames
     from mdllm.io import save
 
     out = {}
+    rebuilder = None  # one side-chain template and one set of OpenMM contexts per protein
     for name, traj in (("generated", g),) + ((("reference", ref),) if ref is not None else ()):
         n = min(options.rebuild_frames, traj.n_frames)
         frames = np.unique(np.linspace(0, traj.n_frames - 1, n).astype(int))
-        result = rebuild_frames(traj.xyz, traj.sequence, traj.chain_ids, frames, options.rebuild_threads,
-                                options.max_iterations, options.solvent_iterations, options.progress,
-                                f"rebuild {name}")
+        if rebuilder is None or (rebuilder.sequence, rebuilder.chain_ids) != (traj.sequence, list(traj.chain_ids)):
+            rebuilder = Rebuilder(traj.sequence, traj.chain_ids, threads=options.rebuild_threads,
+                                  max_iterations=options.max_iterations, solvent_iterations=options.solvent_iterations)
+        result = rebuild_frames(traj.xyz, traj.sequence, traj.chain_ids, frames, progress=options.progress,
+                                label=f"rebuild {name}", rebuilder=rebuilder)
         out[name] = result.summary()
         out[name]["per_frame"] = [{"frame": int(f), "energy_before_kj_mol": b, "energy_after_kj_mol": a,
                                    "drift_A": d, "max_displacement_A": x, "sane": s, "error": e or None}

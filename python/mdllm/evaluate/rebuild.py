@@ -1,20 +1,30 @@
 """All-atom rebuild of backbone frames and energy minimisation (extra ``physics``).
 
-Side chains and hydrogens are added with PDBFixer onto the N, CA, C, O of each frame, then the
-structure is minimised in OpenMM in two stages: first with amber14 in vacuum (cheap; it resolves
-the clashes of freshly placed side chains), then with amber14 + GBn2 implicit solvent (OpenMM's
-CustomGBForce costs ~50x more per step on CPU, so it only polishes). Energies are amber14/GBn2
-throughout. PDBFixer's placement of missing atoms includes its own minimisation and takes minutes
-for a 200-residue protein on CPU, so by default only the first frame goes through PDBFixer; later
-frames get the first frame's minimised side chains and hydrogens carried over in each residue's
-N-CA-C frame (a starting guess that their own minimisation then relaxes). For every frame the potential energy before and after, the backbone RMSD drift that
-minimisation caused and a sanity verdict are reported; the minimised frames form one all-atom trajectory (the hydrogen
-variants chosen for the first frame are reused so every frame shares one topology).
+Side chains and hydrogens are added with PDBFixer onto the N, CA, C, O of the first frame and the
+result is minimised; that minimised structure is the protein's template. Every later frame gets the
+template's side chains and hydrogens carried over in each residue's N-CA-C frame (a starting guess
+that its own minimisation relaxes), so PDBFixer, whose placement of missing atoms includes its own
+minimisation and takes minutes for a 200-residue protein on CPU, runs once per protein, and the
+OpenMM systems and contexts are made once and reused (a :class:`Rebuilder` can serve several calls
+of :func:`rebuild_frames` for one protein, e.g. the generated and the reference frames).
+
+Minimisation: amber14 in vacuum with a 1 nm cutoff, flexible bonds and the backbone held near the
+input by a spring; the energies reported are amber14 + GBn2 implicit solvent (no cutoff) of the start
+and of the minimised structure (with HBonds constraints applied). An optional GBn2 polish
+(``solvent_iterations``) minimises further in implicit solvent; it is off by default because OpenMM's
+CustomGBForce costs ~400x more per step on CPU than the vacuum force field (3-5 s per energy of
+adenylate kinase on 2 cores), and measured on villin and AdK frames it changes no sanity verdict
+(bench/results/rebuild-*.txt). For every frame the energy before and after, the backbone RMSD drift
+that minimisation caused and a sanity verdict are reported; the minimised frames form one all-atom
+trajectory (the hydrogen variants chosen for the first frame are reused so every frame shares one
+topology).
 """
 
 from __future__ import annotations
 
 import io
+import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,9 +41,21 @@ VACUUM_FORCE_FIELD = ("amber14-all.xml",)
 MAX_DRIFT_A = 1.0
 MAX_DISPLACEMENT_A = 2.0
 # The vacuum stage holds the backbone heavy atoms near the input with this spring (kJ/mol/nm^2), so
-# that it relaxes side chains rather than collapsing the chain without solvent; the implicit-solvent
-# stage is unrestrained, and the drift it causes is what the report shows.
+# that it relaxes side chains rather than collapsing the chain without solvent.
 RESTRAINT_K = 1000.0
+# L-BFGS iterations of the vacuum stage and of the optional implicit-solvent polish, and the RMS force
+# (kJ/mol/nm) at which minimisation stops.
+MAX_ITERATIONS = 1000
+SOLVENT_ITERATIONS = 0
+TOLERANCE_KJ_MOL_NM = 10.0
+
+
+def default_threads() -> int:
+    """CPU cores this process may use (OpenMM's CPU platform threads)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass
@@ -46,23 +68,40 @@ class RebuildResult:
     sane: list[bool] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # '' or why the frame failed
     trajectory: object = None  # mdtraj.Trajectory of the minimised frames that succeeded
+    frame_seconds: list[float] = field(default_factory=list)  # wall time of each frame (the template's in its first)
+    minimisation: str = ""  # the protocol, in words
 
     def summary(self) -> dict:
         def stats(values):
             v = np.asarray([x for x in values if np.isfinite(x)], np.float64)
             return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())} if v.size else None
 
+        sane = int(sum(self.sane))
         return {
             "frames": len(self.frames),
-            "sane_fraction": float(np.mean(self.sane)) if self.sane else 0.0,
+            "sane_fraction": sane / len(self.sane) if self.sane else 0.0,
+            "sane_frames": sane,
+            "sane_fraction_ci95": list(wilson_interval(sane, len(self.sane))),
             "energy_before_kj_mol": stats(self.energy_before),
             "energy_after_kj_mol": stats(self.energy_after),
             "backbone_drift_A": stats(self.drift_A),
             "max_backbone_displacement_A": stats(self.max_displacement_A),
             "failed": int(sum(bool(e) for e in self.errors)),
+            "seconds_per_frame": float(np.mean(self.frame_seconds)) if self.frame_seconds else None,
             "force_field": list(FORCE_FIELD),
-            "minimisation": "amber14 in vacuum, then amber14 + GBn2; energies amber14 + GBn2",
+            "minimisation": self.minimisation,
         }
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval (95 % by default) of a binomial fraction; (0, 1) when n is 0. It stays
+    inside [0, 1] and is not empty at 0 or n successes, as the normal approximation would be."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def _backbone_pdb(xyz_nm: np.ndarray, sequence: str, chain_ids) -> str:
@@ -80,11 +119,14 @@ def _backbone_pdb(xyz_nm: np.ndarray, sequence: str, chain_ids) -> str:
 
 
 class Rebuilder:
-    """Rebuild and minimise frames of one protein; force field and platform are set up once."""
+    """Rebuild and minimise frames of one protein. Force fields and platform are set up at once; the
+    side-chain template, the topology and the OpenMM contexts with the first frame, and all are
+    reused for every later frame."""
 
-    def __init__(self, sequence: str, chain_ids=None, threads: int = 1, max_iterations: int = 1000,
-                 solvent_iterations: int = 20, tolerance_kj_mol_nm: float = 10.0, force_field=FORCE_FIELD,
-                 transfer_side_chains: bool = True):
+    def __init__(self, sequence: str, chain_ids=None, threads: int | None = None,
+                 max_iterations: int = MAX_ITERATIONS, solvent_iterations: int = SOLVENT_ITERATIONS,
+                 tolerance_kj_mol_nm: float = TOLERANCE_KJ_MOL_NM, force_field=FORCE_FIELD,
+                 transfer_side_chains: bool = True, constrained_vacuum: bool = False):
         try:
             import openmm
             from openmm import app
@@ -97,59 +139,78 @@ class Rebuilder:
         self.forcefield = app.ForceField(*force_field)
         self.vacuum_forcefield = app.ForceField(*VACUUM_FORCE_FIELD)
         self.platform = openmm.Platform.getPlatformByName("CPU")
-        self.properties = {"Threads": str(max(1, threads))}
+        self.threads = max(1, int(threads or default_threads()))
+        self.properties = {"Threads": str(self.threads)}
         self.max_iterations = max_iterations
         self.solvent_iterations = solvent_iterations
         self.tolerance = tolerance_kj_mol_nm
+        # With HBonds constraints OpenMM's minimiser repeats its L-BFGS run with ever stiffer constraint
+        # springs (3 rounds measured); the vacuum stage is flexible unless asked (the old protocol).
+        self.constrained_vacuum = constrained_vacuum
+        self.transfer_side_chains = transfer_side_chains
         self.variants = None
         self.topology = None
         self.contexts = None  # (vacuum, implicit solvent), made for the first frame's topology
-        self.transfer_side_chains = transfer_side_chains
         self.template = None  # (residue of each atom, its coordinates in that residue's frame)
+        self._backbone = None
+
+    @property
+    def protocol(self) -> str:
+        vacuum = (f"amber14 in vacuum (1 nm cutoff, {'HBonds constraints' if self.constrained_vacuum else 'flexible'}, "
+                  f"backbone restrained), up to {self.max_iterations} L-BFGS iterations to {self.tolerance:g} kJ/mol/nm")
+        solvent = (f", then up to {self.solvent_iterations} iterations in amber14 + GBn2" if self.solvent_iterations > 0
+                   else "")
+        template = ("side chains and hydrogens from PDBFixer on the first frame, carried over to later frames in "
+                    "residue frames" if self.transfer_side_chains else "side chains and hydrogens from PDBFixer on every frame")
+        return f"{template}; {vacuum}{solvent}; energies amber14 + GBn2 (no cutoff, HBonds constraints)"
 
     def _add_atoms(self, xyz_nm):
         from openmm import app
         from pdbfixer import PDBFixer
 
-        from mdllm.simulate.prepare import seeded_python_random
+        from mdllm.seeds import seeded_python_random
 
         fixer = PDBFixer(pdbfile=io.StringIO(_backbone_pdb(xyz_nm, self.sequence, self.chain_ids)))
         fixer.missingResidues = {}
         fixer.findMissingAtoms()
         fixer.addMissingAtoms(seed=0)  # PDBFixer may run Langevin dynamics to resolve clashes; fix it
         modeller = app.Modeller(fixer.topology, fixer.positions)
-        with seeded_python_random(0):  # hydrogens start at random positions: same frame, same rebuild
-            variants = modeller.addHydrogens(self.forcefield, pH=7.0, variants=self.variants)
+        # Hydrogens start at random positions (seeded: same frame, same rebuild) and Modeller minimises
+        # them with the force field it is given: the vacuum one has the same residue templates and
+        # costs a fraction of GBn2's CustomGBForce (2.3 s -> 0.4 s for villin).
+        with seeded_python_random(0):
+            variants = modeller.addHydrogens(self.vacuum_forcefield, pH=7.0, variants=self.variants,
+                                             platform=self.platform)
         if self.variants is None:
             self.variants = variants
         return modeller
 
     def _contexts(self, topology):
+        """(vacuum, implicit solvent) contexts, made once for the first frame's topology."""
         import openmm
         from openmm import app
 
         if self.contexts is None:
-            contexts = []
-            # The vacuum stage only removes clashes: a 1 nm cutoff makes it several times cheaper.
             self.topology = topology
-            for forcefield, method in ((self.vacuum_forcefield, app.CutoffNonPeriodic), (self.forcefield, app.NoCutoff)):
-                system = forcefield.createSystem(topology, nonbondedMethod=method, nonbondedCutoff=1.0,
-                                                 constraints=app.HBonds)
-                if forcefield is self.vacuum_forcefield:
-                    self.restraint = openmm.CustomExternalForce("0.5*k*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
-                    self.restraint.addGlobalParameter("k", RESTRAINT_K)
-                    for name in ("x0", "y0", "z0"):
-                        self.restraint.addPerParticleParameter(name)
-                    for index in self.backbone_indices().ravel():
-                        self.restraint.addParticle(int(index), [0.0, 0.0, 0.0])
-                    system.addForce(self.restraint)
-                contexts.append(openmm.Context(system, openmm.VerletIntegrator(0.001), self.platform, self.properties))
-            self.contexts = tuple(contexts)
+            # The vacuum stage only removes clashes: a 1 nm cutoff makes it several times cheaper.
+            vacuum = self.vacuum_forcefield.createSystem(
+                topology, nonbondedMethod=app.CutoffNonPeriodic, nonbondedCutoff=1.0,
+                constraints=app.HBonds if self.constrained_vacuum else None)
+            self.restraint = openmm.CustomExternalForce("0.5*k*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
+            self.restraint.addGlobalParameter("k", RESTRAINT_K)
+            for name in ("x0", "y0", "z0"):
+                self.restraint.addPerParticleParameter(name)
+            for index in self.backbone_indices().ravel():
+                self.restraint.addParticle(int(index), [0.0, 0.0, 0.0])
+            vacuum.addForce(self.restraint)
+            solvent = self.forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
+            self.contexts = tuple(openmm.Context(system, openmm.VerletIntegrator(0.001), self.platform, self.properties)
+                                  for system in (vacuum, solvent))
         return self.contexts
 
     def _restrain_to(self, xyz_nm):
-        for k, index in enumerate(self.backbone_indices().ravel()):
-            self.restraint.setParticleParameters(k, int(index), [float(v) for v in np.reshape(xyz_nm, (-1, 3))[k]])
+        for k, (index, xyz) in enumerate(zip(self.backbone_indices().ravel(), np.reshape(xyz_nm, (-1, 3)))):
+            self.restraint.setParticleParameters(k, int(index), [float(v) for v in xyz])
         self.restraint.updateParametersInContext(self.contexts[0])
 
     def minimise(self, xyz_nm: np.ndarray):
@@ -165,7 +226,7 @@ class Rebuilder:
                 raise MdllmError("rebuilt frame has a different atom count from the first frame")
             start = np.asarray(modeller.positions.value_in_unit(unit.nanometer), np.float64)
         else:
-            vacuum, solvent = self.contexts
+            vacuum, solvent = self._contexts(self.topology)
             start = self._transfer(xyz_nm)
         solvent.setPositions(start)
         before = solvent.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
@@ -175,6 +236,8 @@ class Rebuilder:
         solvent.setPositions(vacuum.getState(getPositions=True).getPositions())
         if self.solvent_iterations > 0:
             openmm.LocalEnergyMinimizer.minimize(solvent, self.tolerance, self.solvent_iterations)
+        else:
+            solvent.applyConstraints(1e-5)  # hydrogen bond lengths as the reported energy assumes them
         state = solvent.getState(getEnergy=True, getPositions=True)
         after = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         positions = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), np.float32)
@@ -207,7 +270,7 @@ class Rebuilder:
 
     def backbone_indices(self) -> np.ndarray:
         """(L, 4) atom indices of N, CA, C, O in the rebuilt topology."""
-        if getattr(self, "_backbone", None) is None:
+        if self._backbone is None:
             index = []
             for residue in self.topology.residues():
                 names = {a.name: a.index for a in residue.atoms()}
@@ -216,11 +279,15 @@ class Rebuilder:
         return self._backbone
 
 
-def rebuild_frames(xyz, sequence: str, chain_ids=None, frames=None, threads: int = 1, max_iterations: int = 1000,
-                   solvent_iterations: int = 20, progress: bool = True, label: str = "rebuild + minimise",
-                   transfer_side_chains: bool = True) -> RebuildResult:
+def rebuild_frames(xyz, sequence: str, chain_ids=None, frames=None, threads: int | None = None,
+                   max_iterations: int = MAX_ITERATIONS, solvent_iterations: int = SOLVENT_ITERATIONS,
+                   progress: bool = True, label: str = "rebuild + minimise", transfer_side_chains: bool = True,
+                   rebuilder: Rebuilder | None = None) -> RebuildResult:
     """Rebuild and minimise the given frames (default all) of backbones (F, L, 4, 3) nm;
-    ``max_iterations`` of the vacuum stage, ``solvent_iterations`` of the implicit-solvent stage."""
+    ``max_iterations`` of the vacuum stage, ``solvent_iterations`` of the implicit-solvent polish,
+    ``threads`` for OpenMM (default: every core this process may use). A ``rebuilder`` of the same
+    protein from an earlier call is reused with its side-chain template and OpenMM contexts (its own
+    settings then apply, not the ones given here)."""
     import mdtraj as md
     from tqdm.auto import tqdm
 
@@ -229,11 +296,16 @@ def rebuild_frames(xyz, sequence: str, chain_ids=None, frames=None, threads: int
 
     xyz = np.asarray(getattr(xyz, "xyz", xyz), np.float32)
     frames = list(range(len(xyz))) if frames is None else [int(f) for f in frames]
-    rebuilder = Rebuilder(sequence, chain_ids, threads=threads, max_iterations=max_iterations,
-                          solvent_iterations=solvent_iterations, transfer_side_chains=transfer_side_chains)
-    result = RebuildResult(frames)
+    if rebuilder is None:
+        rebuilder = Rebuilder(sequence, chain_ids, threads=threads, max_iterations=max_iterations,
+                              solvent_iterations=solvent_iterations, transfer_side_chains=transfer_side_chains)
+    elif rebuilder.sequence != sequence:
+        raise MdllmError(f"cannot reuse a rebuilder of a {len(rebuilder.sequence)}-residue sequence for "
+                         f"another ({len(sequence)} residues)")
+    result = RebuildResult(frames, minimisation=rebuilder.protocol)
     kept = []
     for f in tqdm(frames, desc=label, unit="frame", disable=not progress):
+        start = time.perf_counter()
         try:
             if not np.isfinite(xyz[f]).all():
                 raise MdllmError("non-finite coordinates")
@@ -256,6 +328,7 @@ def rebuild_frames(xyz, sequence: str, chain_ids=None, frames=None, threads: int
             result.drift_A.append(float("nan")), result.max_displacement_A.append(float("nan"))
             result.sane.append(False)
             result.errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        result.frame_seconds.append(time.perf_counter() - start)
     if kept:
         result.trajectory = md.Trajectory(np.stack(kept), md.Topology.from_openmm(rebuilder.topology))
     return result

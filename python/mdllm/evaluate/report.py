@@ -80,9 +80,11 @@ def key_rows(m: dict) -> list[tuple[str, str]]:
     for who, r in m.get("rebuild", {}).items():
         e = r.get("energy_after_kj_mol") or {}
         d = r.get("backbone_drift_A") or {}
+        ci = r.get("sane_fraction_ci95")
+        ci = f" (95 % CI {100 * ci[0]:.0f}-{100 * ci[1]:.0f} %)" if ci else ""
         rows.append((f"{who}: all-atom rebuild, sane after minimisation",
-                     f"{100 * r['sane_fraction']:.0f} % of {r['frames']} frames; median energy {_fmt(e.get('median'), 0)} kJ/mol, "
-                     f"median backbone drift {_fmt(d.get('median'))} Å"))
+                     f"{100 * r['sane_fraction']:.0f} % of {r['frames']} frames{ci}; median energy "
+                     f"{_fmt(e.get('median'), 0)} kJ/mol, median backbone drift {_fmt(d.get('median'))} Å"))
     return rows
 
 
