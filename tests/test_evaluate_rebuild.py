@@ -174,3 +174,28 @@ def test_sane_fraction_has_a_wilson_interval():
     assert summary["sane_frames"] == 3 and summary["sane_fraction"] == 0.75
     lo, hi = summary["sane_fraction_ci95"]
     assert lo < 0.75 < hi and (lo, hi) == pytest.approx(wilson_interval(3, 4))
+
+
+def test_a_tangled_carried_over_frame_is_rebuilt_with_pdbfixer():
+    """Side chains carried over rigidly can thread through each other (cobrotoxin: an arginine
+    through a histidine ring, bonds held at 1.4-2x their length, energy +100 instead of -11,000
+    kJ/mol). A stretched bond marks the frame as tangled, and that frame is rebuilt with PDBFixer."""
+    from mdllm.evaluate.rebuild import TANGLED_BOND_RATIO, Rebuilder
+
+    bb = load_backbone(TESTS / "tz2.truncoct.nc", top=TESTS / "tz2.truncoct.parm7")
+    rebuilder = Rebuilder(bb.sequence, bb.chain_ids)
+    positions, _, _ = rebuilder.minimise(bb.xyz[0])
+    assert not rebuilder._tangled(positions)
+    trp = next(r for r in rebuilder.topology.residues() if r.name == "TRP")
+    ce2, cz2 = (next(a.index for a in trp.atoms() if a.name == name) for name in ("CE2", "CZ2"))
+    bond = positions[cz2] - positions[ce2]
+    stretched = positions.copy()
+    stretched[cz2] += bond * (TANGLED_BOND_RATIO - 1.0 + 0.1)  # the CE2-CZ2 bond 35 % longer
+    assert rebuilder._tangled(stretched)
+
+    calls = []
+    tangled = rebuilder._tangled
+    rebuilder._tangled = lambda p: (calls.append(1), len(calls) == 1)[1] or tangled(p)  # the first check says yes
+    result = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, [9], progress=False, rebuilder=rebuilder)
+    assert result.refixed == 1 and result.summary()["rebuilt_with_pdbfixer_after_tangling"] == 1
+    assert result.errors == [""] and result.sane == [True]

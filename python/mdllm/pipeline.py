@@ -39,7 +39,8 @@ class Preset:
     walkers: int
     window: int
     refine: bool  # restrained geometric refinement of decoded frames (mdllm generate --refine)
-    rebuild: int  # generated frames rebuilt all-atom and minimized in evaluation
+    rebuild: int  # generated (and as many reference) frames rebuilt all-atom and minimized in evaluation;
+    # >= 20 so the sane fraction has a usable 95 % interval (seconds per frame: bench/results/rebuild-*.txt)
     guard: bool = True  # motion tokens: draw a frame again when the guard rejects it
 
 
@@ -47,11 +48,11 @@ PRESETS = {
     # 2 CPU cores, a small protein (e.g. chignolin): minutes, not hours.
     "quick": Preset(simulate_ns=0.04, temperatures=(300.0,), save_every_ps=1.0, equilibrate_ps=5.0,
                     train_steps=40, train_window=4, lora_rank=0, micro_batch=4,
-                    frames=40, walkers=4, window=4, refine=True, rebuild=2),
+                    frames=40, walkers=4, window=4, refine=True, rebuild=20),
     # A laptop (4-8 cores) over lunch.
     "laptop": Preset(simulate_ns=2.0, temperatures=(300.0, 340.0), save_every_ps=10.0, equilibrate_ps=100.0,
                      train_steps=400, train_window=4, lora_rank=0, micro_batch=8,
-                     frames=500, walkers=8, window=4, refine=True, rebuild=10),
+                     frames=500, walkers=8, window=4, refine=True, rebuild=40),
     # A GPU node (OpenMM CUDA, torch CUDA, llama.cpp offload).
     "gpu": Preset(simulate_ns=100.0, temperatures=(300.0, 340.0, 380.0), save_every_ps=10.0, equilibrate_ps=500.0,
                   train_steps=3000, train_window=8, lora_rank=32, micro_batch=32,

@@ -6,15 +6,17 @@ template's side chains and hydrogens carried over in each residue's N-CA-C frame
 that its own minimisation relaxes), so PDBFixer, whose placement of missing atoms includes its own
 minimisation and takes minutes for a 200-residue protein on CPU, runs once per protein, and the
 OpenMM systems and contexts are made once and reused (a :class:`Rebuilder` can serve several calls
-of :func:`rebuild_frames` for one protein, e.g. the generated and the reference frames).
+of :func:`rebuild_frames` for one protein, e.g. the generated and the reference frames). A carried-over
+frame that minimises into threaded side chains (a bond stretched past TANGLED_BOND_RATIO) is rebuilt
+with PDBFixer instead.
 
 Minimisation: amber14 in vacuum with a 1 nm cutoff, flexible bonds and the backbone held near the
 input by a spring; the energies reported are amber14 + GBn2 implicit solvent (no cutoff) of the start
 and of the minimised structure (with HBonds constraints applied). An optional GBn2 polish
 (``solvent_iterations``) minimises further in implicit solvent; it is off by default because OpenMM's
 CustomGBForce costs ~400x more per step on CPU than the vacuum force field (3-5 s per energy of
-adenylate kinase on 2 cores), and measured on villin and AdK frames it changes no sanity verdict
-(bench/results/rebuild-*.txt). For every frame the energy before and after, the backbone RMSD drift
+adenylate kinase on 2 cores), and measured on villin, cobrotoxin and AdK frames it lowers the
+energy by 1-3 % and changes no sanity verdict (bench/results/rebuild-*.txt). For every frame the energy before and after, the backbone RMSD drift
 that minimisation caused and a sanity verdict are reported; the minimised frames form one all-atom
 trajectory (the hydrogen variants chosen for the first frame are reused so every frame shares one
 topology).
@@ -48,6 +50,9 @@ RESTRAINT_K = 1000.0
 MAX_ITERATIONS = 1000
 SOLVENT_ITERATIONS = 0
 TOLERANCE_KJ_MOL_NM = 10.0
+# A carried-over frame whose minimised structure has a bond longer than this times its force-field
+# length is tangled (side chains threaded through each other) and is rebuilt with PDBFixer instead.
+TANGLED_BOND_RATIO = 1.25
 
 
 def default_threads() -> int:
@@ -69,6 +74,7 @@ class RebuildResult:
     errors: list[str] = field(default_factory=list)  # '' or why the frame failed
     trajectory: object = None  # mdtraj.Trajectory of the minimised frames that succeeded
     frame_seconds: list[float] = field(default_factory=list)  # wall time of each frame (the template's in its first)
+    refixed: int = 0  # carried-over frames that came out tangled and were rebuilt with PDBFixer
     minimisation: str = ""  # the protocol, in words
 
     def summary(self) -> dict:
@@ -87,6 +93,7 @@ class RebuildResult:
             "backbone_drift_A": stats(self.drift_A),
             "max_backbone_displacement_A": stats(self.max_displacement_A),
             "failed": int(sum(bool(e) for e in self.errors)),
+            "rebuilt_with_pdbfixer_after_tangling": self.refixed,
             "seconds_per_frame": float(np.mean(self.frame_seconds)) if self.frame_seconds else None,
             "force_field": list(FORCE_FIELD),
             "minimisation": self.minimisation,
@@ -153,6 +160,8 @@ class Rebuilder:
         self.contexts = None  # (vacuum, implicit solvent), made for the first frame's topology
         self.template = None  # (residue of each atom, its coordinates in that residue's frame)
         self._backbone = None
+        self._bonds = None  # (i, j, length nm) of the implicit-solvent system's harmonic bonds
+        self.refixed = 0  # carried-over frames that came out tangled and were rebuilt with PDBFixer
 
     @property
     def protocol(self) -> str:
@@ -216,18 +225,47 @@ class Rebuilder:
     def minimise(self, xyz_nm: np.ndarray):
         """(positions nm (N, 3), energy before, energy after) for one backbone frame (L, 4, 3);
         energies in kJ/mol with the implicit-solvent force field."""
+        if self.template is None or not self.transfer_side_chains:
+            return self._relax(self._pdbfixer_start(xyz_nm), xyz_nm)
+        positions, before, after = self._relax(self._transfer(xyz_nm), xyz_nm)
+        if self._tangled(positions):
+            # Side chains carried over rigidly can end threaded through each other (a ring pierced by
+            # a bond; seen in cobrotoxin), which no minimiser undoes: this frame gets PDBFixer's own
+            # placement, so that the verdict is about the frame, not about the carry-over.
+            self.refixed += 1
+            positions, before, after = self._relax(self._pdbfixer_start(xyz_nm, fill=self._transfer(xyz_nm)), xyz_nm)
+        return positions, before, after
+
+    def _pdbfixer_start(self, xyz_nm, fill=None):
+        """All-atom start positions (N, 3) nm from PDBFixer and Modeller; makes the contexts the first
+        time. Later, atoms are matched by residue and name to the first frame's topology, and any that
+        PDBFixer did not make (e.g. a cysteine's HG when its sulfur now sits at bonding distance from
+        another) are taken from ``fill``."""
+        from openmm import unit
+
+        modeller = self._add_atoms(xyz_nm)
+        positions = np.asarray(modeller.positions.value_in_unit(unit.nanometer), np.float64)
+        if self.topology is None:
+            self._contexts(modeller.topology)
+            return positions
+        if fill is None and modeller.topology.getNumAtoms() != self.topology.getNumAtoms():
+            raise MdllmError("rebuilt frame has a different atom count from the first frame")
+        where = {(a.residue.index, a.name): a.index for a in modeller.topology.atoms()}
+        start = np.array(fill, np.float64) if fill is not None else np.full((self.topology.getNumAtoms(), 3), np.nan)
+        for atom in self.topology.atoms():
+            k = where.get((atom.residue.index, atom.name))
+            if k is not None:
+                start[atom.index] = positions[k]
+        if not np.isfinite(start).all():
+            raise MdllmError("rebuilt frame has atoms the first frame does not")
+        return start
+
+    def _relax(self, start, xyz_nm):
+        """Minimise all-atom start positions with the backbone restrained to ``xyz_nm``."""
         import openmm
         from openmm import unit
 
-        if self.template is None or not self.transfer_side_chains:
-            modeller = self._add_atoms(xyz_nm)
-            vacuum, solvent = self._contexts(modeller.topology)
-            if modeller.topology.getNumAtoms() != self.topology.getNumAtoms():
-                raise MdllmError("rebuilt frame has a different atom count from the first frame")
-            start = np.asarray(modeller.positions.value_in_unit(unit.nanometer), np.float64)
-        else:
-            vacuum, solvent = self._contexts(self.topology)
-            start = self._transfer(xyz_nm)
+        vacuum, solvent = self._contexts(self.topology)
         solvent.setPositions(start)
         before = solvent.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         self._restrain_to(xyz_nm)
@@ -244,6 +282,21 @@ class Rebuilder:
         if self.template is None:
             self._remember(positions)
         return positions, before, after
+
+    def _tangled(self, positions) -> bool:
+        """Whether a minimised structure has a covalent bond stretched past TANGLED_BOND_RATIO x its
+        length (minimised bonds stay within a few per cent; threaded side chains hold them at 1.4-2x)."""
+        import openmm
+        from openmm import unit
+
+        if self._bonds is None:
+            force = next(f for f in self.contexts[1].getSystem().getForces() if isinstance(f, openmm.HarmonicBondForce))
+            bonds = [force.getBondParameters(k) for k in range(force.getNumBonds())]
+            self._bonds = (np.array([b[0] for b in bonds], np.int64), np.array([b[1] for b in bonds], np.int64),
+                           np.array([b[2].value_in_unit(unit.nanometer) for b in bonds], np.float64))
+        i, j, r0 = self._bonds
+        r = np.linalg.norm(np.asarray(positions, np.float64)[i] - np.asarray(positions, np.float64)[j], axis=-1)
+        return bool(np.any(r > TANGLED_BOND_RATIO * r0))
 
     def _residue_frames(self, backbone):
         """Rotations (L, 3, 3) and origins (L, 3) of the N-CA-C frames of a backbone (L, 4, 3)."""
@@ -303,6 +356,7 @@ def rebuild_frames(xyz, sequence: str, chain_ids=None, frames=None, threads: int
         raise MdllmError(f"cannot reuse a rebuilder of a {len(rebuilder.sequence)}-residue sequence for "
                          f"another ({len(sequence)} residues)")
     result = RebuildResult(frames, minimisation=rebuilder.protocol)
+    refixed = rebuilder.refixed
     kept = []
     for f in tqdm(frames, desc=label, unit="frame", disable=not progress):
         start = time.perf_counter()
@@ -329,6 +383,7 @@ def rebuild_frames(xyz, sequence: str, chain_ids=None, frames=None, threads: int
             result.sane.append(False)
             result.errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         result.frame_seconds.append(time.perf_counter() - start)
+    result.refixed = rebuilder.refixed - refixed
     if kept:
         result.trajectory = md.Trajectory(np.stack(kept), md.Topology.from_openmm(rebuilder.topology))
     return result
