@@ -132,6 +132,12 @@ def test_msm_timescales_match_numpy():
     assert kinetics.needs_symmetrized_counts(np.repeat(np.arange(5), 10), [1])  # one-way trajectory
 
 
+def test_timescales_of_a_run_that_never_returns_are_missing_not_an_error():
+    # 10 frames, each in a new cluster (a short reference run): deeptime finds no connected set to fit
+    its = kinetics.implied_timescales(np.arange(10), kinetics.lag_grid(10), symmetrize=False)
+    assert its.lagtimes and np.isnan(np.asarray(its.timescales)).all()
+
+
 def test_cli_report_on_adk_transition(tmp_path):
     """The acceptance run: one DIMS transition judged against another, with closed/open states."""
     from mdllm.cli import main

@@ -117,12 +117,15 @@ def implied_timescales(dtraj: np.ndarray, lagtimes, n_its: int = 3, symmetrize: 
             c = c + c.T
             from deeptime.markov import TransitionCountModel
 
-            sym = TransitionCountModel(c, lagtime=lag).submodel_largest(directed=True)
-            fraction = float(sym.count_matrix.sum() / max(c.sum(), 1))
-            msm = MaximumLikelihoodMSM(reversible=True).fit(sym).fetch_model()
+            counted = TransitionCountModel(c, lagtime=lag).submodel_largest(directed=True)
+            fraction = float(counted.count_matrix.sum() / max(c.sum(), 1))
         else:
-            msm = MaximumLikelihoodMSM(reversible=True).fit(active).fetch_model()
-        ts = list(np.asarray(msm.timescales(), np.float64)[:n_its]) if msm.n_states > 1 else []
+            counted = active
+        try:
+            msm = MaximumLikelihoodMSM(reversible=True).fit(counted).fetch_model()
+        except ValueError:  # no state is ever re-entered at this lag (a short run): no timescale to give
+            msm = None
+        ts = list(np.asarray(msm.timescales(), np.float64)[:n_its]) if msm is not None and msm.n_states > 1 else []
         results.append(ts + [float("nan")] * (n_its - len(ts)))
         fractions.append(fraction)
     return MsmResult(lagtimes, results, fractions, mode)
