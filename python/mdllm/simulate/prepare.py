@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mdllm.errors import in_file
-from mdllm.seeds import seeded_python_random  # noqa: F401  (re-exported for evaluate.rebuild until it imports mdllm.seeds)
 
 WATER_NAMES = {"HOH", "WAT", "H2O", "TIP3", "SOL"}
 # A C(i)-N(i+1) distance beyond this (nm) is a chain break: a peptide bond is 0.133 nm.
