@@ -32,8 +32,16 @@ from mdllm.sampling import SamplingParams, numpy_ref, sample
 
 
 def timed_generation(gen, start, frames, walkers, window, kv_shift):
-    ens = gen.generate(start, frames=frames, walkers=walkers, window=window, seed=1, kv_shift=kv_shift,
-                       params=SamplingParams(1.0), progress=False)
+    ens = gen.generate(
+        start,
+        frames=frames,
+        walkers=walkers,
+        window=window,
+        seed=1,
+        kv_shift=kv_shift,
+        params=SamplingParams(1.0),
+        progress=False,
+    )
     t = ens.info["timing"]["generate_seconds"]
     n_frames = walkers * frames
     return n_frames / t, n_frames * (start.n_residues + 1) / t
@@ -59,22 +67,44 @@ def end_to_end(model, start, frames, walkers, guard, refine, refine_backend="cpp
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "gen.dcd"
         argv = ["--threads", str(threads)] if threads else []
-        argv += ["generate", str(model), "--start", str(start), "--frames", str(frames), "--walkers", str(walkers),
-                 "-o", str(out), "--refine" if refine else "--no-refine"] + ([] if guard else ["--no-guard"])
+        argv += [
+            "generate",
+            str(model),
+            "--start",
+            str(start),
+            "--frames",
+            str(frames),
+            "--walkers",
+            str(walkers),
+            "-o",
+            str(out),
+            "--refine" if refine else "--no-refine",
+        ] + ([] if guard else ["--no-guard"])
         load = os.getloadavg()[0]  # other work on the machine slows every figure here
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", _CLI, refine_backend, *argv], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-c", _CLI, refine_backend, *argv],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - t0
         info = json.loads(out.with_suffix(".json").read_text())
     timing, guard_info = info["timing"], info.get("guard") or {}
     model_s = timing["prompt_seconds"] + timing["generate_seconds"] - timing.get("guard_check_seconds", 0.0)
     n = frames * walkers
-    return {"wall_seconds": wall, "end_to_end_frames_per_s": n / wall, "model_seconds": model_s,
-            "model_only_frames_per_s": n / model_s, "outside_model_share": 1 - model_s / wall,
-            "guard_check_seconds": timing.get("guard_check_seconds", 0.0),
-            "decode_seconds": timing.get("decode_seconds", 0.0), "refine_seconds": timing.get("refine_seconds", 0.0),
-            "guard_redraw_fraction": guard_info.get("redraw_fraction"), "load_average_at_start": load}
+    return {
+        "wall_seconds": wall,
+        "end_to_end_frames_per_s": n / wall,
+        "model_seconds": model_s,
+        "model_only_frames_per_s": n / model_s,
+        "outside_model_share": 1 - model_s / wall,
+        "guard_check_seconds": timing.get("guard_check_seconds", 0.0),
+        "decode_seconds": timing.get("decode_seconds", 0.0),
+        "refine_seconds": timing.get("refine_seconds", 0.0),
+        "guard_redraw_fraction": guard_info.get("redraw_fraction"),
+        "load_average_at_start": load,
+    }
 
 
 def end_to_end_rows(model, args, rows, result):
@@ -85,16 +115,30 @@ def end_to_end_rows(model, args, rows, result):
     runs = {}
     for guard in {"on": (True,), "off": (False,), "both": (True, False)}[args.e2e_guard]:
         for refine in [None if m == "none" else m for m in modes]:
-            r = end_to_end(model, start, args.e2e_frames, args.e2e_walkers, guard, refine is not None, refine or "cpp",
-                           args.threads)
+            r = end_to_end(
+                model,
+                start,
+                args.e2e_frames,
+                args.e2e_walkers,
+                guard,
+                refine is not None,
+                refine or "cpp",
+                args.threads,
+            )
             name = f"guard {'on' if guard else 'off'}, " + (f"--refine ({refine})" if refine else "no refine")
             runs[name] = r
             label = f"mdllm generate {args.e2e_walkers}x{args.e2e_frames}, {name}"
             rows.append([label, "end to end", r["end_to_end_frames_per_s"], float("nan")])
             rows.append([label, "model only", r["model_only_frames_per_s"], float("nan")])
-            rows.append([label, f"wall {r['wall_seconds']:.1f} s, outside model "
-                                f"{100 * r['outside_model_share']:.0f} %, refine {r['refine_seconds']:.1f} s",
-                         float("nan"), float("nan")])
+            rows.append(
+                [
+                    label,
+                    f"wall {r['wall_seconds']:.1f} s, outside model "
+                    f"{100 * r['outside_model_share']:.0f} %, refine {r['refine_seconds']:.1f} s",
+                    float("nan"),
+                    float("nan"),
+                ]
+            )
     result["end_to_end"] = {"frames": args.e2e_frames, "walkers": args.e2e_walkers, "runs": runs}
 
 
@@ -108,42 +152,69 @@ def main():
     parser.add_argument("--end-to-end-only", action="store_true", help="only the `mdllm generate` runs")
     parser.add_argument("--e2e-frames", type=int, default=100, help="frames per walker of the `mdllm generate` runs")
     parser.add_argument("--e2e-walkers", type=int, default=4, help="walkers of the `mdllm generate` runs")
-    parser.add_argument("--e2e-guard", choices=["on", "off", "both"], default="both",
-                        help="the guard in the `mdllm generate` runs")
-    parser.add_argument("--e2e-refine", default="none,cpp",
-                        help="refinement of the `mdllm generate` runs, comma-separated: none (--no-refine), cpp, "
-                             "reference (--refine with the scipy reference, as before the compiled kernel; slow)")
+    parser.add_argument(
+        "--e2e-guard", choices=["on", "off", "both"], default="both", help="the guard in the `mdllm generate` runs"
+    )
+    parser.add_argument(
+        "--e2e-refine",
+        default="none,cpp",
+        help="refinement of the `mdllm generate` runs, comma-separated: none (--no-refine), cpp, "
+        "reference (--refine with the scipy reference, as before the compiled kernel; slow)",
+    )
     args = parser.parse_args()
     model = args.model or model_path("motion-lm", "motion-lm.f16.gguf")
     start = load_backbone(ADK / "adk_closed.pdb")
-    rows, result = [], {"bench": "generate", "model": str(model), "residues": start.n_residues,
-                        "llama_threads": args.threads or "all", **machine()}
+    rows, result = (
+        [],
+        {
+            "bench": "generate",
+            "model": str(model),
+            "residues": start.n_residues,
+            "llama_threads": args.threads or "all",
+            **machine(),
+        },
+    )
     if args.end_to_end_only:
         end_to_end_rows(model, args, rows, result)
-        report(f"mdllm generate end to end, AdK {start.n_residues} residues, threads {args.threads or 'all'}",
-               ["setting", "mode", "frames/s", "tokens/s"], rows, result)
+        report(
+            f"mdllm generate end to end, AdK {start.n_residues} residues, threads {args.threads or 'all'}",
+            ["setting", "mode", "frames/s", "tokens/s"],
+            rows,
+            result,
+        )
         return
 
     # The shipped models side by side: 4 walkers x 8 frames, window 4.
     compare = {}
     torsion_model = model_path("structure-lm", "structure-lm.f16.gguf")
-    for name, path, guard in (("motion", model, True), ("motion, guard off", model, False),
-                              ("torsion", torsion_model, False)):
+    for name, path, guard in (
+        ("motion", model, True),
+        ("motion, guard off", model, False),
+        ("torsion", torsion_model, False),
+    ):
         g = Generator(path, threads=args.threads)
         t0 = time.perf_counter()
         ens = g.generate(start, frames=8, walkers=4, window=4, seed=1, progress=False, guard=guard)
         total = time.perf_counter() - t0
         n = ens.tokens.shape[0] * ens.tokens.shape[1]
-        compare[name] = {"model_frames_per_s": ens.info["frames_per_second"], "end_to_end_frames_per_s": n / total,
-                         "guard": ens.info.get("guard")}
+        compare[name] = {
+            "model_frames_per_s": ens.info["frames_per_second"],
+            "end_to_end_frames_per_s": n / total,
+            "guard": ens.info.get("guard"),
+        }
         rows.append([f"{name} tokens, 4 walkers, window 4", "model only", ens.info["frames_per_second"], float("nan")])
         rows.append([f"{name} tokens, 4 walkers, window 4", "end to end", n / total, float("nan")])
-    compare["motion_over_torsion_model_only"] = (compare["motion, guard off"]["model_frames_per_s"]
-                                                 / compare["torsion"]["model_frames_per_s"])
+    compare["motion_over_torsion_model_only"] = (
+        compare["motion, guard off"]["model_frames_per_s"] / compare["torsion"]["model_frames_per_s"]
+    )
     result["compare"] = compare
     if args.compare_only:
-        report(f"Generation, AdK {start.n_residues} residues, llama.cpp threads {args.threads or 'all'}",
-               ["setting", "mode", "frames/s", "tokens/s"], rows, result)
+        report(
+            f"Generation, AdK {start.n_residues} residues, llama.cpp threads {args.threads or 'all'}",
+            ["setting", "mode", "frames/s", "tokens/s"],
+            rows,
+            result,
+        )
         return
     gen = Generator(model, args.tokenizer, threads=args.threads)
 
@@ -156,8 +227,12 @@ def main():
         rows.append([f"window {window}, 1 walker", "KV shift", shift[0], shift[1]])
         rows.append([f"window {window}, 1 walker", "naive", naive[0], naive[1]])
     result["window"] = per_window
-    result["kv_shift_time_per_frame_ratio_w16_w2"] = per_window[2]["kv_shift_frames_per_s"] / per_window[16]["kv_shift_frames_per_s"]
-    result["naive_time_per_frame_ratio_w16_w2"] = per_window[2]["naive_frames_per_s"] / per_window[16]["naive_frames_per_s"]
+    result["kv_shift_time_per_frame_ratio_w16_w2"] = (
+        per_window[2]["kv_shift_frames_per_s"] / per_window[16]["kv_shift_frames_per_s"]
+    )
+    result["naive_time_per_frame_ratio_w16_w2"] = (
+        per_window[2]["naive_frames_per_s"] / per_window[16]["naive_frames_per_s"]
+    )
 
     per_walkers = {}
     for walkers in (1, 4, 16):
@@ -187,8 +262,12 @@ def main():
     rows.append(["sampler alone (top-p 0.95), per token", "C++ us", t_cpp * 1e6, float("nan")])
     rows.append(["sampler alone (top-p 0.95), per token", "numpy us", t_np * 1e6, float("nan")])
     end_to_end_rows(model, args, rows, result)
-    report(f"Generation, AdK {start.n_residues} residues, llama.cpp threads {args.threads or 'all'}, model {model}",
-           ["setting", "mode", "frames/s", "tokens/s"], rows, result)
+    report(
+        f"Generation, AdK {start.n_residues} residues, llama.cpp threads {args.threads or 'all'}, model {model}",
+        ["setting", "mode", "frames/s", "tokens/s"],
+        rows,
+        result,
+    )
 
 
 if __name__ == "__main__":

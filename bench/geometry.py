@@ -24,26 +24,40 @@ def main():
 
     cases = {  # name: (C++ call, numpy call, frames processed per call)
         "dihedrals": (lambda: geometry.dihedrals(xyz), lambda: numpy_ref.dihedrals(xyz), n),
-        "internal_coordinates": (lambda: geometry.internal_coordinates(xyz),
-                                 lambda: numpy_ref.internal_coordinates(xyz), n),
+        "internal_coordinates": (
+            lambda: geometry.internal_coordinates(xyz),
+            lambda: numpy_ref.internal_coordinates(xyz),
+            n,
+        ),
         "nerf": (lambda: geometry.nerf(*ic), lambda: numpy_ref.nerf(*ic), n),
         "rigid_frames": (lambda: geometry.rigid_frames(xyz), lambda: numpy_ref.rigid_frames(xyz), n),
         "to_local": (lambda: geometry.to_local(rot, trans, xyz), lambda: numpy_ref.to_local(rot, trans, xyz), n),
-        "rmsd_to_reference": (lambda: geometry.rmsd(points, ref),
-                              lambda: numpy_ref.rmsd_to_reference(points, ref), n),
-        "pairwise_rmsd": (lambda: geometry.pairwise_rmsd(points), lambda: numpy_ref.pairwise_rmsd(points),
-                          n * (n - 1) // 2),
+        "rmsd_to_reference": (lambda: geometry.rmsd(points, ref), lambda: numpy_ref.rmsd_to_reference(points, ref), n),
+        "pairwise_rmsd": (
+            lambda: geometry.pairwise_rmsd(points),
+            lambda: numpy_ref.pairwise_rmsd(points),
+            n * (n - 1) // 2,
+        ),
     }
-    rows, result = [], {"bench": "geometry", "frames": n, "residues": bb.n_residues,
-                        "threads": geometry.num_threads(), **machine()}
+    rows, result = (
+        [],
+        {"bench": "geometry", "frames": n, "residues": bb.n_residues, "threads": geometry.num_threads(), **machine()},
+    )
     for name, (cpp, ref_fn, units) in cases.items():
         t_cpp, t_np = best_time(cpp), best_time(ref_fn, repeats=3)
         unit = "pairs/s" if name == "pairwise_rmsd" else "frames/s"
         rows.append([name, unit, units / t_cpp, units / t_np, t_np / t_cpp])
-        result[name] = {"cpp_per_s": round(units / t_cpp, 1), "numpy_per_s": round(units / t_np, 1),
-                        "speedup": round(t_np / t_cpp, 2)}
-    report(f"C++ vs numpy geometry, AdK {n} frames x {bb.n_residues} residues, {geometry.num_threads()} threads",
-           ["kernel", "unit", "C++", "numpy", "speedup"], rows, result)
+        result[name] = {
+            "cpp_per_s": round(units / t_cpp, 1),
+            "numpy_per_s": round(units / t_np, 1),
+            "speedup": round(t_np / t_cpp, 2),
+        }
+    report(
+        f"C++ vs numpy geometry, AdK {n} frames x {bb.n_residues} residues, {geometry.num_threads()} threads",
+        ["kernel", "unit", "C++", "numpy", "speedup"],
+        rows,
+        result,
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,7 @@ def build(args):
     vocab = lm.Vocabulary(args.codebook_size, "0" * 64)
     torch.manual_seed(0)
     context = 256 * -(-(3 + args.residues + args.window * (args.residues + 1)) // 256)
-    model = lm.MistralLM(lm.ModelConfig(vocab_size=vocab.size, max_position_embeddings=context,
-                                        **PRESETS[args.preset]))
+    model = lm.MistralLM(lm.ModelConfig(vocab_size=vocab.size, max_position_embeddings=context, **PRESETS[args.preset]))
     model.vocab = vocab
     return model
 
@@ -44,9 +43,10 @@ def training_throughput(model, args, threads: int) -> dict:
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), args.residues))
-    examples = [model.vocab.example(seq, rng.integers(0, model.vocab.codebook_size,
-                                                       (args.window, args.residues)))
-                for _ in range(args.micro_batch)]
+    examples = [
+        model.vocab.example(seq, rng.integers(0, model.vocab.codebook_size, (args.window, args.residues)))
+        for _ in range(args.micro_batch)
+    ]
     ids, targets = collate(examples, model.vocab.pad_id)
     model.train()
     opt = make_optimizer(model, TrainConfig())
@@ -62,8 +62,12 @@ def training_throughput(model, args, threads: int) -> dict:
             times.append(time.perf_counter() - t0)
     model.eval()
     step_s = float(np.median(times))
-    return {"threads": threads, "tokens_per_step": int(ids.numel()), "seconds_per_step": step_s,
-            "tokens_per_s": ids.numel() / step_s}
+    return {
+        "threads": threads,
+        "tokens_per_step": int(ids.numel()),
+        "seconds_per_step": step_s,
+        "tokens_per_s": ids.numel() / step_s,
+    }
 
 
 def gguf_report(model, args) -> list[dict]:
@@ -77,9 +81,14 @@ def gguf_report(model, args) -> list[dict]:
         for kind in ("f32", "f16", "q8_0"):
             path = write_gguf(model, Path(tmp) / f"model.{kind}.gguf", kind)
             out = gguf_logits(path, ids, n_threads=1)
-            rows.append({"type": kind, "bytes": path.stat().st_size,
-                         "max_abs_logit_diff": float(np.abs(out - ref).max()),
-                         "argmax_agreement": float((out.argmax(-1) == ref.argmax(-1)).mean())})
+            rows.append(
+                {
+                    "type": kind,
+                    "bytes": path.stat().st_size,
+                    "max_abs_logit_diff": float(np.abs(out - ref).max()),
+                    "argmax_agreement": float((out.argmax(-1) == ref.argmax(-1)).mean()),
+                }
+            )
     return rows
 
 
@@ -98,9 +107,11 @@ def main(argv=None):
 
     model = build(args)
     cfg = model.config
-    print(f"model: {model.num_parameters():,} parameters, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} "
-          f"layers, {cfg.num_attention_heads}/{cfg.num_key_value_heads} q/kv heads, vocab {cfg.vocab_size}, "
-          f"context {cfg.max_position_embeddings}")
+    print(
+        f"model: {model.num_parameters():,} parameters, hidden {cfg.hidden_size}, {cfg.num_hidden_layers} "
+        f"layers, {cfg.num_attention_heads}/{cfg.num_key_value_heads} q/kv heads, vocab {cfg.vocab_size}, "
+        f"context {cfg.max_position_embeddings}"
+    )
     print(f"window: {args.window} frames x {args.residues} residues, micro-batch {args.micro_batch}")
     train_rows = [training_throughput(model, args, t) for t in args.threads]
     print(f"\n{'threads':>7} {'tokens/step':>11} {'s/step':>8} {'tokens/s':>9}")
@@ -110,10 +121,19 @@ def main(argv=None):
     gguf_rows = gguf_report(model, args)
     print(f"\n{'GGUF':>5} {'MB':>7} {'max|dlogit|':>12} {'argmax agree':>13}")
     for r in gguf_rows:
-        print(f"{r['type']:>5} {r['bytes'] / 1e6:>7.2f} {r['max_abs_logit_diff']:>12.3g} {r['argmax_agreement']:>13.3f}")
-    result = {"bench": "lm", "model": args.model or f"preset:{args.preset}",
-              "parameters": model.num_parameters(), "config": cfg.to_dict(), "window": args.window,
-              "residues": args.residues, "training": train_rows, "gguf": gguf_rows}
+        print(
+            f"{r['type']:>5} {r['bytes'] / 1e6:>7.2f} {r['max_abs_logit_diff']:>12.3g} {r['argmax_agreement']:>13.3f}"
+        )
+    result = {
+        "bench": "lm",
+        "model": args.model or f"preset:{args.preset}",
+        "parameters": model.num_parameters(),
+        "config": cfg.to_dict(),
+        "window": args.window,
+        "residues": args.residues,
+        "training": train_rows,
+        "gguf": gguf_rows,
+    }
     print(json.dumps(result))
     return 0
 

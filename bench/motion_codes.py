@@ -36,9 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "runs" / "motion-codes"
 
 HELD_OUT = [  # (name, traj, top)
-    ("Trp-cage 300K rep1", "data/md/trpcage_2JOF/T300K_rep1/trajectory.xtc", "data/md/trpcage_2JOF/T300K_rep1/trajectory.pdb"),
+    (
+        "Trp-cage 300K rep1",
+        "data/md/trpcage_2JOF/T300K_rep1/trajectory.xtc",
+        "data/md/trpcage_2JOF/T300K_rep1/trajectory.pdb",
+    ),
     ("BBA 300K rep1", "data/md/bba_1FME/T300K_rep1/trajectory.xtc", "data/md/bba_1FME/T300K_rep1/trajectory.pdb"),
-    ("villin 300K rep1", "data/md/villin_2F4K/T300K_rep1/trajectory.xtc", "data/md/villin_2F4K/T300K_rep1/trajectory.pdb"),
+    (
+        "villin 300K rep1",
+        "data/md/villin_2F4K/T300K_rep1/trajectory.xtc",
+        "data/md/villin_2F4K/T300K_rep1/trajectory.pdb",
+    ),
     ("NTL9 300K", "data/md/ntl9_2HBB/T300K_rep0/trajectory.xtc", "data/md/ntl9_2HBB/T300K_rep0/trajectory.pdb"),
     ("NTL9 360K", "data/md/ntl9_2HBB/T360K_rep0/trajectory.xtc", "data/md/ntl9_2HBB/T360K_rep0/trajectory.pdb"),
     ("AdK DIMS2 (held out)", "data/adk/adk_dims2.xtc", "data/adk/adk_dims2.pdb"),
@@ -83,7 +91,7 @@ def nearest(x, cb, chunk: int = 8192):
     cc = (cb * cb).sum(1)
     out = np.empty(len(x), np.int64)
     for s in range(0, len(x), chunk):
-        out[s:s + chunk] = (cc[None] - 2.0 * x[s:s + chunk] @ cb.T).argmin(1)
+        out[s : s + chunk] = (cc[None] - 2.0 * x[s : s + chunk] @ cb.T).argmin(1)
     return out
 
 
@@ -95,9 +103,12 @@ def _kmeans(x, k, iters, seed):
     t0 = time.perf_counter()
     centres, stats = kmeans(np.ascontiguousarray(x, np.float32), k, iters, np.random.default_rng(seed), progress=False)
     centres = centres.astype(np.float64)
-    centres = centres[np.argsort((centres ** 2).sum(1), kind="stable")]
-    print(f"  k-means K={k}: {len(x)} samples, {iters} iterations, {(time.perf_counter() - t0) / 60:.1f} min, "
-          f"RMS atom error {stats['rms_atom_error_A']:.3f} A", flush=True)
+    centres = centres[np.argsort((centres**2).sum(1), kind="stable")]
+    print(
+        f"  k-means K={k}: {len(x)} samples, {iters} iterations, {(time.perf_counter() - t0) / 60:.1f} min, "
+        f"RMS atom error {stats['rms_atom_error_A']:.3f} A",
+        flush=True,
+    )
     return centres
 
 
@@ -119,7 +130,7 @@ def codebook(name: str, iters: int) -> np.ndarray:
     elif name.endswith("big"):
         # one code per residue, codes moved towards large displacements: every sample whose RMS atom
         # displacement exceeds 2 A is counted 4 times (i.e. the k-means is weighted by magnitude)
-        rms_a = np.sqrt((x ** 2).sum(1) / 4) * 10
+        rms_a = np.sqrt((x**2).sum(1) / 4) * 10
         x = np.concatenate([x] + [x[rms_a > 2.0]] * 3)
         print(f"  {int((rms_a > 2.0).sum())} of {len(rms_a)} samples > 2 A repeated 3 more times", flush=True)
         cb = _kmeans(x, int(name[2:-3]), iters, 0)
@@ -149,7 +160,7 @@ def place(disp, key, rot):
 
 
 def nearest_other(cb):
-    sq = (cb ** 2).sum(1)
+    sq = (cb**2).sum(1)
     dist = sq[:, None] + sq[None] - 2 * cb @ cb.T
     np.fill_diagonal(dist, np.inf)
     return dist.argmin(1)
@@ -182,8 +193,11 @@ def evaluate(books, trajs, tries: int = 20, seed: int = 0):
         truth = superpose_on_key(bb.xyz, key)
         rep = check_backbone(projected, bb.sequence, bb.chain_ids)
         # the product projects with 60 Jacobi iterations; 300 show what is left once it has converged
-        rep300 = check_backbone(project_to_key_geometry(placed.astype(np.float32), key.astype(np.float32),
-                                                        iterations=300), bb.sequence, bb.chain_ids)
+        rep300 = check_backbone(
+            project_to_key_geometry(placed.astype(np.float32), key.astype(np.float32), iterations=300),
+            bb.sequence,
+            bb.chain_ids,
+        )
         moved = []
         for _ in range(tries):
             fr = rng.integers(f)
@@ -199,7 +213,8 @@ def evaluate(books, trajs, tries: int = 20, seed: int = 0):
             all_toks[i].append(t.ravel())
         reasons = rep.summary()["invalid_frames_by_reason"]
         rows[name] = {
-            "frames": f, "residues": l,
+            "frames": f,
+            "residues": l,
             "rmsd_placed_A": float(np.median(backbone_rmsd_angstrom(placed, truth))),
             "rmsd_projected_A": float(np.median(backbone_rmsd_angstrom(projected, truth))),
             "robustness_ca_A": float(np.median(moved)),
@@ -246,19 +261,30 @@ def main():
         t0 = time.perf_counter()
         books = [codebook(n, args.iters) for n in VARIANTS[v]]
         rows, ppl = evaluate(books, trajs)
-        results[v] = {"stages": VARIANTS[v], "K": [len(b) for b in books], "perplexity": ppl, "rows": rows,
-                      "seconds": time.perf_counter() - t0}
-        print(f"\n## {v}  (K per stage {[len(b) for b in books]}, perplexity on these frames "
-              f"{', '.join(f'{p:.0f}' for p in ppl)})")
-        print("| trajectory | frames x res | placed Å | projected Å | robust 5 % CA Å | flicker per stage | "
-              "valid decoded | invalid frames by reason | valid, 300 proj. it. | invalid by reason (300 it.) | valid MD |")
+        results[v] = {
+            "stages": VARIANTS[v],
+            "K": [len(b) for b in books],
+            "perplexity": ppl,
+            "rows": rows,
+            "seconds": time.perf_counter() - t0,
+        }
+        print(
+            f"\n## {v}  (K per stage {[len(b) for b in books]}, perplexity on these frames "
+            f"{', '.join(f'{p:.0f}' for p in ppl)})"
+        )
+        print(
+            "| trajectory | frames x res | placed Å | projected Å | robust 5 % CA Å | flicker per stage | "
+            "valid decoded | invalid frames by reason | valid, 300 proj. it. | invalid by reason (300 it.) | valid MD |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for n, r in rows.items():
-            print(f"| {n} | {r['frames']} x {r['residues']} | {r['rmsd_placed_A']:.2f} | {r['rmsd_projected_A']:.2f} | "
-                  f"{r['robustness_ca_A']:.2f} | {' / '.join(f'{x:.0%}' for x in r['flicker'])} | {r['valid']:.0%} | "
-                  f"{', '.join(f'{k} {c}' for k, c in r['invalid_by_reason'].items())} | {r['valid_proj300']:.0%} | "
-                  f"{', '.join(f'{k} {c}' for k, c in r['invalid_by_reason_proj300'].items())} | {ceiling[n]:.0%} |",
-                  flush=True)
+            print(
+                f"| {n} | {r['frames']} x {r['residues']} | {r['rmsd_placed_A']:.2f} | {r['rmsd_projected_A']:.2f} | "
+                f"{r['robustness_ca_A']:.2f} | {' / '.join(f'{x:.0%}' for x in r['flicker'])} | {r['valid']:.0%} | "
+                f"{', '.join(f'{k} {c}' for k, c in r['invalid_by_reason'].items())} | {r['valid_proj300']:.0%} | "
+                f"{', '.join(f'{k} {c}' for k, c in r['invalid_by_reason_proj300'].items())} | {ceiling[n]:.0%} |",
+                flush=True,
+            )
     import os
 
     print(f"\ntotal {(time.perf_counter() - t_start) / 60:.1f} min, load average {os.getloadavg()}")

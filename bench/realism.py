@@ -36,8 +36,7 @@ from mdllm.io import load_backbone, save
 from mdllm.pipeline import PRESETS, run
 from dataclasses import replace
 
-KINDS = {"motion": {"tokenizer": None, "base": None},
-         "torsion": {"tokenizer": "torsiontoken", "base": "structure-lm"}}
+KINDS = {"motion": {"tokenizer": None, "base": None}, "torsion": {"tokenizer": "torsiontoken", "base": "structure-lm"}}
 
 
 def ca_rmsd_to(xyz, ref) -> np.ndarray:
@@ -90,13 +89,30 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         save(md[0:1], start)
         save(md[:half], train)
     held = md.xyz[half:]
-    preset = replace(PRESETS["quick"], train_steps=args.train_steps, frames=args.frames, walkers=args.walkers,
-                     refine=True, rebuild=0, guard=guard, train_window=4, window=4,
-                     lora_rank=PRESETS["quick"].lora_rank if args.lora_rank is None else args.lora_rank)
+    preset = replace(
+        PRESETS["quick"],
+        train_steps=args.train_steps,
+        frames=args.frames,
+        walkers=args.walkers,
+        refine=True,
+        rebuild=0,
+        guard=guard,
+        train_window=4,
+        window=4,
+        lora_rank=PRESETS["quick"].lora_rank if args.lora_rank is None else args.lora_rank,
+    )
     t0 = time.perf_counter()
-    summary = run(start, work / f"{kind}{'' if guard else '-noguard'}", trajectories=[train],
-                  top=work / "train.pdb", preset=preset, base=KINDS[kind]["base"] and ROOT / "models" / KINDS[kind]["base"],
-                  tokenizer=KINDS[kind]["tokenizer"], seed=args.seed, threads=args.threads)
+    summary = run(
+        start,
+        work / f"{kind}{'' if guard else '-noguard'}",
+        trajectories=[train],
+        top=work / "train.pdb",
+        preset=preset,
+        base=KINDS[kind]["base"] and ROOT / "models" / KINDS[kind]["base"],
+        tokenizer=KINDS[kind]["tokenizer"],
+        seed=args.seed,
+        threads=args.threads,
+    )
     gen_dir = Path(summary["generated"]).parent
     gen = load_backbone(summary["generated"], top=Path(summary["generated"]).with_suffix(".pdb"))
     info = json.loads(Path(summary["generated"]).with_suffix(".json").read_text())
@@ -112,19 +128,29 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     first = md.xyz[:half]
     return {
         # the ceiling: the training half itself compared with the held-out half in the same way
-        "md_first_half": {"in_basin": float((ca_rmsd_to(first, ref) <= held_rmsd.max() + 1.0).mean()),
-                          "rg_ratio": float(rg(first).mean() / rg(held).mean()),
-                          "rmsf_r": float(np.corrcoef(rmsf(first, ref), rmsf(held, ref))[0, 1]),
-                          "js_pairwise": pairwise_js(first, held)},
-        "protein": protein, "residues": md.n_residues, "md_frames": md.n_frames, "kind": kind, "guard": guard,
+        "md_first_half": {
+            "in_basin": float((ca_rmsd_to(first, ref) <= held_rmsd.max() + 1.0).mean()),
+            "rg_ratio": float(rg(first).mean() / rg(held).mean()),
+            "rmsf_r": float(np.corrcoef(rmsf(first, ref), rmsf(held, ref))[0, 1]),
+            "js_pairwise": pairwise_js(first, held),
+        },
+        "protein": protein,
+        "residues": md.n_residues,
+        "md_frames": md.n_frames,
+        "kind": kind,
+        "guard": guard,
         "in_basin": float((gen_rmsd <= held_rmsd.max() + 1.0).mean()),
-        "gen_rmsd_median_A": float(np.median(gen_rmsd)), "held_rmsd_median_A": float(np.median(held_rmsd)),
+        "gen_rmsd_median_A": float(np.median(gen_rmsd)),
+        "held_rmsd_median_A": float(np.median(held_rmsd)),
         "rg_ratio": float(rg(xyz).mean() / rg(held).mean()),
         "rmsf_r": float(np.corrcoef(rmsf(xyz, ref), rmsf(held, ref))[0, 1]),
         "js_pairwise": pairwise_js(xyz, held),
-        "valid_raw": valid_fraction(raw, md.sequence), "valid_refined": valid_fraction(xyz, md.sequence),
-        "redrawn": g.get("redraw_fraction"), "frames_per_second": info["frames_per_second"],
-        "wall_seconds": time.perf_counter() - t0, "generated": str(gen_dir),
+        "valid_raw": valid_fraction(raw, md.sequence),
+        "valid_refined": valid_fraction(xyz, md.sequence),
+        "redrawn": g.get("redraw_fraction"),
+        "frames_per_second": info["frames_per_second"],
+        "wall_seconds": time.perf_counter() - t0,
+        "generated": str(gen_dir),
     }
 
 
@@ -137,7 +163,9 @@ def main():
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--walkers", type=int, default=4)
     p.add_argument("--train-steps", type=int, default=200)
-    p.add_argument("--lora-rank", type=int, help="LoRA rank of the fine-tune (0: all weights; default: the quick preset's)")
+    p.add_argument(
+        "--lora-rank", type=int, help="LoRA rank of the fine-tune (0: all weights; default: the quick preset's)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"))
@@ -153,17 +181,66 @@ def main():
                 results.append(r)
                 if not reference_done:
                     m = r["md_first_half"]
-                    rows.append([protein, r["residues"], "MD 1st half", "-", m["in_basin"], m["rg_ratio"], m["rmsf_r"],
-                                 m["js_pairwise"], "-", "-", "-", "-"])
+                    rows.append(
+                        [
+                            protein,
+                            r["residues"],
+                            "MD 1st half",
+                            "-",
+                            m["in_basin"],
+                            m["rg_ratio"],
+                            m["rmsf_r"],
+                            m["js_pairwise"],
+                            "-",
+                            "-",
+                            "-",
+                            "-",
+                        ]
+                    )
                     reference_done = True
-                rows.append([protein, r["residues"], kind, guard, r["in_basin"], r["rg_ratio"], r["rmsf_r"],
-                             r["js_pairwise"], r["valid_raw"], r["valid_refined"],
-                             "-" if r["redrawn"] is None else r["redrawn"], r["frames_per_second"]])
-    report("Generated ensembles against held-out MD (second half of each trajectory)",
-           ["protein", "L", "tokens", "guard", "in basin", "Rg ratio", "RMSF r", "JS", "valid raw",
-            "valid refined", "redrawn", "frames/s"], rows,
-           {"bench": "realism", "results": results, "frames": args.frames, "walkers": args.walkers,
-            "train_steps": args.train_steps, "lora_rank": args.lora_rank, **machine()})
+                rows.append(
+                    [
+                        protein,
+                        r["residues"],
+                        kind,
+                        guard,
+                        r["in_basin"],
+                        r["rg_ratio"],
+                        r["rmsf_r"],
+                        r["js_pairwise"],
+                        r["valid_raw"],
+                        r["valid_refined"],
+                        "-" if r["redrawn"] is None else r["redrawn"],
+                        r["frames_per_second"],
+                    ]
+                )
+    report(
+        "Generated ensembles against held-out MD (second half of each trajectory)",
+        [
+            "protein",
+            "L",
+            "tokens",
+            "guard",
+            "in basin",
+            "Rg ratio",
+            "RMSF r",
+            "JS",
+            "valid raw",
+            "valid refined",
+            "redrawn",
+            "frames/s",
+        ],
+        rows,
+        {
+            "bench": "realism",
+            "results": results,
+            "frames": args.frames,
+            "walkers": args.walkers,
+            "train_steps": args.train_steps,
+            "lora_rank": args.lora_rank,
+            **machine(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -53,16 +53,34 @@ def main():
         _core.set_num_threads(args.threads)
     xyz, seq = decoded_frames(args.frames, args.noise)
     refine_backbones(xyz[:1], seq)  # warm-up: the Ramachandran fields are built once per process
-    rows, result = [], {"bench": "refine", "residues": len(seq), "frames": args.frames, "noise": args.noise,
-                        "threads": _core.num_threads(), **machine()}
+    rows, result = (
+        [],
+        {
+            "bench": "refine",
+            "residues": len(seq),
+            "frames": args.frames,
+            "noise": args.noise,
+            "threads": _core.num_threads(),
+            **machine(),
+        },
+    )
 
     stats = {}
     cpp, wall, cpu = timed(lambda: refine_backbones(xyz, seq, stats=stats))
-    result["cpp"] = {"frames_per_s": args.frames / wall, "frames_per_cpu_s": args.frames / cpu,
-                     "iterations_mean": float(stats["iterations"].mean()),
-                     "evaluations_mean": float(stats["evaluations"].mean())}
-    rows.append([f"C++, {args.frames} frames, {_core.num_threads()} threads", args.frames / wall, args.frames / cpu,
-                 float(stats["iterations"].mean())])
+    result["cpp"] = {
+        "frames_per_s": args.frames / wall,
+        "frames_per_cpu_s": args.frames / cpu,
+        "iterations_mean": float(stats["iterations"].mean()),
+        "evaluations_mean": float(stats["evaluations"].mean()),
+    }
+    rows.append(
+        [
+            f"C++, {args.frames} frames, {_core.num_threads()} threads",
+            args.frames / wall,
+            args.frames / cpu,
+            float(stats["iterations"].mean()),
+        ]
+    )
 
     n = args.reference_frames
     ref, wall_ref, cpu_ref = timed(lambda: refine_backbones(xyz[:n], seq, backend="reference"))
@@ -78,24 +96,44 @@ def main():
     worst_atom = np.sqrt(((cpp[:n] - ref) ** 2).sum(-1)).max() * 10
     checks = {name: check_backbone(x, seq) for name, x in (("input", xyz), ("cpp", cpp), ("reference", ref))}
     result["agreement"] = {
-        "energy_input_median": float(np.median(e_in)), "energy_cpp_median": float(np.median(e_cpp)),
-        "energy_reference_median": float(np.median(e_ref)), "energy_ratio_median": float(np.median(ratio)),
-        "energy_ratio_min": float(ratio.min()), "energy_ratio_max": float(ratio.max()),
+        "energy_input_median": float(np.median(e_in)),
+        "energy_cpp_median": float(np.median(e_cpp)),
+        "energy_reference_median": float(np.median(e_ref)),
+        "energy_ratio_median": float(np.median(ratio)),
+        "energy_ratio_min": float(ratio.min()),
+        "energy_ratio_max": float(ratio.max()),
         "energy_difference_over_input_max": float((np.abs(e_cpp - e_ref) / e_in).max()),
-        "rmsd_A_median": float(np.median(rmsd)), "rmsd_A_max": float(rmsd.max()), "worst_atom_A": float(worst_atom)}
-    result["valid_fraction"] = {"input": float(checks["input"].valid.mean()), "cpp": float(checks["cpp"].valid.mean()),
-                                "cpp_on_reference_frames": float(checks["cpp"].valid[:n].mean()),
-                                "reference": float(checks["reference"].valid.mean())}
+        "rmsd_A_median": float(np.median(rmsd)),
+        "rmsd_A_max": float(rmsd.max()),
+        "worst_atom_A": float(worst_atom),
+    }
+    result["valid_fraction"] = {
+        "input": float(checks["input"].valid.mean()),
+        "cpp": float(checks["cpp"].valid.mean()),
+        "cpp_on_reference_frames": float(checks["cpp"].valid[:n].mean()),
+        "reference": float(checks["reference"].valid.mean()),
+    }
     result["rama_outlier_fraction_mean"] = {k: float(c.rama_outlier_fraction.mean()) for k, c in checks.items()}
     a = result["agreement"]
-    rows.append([f"energy C++ / reference, {n} frames (median, range)",
-                 f"{a['energy_ratio_median']:.3f}", f"{a['energy_ratio_min']:.3f}-{a['energy_ratio_max']:.3f}", ""])
+    rows.append(
+        [
+            f"energy C++ / reference, {n} frames (median, range)",
+            f"{a['energy_ratio_median']:.3f}",
+            f"{a['energy_ratio_min']:.3f}-{a['energy_ratio_max']:.3f}",
+            "",
+        ]
+    )
     rows.append(["RMSD C++ vs reference, A (median, max)", f"{a['rmsd_A_median']:.3f}", f"{a['rmsd_A_max']:.3f}", ""])
     v = result["valid_fraction"]
-    rows.append(["valid frames: input, C++, reference", f"{v['input']:.2f}", f"{v['cpp']:.2f}",
-                 f"{v['reference']:.2f}"])
-    report(f"Refinement, AdK {len(seq)} residues, decoded frames with {100 * args.noise:.0f} % random tokens",
-           ["setting", "frames/s (wall)", "frames/s per CPU s", "iterations"], rows, result)
+    rows.append(
+        ["valid frames: input, C++, reference", f"{v['input']:.2f}", f"{v['cpp']:.2f}", f"{v['reference']:.2f}"]
+    )
+    report(
+        f"Refinement, AdK {len(seq)} residues, decoded frames with {100 * args.noise:.0f} % random tokens",
+        ["setting", "frames/s (wall)", "frames/s per CPU s", "iterations"],
+        rows,
+        result,
+    )
 
 
 if __name__ == "__main__":

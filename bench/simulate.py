@@ -9,8 +9,15 @@ import time
 from common import ROOT, machine, report
 
 from mdllm.simulate.prepare import prepare_structure
-from mdllm.simulate.system import (Physics, add_barostat, create_system, load_forcefield, make_integrator,
-                                   platform_candidates, solvate)
+from mdllm.simulate.system import (
+    Physics,
+    add_barostat,
+    create_system,
+    load_forcefield,
+    make_integrator,
+    platform_candidates,
+    solvate,
+)
 
 
 def ns_per_day(pdb, physics, steps, platform, threads):
@@ -43,15 +50,29 @@ def main():
     args = parser.parse_args()
     physics = Physics(solvent="explicit" if args.explicit else "implicit")
     platform = args.platform or platform_candidates(None)[0][0].getName()
-    rows, result = [], {"bench": "simulate", "solvent": physics.solvent, "platform": platform,
-                        "threads": args.threads, "steps": args.steps, **machine(), "systems": {}}
+    rows, result = (
+        [],
+        {
+            "bench": "simulate",
+            "solvent": physics.solvent,
+            "platform": platform,
+            "threads": args.threads,
+            "steps": args.steps,
+            **machine(),
+            "systems": {},
+        },
+    )
     for pdb in args.pdb:
         atoms, residues, rate = ns_per_day(pdb, physics, args.steps, platform, args.threads)
         name = pdb.rsplit("/", 1)[-1]
         rows.append([name, residues, atoms, rate])
         result["systems"][name] = {"residues": residues, "atoms": atoms, "ns_per_day": round(rate, 2)}
-    report(f"OpenMM {physics.solvent} solvent, 4 fs, {platform} platform, {args.steps} steps",
-           ["structure", "residues", "atoms", "ns/day"], rows, result)
+    report(
+        f"OpenMM {physics.solvent} solvent, 4 fs, {platform} platform, {args.steps} steps",
+        ["structure", "residues", "atoms", "ns/day"],
+        rows,
+        result,
+    )
 
 
 if __name__ == "__main__":

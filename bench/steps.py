@@ -28,8 +28,18 @@ from common import ROOT, machine, report
 PROTEINS = {"gb1": ROOT / "data" / "examples" / "1GB1_model1.pdb", "adk": ROOT / "data" / "adk" / "adk_closed.pdb"}
 
 # The tutorial's sizes (README, "Tutorial: your own protein").
-TUTORIAL = dict(md_ns=2.0, temperatures=2, save_every_ps=10, epochs=3, window=4, val_fraction=0.1, batch=4,
-                walkers=8, frames=500, rebuild=10)
+TUTORIAL = dict(
+    md_ns=2.0,
+    temperatures=2,
+    save_every_ps=10,
+    epochs=3,
+    window=4,
+    val_fraction=0.1,
+    batch=4,
+    walkers=8,
+    frames=500,
+    rebuild=10,
+)
 
 
 def timed(cmd: list[str]) -> float:
@@ -47,8 +57,27 @@ def measure(name: str, pdb: Path, work: Path, args) -> dict:
     w.mkdir(parents=True)
     md_dir = w / "md"
     print(f"[{name}] simulate {args.md_ps} ps", file=sys.stderr)
-    t_md = timed(["--threads", args.threads, "simulate", pdb, "-o", md_dir, "--temperatures", "300",
-                  "--length", args.md_ps / 1000, "--save-every", 1, "--equilibrate", 2, "--no-progress", "--seed", 1])
+    t_md = timed(
+        [
+            "--threads",
+            args.threads,
+            "simulate",
+            pdb,
+            "-o",
+            md_dir,
+            "--temperatures",
+            "300",
+            "--length",
+            args.md_ps / 1000,
+            "--save-every",
+            1,
+            "--equilibrate",
+            2,
+            "--no-progress",
+            "--seed",
+            1,
+        ]
+    )
     run_dir = md_dir / "T300K_rep0"
     manifest = json.loads((run_dir / "manifest.json").read_text())
     ns_per_day = manifest["last_ns_per_day"]
@@ -58,8 +87,21 @@ def measure(name: str, pdb: Path, work: Path, args) -> dict:
     t_encode = timed(["encode", traj, "--top", top, "--key", pdb, "-o", w / "tok.npz"])
 
     print(f"[{name}] train", file=sys.stderr)
-    train = ["train", w / "tok.npz", "--base", ROOT / "models" / "motion-lm", "--window", TUTORIAL["window"],
-             "--val-fraction", 0, "--warmup", 0, "--no-progress", "--seed", 0]
+    train = [
+        "train",
+        w / "tok.npz",
+        "--base",
+        ROOT / "models" / "motion-lm",
+        "--window",
+        TUTORIAL["window"],
+        "--val-fraction",
+        0,
+        "--warmup",
+        0,
+        "--no-progress",
+        "--seed",
+        0,
+    ]
     t_one = timed([*train, "--max-steps", 1, "-o", w / "lm1"])
     t_many = timed([*train, "--max-steps", 1 + args.train_steps, "-o", w / "lm"])
     s_per_step = max(t_many - t_one, 0.0) / args.train_steps
@@ -69,22 +111,63 @@ def measure(name: str, pdb: Path, work: Path, args) -> dict:
 
     print(f"[{name}] generate", file=sys.stderr)
     walkers = TUTORIAL["walkers"]
-    t_generate = timed(["--threads", args.threads, "generate", w / "lm.gguf", "--start", pdb, "--frames", args.frames,
-                        "--walkers", walkers, "--window", TUTORIAL["window"], "--seed", 1, "-o", w / "gen" / "out.xtc"])
+    t_generate = timed(
+        [
+            "--threads",
+            args.threads,
+            "generate",
+            w / "lm.gguf",
+            "--start",
+            pdb,
+            "--frames",
+            args.frames,
+            "--walkers",
+            walkers,
+            "--window",
+            TUTORIAL["window"],
+            "--seed",
+            1,
+            "-o",
+            w / "gen" / "out.xtc",
+        ]
+    )
     gen_fps = walkers * args.frames / t_generate
 
     print(f"[{name}] evaluate", file=sys.stderr)
-    evaluate = ["--threads", args.threads, "evaluate", w / "gen" / "out.xtc", "--top", w / "gen" / "out.pdb",
-                "--reference", traj, "--reference-top", top, "--state", f"start={pdb}", "--no-plots"]
+    evaluate = [
+        "--threads",
+        args.threads,
+        "evaluate",
+        w / "gen" / "out.xtc",
+        "--top",
+        w / "gen" / "out.pdb",
+        "--reference",
+        traj,
+        "--reference-top",
+        top,
+        "--state",
+        f"start={pdb}",
+        "--no-plots",
+    ]
     t_eval = timed([*evaluate, "--rebuild", 0, "-o", w / "ev0"])
     t_eval_rebuild = timed([*evaluate, "--rebuild", args.rebuild, "-o", w / "ev"])
     s_per_rebuild = max(t_eval_rebuild - t_eval, 0.0) / args.rebuild
 
     residues = manifest["system"]["residues"]
-    return dict(protein=name, residues=residues, simulate_seconds=t_md, md_ns_per_day=ns_per_day,
-                encode_seconds=t_encode, train_seconds_per_step=s_per_step, train_startup_seconds=t_one,
-                export_seconds=t_export, generate_frames_per_s=gen_fps, generate_seconds=t_generate,
-                evaluate_seconds=t_eval, rebuild_seconds_per_frame=s_per_rebuild)
+    return dict(
+        protein=name,
+        residues=residues,
+        simulate_seconds=t_md,
+        md_ns_per_day=ns_per_day,
+        encode_seconds=t_encode,
+        train_seconds_per_step=s_per_step,
+        train_startup_seconds=t_one,
+        export_seconds=t_export,
+        generate_frames_per_s=gen_fps,
+        generate_seconds=t_generate,
+        evaluate_seconds=t_eval,
+        rebuild_seconds_per_frame=s_per_rebuild,
+    )
 
 
 def tutorial_costs(m: dict) -> dict:
@@ -93,11 +176,13 @@ def tutorial_costs(m: dict) -> dict:
     frames = int(t["md_ns"] * 1000 / t["save_every_ps"])
     windows = t["temperatures"] * int((frames - t["window"] + 1) * (1 - t["val_fraction"]))
     steps = t["epochs"] * -(-windows // t["batch"])
-    return {"simulate_min": t["temperatures"] * t["md_ns"] / m["md_ns_per_day"] * 24 * 60,
-            "train_steps": steps,
-            "train_min": (m["train_startup_seconds"] + steps * m["train_seconds_per_step"]) / 60,
-            "generate_min": t["walkers"] * t["frames"] / m["generate_frames_per_s"] / 60,
-            "evaluate_min": (m["evaluate_seconds"] + t["rebuild"] * m["rebuild_seconds_per_frame"]) / 60}
+    return {
+        "simulate_min": t["temperatures"] * t["md_ns"] / m["md_ns_per_day"] * 24 * 60,
+        "train_steps": steps,
+        "train_min": (m["train_startup_seconds"] + steps * m["train_seconds_per_step"]) / 60,
+        "generate_min": t["walkers"] * t["frames"] / m["generate_frames_per_s"] / 60,
+        "evaluate_min": (m["evaluate_seconds"] + t["rebuild"] * m["rebuild_seconds_per_frame"]) / 60,
+    }
 
 
 def main():
@@ -116,17 +201,31 @@ def main():
     for m in results:
         c = m["tutorial"] = tutorial_costs(m)
         label = f"{m['protein']} ({m['residues']} res)"
-        rows += [[label, "simulate", f"{m['md_ns_per_day']:.1f} ns/day", f"{c['simulate_min']:.0f}"],
-                 [label, "encode", f"{m['encode_seconds']:.1f} s", f"{m['encode_seconds'] / 60:.1f}"],
-                 [label, "train", f"{m['train_seconds_per_step']:.2f} s/step", f"{c['train_min']:.1f} ({c['train_steps']} steps)"],
-                 [label, "export", f"{m['export_seconds']:.1f} s", f"{m['export_seconds'] / 60:.1f}"],
-                 [label, "generate", f"{m['generate_frames_per_s']:.2f} frames/s", f"{c['generate_min']:.1f}"],
-                 [label, "evaluate", f"{m['evaluate_seconds']:.0f} s + {m['rebuild_seconds_per_frame']:.0f} s/rebuilt frame",
-                  f"{c['evaluate_min']:.1f}"]]
+        rows += [
+            [label, "simulate", f"{m['md_ns_per_day']:.1f} ns/day", f"{c['simulate_min']:.0f}"],
+            [label, "encode", f"{m['encode_seconds']:.1f} s", f"{m['encode_seconds'] / 60:.1f}"],
+            [
+                label,
+                "train",
+                f"{m['train_seconds_per_step']:.2f} s/step",
+                f"{c['train_min']:.1f} ({c['train_steps']} steps)",
+            ],
+            [label, "export", f"{m['export_seconds']:.1f} s", f"{m['export_seconds'] / 60:.1f}"],
+            [label, "generate", f"{m['generate_frames_per_s']:.2f} frames/s", f"{c['generate_min']:.1f}"],
+            [
+                label,
+                "evaluate",
+                f"{m['evaluate_seconds']:.0f} s + {m['rebuild_seconds_per_frame']:.0f} s/rebuilt frame",
+                f"{c['evaluate_min']:.1f}",
+            ],
+        ]
     load = os.getloadavg()[0]
-    report(f"README tutorial, cost per step (load average {load:.1f}); last column: minutes at the tutorial's sizes",
-           ["protein", "step", "measured", "tutorial, min"], rows,
-           {"bench": "steps", **machine(), "load_average": load, "tutorial": TUTORIAL, "proteins": results})
+    report(
+        f"README tutorial, cost per step (load average {load:.1f}); last column: minutes at the tutorial's sizes",
+        ["protein", "step", "measured", "tutorial, min"],
+        rows,
+        {"bench": "steps", **machine(), "load_average": load, "tutorial": TUTORIAL, "proteins": results},
+    )
 
 
 if __name__ == "__main__":

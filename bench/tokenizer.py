@@ -55,10 +55,15 @@ def main():
     rows, result = [], {}
     for name, tok in (("cpp", cpp), ("torch", ref)):
         for bs, reps, secs in ((1, args.repeats, args.seconds), (256, 1, 0.0)):
-            enc = frames_per_second(lambda b: tok.encode(b, batch_size=256) if name == "torch" else tok.encode(b),
-                                    batch256[:bs], reps, secs)
-            dec = frames_per_second(lambda t: tok.decode(t, batch_size=256) if name == "torch" else tok.decode(t),
-                                    tokens256[:bs], reps, secs)
+            enc = frames_per_second(
+                lambda b: tok.encode(b, batch_size=256) if name == "torch" else tok.encode(b), batch256[:bs], reps, secs
+            )
+            dec = frames_per_second(
+                lambda t: tok.decode(t, batch_size=256) if name == "torch" else tok.decode(t),
+                tokens256[:bs],
+                reps,
+                secs,
+            )
             both = 1.0 / (1.0 / enc + 1.0 / dec)
             rows.append((name, bs, enc, dec, both))
             result[f"{name}_b{bs}"] = {"encode_fps": enc, "decode_fps": dec, "encode_decode_fps": both}
@@ -74,19 +79,28 @@ def main():
     # parity of the two backends on every AdK frame: identical tokens, decoded coordinates
     tok_c, tok_t = cpp.encode(xyz), ref.encode(xyz, batch_size=256)
     max_diff = float(np.abs(cpp.decode(tok_t) - ref.decode(tok_t, batch_size=256)).max())
-    result["parity"] = {"frames": len(xyz), "token_agreement": float((tok_c == tok_t).mean()),
-                        "max_decode_diff_nm": max_diff}
-    print(f"parity on {len(xyz)} AdK frames: tokens identical {result['parity']['token_agreement']:.6f}, "
-          f"max decoded difference {max_diff:.2e} nm")
+    result["parity"] = {
+        "frames": len(xyz),
+        "token_agreement": float((tok_c == tok_t).mean()),
+        "max_decode_diff_nm": max_diff,
+    }
+    print(
+        f"parity on {len(xyz)} AdK frames: tokens identical {result['parity']['token_agreement']:.6f}, "
+        f"max decoded difference {max_diff:.2e} nm"
+    )
 
     acc = adk_transitions(cpp, adk)
-    print(f"\n{'trajectory':<30}{'frames':>7}{'RMSD med A':>11}{'RMSD p95 A':>11}{'TM med':>8}"
-          f"{'fidelity med A':>15}{'re-encode kept':>15}")
+    print(
+        f"\n{'trajectory':<30}{'frames':>7}{'RMSD med A':>11}{'RMSD p95 A':>11}{'TM med':>8}"
+        f"{'fidelity med A':>15}{'re-encode kept':>15}"
+    )
     for traj, r in acc.items():
         if isinstance(r, dict):
-            print(f"{traj:<30}{r['frames']:>7}{r['rmsd_A']['median']:>11.2f}{r['rmsd_A']['p95']:>11.2f}"
-                  f"{r['tm']['median']:>8.3f}{r['state_fidelity_A']['median']:>15.2f}"
-                  f"{r['reencoded_tokens_kept']:>15.1%}")
+            print(
+                f"{traj:<30}{r['frames']:>7}{r['rmsd_A']['median']:>11.2f}{r['rmsd_A']['p95']:>11.2f}"
+                f"{r['tm']['median']:>8.3f}{r['state_fidelity_A']['median']:>15.2f}"
+                f"{r['reencoded_tokens_kept']:>15.1%}"
+            )
     print(f"closed vs open: {acc['closed_vs_open_tokens_differ']:.1%} of residues get different tokens")
     result["adk_round_trip"] = acc
     result["tokenizer_hash"] = cpp.hash

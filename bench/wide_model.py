@@ -30,8 +30,13 @@ def main():
     args = ap.parse_args()
 
     shipped = json.loads((model_path("structure-lm") / "config.json").read_text())
-    shape = {"hidden_size": args.hidden, "num_hidden_layers": args.layers, "num_attention_heads": args.heads,
-             "num_key_value_heads": args.kv_heads, "intermediate_size": args.ffn}
+    shape = {
+        "hidden_size": args.hidden,
+        "num_hidden_layers": args.layers,
+        "num_attention_heads": args.heads,
+        "num_key_value_heads": args.kv_heads,
+        "intermediate_size": args.ffn,
+    }
     torch.manual_seed(args.seed)
     model = store.build({**shipped, "model": {**shipped["model"], **shape}, "lora": None, "training": None})
     n_params = sum(p.numel() for p in model.parameters())

@@ -23,8 +23,11 @@ def main():
     OUT.mkdir(exist_ok=True)
     heavy(md.load(str(SRC / "adk_closed.pdb"))).save_pdb(str(OUT / "adk_closed.pdb"))
     heavy(md.load(str(SRC / "adk_open.pdb"))).save_pdb(str(OUT / "adk_open.pdb"))
-    for name, psf in [("adk_dims", "adk.psf"), ("adk_dims2", "adk.psf"),
-                      ("adk_gbis_tmd-fast1_NAMD", "adk_closed_NAMD.psf")]:
+    for name, psf in [
+        ("adk_dims", "adk.psf"),
+        ("adk_dims2", "adk.psf"),
+        ("adk_gbis_tmd-fast1_NAMD", "adk_closed_NAMD.psf"),
+    ]:
         traj = heavy(md.load(str(SRC / f"{name}.dcd"), top=str(SRC / psf)))
         traj.save_xtc(str(OUT / f"{name}.xtc"))
         traj[0].save_pdb(str(OUT / f"{name}.pdb"))

@@ -51,32 +51,85 @@ GPU_SYSTEMS = SYSTEMS  # every system, 300 K only
 # where the GPU runs were made (README text)
 GPU_MACHINE = "one NVIDIA H100 80GB with 16 CPU cores"
 GPU_SOFTWARE = "PyPI wheels openmm and openmm-cuda-13 on the CUDA 13 libraries of PyTorch's nvidia wheels; Python 3.12"
-SIMULATE_ARGS = ["--temperatures", "300", "360", "--length", "100", "--save-every", "1", "--equilibrate", "10",
-                 "--save-atoms", "heavy", "--seed", "0", "--checkpoint-minutes", "2", "--no-progress"]
-GPU_SIMULATE_ARGS = ["--platform", "CUDA", "--temperatures", "300", "--length", "100", "--save-every", "2",
-                     "--equilibrate", "10", "--save-atoms", "heavy", "--seed", "0", "--checkpoint-minutes", "1",
-                     "--no-progress"]
+SIMULATE_ARGS = [
+    "--temperatures",
+    "300",
+    "360",
+    "--length",
+    "100",
+    "--save-every",
+    "1",
+    "--equilibrate",
+    "10",
+    "--save-atoms",
+    "heavy",
+    "--seed",
+    "0",
+    "--checkpoint-minutes",
+    "2",
+    "--no-progress",
+]
+GPU_SIMULATE_ARGS = [
+    "--platform",
+    "CUDA",
+    "--temperatures",
+    "300",
+    "--length",
+    "100",
+    "--save-every",
+    "2",
+    "--equilibrate",
+    "10",
+    "--save-atoms",
+    "heavy",
+    "--seed",
+    "0",
+    "--checkpoint-minutes",
+    "1",
+    "--no-progress",
+]
 
 
 def simulate(runs: Path, shared: Path, minutes: float, rounds: int) -> None:
     for _ in range(rounds):
         for name, pdb, _note, _cpu in CPU_SYSTEMS:
-            command = ["mdllm", "--threads", "1", "simulate", str(shared / "pdb_experimental" / pdb),
-                       "-o", str(runs / name), *SIMULATE_ARGS, "--max-minutes", str(minutes)]
+            command = [
+                "mdllm",
+                "--threads",
+                "1",
+                "simulate",
+                str(shared / "pdb_experimental" / pdb),
+                "-o",
+                str(runs / name),
+                *SIMULATE_ARGS,
+                "--max-minutes",
+                str(minutes),
+            ]
             print(" ".join(command), flush=True)
             subprocess.run(command, check=True)
 
 
-def simulate_gpu(runs: Path, shared: Path, minutes: float, hard_seconds: float, pack: Path | None,
-                 platform: str = "CUDA") -> None:
+def simulate_gpu(
+    runs: Path, shared: Path, minutes: float, hard_seconds: float, pack: Path | None, platform: str = "CUDA"
+) -> None:
     """Every GPU system at once, one process each (`python -m mdllm`, so no installed script is needed)."""
     runs.mkdir(parents=True, exist_ok=True)
     args = list(GPU_SIMULATE_ARGS)
     args[args.index("--platform") + 1] = platform  # another platform only to test this on a machine without GPU
     procs = {}
     for name, pdb, _note, _cpu in GPU_SYSTEMS:
-        command = [sys.executable, "-m", "mdllm", "simulate", str(shared / "pdb_experimental" / pdb),
-                   "-o", str(runs / name), *args, "--max-minutes", str(minutes)]
+        command = [
+            sys.executable,
+            "-m",
+            "mdllm",
+            "simulate",
+            str(shared / "pdb_experimental" / pdb),
+            "-o",
+            str(runs / name),
+            *args,
+            "--max-minutes",
+            str(minutes),
+        ]
         print(" ".join(["mdllm", *command[3:]]), flush=True)
         log = open(runs / f"{name}.log", "w")
         procs[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log)
@@ -103,8 +156,11 @@ def simulate_gpu(runs: Path, shared: Path, minutes: float, hard_seconds: float, 
         print(f"== {name} (exit {p.returncode})\n" + (runs / f"{name}.log").read_text(), end="", flush=True)
         for manifest_path in sorted((runs / name).glob("T*K_rep*/manifest.json")):
             m = json.loads(manifest_path.read_text())
-            print(f"SUMMARY {name} {manifest_path.parent.name} {m['platform']}: {m['progress']['frames']} frames, "
-                  f"{m['length_ns']:g} ns, {m.get('last_ns_per_day')} ns/day, {m['wall_seconds']} s", flush=True)
+            print(
+                f"SUMMARY {name} {manifest_path.parent.name} {m['platform']}: {m['progress']['frames']} frames, "
+                f"{m['length_ns']:g} ns, {m.get('last_ns_per_day')} ns/day, {m['wall_seconds']} s",
+                flush=True,
+            )
             if pack:
                 with tarfile.open(pack / f"{name}.tar.gz", "w:gz") as tar:
                     for file in ("manifest.json", m["trajectory"], m["topology"]):
@@ -140,23 +196,38 @@ def index() -> None:
             run = manifest_path.parent.name
             runs.append((manifest["platform"] != "CPU", run.split("_")[1], manifest["temperature_k"], run, manifest))
         for *_key, run, manifest in sorted(runs, key=lambda r: r[:3]):
-            rows.append({"system": name, "run": run, "note": note,
-                         "sequence": manifest["system"]["sequence"], "temperature_k": manifest["temperature_k"],
-                         "seed": manifest["seed"], "frames": manifest["progress"]["frames"],
-                         "length_ns": manifest["length_ns"], "save_every_ps": manifest["save_every_ps"],
-                         "platform": manifest["platform"], "ns_per_day": manifest.get("last_ns_per_day"),
-                         "path": f"{name}/{run}/{manifest['trajectory']}"})
+            rows.append(
+                {
+                    "system": name,
+                    "run": run,
+                    "note": note,
+                    "sequence": manifest["system"]["sequence"],
+                    "temperature_k": manifest["temperature_k"],
+                    "seed": manifest["seed"],
+                    "frames": manifest["progress"]["frames"],
+                    "length_ns": manifest["length_ns"],
+                    "save_every_ps": manifest["save_every_ps"],
+                    "platform": manifest["platform"],
+                    "ns_per_day": manifest.get("last_ns_per_day"),
+                    "path": f"{name}/{run}/{manifest['trajectory']}",
+                }
+            )
     (OUT / "index.json").write_text(json.dumps(rows, indent=1) + "\n")
     (OUT / "README.md").write_text(readme(rows))
     for row in rows:
-        print(f"{row['path']}: {row['frames']} frames, {row['length_ns']} ns at {row['temperature_k']:g} K "
-              f"({row['platform']})")
+        print(
+            f"{row['path']}: {row['frames']} frames, {row['length_ns']} ns at {row['temperature_k']:g} K "
+            f"({row['platform']})"
+        )
 
 
 def readme(index) -> str:
     def table(selected):
-        return "\n".join(f"| `{r['path']}` | {r['note']} | `{r['sequence']}` | {r['temperature_k']:g} | {r['seed']} | "
-                         f"{r['frames']} | {r['length_ns']:g} |" for r in selected)
+        return "\n".join(
+            f"| `{r['path']}` | {r['note']} | `{r['sequence']}` | {r['temperature_k']:g} | {r['seed']} | "
+            f"{r['frames']} | {r['length_ns']:g} |"
+            for r in selected
+        )
 
     cpu = [r for r in index if r["platform"] == "CPU"]
     gpu = [r for r in index if r["platform"] != "CPU"]
@@ -175,13 +246,13 @@ def readme(index) -> str:
         gpu_section = f"""
 ## GPU runs (`T300K_gpu0`)
 
-Made on {GPU_MACHINE} (OpenMM {gpu[0]['platform']} platform, mixed precision), all systems at once, one
+Made on {GPU_MACHINE} (OpenMM {gpu[0]["platform"]} platform, mixed precision), all systems at once, one
 process each sharing the GPU, by `python data/make_md.py simulate-gpu RUNS --minutes {minutes} --pack OUT`,
 i.e. for every system:
 `mdllm simulate pdb_experimental/FILE -o RUNS/NAME {gpu_args} --max-minutes {minutes}`,
 then `python data/make_md.py collect RUNS --tag gpu` (the run folder `T300K_rep0` is renamed `T300K_gpu0`;
 its manifest keeps the name it was made under). Same preparation and physics as the CPU runs, 300 K only,
-one frame every 2 ps. OpenMM {versions['openmm']} ({GPU_SOFTWARE}), PDBFixer {versions['pdbfixer']}.
+one frame every 2 ps. OpenMM {versions["openmm"]} ({GPU_SOFTWARE}), PDBFixer {versions["pdbfixer"]}.
 Throughput with all of them sharing the GPU (ns/day): {rates}.
 
 {header}
@@ -232,19 +303,27 @@ PDB entries are CC0 (wwPDB). The trajectories are new data made by this project 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["simulate", "simulate-gpu", "collect", "index"])
-    parser.add_argument("runs", type=Path, nargs="?",
-                        help="folder of the full runs (checkpoints, chunks); outside the repo")
+    parser.add_argument(
+        "runs", type=Path, nargs="?", help="folder of the full runs (checkpoints, chunks); outside the repo"
+    )
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared" / "data")
-    parser.add_argument("--hard-seconds", type=float, default=390.0,
-                        help="simulate-gpu: SIGTERM (clean stop) to processes still running after this")
+    parser.add_argument(
+        "--hard-seconds",
+        type=float,
+        default=390.0,
+        help="simulate-gpu: SIGTERM (clean stop) to processes still running after this",
+    )
     parser.add_argument("--pack", type=Path, help="simulate-gpu: write NAME.tar.gz of each run here")
     parser.add_argument("--platform", default="CUDA", help="simulate-gpu: OpenMM platform (CUDA; CPU to test)")
     parser.add_argument("--tag", default="rep", help="collect: run folder T<temp>K_<tag><n> (CPU: rep, GPU: gpu)")
-    parser.add_argument("--replica", type=int,
-                        help="collect: number n of the run folders (default: the run's own; a second replica "
-                             "simulated in a separate RUNS_DIR is collected with --replica 1)")
+    parser.add_argument(
+        "--replica",
+        type=int,
+        help="collect: number n of the run folders (default: the run's own; a second replica "
+        "simulated in a separate RUNS_DIR is collected with --replica 1)",
+    )
     args = parser.parse_args()
     if args.action != "index" and args.runs is None:
         parser.error(f"{args.action} needs RUNS_DIR")

@@ -80,11 +80,19 @@ def main():
         sel = ok & (cls == k)
         grids.append(levels_for(phi[sel], psi[sel], ALLOWED[name]))
         counts.append(int(sel.sum()))
-        print(f"{name:<11} residues {sel.sum():>7}  favoured {np.mean(grids[-1] == 2):.3f}  "
-              f"allowed+favoured {np.mean(grids[-1] >= 1):.3f} of the plane")
+        print(
+            f"{name:<11} residues {sel.sum():>7}  favoured {np.mean(grids[-1] == 2):.3f}  "
+            f"allowed+favoured {np.mean(grids[-1] >= 1):.3f} of the plane"
+        )
     out = Path("python/mdllm/geometry/ramachandran.npz")
-    np.savez_compressed(out, levels=np.stack(grids), classes=np.array(CLASSES), bin_deg=BIN_DEG,
-                        residues=np.array(counts), source=str(source.name))
+    np.savez_compressed(
+        out,
+        levels=np.stack(grids),
+        classes=np.array(CLASSES),
+        bin_deg=BIN_DEG,
+        residues=np.array(counts),
+        source=str(source.name),
+    )
     print(f"wrote {out} ({out.stat().st_size} bytes)")
 
 

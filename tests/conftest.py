@@ -25,7 +25,19 @@ def cpp_build(tmp_path_factory):
         pytest.skip("cmake not on PATH")
     build = tmp_path_factory.mktemp("cpp-build")
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    subprocess.run([cmake, "-S", ROOT, "-B", build, "-DCMAKE_BUILD_TYPE=Release",
-                    f"-DPython_EXECUTABLE={sys.executable}", *generator], check=True, capture_output=True)
+    subprocess.run(
+        [
+            cmake,
+            "-S",
+            ROOT,
+            "-B",
+            build,
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            *generator,
+        ],
+        check=True,
+        capture_output=True,
+    )
     subprocess.run([cmake, "--build", build, "--parallel", "2"], check=True, capture_output=True)
     return build

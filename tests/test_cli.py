@@ -41,8 +41,10 @@ def test_bad_input_is_one_line_and_nonzero():
 
 def test_run_and_evaluate_parse_states_alike():
     # one parser for --state: the same one-line error from both commands, before any work starts
-    for command in (("run", DATA / "1L2Y_3models.pdb", "-o", "unused"),
-                    ("evaluate", DATA / "1L2Y_3models.pdb", "-o", "unused")):
+    for command in (
+        ("run", DATA / "1L2Y_3models.pdb", "-o", "unused"),
+        ("evaluate", DATA / "1L2Y_3models.pdb", "-o", "unused"),
+    ):
         out = mdllm(*command, "--state", "open.pdb")
         lines = [l for l in out.stderr.splitlines() if l.strip()]
         assert out.returncode == 1 and len(lines) == 1, out.stderr

@@ -52,8 +52,14 @@ def test_state_mapping_by_alignment_when_residues_differ(dims, tmp_path):
 
 def test_align_sequences_gaps():
     ia, ib = st.align_sequences("MKVLAAGHH", "KVLGHH")
-    assert [("MKVLAAGHH"[i], "KVLGHH"[j]) for i, j in zip(ia, ib)] == [("K", "K"), ("V", "V"), ("L", "L"),
-                                                                        ("G", "G"), ("H", "H"), ("H", "H")]
+    assert [("MKVLAAGHH"[i], "KVLGHH"[j]) for i, j in zip(ia, ib)] == [
+        ("K", "K"),
+        ("V", "V"),
+        ("L", "L"),
+        ("G", "G"),
+        ("H", "H"),
+        ("H", "H"),
+    ]
 
 
 def test_populations_and_transitions():
@@ -82,7 +88,7 @@ def test_pairwise_rmsd_matches_mdtraj(dims):
     sub = dims[::10]
     ours = fluctuations.pairwise_rmsd_A(sub.xyz[:, :, 1])
     traj = ca_traj(sub)
-    theirs = np.array([md.rmsd(traj, traj, k)[k + 1:] for k in range(len(traj) - 1)], dtype=object)
+    theirs = np.array([md.rmsd(traj, traj, k)[k + 1 :] for k in range(len(traj) - 1)], dtype=object)
     np.testing.assert_allclose(ours, np.concatenate(theirs).astype(float) * 10.0, atol=2e-3)
 
 
@@ -93,7 +99,9 @@ def test_js_distance_limits():
     assert divergence.js_1d(a, a + 100.0) == pytest.approx(1.0)
     assert 0.0 < divergence.js_1d(a, rng.normal(0.5, 1.0, 5000)) < 0.5
     # by formula: p = (1, 0), q = (1/2, 1/2) -> JS divergence (bits) = 0.311278
-    assert divergence.js_distance(np.array([1.0, 0.0]), np.array([1.0, 1.0])) == pytest.approx(np.sqrt(0.311278), rel=1e-4)
+    assert divergence.js_distance(np.array([1.0, 0.0]), np.array([1.0, 1.0])) == pytest.approx(
+        np.sqrt(0.311278), rel=1e-4
+    )
 
 
 def test_tica_eigenvalues_match_direct_generalised_eigenproblem(dims):
@@ -143,10 +151,26 @@ def test_cli_report_on_adk_transition(tmp_path):
     from mdllm.cli import main
 
     out = tmp_path / "report"
-    rc = main(["evaluate", str(ADK / "adk_dims.xtc"), "--top", str(ADK / "adk_dims.pdb"),
-               "--reference", str(ADK / "adk_dims2.xtc"), "--reference-top", str(ADK / "adk_dims2.pdb"),
-               "--state", f"closed={ADK / 'adk_closed.pdb'}", "--state", f"open={ADK / 'adk_open.pdb'}",
-               "--clusters", "8", "-o", str(out)])
+    rc = main(
+        [
+            "evaluate",
+            str(ADK / "adk_dims.xtc"),
+            "--top",
+            str(ADK / "adk_dims.pdb"),
+            "--reference",
+            str(ADK / "adk_dims2.xtc"),
+            "--reference-top",
+            str(ADK / "adk_dims2.pdb"),
+            "--state",
+            f"closed={ADK / 'adk_closed.pdb'}",
+            "--state",
+            f"open={ADK / 'adk_open.pdb'}",
+            "--clusters",
+            "8",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     gen = m["states"]["generated"]
@@ -156,8 +180,15 @@ def test_cli_report_on_adk_transition(tmp_path):
     assert m["validity"]["valid_frames"] == 98
     assert m["comparison"]["rmsf_A"]["pearson_r"] > 0.9
     assert m["kinetics"]["js_distance"]["tic1"] < 0.3
-    for name in ("rmsd_traces.png", "fes_tica.png", "fes_states.png", "ramachandran.png", "rmsf.png",
-                 "implied_timescales.png", "validity.png"):
+    for name in (
+        "rmsd_traces.png",
+        "fes_tica.png",
+        "fes_states.png",
+        "ramachandran.png",
+        "rmsf.png",
+        "implied_timescales.png",
+        "validity.png",
+    ):
         assert name in m["plots"] and (out / name).stat().st_size > 10_000
     page = (out / "report.html").read_text()
     assert "RMSD traces cross at frame" in page and "rmsd_traces.png" in page
@@ -182,17 +213,55 @@ def test_cli_flags_corrupted_frames_and_bad_input(tmp_path, capsys):
     bad = clean.__class__(xyz, clean.sequence, clean.residue_ids, clean.chain_ids, clean.time)
     save(bad, tmp_path / "corrupt.dcd")
     out = tmp_path / "out"
-    assert main(["evaluate", str(tmp_path / "corrupt.dcd"), "--top", str(tmp_path / "corrupt.pdb"),
-                 "--no-plots", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "corrupt.dcd"),
+                "--top",
+                str(tmp_path / "corrupt.pdb"),
+                "--no-plots",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert sorted(v["frame"] for v in m["validity"]["invalid"]) == [3, 7, 11]
     assert m["inputs"]["finite_frames"] == len(xyz) - 1
     # bad input: one-line error, exit 1, nothing written
     out2 = tmp_path / "out2"
-    assert main(["evaluate", str(tmp_path / "corrupt.dcd"), "--top", str(tmp_path / "corrupt.pdb"),
-                 "--state", "open", "-o", str(out2)]) == 1
-    assert main(["evaluate", str(tmp_path / "corrupt.dcd"), "--top", str(tmp_path / "corrupt.pdb"),
-                 "--state", f"x={ROOT / 'tests' / 'data' / '5AWL.pdb'}", "-o", str(out2)]) == 1
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "corrupt.dcd"),
+                "--top",
+                str(tmp_path / "corrupt.pdb"),
+                "--state",
+                "open",
+                "-o",
+                str(out2),
+            ]
+        )
+        == 1
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "corrupt.dcd"),
+                "--top",
+                str(tmp_path / "corrupt.pdb"),
+                "--state",
+                f"x={ROOT / 'tests' / 'data' / '5AWL.pdb'}",
+                "-o",
+                str(out2),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("mdllm evaluate: error:") and "5AWL.pdb" in err[-1]
     assert not out2.exists()
@@ -207,10 +276,20 @@ def test_generation_loglik_is_reported(tmp_path):
     from mdllm.tokenfile import TokenFile
 
     F, L = traj.n_frames, traj.n_residues
-    TokenFile(np.zeros((1, F, L), np.int32), traj.sequence, "h" * 64, 8, loglik=np.linspace(-3, -1, F)[None],
-              valid=np.ones((1, F), bool)).save(tmp_path / "gen.tokens.npz")
-    m = evaluate(tmp_path / "gen.dcd", tmp_path / "out", top=tmp_path / "gen.pdb",
-                 options=EvaluateOptions(plots=False, progress=False))
+    TokenFile(
+        np.zeros((1, F, L), np.int32),
+        traj.sequence,
+        "h" * 64,
+        8,
+        loglik=np.linspace(-3, -1, F)[None],
+        valid=np.ones((1, F), bool),
+    ).save(tmp_path / "gen.tokens.npz")
+    m = evaluate(
+        tmp_path / "gen.dcd",
+        tmp_path / "out",
+        top=tmp_path / "gen.pdb",
+        options=EvaluateOptions(plots=False, progress=False),
+    )
     assert m["kinetics"]["generation_loglik"]["mean_per_frame"] == pytest.approx(-2.0)
     assert m["kinetics"]["generation_loglik"]["frames"] == traj.n_frames
 
@@ -222,15 +301,22 @@ def test_verdict_compares_closest_approach_with_the_training_frames(tmp_path):
     from mdllm.io import save
 
     save(load_backbone(ADK / "adk_dims2.xtc", top=ADK / "adk_dims2.pdb")[:40], tmp_path / "train.xtc")
-    m = evaluate(ADK / "adk_dims.xtc", tmp_path / "out", top=ADK / "adk_dims.pdb",
-                 states={"closed": ADK / "adk_closed.pdb", "open": ADK / "adk_open.pdb"},
-                 training=[tmp_path / "train.xtc"], training_top=tmp_path / "train.pdb",
-                 options=EvaluateOptions(plots=False, progress=False, n_clusters=8))
+    m = evaluate(
+        ADK / "adk_dims.xtc",
+        tmp_path / "out",
+        top=ADK / "adk_dims.pdb",
+        states={"closed": ADK / "adk_closed.pdb", "open": ADK / "adk_open.pdb"},
+        training=[tmp_path / "train.xtc"],
+        training_top=tmp_path / "train.pdb",
+        options=EvaluateOptions(plots=False, progress=False, n_clusters=8),
+    )
     closest = m["states"]["training"]["min_rmsd_A"]
     assert closest["closed"] < 1.5 < 3.0 < closest["open"]
     rows = {r["check"]: r for r in m["verdict"]["rows"]}
     assert rows["closest approach to 'open' (acceptable frames)"]["note"] == "a state the training frames never reached"
-    assert rows["closest approach to 'closed' (acceptable frames)"]["note"].startswith("training frames were already there")
+    assert rows["closest approach to 'closed' (acceptable frames)"]["note"].startswith(
+        "training frames were already there"
+    )
     assert "so 'open' is new" in m["verdict"]["sentence"]
     # no reference: judged against the start (first frame) and the size of a folded 214-residue chain;
     # the opening (Rg 16.4 -> 19.4 Å) stays inside 1.3 x the folded expectation

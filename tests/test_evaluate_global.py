@@ -31,18 +31,36 @@ def evaluate_cli(ntl9, generated, top, out, capsys):
     from mdllm.cli import main
 
     d = ntl9["dir"]
-    rc = main(["evaluate", str(generated), "--top", str(top), "--reference", str(d / "reference.xtc"),
-               "--reference-top", str(d / "reference.pdb"), "--state", f"start={DATA / 'ntl9_md300_bb.pdb'}",
-               "--training", str(d / "reference.xtc"), "--training-top", str(d / "reference.pdb"),
-               "--no-plots", "-o", str(out)])
+    rc = main(
+        [
+            "evaluate",
+            str(generated),
+            "--top",
+            str(top),
+            "--reference",
+            str(d / "reference.xtc"),
+            "--reference-top",
+            str(d / "reference.pdb"),
+            "--state",
+            f"start={DATA / 'ntl9_md300_bb.pdb'}",
+            "--training",
+            str(d / "reference.xtc"),
+            "--training-top",
+            str(d / "reference.pdb"),
+            "--no-plots",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     lines = capsys.readouterr().out.strip().splitlines()
     return json.loads((out / "metrics.json").read_text()), lines, (out / "report.html").read_text()
 
 
 def test_unfolded_ensemble_is_not_acceptable_and_reads_unfolded(ntl9, tmp_path, capsys):
-    m, lines, page = evaluate_cli(ntl9, DATA / "ntl9_torsion_unfolded.xtc", DATA / "ntl9_torsion_unfolded.pdb",
-                                  tmp_path / "unfolded", capsys)
+    m, lines, page = evaluate_cli(
+        ntl9, DATA / "ntl9_torsion_unfolded.xtc", DATA / "ntl9_torsion_unfolded.pdb", tmp_path / "unfolded", capsys
+    )
     v, g = m["validity"], m["global"]
     assert v["acceptable_fraction"] <= 0.20
     # the global checks alone reject it, not just the local ones
@@ -80,7 +98,7 @@ def test_thresholds_are_derived_from_the_reference_and_the_chain_length(ntl9):
     assert with_ref.rg_band == pytest.approx((lo, max(with_ref.start_rg, rg["mean"]) + 4 * sigma))
     assert with_ref.basin_A >= 1.5 and with_ref.q_min <= 0.6
     n = md.n_residues
-    assert rg_folded_A(n) == pytest.approx(2.2 * n ** 0.38)
+    assert rg_folded_A(n) == pytest.approx(2.2 * n**0.38)
     assert alone.rg_band[1] <= rg_unfolded_threshold_A(n)  # never closer to a coil than to a fold
     q = alone.measure(md.xyz)["q"]
     assert q[0] == pytest.approx(1.0, abs=1e-4) and (q > 0.9).all()  # thermal MD keeps its contacts
@@ -96,8 +114,12 @@ def test_filter_and_guard_use_the_same_definition(ntl9):
     from mdllm.generate import Ensemble, FrameGuard
 
     start, unfolded = ntl9["md"].xyz[0], ntl9["unfolded"]
-    ens = Ensemble(unfolded.xyz[None].copy(), np.zeros((1, unfolded.n_frames, unfolded.n_residues), np.int32),
-                   np.zeros((1, unfolded.n_frames, unfolded.n_residues + 1), np.float32), unfolded.sequence)
+    ens = Ensemble(
+        unfolded.xyz[None].copy(),
+        np.zeros((1, unfolded.n_frames, unfolded.n_residues), np.int32),
+        np.zeros((1, unfolded.n_frames, unfolded.n_residues + 1), np.float32),
+        unfolded.sequence,
+    )
     ens.check(start_xyz=start)
     plausible, _, _ = GlobalCheck(start).check(unfolded.xyz)
     expected = check_backbone(unfolded).valid & plausible

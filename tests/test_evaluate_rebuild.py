@@ -77,8 +77,26 @@ def test_cli_rebuild_writes_allatom_trajectory(tmp_path):
 
     pdb = TESTS / "1L2Y_3models.pdb"
     out = tmp_path / "out"
-    assert main(["evaluate", str(pdb), "--reference", str(pdb), "--rebuild", "1", "--max-iterations", "300", "--solvent-iterations", "5",
-                 "--no-plots", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(pdb),
+                "--reference",
+                str(pdb),
+                "--rebuild",
+                "1",
+                "--max-iterations",
+                "300",
+                "--solvent-iterations",
+                "5",
+                "--no-plots",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     for who in ("generated", "reference"):
         assert m["rebuild"][who]["frames"] == 1
@@ -94,8 +112,9 @@ def test_side_chain_transfer_matches_a_full_pdbfixer_rebuild():
     energies and drifts must be as good as rebuilding each frame with PDBFixer (trpzip2 MD frames)."""
     bb = load_backbone(TESTS / "tz2.truncoct.nc", top=TESTS / "tz2.truncoct.parm7")[[0, 9]]
     fast = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, solvent_iterations=5, progress=False)
-    full = rebuild_frames(bb.xyz, bb.sequence, bb.chain_ids, solvent_iterations=5, progress=False,
-                          transfer_side_chains=False)
+    full = rebuild_frames(
+        bb.xyz, bb.sequence, bb.chain_ids, solvent_iterations=5, progress=False, transfer_side_chains=False
+    )
     assert fast.sane == [True, True] and full.sane == [True, True]
     # same first frame; multi-threaded CPU minimisation is not bit-reproducible, so within 1 %
     assert fast.energy_after[0] == pytest.approx(full.energy_after[0], rel=0.01)
@@ -104,8 +123,11 @@ def test_side_chain_transfer_matches_a_full_pdbfixer_rebuild():
     # the carried-over frame keeps the input backbone up to the minimisation drift
     from mdllm.geometry import rmsd
 
-    moved = fast.trajectory.xyz[1][np.array([[a.index for a in r.atoms if a.name in ("N", "CA", "C", "O")]
-                                             for r in fast.trajectory.topology.residues]).ravel()]
+    moved = fast.trajectory.xyz[1][
+        np.array(
+            [[a.index for a in r.atoms if a.name in ("N", "CA", "C", "O")] for r in fast.trajectory.topology.residues]
+        ).ravel()
+    ]
     assert rmsd(moved[None], bb.xyz[1].reshape(-1, 3))[0] * 10 == pytest.approx(fast.drift_A[1], abs=1e-3)
 
 

@@ -42,8 +42,15 @@ def make_tokenizer(directory, beam_width: int = 4):
 def make_model(path, tokenizer, layers, seed=0):
     torch.manual_seed(seed)
     vocab = Vocabulary(codebook_size=tokenizer.codebook_size, tokenizer_hash=tokenizer.hash)
-    cfg = ModelConfig(vocab_size=vocab.size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024)
+    cfg = ModelConfig(
+        vocab_size=vocab.size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    )
     model = MistralLM(cfg)
     with torch.no_grad():  # a peaked, position-sensitive distribution so that sampling choices matter
         model.lm_head.weight.mul_(8.0)
@@ -55,8 +62,12 @@ def make_model(path, tokenizer, layers, seed=0):
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("gen")
     tok = make_tokenizer(root / "tok")
-    return {"tokenizer": tok, "two_layers": make_model(root / "m2.gguf", tok, 2),
-            "one_layer": make_model(root / "m1.gguf", tok, 1), "root": root}
+    return {
+        "tokenizer": tok,
+        "two_layers": make_model(root / "m2.gguf", tok, 2),
+        "one_layer": make_model(root / "m1.gguf", tok, 1),
+        "root": root,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +95,7 @@ def test_refine_keeps_tokens_and_fixes_local_geometry(generator):
     assert np.array_equal(raw.tokens, ref.tokens) and np.array_equal(raw.token_logprobs, ref.token_logprobs)
     assert ref.info["refine"]["rms_displacement_A_max"] > 0 and raw.info["refine"] is None
     from mdllm.evaluate import check_backbone
+
     before = check_backbone(raw.backbones.reshape(-1, 10, 4, 3), raw.sequence)
     after = check_backbone(ref.backbones.reshape(-1, 10, 4, 3), ref.sequence)
     # torsion tokens decode to ideal bonds and angles; what refinement fixes in the random codes of an
@@ -185,8 +197,26 @@ def test_refuses_bad_inputs(generator, models, tmp_path):
 
 def test_generate_and_score_cli(models, tmp_path):
     out = tmp_path / "gen.xtc"
-    r = _cli("generate", models["two_layers"], "--start", START, "--tokenizer", models["root"] / "tok",
-             "--frames", 3, "--walkers", 2, "--window", 2, "--top-k", 8, "--seed", 7, "-o", out)
+    r = _cli(
+        "generate",
+        models["two_layers"],
+        "--start",
+        START,
+        "--tokenizer",
+        models["root"] / "tok",
+        "--frames",
+        3,
+        "--walkers",
+        2,
+        "--window",
+        2,
+        "--top-k",
+        8,
+        "--seed",
+        7,
+        "-o",
+        out,
+    )
     assert r.returncode == 0, r.stderr
     assert "2 walkers x 3 frames" in r.stdout
     for name in ("gen.xtc", "gen.pdb", "gen.tokens.npz", "gen.json"):
@@ -209,16 +239,20 @@ def test_cpp_example_runs_the_whole_loop_like_python(models, generator, cpp_buil
     exe = cpp_build / "cpp" / "examples" / "generate_pdb"
     assert exe.exists(), "llama.cpp was not found by CMake, so the example was not built"
     out = tmp_path / "cpp.pdb"
-    r = subprocess.run([exe, models["two_layers"], models["root"] / "tok", START, out, "3", "2", "2", "11"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [exe, models["two_layers"], models["root"] / "tok", START, out, "3", "2", "2", "11"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "2 walkers x 3 frames of 10 residues" in r.stdout
     from_cpp = load_backbone(out, check=False)
     ens = generator.generate(START, frames=3, walkers=2, window=2, seed=11, progress=False)
     assert from_cpp.n_frames == 6
     np.testing.assert_allclose(from_cpp.xyz, ens.backbones.reshape(6, 10, 4, 3), atol=2e-4)
-    bad = subprocess.run([exe, models["two_layers"], models["root"] / "tok", tmp_path / "none.pdb", out],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [exe, models["two_layers"], models["root"] / "tok", tmp_path / "none.pdb", out], capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "none.pdb: cannot open" in bad.stderr
 
 
@@ -229,8 +263,13 @@ def test_filter_keeps_exactly_the_valid_frames(tmp_path):
     frame = load_backbone(START).xyz[0]
     backbones = np.stack([np.stack([frame] * 3)] * 2)  # 2 walkers x 3 frames
     backbones[1, 1, 5] += 0.8  # displace residue 6 of walker 1, frame 1: chain breaks and clashes
-    ens = Ensemble(backbones, np.zeros((2, 3, 10), np.int32), np.zeros((2, 3, 11), np.float32),
-                   load_backbone(START).sequence, info={"tokenizer_hash": "a" * 64, "codebook_size": 1024})
+    ens = Ensemble(
+        backbones,
+        np.zeros((2, 3, 10), np.int32),
+        np.zeros((2, 3, 11), np.float32),
+        load_backbone(START).sequence,
+        info={"tokenizer_hash": "a" * 64, "codebook_size": 1024},
+    )
     ens.check()
     np.testing.assert_array_equal(ens.valid, [[True, True, True], [True, False, True]])
     assert ens.info["validity"]["valid_frames"] == 5 and "chain break" in ens.info["validity"]["invalid_reasons"]
@@ -253,8 +292,25 @@ def test_generate_cli_filter(generator, models, tmp_path):
     assert not ens.valid.any() and ens.info["validity"]["frames"] == 4
     assert ens.info["validity"]["invalid_reasons"]["native contacts"] >= 1
     out = tmp_path / "f.pdb"
-    r = _cli("generate", models["two_layers"], "--start", START, "--tokenizer", models["root"] / "tok",
-             "--frames", 2, "--walkers", 2, "--window", 2, "--seed", 0, "--filter", "-o", out)
+    r = _cli(
+        "generate",
+        models["two_layers"],
+        "--start",
+        START,
+        "--tokenizer",
+        models["root"] / "tok",
+        "--frames",
+        2,
+        "--walkers",
+        2,
+        "--window",
+        2,
+        "--seed",
+        0,
+        "--filter",
+        "-o",
+        out,
+    )
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 1 and "no generated frame passed the validity checks" in lines[-1], r.stderr
     assert not list(tmp_path.iterdir())
@@ -272,8 +328,11 @@ def test_cpp_example_on_the_shipped_models(cpp_build, tmp_path):
     if not model.exists() or not (tokenizer / "model.safetensors").exists():
         pytest.skip("shipped models not present")
     out = tmp_path / "shipped.pdb"
-    r = subprocess.run([cpp_build / "cpp" / "examples" / "generate_pdb", model, tokenizer, START, out, "2", "2", "2", "3"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [cpp_build / "cpp" / "examples" / "generate_pdb", model, tokenizer, START, out, "2", "2", "2", "3"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     frames = load_backbone(out, check=False)
     assert frames.n_frames == 4 and frames.n_residues == 10 and np.isfinite(frames.xyz).all()

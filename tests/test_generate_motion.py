@@ -28,8 +28,15 @@ def generator(tmp_path_factory):
     tok, fold = load_tokenizers()
     torch.manual_seed(0)
     vocab = Vocabulary(tok.codebook_size, tok.hash, key_codebook_size=fold.codebook_size, key_tokenizer_hash=fold.hash)
-    cfg = ModelConfig(vocab_size=vocab.size, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    cfg = ModelConfig(
+        vocab_size=vocab.size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
     model = MistralLM(cfg)
     with torch.no_grad():  # the same distribution at every position: the 64 smallest motions (codes are
         # sorted by size) and the separator, so frames stay near the key frame
@@ -38,7 +45,7 @@ def generator(tmp_path_factory):
                 weight.zero_()  # the residual stream keeps the embedding
         model.model.embed_tokens.weight[:] = 1.0  # every token: the same hidden state
         model.lm_head.weight.zero_()
-        model.lm_head.weight[vocab.structure_offset:vocab.structure_offset + 64] = 12.0 / cfg.hidden_size
+        model.lm_head.weight[vocab.structure_offset : vocab.structure_offset + 64] = 12.0 / cfg.hidden_size
         model.lm_head.weight[vocab.frame_id] = 12.0 / cfg.hidden_size
     model.vocab = vocab
     path = write_gguf(model, tmp_path_factory.mktemp("motion") / "m.gguf", "f32")
@@ -59,8 +66,9 @@ def test_motion_model_generates_on_the_key_frame(generator):
 def test_guard_that_accepts_everything_changes_nothing(generator):
     off = generator.generate(START, frames=3, walkers=2, window=2, seed=4, progress=False, guard=False)
     lenient = GuardLimits(ca_ca_tolerance_A=1e9, ca_clash_A=0.0, rg_ratio=(0.0, 1e9), native_contacts=False)
-    on = generator.generate(START, frames=3, walkers=2, window=2, seed=4, progress=False, guard=True,
-                            guard_limits=lenient)
+    on = generator.generate(
+        START, frames=3, walkers=2, window=2, seed=4, progress=False, guard=True, guard_limits=lenient
+    )
     np.testing.assert_array_equal(on.tokens, off.tokens)
     assert on.info["guard"]["redraws"] == 0 and on.info["guard"]["frames"] == 6
 
@@ -90,8 +98,7 @@ def test_guard_judges_and_keeps_the_refined_frames(generator):
     np.testing.assert_allclose(ens.backbones, again, atol=1e-6)
     assert np.abs(ens.backbones - raw).max() > 1e-3  # refinement moved atoms
 
-    plain = generator.generate(START, frames=3, walkers=2, window=2, seed=5, progress=False, guard=False,
-                               refine=False)
+    plain = generator.generate(START, frames=3, walkers=2, window=2, seed=5, progress=False, guard=False, refine=False)
     assert plain.info["refine"] is None
     np.testing.assert_allclose(plain.backbones, generator.decode(plain.tokens, plain.key_xyz), atol=1e-6)
 

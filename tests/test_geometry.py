@@ -66,7 +66,7 @@ def test_internal_coordinates_and_nerf_round_trip(backbone):
     np.testing.assert_allclose(rebuilt, numpy_ref.nerf(*ic), atol=NM_TOL)
     # The rebuilt chain is the original up to a rigid motion.
     for f in range(backbone.n_frames):
-        assert geometry.rmsd(rebuilt[f:f + 1], backbone.xyz[f])[0] < NM_TOL
+        assert geometry.rmsd(rebuilt[f : f + 1], backbone.xyz[f])[0] < NM_TOL
 
 
 def test_nerf_places_the_first_residue_canonically():

@@ -24,8 +24,9 @@ FORMATS = [
 def _mdtraj_backbone(path, top):
     traj = md.load(str(path), top=str(top) if top else None)
     residues = [r for r in traj.topology.residues if r.is_protein and r.name not in ("ACE", "NME")]
-    index = np.array([[next(a.index for a in r.atoms if a.name == name) for name in ("N", "CA", "C")]
-                      for r in residues])
+    index = np.array(
+        [[next(a.index for a in r.atoms if a.name == name) for name in ("N", "CA", "C")] for r in residues]
+    )
     return traj, residues, traj.xyz[:, index]  # (F, L, 3, 3)
 
 

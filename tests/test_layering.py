@@ -37,7 +37,7 @@ def _imports(name: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
             found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
     out = set()
@@ -81,8 +81,10 @@ def test_geometry_imports_neither_evaluate_nor_simulate():
 
 @pytest.mark.parametrize("package", ["mdllm.geometry", "mdllm.evaluate", "mdllm.simulate"])
 def test_each_package_imports_on_its_own(package):
-    code = (f"import sys, {package}; "
-            "print(sorted(m for m in sys.modules if m.startswith(('mdllm.evaluate', 'mdllm.simulate'))))")
+    code = (
+        f"import sys, {package}; "
+        "print(sorted(m for m in sys.modules if m.startswith(('mdllm.evaluate', 'mdllm.simulate'))))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     if package == "mdllm.geometry":

@@ -24,8 +24,15 @@ K = 12
 
 
 def tiny_config(vocab, **kw):
-    d = dict(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    d = dict(
+        vocab_size=vocab.size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     d.update(kw)
     return lm.ModelConfig(**d)
 
@@ -58,6 +65,7 @@ def synthetic_trajectories(tmp_path, n=2, frames=30):
 
 # --- text format ----------------------------------------------------------------------------------
 
+
 def test_vocabulary_layout_and_example():
     v = lm.Vocabulary(K, HASH, n_conditioning=4)
     strings = v.token_strings()
@@ -69,8 +77,15 @@ def test_vocabulary_layout_and_example():
 
     tokens = np.array([[0, 5, 11], [3, 3, 1]])
     ids, targets = v.example("AWZ", tokens, conditioning=(2,))
-    prefix = [v.bos_id, v.seq_start_id, v.amino_acid_offset + 0, v.amino_acid_offset + 18,
-              v.amino_acid_offset + 20, v.seq_end_id, v.conditioning_id(2)]
+    prefix = [
+        v.bos_id,
+        v.seq_start_id,
+        v.amino_acid_offset + 0,
+        v.amino_acid_offset + 18,
+        v.amino_acid_offset + 20,
+        v.seq_end_id,
+        v.conditioning_id(2),
+    ]
     assert ids[:7].tolist() == prefix  # unknown residue Z -> X
     frames = ids[7:].reshape(2, 4)
     assert (frames[:, -1] == v.frame_id).all()
@@ -127,13 +142,21 @@ def test_windows_split_in_time(tmp_path):
 
 # --- model ----------------------------------------------------------------------------------------
 
+
 def test_model_is_causal_and_names_are_hf_style():
     model = tiny_model().eval()
     names = set(model.state_dict())
-    for n in ("model.embed_tokens.weight", "model.layers.1.self_attn.q_proj.weight",
-              "model.layers.0.self_attn.k_proj.weight", "model.layers.0.mlp.gate_proj.weight",
-              "model.layers.0.mlp.down_proj.weight", "model.layers.0.input_layernorm.weight",
-              "model.layers.0.post_attention_layernorm.weight", "model.norm.weight", "lm_head.weight"):
+    for n in (
+        "model.embed_tokens.weight",
+        "model.layers.1.self_attn.q_proj.weight",
+        "model.layers.0.self_attn.k_proj.weight",
+        "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.0.mlp.down_proj.weight",
+        "model.layers.0.input_layernorm.weight",
+        "model.layers.0.post_attention_layernorm.weight",
+        "model.norm.weight",
+        "lm_head.weight",
+    ):
         assert n in names
     assert model.model.layers[0].self_attn.k_proj.weight.shape == (2 * 8, 32)  # 2 kv heads of dim 8
     ids = torch.randint(0, model.config.vocab_size, (1, 20))
@@ -176,11 +199,22 @@ def _write_hf_checkpoint(directory, tie=False):
     from safetensors.torch import save_file
 
     directory.mkdir()
-    hf_config = {"model_type": "mistral", "architectures": ["MistralForCausalLM"], "vocab_size": 50,
-                 "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
-                 "num_attention_heads": 4, "num_key_value_heads": 1, "max_position_embeddings": 64,
-                 "rms_norm_eps": 1e-6, "rope_theta": 1e6, "sliding_window": None,
-                 "tie_word_embeddings": tie, "torch_dtype": "bfloat16"}
+    hf_config = {
+        "model_type": "mistral",
+        "architectures": ["MistralForCausalLM"],
+        "vocab_size": 50,
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 64,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1e6,
+        "sliding_window": None,
+        "tie_word_embeddings": tie,
+        "torch_dtype": "bfloat16",
+    }
     (directory / "config.json").write_text(json.dumps(hf_config))
     gen = torch.Generator().manual_seed(3)
     shapes = {"model.embed_tokens.weight": (50, 32), "model.norm.weight": (32,)}
@@ -188,13 +222,23 @@ def _write_hf_checkpoint(directory, tie=False):
         shapes["lm_head.weight"] = (50, 32)
     for i in range(2):
         p = f"model.layers.{i}."
-        shapes.update({p + "self_attn.q_proj.weight": (32, 32), p + "self_attn.k_proj.weight": (8, 32),
-                       p + "self_attn.v_proj.weight": (8, 32), p + "self_attn.o_proj.weight": (32, 32),
-                       p + "mlp.gate_proj.weight": (48, 32), p + "mlp.up_proj.weight": (48, 32),
-                       p + "mlp.down_proj.weight": (32, 48), p + "input_layernorm.weight": (32,),
-                       p + "post_attention_layernorm.weight": (32,)})
-    tensors = {k: (torch.randn(s, generator=gen) * 0.1 + (1.0 if len(s) == 1 else 0.0)).to(torch.bfloat16)
-               for k, s in shapes.items()}
+        shapes.update(
+            {
+                p + "self_attn.q_proj.weight": (32, 32),
+                p + "self_attn.k_proj.weight": (8, 32),
+                p + "self_attn.v_proj.weight": (8, 32),
+                p + "self_attn.o_proj.weight": (32, 32),
+                p + "mlp.gate_proj.weight": (48, 32),
+                p + "mlp.up_proj.weight": (48, 32),
+                p + "mlp.down_proj.weight": (32, 48),
+                p + "input_layernorm.weight": (32,),
+                p + "post_attention_layernorm.weight": (32,),
+            }
+        )
+    tensors = {
+        k: (torch.randn(s, generator=gen) * 0.1 + (1.0 if len(s) == 1 else 0.0)).to(torch.bfloat16)
+        for k, s in shapes.items()
+    }
     names = sorted(tensors)
     shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
     weight_map = {}
@@ -242,6 +286,7 @@ def test_hf_checkpoint_errors(tmp_path):
 
 # --- LoRA -----------------------------------------------------------------------------------------
 
+
 def test_lora_trains_only_adapters_and_merges_exactly():
     model = tiny_model()
     wrapped = add_lora(model, rank=4, alpha=8, targets=("q_proj", "v_proj", "down_proj"))
@@ -283,6 +328,7 @@ def test_lora_model_saves_and_loads(tmp_path):
 
 # --- training -------------------------------------------------------------------------------------
 
+
 def test_learning_rate_schedule():
     cfg = TrainConfig(lr=1e-3, warmup_steps=4, min_lr_ratio=0.1)
     lrs = [lr_at(s, 20, cfg) for s in range(21)]
@@ -297,8 +343,13 @@ def test_training_warns_when_the_data_cannot_carry_it(tmp_path):
     train_ex, _ = windows(trajs, v, window=3, stride=1, val_fraction=0.0)
     few = train_ex[:5]
     with pytest.warns(UserWarning) as caught:
-        train(tiny_model(v), few, [], tmp_path / "run",
-              TrainConfig(max_steps=1, micro_batch=8, lr=3e-3, warmup_steps=10, progress=False))
+        train(
+            tiny_model(v),
+            few,
+            [],
+            tmp_path / "run",
+            TrainConfig(max_steps=1, micro_batch=8, lr=3e-3, warmup_steps=10, progress=False),
+        )
     messages = " | ".join(str(w.message) for w in caught)
     assert "only 5 training windows" in messages
     assert "no validation windows" in messages
@@ -320,9 +371,13 @@ def test_keep_best_ends_with_the_lowest_validation_loss(tmp_path, synthetic_wind
     v, train_ex, val_ex = synthetic_windows
     model = tiny_model(v)
     # a learning rate far too high: the validation loss goes up and down, so the last step is not the best
-    hist = train(model, train_ex, val_ex, tmp_path / "run",
-                 TrainConfig(max_steps=12, micro_batch=8, lr=0.3, warmup_steps=1, eval_every=1, keep_best=True,
-                             progress=False))
+    hist = train(
+        model,
+        train_ex,
+        val_ex,
+        tmp_path / "run",
+        TrainConfig(max_steps=12, micro_batch=8, lr=0.3, warmup_steps=1, eval_every=1, keep_best=True, progress=False),
+    )
     losses = [e["val_loss"] for e in hist["val"]]
     assert losses[-1] > min(losses)  # the scenario this test is about
     assert hist["best_val"]["val_loss"] == min(losses)
@@ -334,8 +389,13 @@ def test_keep_best_ends_with_the_lowest_validation_loss(tmp_path, synthetic_wind
 def test_training_lowers_validation_loss(tmp_path, synthetic_windows):
     v, train_ex, val_ex = synthetic_windows
     model = tiny_model(v)
-    hist = train(model, train_ex, val_ex, tmp_path / "run",
-                 TrainConfig(epochs=6, micro_batch=8, lr=3e-3, warmup_steps=3, progress=False))
+    hist = train(
+        model,
+        train_ex,
+        val_ex,
+        tmp_path / "run",
+        TrainConfig(epochs=6, micro_batch=8, lr=3e-3, warmup_steps=3, progress=False),
+    )
     first, last = hist["val"][0], hist["val"][-1]
     assert last["val_loss"] < 0.6 * first["val_loss"]
     assert last["val_accuracy"] > 0.5
@@ -352,14 +412,16 @@ def test_resume_continues_exactly(tmp_path):
     v = lm.Vocabulary(K, HASH)
     trajs = load_token_files(synthetic_trajectories(tmp_path))
     train_ex, val_ex = windows(trajs, v, window=3, stride=2, val_fraction=0.2)
+
     # LoRA with dropout: the resumed run must also reproduce the dropout noise
     def fresh():
         model = tiny_model(v, seed=5)
         add_lora(model, 2, 4, dropout=0.1, targets=("q_proj", "v_proj", "up_proj"))
         return model
 
-    cfg = TrainConfig(epochs=3, micro_batch=4, grad_accum=2, lr=1e-2, warmup_steps=2,
-                      checkpoint_every=2, progress=False)
+    cfg = TrainConfig(
+        epochs=3, micro_batch=4, grad_accum=2, lr=1e-2, warmup_steps=2, checkpoint_every=2, progress=False
+    )
     whole = fresh()
     h_whole = train(whole, train_ex, val_ex, tmp_path / "a", cfg)
     n_steps = len(h_whole["train"])
@@ -385,8 +447,19 @@ def _cli(args, nproc=1, **kw):
     if nproc == 1:
         cmd = [sys.executable, "-m", "mdllm", "--threads", "1", "train", *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "mdllm", "--threads", "1", "train", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "mdllm",
+            "--threads",
+            "1",
+            "train",
+            *args,
+        ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, **kw)
 
 
@@ -394,8 +467,26 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     from safetensors.torch import load_file
 
     paths = [str(p) for p in synthetic_trajectories(tmp_path, n=3)]
-    common = [*paths, "--preset", "tiny", "--window", "2", "--stride", "3", "--epochs", "1",
-              "--max-steps", "3", "--micro-batch", "2", "--lr", "1e-2", "--warmup", "1", "--no-progress"]
+    common = [
+        *paths,
+        "--preset",
+        "tiny",
+        "--window",
+        "2",
+        "--stride",
+        "3",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "3",
+        "--micro-batch",
+        "2",
+        "--lr",
+        "1e-2",
+        "--warmup",
+        "1",
+        "--no-progress",
+    ]
     single = _cli([*common, "-o", str(tmp_path / "single"), "--grad-accum", "2"])
     assert single.returncode == 0, single.stderr
     ddp = _cli([*common, "-o", str(tmp_path / "ddp"), "--grad-accum", "1"], nproc=2)
@@ -435,8 +526,18 @@ def test_cli_refuses_mismatched_tokenizer(tmp_path):
 
 def test_cli_trains_and_refuses_to_overwrite_a_run(tmp_path):
     paths = [str(p) for p in synthetic_trajectories(tmp_path, n=1)]
-    args = [*paths, "-o", str(tmp_path / "out"), "--preset", "tiny", "--window", "2", "--max-steps", "2",
-            "--no-progress"]
+    args = [
+        *paths,
+        "-o",
+        str(tmp_path / "out"),
+        "--preset",
+        "tiny",
+        "--window",
+        "2",
+        "--max-steps",
+        "2",
+        "--no-progress",
+    ]
     assert _cli(args).returncode == 0
     model = lm.load(tmp_path / "out")
     assert model.meta["training"]["sequences"] == ["ACDEF"] and model.meta["training"]["steps"] == 2

@@ -24,9 +24,16 @@ K = 40
 def parity_model(seed=0):
     """Tiny model with Q8_0-compatible sizes and weights large enough that errors would show."""
     vocab = lm.Vocabulary(K, HASH)
-    cfg = lm.ModelConfig(vocab_size=vocab.size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         rope_theta=500.0)
+    cfg = lm.ModelConfig(
+        vocab_size=vocab.size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        rope_theta=500.0,
+    )
     torch.manual_seed(seed)
     model = lm.MistralLM(cfg)
     with torch.no_grad():
@@ -82,10 +89,19 @@ def test_f32_gguf_matches_pytorch(tmp_path):
     # the same through llama-cpp-python's high-level Llama class (F32 KV cache, no flash attention)
     import llama_cpp
 
-    llm = llama_cpp.Llama(str(path), n_ctx=len(ids), n_batch=len(ids), logits_all=True, n_threads=1,
-                          type_k=0, type_v=0, flash_attn=False, verbose=False)
+    llm = llama_cpp.Llama(
+        str(path),
+        n_ctx=len(ids),
+        n_batch=len(ids),
+        logits_all=True,
+        n_threads=1,
+        type_k=0,
+        type_v=0,
+        flash_attn=False,
+        verbose=False,
+    )
     llm.eval(ids.tolist())
-    high_level = np.asarray(llm.scores[:len(ids)])
+    high_level = np.asarray(llm.scores[: len(ids)])
     llm.close()
     assert np.abs(high_level - torch_logits(model, ids)).max() <= 1e-3
 
@@ -109,8 +125,12 @@ def test_f16_and_q8_0_close_to_pytorch(tmp_path):
 def test_lora_merged_export_matches_unmerged_pytorch(tmp_path):
     model = parity_model(seed=1)
     add_lora(model, rank=4, alpha=8, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj"))
-    model.meta["lora"] = {"rank": 4, "alpha": 8, "dropout": 0.0,
-                          "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj"]}
+    model.meta["lora"] = {
+        "rank": 4,
+        "alpha": 8,
+        "dropout": 0.0,
+        "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj"],
+    }
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, LoRALinear):
@@ -144,8 +164,13 @@ def test_gguf_metadata(tmp_path):
     assert len(tokens) == v.size and tokens[v.structure_offset] == "<t_0>"
     assert reader.fields["general.architecture"].contents() == "llama"
     names = {t.name for t in reader.tensors}
-    assert {"token_embd.weight", "blk.1.attn_q.weight", "blk.0.ffn_gate.weight", "output_norm.weight",
-            "output.weight"} <= names
+    assert {
+        "token_embd.weight",
+        "blk.1.attn_q.weight",
+        "blk.0.ffn_gate.weight",
+        "output_norm.weight",
+        "output.weight",
+    } <= names
 
 
 def test_export_refuses_sliding_window_and_unknown_type(tmp_path):
@@ -161,14 +186,32 @@ def test_export_refuses_sliding_window_and_unknown_type(tmp_path):
 def test_export_cli(tmp_path):
     model = parity_model()
     lm.save(model, tmp_path / "m")
-    r = subprocess.run([sys.executable, "-m", "mdllm", "export", str(tmp_path / "m"), "-o",
-                        str(tmp_path / "m.gguf"), "--type", "f32", "--check"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mdllm",
+            "export",
+            str(tmp_path / "m"),
+            "-o",
+            str(tmp_path / "m.gguf"),
+            "--type",
+            "f32",
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     diff = float(r.stdout.strip().split()[-1])
     assert diff <= 1e-3
-    r = subprocess.run([sys.executable, "-m", "mdllm", "export", str(tmp_path / "missing"), "-o",
-                        str(tmp_path / "n.gguf")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "mdllm", "export", str(tmp_path / "missing"), "-o", str(tmp_path / "n.gguf")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1 and "missing" in r.stderr and not (tmp_path / "n.gguf").exists()
 
 

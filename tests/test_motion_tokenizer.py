@@ -34,9 +34,13 @@ def random_rotation(rng):
     q = rng.normal(size=4)
     q /= np.linalg.norm(q)
     a, b, c, d = q
-    return np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-                     [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-                     [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d]])
+    return np.array(
+        [
+            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+            [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
+            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d],
+        ]
+    )
 
 
 def test_frames_built_from_codes_come_back_exactly(adk):
@@ -63,7 +67,7 @@ def test_a_wrong_token_moves_only_its_residue(adk, motion):
     key = adk.xyz[0]
     tokens = motion.encode(adk.xyz[5:6], key)
     cb = motion.codebook.astype(np.float64)
-    sq = (cb ** 2).sum(1)
+    sq = (cb**2).sum(1)
     dist = sq[:, None] + sq[None] - 2 * cb @ cb.T
     np.fill_diagonal(dist, np.inf)
     nearest_other = dist.argmin(1)
@@ -111,11 +115,14 @@ def test_numpy_and_default_backends_agree(adk, motion):
     np.testing.assert_allclose(motion.decode(a, adk.xyz[0]), ref.decode(a, adk.xyz[0]), atol=1e-5)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda x, k: (x[:, :-1], k), "residues"),
-    (lambda x, k: (np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x), k), "NaN"),
-    (lambda x, k: (x, np.zeros_like(k)), "collinear"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda x, k: (x[:, :-1], k), "residues"),
+        (lambda x, k: (np.where(np.arange(x.size).reshape(x.shape) == 7, np.nan, x), k), "NaN"),
+        (lambda x, k: (x, np.zeros_like(k)), "collinear"),
+    ],
+)
 def test_bad_input_is_one_clear_error(adk, motion, bad, message):
     xyz, key = bad(adk.xyz[:2].copy(), adk.xyz[0].copy())
     with pytest.raises(MdllmError, match=message):

@@ -46,8 +46,11 @@ def _write(directory: Path, codebook, config=None, name="codebook") -> tuple[str
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / "model.safetensors"
     save_file({name: np.ascontiguousarray(codebook)}, str(weights))
-    cfg = config if config is not None else {"kind": "motion", "codebook_size": int(len(codebook)), "version": 1,
-                                             "_note": "test"}
+    cfg = (
+        config
+        if config is not None
+        else {"kind": "motion", "codebook_size": int(len(codebook)), "version": 1, "_note": "test"}
+    )
     return str(weights), json.dumps(cfg)
 
 
@@ -91,7 +94,7 @@ def test_tokens_and_frames_match_the_numpy_reference(tok256, adk, threads):
     _core.set_num_threads(threads)
     try:
         tokens = _encode(tok, adk, key)
-        single = np.concatenate([_encode(tok, adk[f:f + 1], key) for f in range(len(adk))])  # residue-split path
+        single = np.concatenate([_encode(tok, adk[f : f + 1], key) for f in range(len(adk))])  # residue-split path
     finally:
         _core.set_num_threads(old)
     assert tok.codebook_size == 256
@@ -103,8 +106,9 @@ def test_tokens_and_frames_match_the_numpy_reference(tok256, adk, threads):
     np.testing.assert_allclose(_decode(tok, tokens, key), decode_reference(tokens, key, cb), atol=1e-5, rtol=0)
     rng = np.random.default_rng(3)
     random_tokens = rng.integers(0, 256, size=(4, 214)).astype(np.int32)
-    np.testing.assert_allclose(_decode(tok, random_tokens, key), decode_reference(random_tokens, key, cb),
-                               atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        _decode(tok, random_tokens, key), decode_reference(random_tokens, key, cb), atol=1e-5, rtol=0
+    )
 
 
 def test_other_key_and_codebook_size_not_a_multiple_of_eight(adk, tmp_path):

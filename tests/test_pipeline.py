@@ -31,8 +31,17 @@ def setup(tmp_path_factory):
     tok = make_tokenizer(root / "tok")
     torch.manual_seed(0)
     vocab = Vocabulary(codebook_size=tok.codebook_size, tokenizer_hash=tok.hash)
-    model = MistralLM(ModelConfig(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048))
+    model = MistralLM(
+        ModelConfig(
+            vocab_size=vocab.size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=2048,
+        )
+    )
     model.vocab = vocab
     store.save(model, root / "base")
     # 12 AdK frames as the "user's trajectory" (214 residues).
@@ -42,9 +51,22 @@ def setup(tmp_path_factory):
 
 
 def _run(setup, out, **kw):
-    params = dict(trajectories=[setup / "adk12.xtc"], top=ADK / "adk_dims.pdb", preset="quick",
-                  base=setup / "base", tokenizer=setup / "tok", seed=0, frames=3, walkers=2, window=2,
-                  train_steps=2, train_window=2, micro_batch=2, rebuild=0, refine=False)
+    params = dict(
+        trajectories=[setup / "adk12.xtc"],
+        top=ADK / "adk_dims.pdb",
+        preset="quick",
+        base=setup / "base",
+        tokenizer=setup / "tok",
+        seed=0,
+        frames=3,
+        walkers=2,
+        window=2,
+        train_steps=2,
+        train_window=2,
+        micro_batch=2,
+        rebuild=0,
+        refine=False,
+    )
     params.update(kw)
     return run(ADK / "adk_closed.pdb", out, **params)
 
@@ -98,8 +120,17 @@ def motion_base(tmp_path_factory):
     tok, fold = load_tokenizers()
     torch.manual_seed(0)
     vocab = Vocabulary(tok.codebook_size, tok.hash, key_codebook_size=fold.codebook_size, key_tokenizer_hash=fold.hash)
-    model = MistralLM(ModelConfig(vocab_size=vocab.size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048))
+    model = MistralLM(
+        ModelConfig(
+            vocab_size=vocab.size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=2048,
+        )
+    )
     model.vocab = vocab
     init_motion_codes(model, tok.codebook)
     store.save(model, root / "base")
@@ -124,9 +155,23 @@ def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
         traj = md.Trajectory(traj.xyz, top)
     traj[0].save_pdb(str(tmp_path / "start.pdb"))
     traj.save_xtc(str(tmp_path / "md.xtc"))
-    summary = run(tmp_path / "start.pdb", tmp_path / "run", trajectories=[tmp_path / "md.xtc"], top=tmp_path / "start.pdb",
-                  preset="quick", base=motion_base, seed=0, frames=3, walkers=2, window=2, train_steps=2,
-                  train_window=2, micro_batch=2, rebuild=0, refine=False)
+    summary = run(
+        tmp_path / "start.pdb",
+        tmp_path / "run",
+        trajectories=[tmp_path / "md.xtc"],
+        top=tmp_path / "start.pdb",
+        preset="quick",
+        base=motion_base,
+        seed=0,
+        frames=3,
+        walkers=2,
+        window=2,
+        train_steps=2,
+        train_window=2,
+        micro_batch=2,
+        rebuild=0,
+        refine=False,
+    )
     generated = json.loads((tmp_path / "run" / "generate" / "generated.json").read_text())
     assert generated["tokenizer_kind"] == "motion" and generated["guard"]["frames"] == 6
     out = md.load(summary["generated"], top=summary["generated"].replace(".xtc", ".pdb"))

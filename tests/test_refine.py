@@ -69,7 +69,9 @@ def test_noisy_frames_get_ideal_geometry_and_stay_close(adk, backend):
     assert rms_shift_A(refined, xyz).max() < rms_shift_A(noisy, xyz).min()  # closer to the truth than the input
     bonds, angles, _ = numpy_ref.internal_coordinates(refined)
     assert np.nanmax(np.abs(bonds - np.array(IDEAL_BONDS_NM))) < 0.01  # nm (0.1 A)
-    assert np.nanmax(np.abs(np.rad2deg(angles) - np.array(IDEAL_ANGLES_DEG))) < 10.0  # degrees; the noisy input is off by tens
+    assert (
+        np.nanmax(np.abs(np.rad2deg(angles) - np.array(IDEAL_ANGLES_DEG))) < 10.0
+    )  # degrees; the noisy input is off by tens
 
 
 def test_cpp_reaches_the_reference_minimum_on_decoded_frames(adk, decoded, refined):
@@ -129,8 +131,10 @@ def test_energy_gradient_matches_finite_differences(adk, decoded):
             up, down = xyz.copy(), xyz.copy()
             up[0, r, a, c] += h
             down[0, r, a, c] -= h
-            numeric = (restraint_energy(up, decoded[:1], adk.sequence)[0][0]
-                       - restraint_energy(down, decoded[:1], adk.sequence)[0][0]) / (2 * h * 10)  # per Å
+            numeric = (
+                restraint_energy(up, decoded[:1], adk.sequence)[0][0]
+                - restraint_energy(down, decoded[:1], adk.sequence)[0][0]
+            ) / (2 * h * 10)  # per Å
             assert numeric == pytest.approx(grad[0, r, a, c], abs=0.02 + 0.02 * abs(grad[0, r, a, c]))
 
 

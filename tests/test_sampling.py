@@ -7,8 +7,14 @@ import pytest
 from mdllm import MdllmError, sampling
 from mdllm.sampling import SamplingParams, numpy_ref
 
-PARAMS = [SamplingParams(), SamplingParams(0.7, 20), SamplingParams(1.3, 0, 0.9),
-          SamplingParams(1.0, 50, 0.8, 0.05), SamplingParams(0.9, 0, 1.0, 0.1), SamplingParams(0)]
+PARAMS = [
+    SamplingParams(),
+    SamplingParams(0.7, 20),
+    SamplingParams(1.3, 0, 0.9),
+    SamplingParams(1.0, 50, 0.8, 0.05),
+    SamplingParams(0.9, 0, 1.0, 0.1),
+    SamplingParams(0),
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +37,7 @@ def _expected(row, begin, end, p: SamplingParams):
     prob = np.exp(z - z.max())
     order = np.argsort(-prob, kind="stable")
     keep = np.zeros(len(prob), bool)
-    keep[order[:p.top_k or len(prob)]] = True
+    keep[order[: p.top_k or len(prob)]] = True
     keep &= prob >= p.min_p * prob.max()
     kept = order[keep[order]]
     cumulative = np.cumsum(prob[kept]) / prob[kept].sum()
@@ -41,8 +47,11 @@ def _expected(row, begin, end, p: SamplingParams):
     return out
 
 
-@pytest.mark.parametrize("params", [SamplingParams(1.0), SamplingParams(0.5, 4), SamplingParams(1.5, 0, 0.7),
-                                    SamplingParams(1.0, 0, 1.0, 0.3)], ids=str)
+@pytest.mark.parametrize(
+    "params",
+    [SamplingParams(1.0), SamplingParams(0.5, 4), SamplingParams(1.5, 0, 0.7), SamplingParams(1.0, 0, 1.0, 0.3)],
+    ids=str,
+)
 def test_draws_follow_the_filtered_distribution(params):
     row = np.array([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, 3.0, 9.0], np.float32)
     n = 20000
@@ -78,8 +87,9 @@ def test_greedy_takes_the_best_allowed_token(logits):
 def test_walker_tokens_do_not_depend_on_the_batch(logits):
     walkers = np.arange(len(logits))
     batch, _ = sampling.sample(logits, [0, 300], SamplingParams(1.0, 40), seed=9, walkers=walkers, steps=3)
-    alone = [sampling.sample(logits[w], [0, 300], SamplingParams(1.0, 40), seed=9, walkers=w, steps=3)[0][0]
-             for w in walkers]
+    alone = [
+        sampling.sample(logits[w], [0, 300], SamplingParams(1.0, 40), seed=9, walkers=w, steps=3)[0][0] for w in walkers
+    ]
     np.testing.assert_array_equal(batch, alone)
     again, _ = sampling.sample(logits, [0, 300], SamplingParams(1.0, 40), seed=9, walkers=walkers, steps=3)
     np.testing.assert_array_equal(batch, again)

@@ -42,8 +42,15 @@ def test_chignolin_short_run(tmp_path):
     from mdllm.io import load_backbone
 
     out = tmp_path / "run"
-    manifests = simulate(CHIGNOLIN, out, plan=short_plan(5, temperatures=(300.0, 360.0)), platform="CPU", threads=1,
-                         command="test", show_progress=False)
+    manifests = simulate(
+        CHIGNOLIN,
+        out,
+        plan=short_plan(5, temperatures=(300.0, 360.0)),
+        platform="CPU",
+        threads=1,
+        command="test",
+        show_progress=False,
+    )
     assert [m["name"] for m in manifests] == ["T300K_rep0", "T360K_rep0"]
     assert manifests[0]["seed"] != manifests[1]["seed"]
     for m in manifests:
@@ -70,8 +77,9 @@ def test_chignolin_short_run(tmp_path):
     np.savez(stale_chunk, xyz=np.zeros((3, 93, 3), np.float32), time_ps=np.zeros(3), step=np.zeros(3, np.int64))
     (run_dir / ".manifest.x.part.json").write_text("{")
     (run_dir / "trajectory.xtc").unlink()
-    again = simulate(CHIGNOLIN, out, plan=short_plan(7, temperatures=(300.0,)), platform="CPU", threads=1,
-                     show_progress=False)
+    again = simulate(
+        CHIGNOLIN, out, plan=short_plan(7, temperatures=(300.0,)), platform="CPU", threads=1, show_progress=False
+    )
     assert again[0]["progress"]["frames"] == 7
     _, time_ps, step = RunStore(out / "T300K_rep0").frames(again[0])
     np.testing.assert_allclose(time_ps, 0.2 * np.arange(1, 8), atol=1e-9)
@@ -81,7 +89,10 @@ def test_chignolin_short_run(tmp_path):
     # The 360 K run, already finished, lost its trajectory file: a re-run rewrites it from the chunks.
     (out / "T360K_rep0" / "trajectory.xtc").unlink()
     simulate(CHIGNOLIN, out, plan=short_plan(5, temperatures=(360.0,)), platform="CPU", threads=1, show_progress=False)
-    assert md.load(str(out / "T360K_rep0" / "trajectory.xtc"), top=str(out / "T360K_rep0" / "trajectory.pdb")).n_frames == 5
+    assert (
+        md.load(str(out / "T360K_rep0" / "trajectory.xtc"), top=str(out / "T360K_rep0" / "trajectory.pdb")).n_frames
+        == 5
+    )
 
 
 def run_frames_at(out, name):
@@ -92,17 +103,45 @@ def run_frames_at(out, name):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "run"
-    simulate(CHIGNOLIN, out, plan=short_plan(RESUME_FRAMES), platform="CPU", threads=1, show_progress=False,
-             checkpoint_minutes=0)
+    simulate(
+        CHIGNOLIN,
+        out,
+        plan=short_plan(RESUME_FRAMES),
+        platform="CPU",
+        threads=1,
+        show_progress=False,
+        checkpoint_minutes=0,
+    )
     return run_frames(out)
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_run_resumes_without_duplicate_or_missing_frames(tmp_path, uninterrupted, how):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "mdllm", "--threads", "1", "simulate", str(CHIGNOLIN), "-o", str(out),
-            "--platform", "CPU", "--length", str(RESUME_FRAMES * 0.2 / 1000), "--save-every", "0.2",
-            "--equilibrate", "0.4", "--seed", "7", "--checkpoint-minutes", "0", "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "mdllm",
+        "--threads",
+        "1",
+        "simulate",
+        str(CHIGNOLIN),
+        "-o",
+        str(out),
+        "--platform",
+        "CPU",
+        "--length",
+        str(RESUME_FRAMES * 0.2 / 1000),
+        "--save-every",
+        "0.2",
+        "--equilibrate",
+        "0.4",
+        "--seed",
+        "7",
+        "--checkpoint-minutes",
+        "0",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     manifest = out / "T300K_rep0" / "manifest.json"
     frames_at_kill = 0
@@ -140,8 +179,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     out = tmp_path / "run"
     simulate(CHIGNOLIN, out, plan=short_plan(1), platform="CPU", threads=1, show_progress=False)
     with pytest.raises(MdllmError, match="save_every_ps"):
-        simulate(CHIGNOLIN, out, plan=short_plan(1, save_every_ps=0.4), platform="CPU", threads=1,
-                 show_progress=False)
+        simulate(CHIGNOLIN, out, plan=short_plan(1, save_every_ps=0.4), platform="CPU", threads=1, show_progress=False)
 
 
 def edited_chignolin(tmp_path, edit):
@@ -152,19 +190,26 @@ def edited_chignolin(tmp_path, edit):
 
 
 def rename_residue_5(lines):
-    return [l[:17] + "XYZ" + l[20:] if l.startswith(("ATOM", "HETATM")) and l[22:26].strip() == "5" else l
-            for l in lines]
+    return [
+        l[:17] + "XYZ" + l[20:] if l.startswith(("ATOM", "HETATM")) and l[22:26].strip() == "5" else l for l in lines
+    ]
 
 
 def drop_residue_5_and_seqres(lines):
-    return [l for l in lines if not l.startswith("SEQRES")
-            and not (l.startswith(("ATOM", "HETATM")) and l[22:26].strip() == "5")]
+    return [
+        l
+        for l in lines
+        if not l.startswith("SEQRES") and not (l.startswith(("ATOM", "HETATM")) and l[22:26].strip() == "5")
+    ]
 
 
-@pytest.mark.parametrize("edit, message", [
-    (rename_residue_5, "unknown residue XYZ 5 in chain A"),
-    (drop_residue_5_and_seqres, "chain A is broken between PRO 4 and THR 6"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (rename_residue_5, "unknown residue XYZ 5 in chain A"),
+        (drop_residue_5_and_seqres, "chain A is broken between PRO 4 and THR 6"),
+    ],
+)
 def test_unparameterisable_input_is_one_line_error_before_any_work(tmp_path, capsys, edit, message):
     from mdllm.cli import main
 
@@ -208,5 +253,6 @@ def test_explicit_solvent_system_with_hydrogen_mass_repartitioning():
     water_h = [a.index for a in atoms if a.element.symbol == "H" and a.residue.name == "HOH"]
     assert np.allclose(masses[protein_h], 4.0) and np.allclose(masses[water_h], 1.008, atol=0.01)
     plain = forcefield.createSystem(topology, nonbondedMethod=PME)
-    assert sum(masses) == pytest.approx(sum(plain.getParticleMass(i).value_in_unit(unit.amu)
-                                            for i in range(plain.getNumParticles())), rel=1e-9)
+    assert sum(masses) == pytest.approx(
+        sum(plain.getParticleMass(i).value_in_unit(unit.amu) for i in range(plain.getNumParticles())), rel=1e-9
+    )

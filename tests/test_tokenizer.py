@@ -103,10 +103,13 @@ def test_weights_other_than_float32_are_a_clear_error(tmp_path):
         half = tmp_path / source.name
         half.mkdir()
         shutil.copy(source / "config.json", half / "config.json")
-        save_file({k: v.astype(np.float16) for k, v in load_file(str(source / "model.safetensors")).items()},
-                  str(half / "model.safetensors"))
-        with pytest.raises(MdllmError, match=f"{half / 'model.safetensors'}: tensor codebook has dtype F16, "
-                                             "expected F32"):
+        save_file(
+            {k: v.astype(np.float16) for k, v in load_file(str(source / "model.safetensors")).items()},
+            str(half / "model.safetensors"),
+        )
+        with pytest.raises(
+            MdllmError, match=f"{half / 'model.safetensors'}: tensor codebook has dtype F16, expected F32"
+        ):
             cls.load(half, backend="cpp")
 
 
@@ -115,9 +118,20 @@ def _old_transformer_directory(path, kind_key: bool):
     key before the torsion kind existed, "kind": "transformer" after)."""
     path.mkdir()
     shutil.copy(FOLD / "model.safetensors", path / "model.safetensors")
-    config = {"levels": [8, 5, 5, 5], "k_neighbours": 16, "n_rbf": 16, "rbf_max_nm": 2.0, "max_seq_sep": 16,
-              "dim": 128, "heads": 4, "ffn_dim": 256, "encoder_layers": 2, "decoder_layers": 6,
-              "max_rel_pos": 32, "version": 1}
+    config = {
+        "levels": [8, 5, 5, 5],
+        "k_neighbours": 16,
+        "n_rbf": 16,
+        "rbf_max_nm": 2.0,
+        "max_seq_sep": 16,
+        "dim": 128,
+        "heads": 4,
+        "ffn_dim": 256,
+        "encoder_layers": 2,
+        "decoder_layers": 6,
+        "max_rel_pos": 32,
+        "version": 1,
+    }
     if kind_key:
         config = {"kind": "transformer", **config}
     (path / "config.json").write_text(json.dumps(config))
@@ -131,11 +145,13 @@ def test_retired_transformer_kind_is_a_clear_error(tmp_path, adk):
     for kind_key in (False, True):
         old = _old_transformer_directory(tmp_path / f"old{kind_key}", kind_key)
         for load in (load_tokenizer, TorsionTokenizer.load, MotionTokenizer.load):
-            with pytest.raises(MdllmError, match="the transformer tokenizer kind was retired in mdllm 0.1; "
-                                                 "use motion or torsion"):
+            with pytest.raises(
+                MdllmError, match="the transformer tokenizer kind was retired in mdllm 0.1; use motion or torsion"
+            ):
                 load(old)
-    r = run_mdllm("encode", DATA / "adk_dims_10.dcd", "--top", DATA / "adk.psf", "--tokenizer", old,
-                  "-o", tmp_path / "t.npz")
+    r = run_mdllm(
+        "encode", DATA / "adk_dims_10.dcd", "--top", DATA / "adk.psf", "--tokenizer", old, "-o", tmp_path / "t.npz"
+    )
     assert r.returncode != 0 and not (tmp_path / "t.npz").exists()
     assert r.stderr.strip().count("\n") == 0 and "transformer tokenizer kind was retired" in r.stderr
     r = run_mdllm("tokenizer", "train", "--kind", "transformer", "-o", tmp_path / "x")
@@ -148,8 +164,21 @@ def test_cli_encode_decode(fold, tmp_path):
     from mdllm.cli import main
 
     npz = tmp_path / "tokens.npz"
-    assert main(["encode", str(DATA / "adk_dims_10.dcd"), "--top", str(DATA / "adk.psf"),
-                 "--tokenizer", str(FOLD), "-o", str(npz)]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(DATA / "adk_dims_10.dcd"),
+                "--top",
+                str(DATA / "adk.psf"),
+                "--tokenizer",
+                str(FOLD),
+                "-o",
+                str(npz),
+            ]
+        )
+        == 0
+    )
     f = tokenfile.load(npz)
     assert f.tokens.shape == (10, 214) and f.tokens.dtype == np.int32
     assert f.tokenizer_hash == fold.hash

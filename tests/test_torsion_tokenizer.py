@@ -33,8 +33,14 @@ def small_dir(adk, tmp_path_factory):
     """64 codes fitted on real frames in a second (the shipped model has 1024, fitted on 2,987 chains)."""
     out = tmp_path_factory.mktemp("torsion64")
     trp = load_backbone(DATA / "1L2Y_3models.pdb")
-    train_torsion_tokenizer(list(adk.xyz[:6]) + list(trp.xyz), TorsionConfig(codebook_size=64, beam_width=3),
-                            out, iters=8, seed=0, progress=False)
+    train_torsion_tokenizer(
+        list(adk.xyz[:6]) + list(trp.xyz),
+        TorsionConfig(codebook_size=64, beam_width=3),
+        out,
+        iters=8,
+        seed=0,
+        progress=False,
+    )
     return out
 
 
@@ -174,8 +180,24 @@ def test_cli_trains_a_torsion_tokenizer(tmp_path, adk):
 
     npz = tmp_path / "chains.npz"
     write_segments(npz, [(f"adk:A:{i}", x) for i, x in enumerate(adk.xyz)])
-    r = run_mdllm("tokenizer", "train", "--kind", "torsion", "--data", npz, "--codebook", 32, "--beam", 2,
-                  "--kmeans-iters", 3, "--val-percent", 0, "-o", tmp_path / "tok")
+    r = run_mdllm(
+        "tokenizer",
+        "train",
+        "--kind",
+        "torsion",
+        "--data",
+        npz,
+        "--codebook",
+        32,
+        "--beam",
+        2,
+        "--kmeans-iters",
+        3,
+        "--val-percent",
+        0,
+        "-o",
+        tmp_path / "tok",
+    )
     assert r.returncode == 0, r.stderr
     assert "round-trip RMSD" not in r.stdout  # nothing held out at 0 %
     tok = TorsionTokenizer.load(tmp_path / "tok")
@@ -188,8 +210,14 @@ def test_cli_trains_a_torsion_tokenizer(tmp_path, adk):
 
 def test_training_measures_held_out_chains(adk, tmp_path):
     trp = load_backbone(DATA / "1L2Y_3models.pdb")
-    stats = train_torsion_tokenizer(list(adk.xyz[:4]), TorsionConfig(codebook_size=32, beam_width=2), tmp_path,
-                                    iters=3, progress=False, val_segments=[trp.xyz[0], adk.xyz[5]])
+    stats = train_torsion_tokenizer(
+        list(adk.xyz[:4]),
+        TorsionConfig(codebook_size=32, beam_width=2),
+        tmp_path,
+        iters=3,
+        progress=False,
+        val_segments=[trp.xyz[0], adk.xyz[5]],
+    )
     tok = TorsionTokenizer.load(tmp_path)
     want = [backbone_rmsd_angstrom(tok.decode(tok.encode(x[None])), x[None])[0] for x in (trp.xyz[0], adk.xyz[5])]
     assert stats["val_chains"] == 2 and stats["val_rmsd_median_A"] == pytest.approx(np.median(want))

@@ -55,8 +55,10 @@ def transitions():
     out = {}
     for name in TRANSITIONS:
         traj = md.load(str(ADK / f"{name}.xtc"), top=str(ADK / f"{name}.pdb"))
-        out[name] = (traj.atom_slice(traj.topology.select("backbone")),
-                     load_backbone(ADK / f"{name}.xtc", top=ADK / f"{name}.pdb").xyz)
+        out[name] = (
+            traj.atom_slice(traj.topology.select("backbone")),
+            load_backbone(ADK / f"{name}.xtc", top=ADK / f"{name}.pdb").xyz,
+        )
     return out
 
 
@@ -115,9 +117,12 @@ def select_frames(state: str) -> tuple[Path, Path, dict]:
     from mdllm import load_backbone
 
     rg = ca_rg_A(load_backbone(out, top=out.with_suffix(".pdb")).xyz)
-    stats.update(frames=int(frames.n_frames), rmsd_to_other_min_A=float(to_other.min()),
-                 rmsd_to_other_median_A=float(np.median(to_other)),
-                 rg_ca_A={"min": float(rg.min()), "mean": float(rg.mean()), "max": float(rg.max())})
+    stats.update(
+        frames=int(frames.n_frames),
+        rmsd_to_other_min_A=float(to_other.min()),
+        rmsd_to_other_median_A=float(np.median(to_other)),
+        rg_ca_A={"min": float(rg.min()), "mean": float(rg.mean()), "max": float(rg.max())},
+    )
     return out, out.with_suffix(".pdb"), stats
 
 
@@ -157,29 +162,33 @@ def generated_stats(run_dir: Path, state: str, other: str) -> dict:
         marker = run_dir / stage / "stage.json"
         if marker.exists():
             seconds[stage] = json.loads(marker.read_text()).get("seconds")
-    return {"frames": int(gen.n_frames), "walkers": int(walkers),
-            "rmsd_to_other_min_A": float(to_other.min()), "rmsd_to_other_median_A": float(np.median(to_other)),
-            "rmsd_to_other_p5_p95_A": [float(np.percentile(to_other, 5)), float(np.percentile(to_other, 95))],
-            "rmsd_to_start_min_median_max_A": [float(to_start.min()), float(np.median(to_start)), float(to_start.max())],
-            "rmsd_to_start_first_frame_per_walker_A": [float(x) for x in walker_first],
-            "rmsd_to_start_last_frame_per_walker_A": [float(x) for x in to_start.reshape(walkers, per_walker)[:, -1]],
-            "rg_ca_A": {"min": float(rg.min()), "mean": float(rg.mean()), "max": float(rg.max())},
-            "valid_before_refinement": int(raw_report.valid.sum()),
-            "invalid_before_refinement_by_reason": reasons(raw_report),
-            "valid_after_refinement": int(refined_report.valid.sum()),
-            "valid_frames": metrics["validity"]["valid_frames"],
-            "acceptable_frames": metrics["validity"].get("acceptable_frames"),
-            "invalid_by_reason": metrics["validity"]["invalid_frames_by_reason"],
-            "rama_favoured_fraction_mean": metrics["validity"]["rama_favoured_fraction"]["mean"],
-            "refinement": info.get("refine"),
-            "guard": info.get("guard"),
-            "frames_per_second": info.get("frames_per_second"),
-            "generation_timing_s": info.get("timing"),
-            "states_generated": states.get("generated", {}).get("per_state"),
-            "states_training_min_rmsd_A": (states.get("training") or {}).get("min_rmsd_A"),
-            "verdict": (metrics.get("verdict") or {}).get("sentence"),
-            "rebuild": metrics.get("rebuild"),
-            "stage_seconds": seconds}
+    return {
+        "frames": int(gen.n_frames),
+        "walkers": int(walkers),
+        "rmsd_to_other_min_A": float(to_other.min()),
+        "rmsd_to_other_median_A": float(np.median(to_other)),
+        "rmsd_to_other_p5_p95_A": [float(np.percentile(to_other, 5)), float(np.percentile(to_other, 95))],
+        "rmsd_to_start_min_median_max_A": [float(to_start.min()), float(np.median(to_start)), float(to_start.max())],
+        "rmsd_to_start_first_frame_per_walker_A": [float(x) for x in walker_first],
+        "rmsd_to_start_last_frame_per_walker_A": [float(x) for x in to_start.reshape(walkers, per_walker)[:, -1]],
+        "rg_ca_A": {"min": float(rg.min()), "mean": float(rg.mean()), "max": float(rg.max())},
+        "valid_before_refinement": int(raw_report.valid.sum()),
+        "invalid_before_refinement_by_reason": reasons(raw_report),
+        "valid_after_refinement": int(refined_report.valid.sum()),
+        "valid_frames": metrics["validity"]["valid_frames"],
+        "acceptable_frames": metrics["validity"].get("acceptable_frames"),
+        "invalid_by_reason": metrics["validity"]["invalid_frames_by_reason"],
+        "rama_favoured_fraction_mean": metrics["validity"]["rama_favoured_fraction"]["mean"],
+        "refinement": info.get("refine"),
+        "guard": info.get("guard"),
+        "frames_per_second": info.get("frames_per_second"),
+        "generation_timing_s": info.get("timing"),
+        "states_generated": states.get("generated", {}).get("per_state"),
+        "states_training_min_rmsd_A": (states.get("training") or {}).get("min_rmsd_A"),
+        "verdict": (metrics.get("verdict") or {}).get("sentence"),
+        "rebuild": metrics.get("rebuild"),
+        "stage_seconds": seconds,
+    }
 
 
 def base_record(base: Path) -> dict:
@@ -188,8 +197,13 @@ def base_record(base: Path) -> dict:
     history = base / "history.json"
     if history.exists():
         h = json.loads(history.read_text())
-        out.update(steps=len(h["train"]), last_val=h["val"][-1] if h["val"] else None, best_val=h.get("best_val"),
-                   data=h.get("record", {}).get("data"), command=h.get("record", {}).get("command"))
+        out.update(
+            steps=len(h["train"]),
+            last_val=h["val"][-1] if h["val"] else None,
+            best_val=h.get("best_val"),
+            data=h.get("record", {}).get("data"),
+            command=h.get("record", {}).get("command"),
+        )
         if any("adk" in d for d in out["data"] or []):
             raise SystemExit(f"{base}: was trained on adenylate kinase frames ({out['data']}); use a base without them")
     return out
@@ -213,12 +227,27 @@ def main():
         xtc, top, train = select_frames(state)
         out = RUNS / f"from_{state}"
         t0 = time.perf_counter()
-        run(ADK / f"adk_{state}.pdb", out, trajectories=[xtc], top=top, preset="quick", base=base, tokenizer=None,
-            seed=0, threads=args.threads, rebuild=args.rebuild,
-            states={"closed": str(ADK / "adk_closed.pdb"), "open": str(ADK / "adk_open.pdb")})
+        run(
+            ADK / f"adk_{state}.pdb",
+            out,
+            trajectories=[xtc],
+            top=top,
+            preset="quick",
+            base=base,
+            tokenizer=None,
+            seed=0,
+            threads=args.threads,
+            rebuild=args.rebuild,
+            states={"closed": str(ADK / "adk_closed.pdb"), "open": str(ADK / "adk_open.pdb")},
+        )
         wall = time.perf_counter() - t0
-        results[state] = {"tokenizer": "motion", "train": train, "generated": generated_stats(out, state, other),
-                          "decoder": decoder_stats(state, other), "run_wall_seconds": wall}
+        results[state] = {
+            "tokenizer": "motion",
+            "train": train,
+            "generated": generated_stats(out, state, other),
+            "decoder": decoder_stats(state, other),
+            "run_wall_seconds": wall,
+        }
         for plot in ("rmsd_traces.png", "validity.png", "fes_states.png"):
             if (out / "evaluate" / plot).exists():
                 shutil.copyfile(out / "evaluate" / plot, HERE / f"from_{state}_{plot}")

@@ -5,6 +5,7 @@ the MD frames' own outliers. Needs the codebooks cached by `python bench/motion_
 
 Usage: nice -n 5 python docs/motion_residual/torsion_errors.py
 """
+
 import sys
 from pathlib import Path
 
@@ -36,5 +37,7 @@ for name, xtc, top in [mc.HELD_OUT[0], mc.HELD_OUT[1]]:
         print(f"  {nb} stage(s): outliers per residue", (rep.rama_levels == ramachandran.OUTLIER).sum(0))
         dphi = np.abs((rep.phi_deg - md.phi_deg + 180) % 360 - 180)
         dpsi = np.abs((rep.psi_deg - md.psi_deg + 180) % 360 - 180)
-        print(f"     median |dphi| {np.nanmedian(dphi):.1f} deg, |dpsi| {np.nanmedian(dpsi):.1f}, "
-              f"p95 {np.nanpercentile(dphi, 95):.1f}/{np.nanpercentile(dpsi, 95):.1f}")
+        print(
+            f"     median |dphi| {np.nanmedian(dphi):.1f} deg, |dpsi| {np.nanmedian(dpsi):.1f}, "
+            f"p95 {np.nanpercentile(dphi, 95):.1f}/{np.nanpercentile(dpsi, 95):.1f}"
+        )

@@ -9,8 +9,16 @@ from mdllm.io import Backbone, load_backbone, save
 from mdllm.tokenizer import MotionTokenizer, TorsionTokenizer, load_tokenizer
 
 __version__ = "0.1.0"
-__all__ = ["Backbone", "MdllmError", "MotionTokenizer", "TorsionTokenizer", "load_backbone", "load_tokenizer", "save",
-           "__version__"]
+__all__ = [
+    "Backbone",
+    "MdllmError",
+    "MotionTokenizer",
+    "TorsionTokenizer",
+    "load_backbone",
+    "load_tokenizer",
+    "save",
+    "__version__",
+]
 
 
 def __getattr__(name):

@@ -29,8 +29,15 @@ class Encoded:
 
     def token_file(self) -> TokenFile:
         bb = self.backbone
-        tf = TokenFile(self.tokens, bb.sequence, self.tokenizer.hash, self.tokenizer.codebook_size,
-                       residue_ids=bb.residue_ids, chain_ids=bb.chain_ids, time=bb.time)
+        tf = TokenFile(
+            self.tokens,
+            bb.sequence,
+            self.tokenizer.hash,
+            self.tokenizer.codebook_size,
+            residue_ids=bb.residue_ids,
+            chain_ids=bb.chain_ids,
+            time=bb.time,
+        )
         if self.key_xyz is not None:
             tf.key_xyz, tf.key_tokens = self.key_xyz, self.key_tokens
             tf.key_tokenizer_hash, tf.key_codebook_size = self.fold_tokenizer.hash, self.fold_tokenizer.codebook_size
@@ -66,8 +73,10 @@ def as_key(key, like: Backbone) -> np.ndarray:
         key = load_backbone(key)
     if isinstance(key, Backbone):
         if key.n_residues != like.n_residues or key.sequence != like.sequence:
-            raise MdllmError(f"{key.source}: key frame has {key.n_residues} residues ({key.sequence[:20]}...), "
-                             f"the trajectory {like.n_residues} ({like.sequence[:20]}...)")
+            raise MdllmError(
+                f"{key.source}: key frame has {key.n_residues} residues ({key.sequence[:20]}...), "
+                f"the trajectory {like.n_residues} ({like.sequence[:20]}...)"
+            )
         key = key.xyz[-1]
     key = np.asarray(key, np.float32)
     if key.shape != (like.n_residues, 4, 3):
@@ -99,8 +108,9 @@ def decode_tokens(tokenizer, tokens, key_xyz=None, project: bool = True) -> np.n
     return xyz.reshape(*tokens.shape, 4, 3)
 
 
-def encode_file(traj, out, top=None, stride: int = 1, chain=None, tokenizer=None, key=None,
-                fold_tokenizer=None) -> Encoded:
+def encode_file(
+    traj, out, top=None, stride: int = 1, chain=None, tokenizer=None, key=None, fold_tokenizer=None
+) -> Encoded:
     """``mdllm encode``: read a trajectory, encode it and write the token file ``out`` (.npz)."""
     from mdllm.errors import in_file
 
@@ -125,15 +135,21 @@ def decode_file(tokens_path, out, tokenizer=None, project: bool = True) -> list:
     traj = tokenfile.load(tokens_path)
     tok = load_tokenizer(tokenizer if tokenizer else (DEFAULT_TOKENIZER if traj.key_xyz is not None else None))
     if traj.tokenizer_hash != tok.hash:
-        raise in_file(tokens_path, f"was made by tokenizer {traj.tokenizer_hash[:12]}, not by {tok.hash[:12]} "
-                                   "(pass the matching --tokenizer)")
+        raise in_file(
+            tokens_path,
+            f"was made by tokenizer {traj.tokenizer_hash[:12]}, not by {tok.hash[:12]} (pass the matching --tokenizer)",
+        )
     try:
         xyz = decode_tokens(tok, traj.frames, traj.key_xyz, project)
     except MdllmError as exc:
         raise in_file(tokens_path, str(exc)) from None
     n_frames, n_res = xyz.shape[:2]
     time = traj.time if traj.time is not None and len(traj.time) == n_frames else np.arange(n_frames, dtype=np.float64)
-    bb = Backbone(xyz, traj.sequence,
-                  traj.residue_ids if traj.residue_ids is not None else np.arange(1, n_res + 1),
-                  traj.chain_ids if traj.chain_ids is not None else np.full(n_res, "A"), time)
+    bb = Backbone(
+        xyz,
+        traj.sequence,
+        traj.residue_ids if traj.residue_ids is not None else np.arange(1, n_res + 1),
+        traj.chain_ids if traj.chain_ids is not None else np.full(n_res, "A"),
+        time,
+    )
     return save(bb, out)

@@ -16,8 +16,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     still works); on success it is renamed onto ``path``, on any exception it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{''.join(path.suffixes)}",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{''.join(path.suffixes)}", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)  # writers such as mdtraj refuse to overwrite; let them create it
     tmp = Path(tmp)

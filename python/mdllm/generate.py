@@ -34,8 +34,9 @@ def _core_with_llama():
     from mdllm import _core
 
     if not getattr(_core, "has_llama", False):
-        raise MdllmError("this mdllm was built without llama.cpp, so it cannot generate; reinstall it "
-                         "with llama-cpp-python present")
+        raise MdllmError(
+            "this mdllm was built without llama.cpp, so it cannot generate; reinstall it with llama-cpp-python present"
+        )
     return _core
 
 
@@ -85,9 +86,13 @@ class Ensemble:
                 for kind in {r.split(":", 1)[0] for r in frame_reasons}:
                     reasons[kind] = reasons.get(kind, 0) + 1
         self.valid = acceptable.reshape(self.tokens.shape[:2])
-        self.info["validity"] = {"valid_frames": int(valid.sum()), "acceptable_frames": int(acceptable.sum()),
-                                 "frames": int(valid.size), "invalid_reasons": reasons,
-                                 "global_checks": start is not None}
+        self.info["validity"] = {
+            "valid_frames": int(valid.sum()),
+            "acceptable_frames": int(acceptable.sum()),
+            "frames": int(valid.size),
+            "invalid_reasons": reasons,
+            "global_checks": start is not None,
+        }
 
     @property
     def frame_loglik(self) -> np.ndarray:
@@ -97,9 +102,9 @@ class Ensemble:
     def backbone(self, walker: int | None = None, only_valid: bool = False) -> Backbone:
         """One walker's trajectory, or all walkers one after another (walker-major); with
         ``only_valid`` the frames that failed :meth:`check` are left out."""
-        xyz = self.backbones if walker is None else self.backbones[walker:walker + 1]
+        xyz = self.backbones if walker is None else self.backbones[walker : walker + 1]
         if only_valid and self.valid is not None:
-            keep = self.valid if walker is None else self.valid[walker:walker + 1]
+            keep = self.valid if walker is None else self.valid[walker : walker + 1]
             return self._as_backbone(xyz[keep])
         return self._as_backbone(xyz.reshape(-1, *xyz.shape[2:]))
 
@@ -116,14 +121,24 @@ class Ensemble:
         stem = out.with_suffix("")
         kept = self.backbone(only_valid=True)
         if kept.n_frames == 0:
-            raise MdllmError(f"{out}: no generated frame passed the validity checks; nothing to write "
-                             f"(reasons: {self.info.get('validity', {}).get('invalid_reasons')})")
+            raise MdllmError(
+                f"{out}: no generated frame passed the validity checks; nothing to write "
+                f"(reasons: {self.info.get('validity', {}).get('invalid_reasons')})"
+            )
         written = save(kept, out)
-        npz = TokenFile(self.tokens, self.sequence, self.info.get("tokenizer_hash", ""),
-                        self.info.get("codebook_size", 0), key_xyz=self.key_xyz, residue_ids=self.residue_ids,
-                        chain_ids=self.chain_ids, token_logprobs=self.token_logprobs, loglik=self.frame_loglik,
-                        valid=self.valid, redraws=self.redraws).save(stem.with_name(stem.name + ".tokens.npz"),
-                                                                    compress=True)
+        npz = TokenFile(
+            self.tokens,
+            self.sequence,
+            self.info.get("tokenizer_hash", ""),
+            self.info.get("codebook_size", 0),
+            key_xyz=self.key_xyz,
+            residue_ids=self.residue_ids,
+            chain_ids=self.chain_ids,
+            token_logprobs=self.token_logprobs,
+            loglik=self.frame_loglik,
+            valid=self.valid,
+            redraws=self.redraws,
+        ).save(stem.with_name(stem.name + ".tokens.npz"), compress=True)
         meta = stem.with_name(stem.name + ".json")
         with atomic_output(meta) as tmp:
             tmp.write_text(json.dumps(self.info, indent=2))
@@ -165,8 +180,9 @@ class FrameGuard:
         self.key_rg = radius_of_gyration_A(np.asarray(key_xyz)[None])[0]
         # A key frame that is itself less compact than a folded chain of its length (an unfolded start)
         # is not held to that expectation: the guard cannot enforce a fold the start does not have.
-        self.global_check = GlobalCheck(key_xyz, limits=limits.global_limits,
-                                        length_expectation=bool(self.key_rg <= rg_unfolded_threshold_A(n)))
+        self.global_check = GlobalCheck(
+            key_xyz, limits=limits.global_limits, length_expectation=bool(self.key_rg <= rg_unfolded_threshold_A(n))
+        )
         if limits.rg_ratio is not None:
             self.rg_band = (limits.rg_ratio[0] * self.key_rg, limits.rg_ratio[1] * self.key_rg)
         else:
@@ -183,7 +199,7 @@ class FrameGuard:
         i, j = self.pairs
         clash = np.zeros(len(ca), bool)
         for start in range(0, len(i), 200_000):  # bounded memory for long chains
-            a, b = i[start:start + 200_000], j[start:start + 200_000]
+            a, b = i[start : start + 200_000], j[start : start + 200_000]
             clash |= (np.linalg.norm(ca[:, a] - ca[:, b], axis=-1) < self.limits.ca_clash_A).any(axis=1)
         rg = radius_of_gyration_A(xyz)
         swollen = ~((rg >= self.rg_band[0]) & (rg <= self.rg_band[1]))
@@ -272,7 +288,9 @@ class Generator:
         self.config = json.loads(config)
         self.vocab = Vocabulary.from_dict(self.config["vocab"])
         if self.llama.vocab_size != self.vocab.size:
-            raise in_file(self.path, f"model vocabulary has {self.llama.vocab_size} ids, its layout says {self.vocab.size}")
+            raise in_file(
+                self.path, f"model vocabulary has {self.llama.vocab_size} ids, its layout says {self.vocab.size}"
+            )
         self.n_residues = int(self.llama.metadata(gguf_keys.N_RESIDUES) or 0)  # 0: trained on several lengths
         if tokenizer is None:  # the shipped tokenizer of the model's kind
             tokenizer = "motiontoken" if self.vocab.key_codebook_size else "torsiontoken"
@@ -280,19 +298,25 @@ class Generator:
         self.vocab.check_tokenizer(self.tokenizer.codebook_size, self.tokenizer.hash, source=str(self.tokenizer.path))
         self.motion = self.tokenizer.needs_key_frame
         if self.motion != bool(self.vocab.key_codebook_size):
-            raise in_file(self.path, "model and tokenizer disagree on key frames (a motion model needs the motion "
-                                     "tokenizer, a torsion model a torsion tokenizer)")
+            raise in_file(
+                self.path,
+                "model and tokenizer disagree on key frames (a motion model needs the motion "
+                "tokenizer, a torsion model a torsion tokenizer)",
+            )
         if self.motion:
-            self.vocab.check_key_tokenizer(self.fold_tokenizer.codebook_size, self.fold_tokenizer.hash,
-                                           source=str(self.fold_tokenizer.path))
+            self.vocab.check_key_tokenizer(
+                self.fold_tokenizer.codebook_size, self.fold_tokenizer.hash, source=str(self.fold_tokenizer.path)
+            )
         self.model_hash = sha256_file(self.path)
 
     def layout(self, n_residues: int):
         from mdllm import _core
 
         if self.n_residues and n_residues != self.n_residues:
-            raise MdllmError(f"{self.path}: model was trained on proteins of {self.n_residues} residues, "
-                             f"the start structure has {n_residues}")
+            raise MdllmError(
+                f"{self.path}: model was trained on proteins of {self.n_residues} residues, "
+                f"the start structure has {n_residues}"
+            )
         begin = self.vocab.structure_offset
         return _core.FrameLayout(begin, begin + self.vocab.codebook_size, self.vocab.frame_id, n_residues)
 
@@ -310,8 +334,11 @@ class Generator:
 
         key_xyz = as_key(key, backbone[-1:]) if key is not None else backbone.xyz[-1]
         fold = self.fold_tokenizer.encode(key_xyz[None])[0]
-        return (self.vocab.prefix(backbone.sequence, key_tokens=fold), self.tokenizer.encode(backbone.xyz, key_xyz),
-                key_xyz)
+        return (
+            self.vocab.prefix(backbone.sequence, key_tokens=fold),
+            self.tokenizer.encode(backbone.xyz, key_xyz),
+            key_xyz,
+        )
 
     def decode(self, codes, key_xyz=None) -> np.ndarray:
         """Structure codes (..., L) -> backbones (..., L, 4, 3) nm (mdllm.encoding.decode_tokens)."""
@@ -319,10 +346,23 @@ class Generator:
 
         return decode_tokens(self.tokenizer, codes, key_xyz)
 
-    def generate(self, start, top=None, frames: int = 100, walkers: int = 1, window: int = 4,
-                 params: SamplingParams = SamplingParams(), seed: int = 0, kv_shift: bool = True,
-                 progress: bool = True, filter: bool = False, refine: bool | None = None, guard: bool = True,
-                 guard_limits: GuardLimits = GuardLimits(), key=None) -> Ensemble:
+    def generate(
+        self,
+        start,
+        top=None,
+        frames: int = 100,
+        walkers: int = 1,
+        window: int = 4,
+        params: SamplingParams = SamplingParams(),
+        seed: int = 0,
+        kv_shift: bool = True,
+        progress: bool = True,
+        filter: bool = False,
+        refine: bool | None = None,
+        guard: bool = True,
+        guard_limits: GuardLimits = GuardLimits(),
+        key=None,
+    ) -> Ensemble:
         """``refine``: restrained geometric refinement of the decoded backbones (ideal bonds, angles,
         peptide planes, no overlaps; mdllm.geometry.refine); tokens and likelihoods are unchanged and
         ``info["refine"]`` records how far the atoms moved. Default (None): on for motion tokens, whose
@@ -359,10 +399,22 @@ class Generator:
 
         t0 = time.perf_counter()
         tokens, logprobs, timing, redraws = self.llama.generate(
-            prefix, start_ids, layout, frames, walkers, window, params.temperature, params.top_k,
-            params.top_p, params.min_p, seed, kv_shift=kv_shift,
+            prefix,
+            start_ids,
+            layout,
+            frames,
+            walkers,
+            window,
+            params.temperature,
+            params.top_k,
+            params.top_p,
+            params.min_p,
+            seed,
+            kv_shift=kv_shift,
             progress=frame_done,
-            frame_check=frame_check if frame_guard else None, max_tries=guard_limits.max_tries if frame_guard else 0)
+            frame_check=frame_check if frame_guard else None,
+            max_tries=guard_limits.max_tries if frame_guard else 0,
+        )
         if bar:
             bar.close()
         codes = tokens - self.vocab.structure_offset
@@ -372,34 +424,60 @@ class Generator:
         refined = None
         if refine:
             shift_A = np.sqrt(((xyz - raw) ** 2).sum(-1).mean(axis=(-2, -1))).ravel() * 10.0
-            refined = {"rms_displacement_A_median": float(np.median(shift_A)),
-                       "rms_displacement_A_max": float(shift_A.max()),
-                       "frames_reused_from_the_guard": finish.reused}
+            refined = {
+                "rms_displacement_A_median": float(np.median(shift_A)),
+                "rms_displacement_A_max": float(shift_A.max()),
+                "frames_reused_from_the_guard": finish.reused,
+            }
             timing.update(refine_seconds=finish.refine_seconds)
         timing.update(total_seconds=time.perf_counter() - t0)
         info = {
-            "model": str(self.path), "model_sha256": self.model_hash,
-            "tokenizer": str(self.tokenizer.path), "tokenizer_hash": self.tokenizer.hash,
+            "model": str(self.path),
+            "model_sha256": self.model_hash,
+            "tokenizer": str(self.tokenizer.path),
+            "tokenizer_hash": self.tokenizer.hash,
             "tokenizer_file_hash": self.tokenizer.file_hash,
-            "codebook_size": self.tokenizer.codebook_size, "sequence": backbone.sequence,
-            "start": str(backbone.source), "start_frames": int(backbone.n_frames),
-            "frames": int(codes.shape[1]), "walkers": walkers, "window": window,
-            "temperature": params.temperature, "top_k": params.top_k, "top_p": params.top_p,
-            "min_p": params.min_p, "seed": seed, "kv_shift": kv_shift, "refine": refined, "timing": timing,
+            "codebook_size": self.tokenizer.codebook_size,
+            "sequence": backbone.sequence,
+            "start": str(backbone.source),
+            "start_frames": int(backbone.n_frames),
+            "frames": int(codes.shape[1]),
+            "walkers": walkers,
+            "window": window,
+            "temperature": params.temperature,
+            "top_k": params.top_k,
+            "top_p": params.top_p,
+            "min_p": params.min_p,
+            "seed": seed,
+            "kv_shift": kv_shift,
+            "refine": refined,
+            "timing": timing,
             "frames_per_second": codes.shape[0] * codes.shape[1] / max(timing["generate_seconds"], 1e-12),
             "tokenizer_kind": self.tokenizer.kind,
         }
         if frame_guard:
-            info["guard"] = {"limits": asdict(guard_limits), "frames": int(redraws.size),
-                             "frames_redrawn": int((redraws > 0).sum()), "redraws": int(redraws.sum()),
-                             "frames_kept_after_last_try": int((redraws >= guard_limits.max_tries).sum()),
-                             "rejections_by_reason": dict(frame_guard.reasons),
-                             "redraw_fraction": float((redraws > 0).mean())}
+            info["guard"] = {
+                "limits": asdict(guard_limits),
+                "frames": int(redraws.size),
+                "frames_redrawn": int((redraws > 0).sum()),
+                "redraws": int(redraws.sum()),
+                "frames_kept_after_last_try": int((redraws >= guard_limits.max_tries).sum()),
+                "rejections_by_reason": dict(frame_guard.reasons),
+                "redraw_fraction": float((redraws > 0).mean()),
+            }
         elif self.motion:
             info["guard"] = None
-        ensemble = Ensemble(xyz, codes.astype(np.int32), logprobs, backbone.sequence, info, key_xyz=key_xyz,
-                            redraws=redraws if frame_guard else None, chain_ids=backbone.chain_ids,
-                            residue_ids=backbone.residue_ids)
+        ensemble = Ensemble(
+            xyz,
+            codes.astype(np.int32),
+            logprobs,
+            backbone.sequence,
+            info,
+            key_xyz=key_xyz,
+            redraws=redraws if frame_guard else None,
+            chain_ids=backbone.chain_ids,
+            residue_ids=backbone.residue_ids,
+        )
         if filter:
             ensemble.check(start_xyz=key_xyz if key_xyz is not None else backbone.xyz[-1])
         return ensemble

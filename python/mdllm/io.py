@@ -18,14 +18,49 @@ OXYGEN_ALIASES = ("O", "OT1", "OC1", "O1")
 CAP_RESIDUES = {"ACE", "NME", "NMA", "NH2", "FOR"}
 # One-letter codes for residue names mdtraj does not map (protonation states, force-field variants).
 EXTRA_CODES = {
-    "HID": "H", "HIE": "H", "HIP": "H", "HSD": "H", "HSE": "H", "HSP": "H", "HISA": "H", "HISB": "H",
-    "HISH": "H", "HISD": "H", "HISE": "H", "CYX": "C", "CYM": "C", "CYS2": "C", "ASH": "D", "GLH": "E",
-    "LYN": "K", "ARN": "R", "MSE": "M", "NLE": "L",
+    "HID": "H",
+    "HIE": "H",
+    "HIP": "H",
+    "HSD": "H",
+    "HSE": "H",
+    "HSP": "H",
+    "HISA": "H",
+    "HISB": "H",
+    "HISH": "H",
+    "HISD": "H",
+    "HISE": "H",
+    "CYX": "C",
+    "CYM": "C",
+    "CYS2": "C",
+    "ASH": "D",
+    "GLH": "E",
+    "LYN": "K",
+    "ARN": "R",
+    "MSE": "M",
+    "NLE": "L",
 }
 THREE_LETTER = {
-    "A": "ALA", "R": "ARG", "N": "ASN", "D": "ASP", "C": "CYS", "Q": "GLN", "E": "GLU", "G": "GLY",
-    "H": "HIS", "I": "ILE", "L": "LEU", "K": "LYS", "M": "MET", "F": "PHE", "P": "PRO", "S": "SER",
-    "T": "THR", "W": "TRP", "Y": "TYR", "V": "VAL", "X": "UNK",
+    "A": "ALA",
+    "R": "ARG",
+    "N": "ASN",
+    "D": "ASP",
+    "C": "CYS",
+    "Q": "GLN",
+    "E": "GLU",
+    "G": "GLY",
+    "H": "HIS",
+    "I": "ILE",
+    "L": "LEU",
+    "K": "LYS",
+    "M": "MET",
+    "F": "PHE",
+    "P": "PRO",
+    "S": "SER",
+    "T": "THR",
+    "W": "TRP",
+    "Y": "TYR",
+    "V": "VAL",
+    "X": "UNK",
 }
 MAX_PEPTIDE_BOND_NM = 0.2  # a C(i)-N(i+1) distance beyond this is a chain break
 WRITABLE_SUFFIXES = (".pdb", ".dcd", ".xtc", ".h5")
@@ -71,8 +106,13 @@ class Backbone:
         if xyz.ndim == 3:
             xyz = xyz[None]
         n_frames, n_res = xyz.shape[:2]
-        return cls(xyz, sequence or "X" * n_res, np.arange(1, n_res + 1), np.full(n_res, chain_id),
-                   np.arange(n_frames) * timestep_ps)
+        return cls(
+            xyz,
+            sequence or "X" * n_res,
+            np.arange(1, n_res + 1),
+            np.full(n_res, chain_id),
+            np.arange(n_frames) * timestep_ps,
+        )
 
     @property
     def n_frames(self) -> int:
@@ -102,8 +142,7 @@ class Backbone:
     def __getitem__(self, frames) -> "Backbone":
         index = np.arange(self.n_frames)[frames]
         index = np.atleast_1d(index)
-        return Backbone(self.xyz[index], self.sequence, self.residue_ids, self.chain_ids,
-                        self.time[index], self.source)
+        return Backbone(self.xyz[index], self.sequence, self.residue_ids, self.chain_ids, self.time[index], self.source)
 
     def __len__(self) -> int:
         return self.n_frames
@@ -136,8 +175,7 @@ class Backbone:
         return md.Trajectory(self.xyz.reshape(self.n_frames, -1, 3), self.topology(), time=self.time)
 
 
-def load_backbone(path, top=None, stride: int = 1, chain: str | int | None = None,
-                  check: bool = True) -> Backbone:
+def load_backbone(path, top=None, stride: int = 1, chain: str | int | None = None, check: bool = True) -> Backbone:
     """Read the protein backbone of any file mdtraj reads.
 
     ``top`` is the topology file for formats without one (DCD, XTC, TRR, NetCDF, ...); ``chain``
@@ -254,17 +292,20 @@ def _check_dcd_length(path, n_frames: int, stride: int) -> None:
             promised = struct.unpack(order + "i", head[8:12])[0]
             expected = -(-promised // stride)
             if promised > 0 and n_frames < expected:
-                warnings.warn(f"{path}: DCD header promises {promised} frames but the file holds {n_frames * stride}"
-                              f"{'' if stride == 1 else ' or fewer'} (truncated?); reading the {n_frames} there are",
-                              stacklevel=4)
+                warnings.warn(
+                    f"{path}: DCD header promises {promised} frames but the file holds {n_frames * stride}"
+                    f"{'' if stride == 1 else ' or fewer'} (truncated?); reading the {n_frames} there are",
+                    stacklevel=4,
+                )
             return
 
 
 def _protein_residues(path, topology, chain):
     chains = list(topology.chains)
     if chain is not None:
-        if isinstance(chain, int) or (isinstance(chain, str) and chain.isdigit() and not
-                                      any(_chain_label(c) == chain for c in chains)):
+        if isinstance(chain, int) or (
+            isinstance(chain, str) and chain.isdigit() and not any(_chain_label(c) == chain for c in chains)
+        ):
             index = int(chain)
             if not 0 <= index < len(chains):
                 raise in_file(path, f"chain index {index} out of range (file has {len(chains)} chains)")
@@ -338,8 +379,11 @@ def _check_finite(path, backbone):
     bad = ~np.isfinite(backbone.xyz).all(axis=(2, 3))
     if bad.any():
         frame, res = np.argwhere(bad)[0]
-        raise in_file(path, f"frame {frame}, residue {backbone.sequence[res]}{backbone.residue_ids[res]} "
-                            f"(chain {backbone.chain_ids[res]}) has non-finite (NaN or inf) coordinates")
+        raise in_file(
+            path,
+            f"frame {frame}, residue {backbone.sequence[res]}{backbone.residue_ids[res]} "
+            f"(chain {backbone.chain_ids[res]}) has non-finite (NaN or inf) coordinates",
+        )
 
 
 def _split_at_gaps(path, backbone, residues):
@@ -353,15 +397,17 @@ def _split_at_gaps(path, backbone, residues):
         return
     chain_ids = backbone.chain_ids.astype(object)
     for n, i in enumerate(gaps):
-        same = chain_ids[i + 1:] == chain_ids[i + 1]
+        same = chain_ids[i + 1 :] == chain_ids[i + 1]
         run = np.flatnonzero(~same)
         stop = i + 1 + (run[0] if len(run) else len(same))
-        chain_ids[i + 1:stop] = f"{str(backbone.chain_ids[i]).split('/')[0]}/{n + 2}"
+        chain_ids[i + 1 : stop] = f"{str(backbone.chain_ids[i]).split('/')[0]}/{n + 2}"
     backbone.chain_ids = np.asarray(chain_ids, dtype=str)
     described = ", ".join(f"{_describe(residues[i])}-{_describe(residues[i + 1])}" for i in gaps[:3])
-    warnings.warn(f"{path}: {len(gaps)} chain gap(s) (C-N > {MAX_PEPTIDE_BOND_NM * 10:.1f} A in the first frame: "
-                  f"{described}{' ...' if len(gaps) > 3 else ''}); each part is treated as its own chain",
-                  stacklevel=3)
+    warnings.warn(
+        f"{path}: {len(gaps)} chain gap(s) (C-N > {MAX_PEPTIDE_BOND_NM * 10:.1f} A in the first frame: "
+        f"{described}{' ...' if len(gaps) > 3 else ''}); each part is treated as its own chain",
+        stacklevel=3,
+    )
 
 
 def _check_gaps(path, backbone, residues):
@@ -370,9 +416,12 @@ def _check_gaps(path, backbone, residues):
     bonds[:, ends[:-1]] = 0.0
     if (bonds > MAX_PEPTIDE_BOND_NM).any():
         frame, i = np.argwhere(bonds > MAX_PEPTIDE_BOND_NM)[0]
-        raise in_file(path, f"chain gap between residues {_describe(residues[i])} and {_describe(residues[i + 1])}: "
-                            f"C-N distance {bonds[frame, i] * 10:.2f} A in frame {frame} (> {MAX_PEPTIDE_BOND_NM * 10:.1f} A); "
-                            "missing residues? select a chain or repair the structure")
+        raise in_file(
+            path,
+            f"chain gap between residues {_describe(residues[i])} and {_describe(residues[i + 1])}: "
+            f"C-N distance {bonds[frame, i] * 10:.2f} A in frame {frame} (> {MAX_PEPTIDE_BOND_NM * 10:.1f} A); "
+            "missing residues? select a chain or repair the structure",
+        )
 
 
 def _chain_label(chain) -> str:

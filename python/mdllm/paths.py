@@ -20,5 +20,7 @@ def model_path(*parts: str) -> Path:
         candidate = root.joinpath(*parts)
         if candidate.exists():
             return candidate
-    raise MdllmError(f"shipped model '{'/'.join(parts)}' not found (looked in {PACKAGE_DIR / 'models'} "
-                     f"and {PACKAGE_DIR.parents[1] / 'models'}); reinstall mdllm or pass a path")
+    raise MdllmError(
+        f"shipped model '{'/'.join(parts)}' not found (looked in {PACKAGE_DIR / 'models'} "
+        f"and {PACKAGE_DIR.parents[1] / 'models'}); reinstall mdllm or pass a path"
+    )

@@ -46,17 +46,53 @@ class Preset:
 
 PRESETS = {
     # 2 CPU cores, a small protein (e.g. chignolin): minutes, not hours.
-    "quick": Preset(simulate_ns=0.04, temperatures=(300.0,), save_every_ps=1.0, equilibrate_ps=5.0,
-                    train_steps=40, train_window=4, lora_rank=0, micro_batch=4,
-                    frames=40, walkers=4, window=4, refine=True, rebuild=20),
+    "quick": Preset(
+        simulate_ns=0.04,
+        temperatures=(300.0,),
+        save_every_ps=1.0,
+        equilibrate_ps=5.0,
+        train_steps=40,
+        train_window=4,
+        lora_rank=0,
+        micro_batch=4,
+        frames=40,
+        walkers=4,
+        window=4,
+        refine=True,
+        rebuild=20,
+    ),
     # A laptop (4-8 cores) over lunch.
-    "laptop": Preset(simulate_ns=2.0, temperatures=(300.0, 340.0), save_every_ps=10.0, equilibrate_ps=100.0,
-                     train_steps=400, train_window=4, lora_rank=0, micro_batch=8,
-                     frames=500, walkers=8, window=4, refine=True, rebuild=40),
+    "laptop": Preset(
+        simulate_ns=2.0,
+        temperatures=(300.0, 340.0),
+        save_every_ps=10.0,
+        equilibrate_ps=100.0,
+        train_steps=400,
+        train_window=4,
+        lora_rank=0,
+        micro_batch=8,
+        frames=500,
+        walkers=8,
+        window=4,
+        refine=True,
+        rebuild=40,
+    ),
     # A GPU node (OpenMM CUDA, torch CUDA, llama.cpp offload).
-    "gpu": Preset(simulate_ns=100.0, temperatures=(300.0, 340.0, 380.0), save_every_ps=10.0, equilibrate_ps=500.0,
-                  train_steps=3000, train_window=8, lora_rank=32, micro_batch=32,
-                  frames=5000, walkers=64, window=8, refine=True, rebuild=100),
+    "gpu": Preset(
+        simulate_ns=100.0,
+        temperatures=(300.0, 340.0, 380.0),
+        save_every_ps=10.0,
+        equilibrate_ps=500.0,
+        train_steps=3000,
+        train_window=8,
+        lora_rank=32,
+        micro_batch=32,
+        frames=5000,
+        walkers=64,
+        window=8,
+        refine=True,
+        rebuild=100,
+    ),
 }
 
 
@@ -98,15 +134,30 @@ class Stage:
         print(f"[{self.name}] {'resuming' if resumed else 'running'}")
         t0 = time.perf_counter()
         results = work(self.dir)
-        record = {"key": self.key, "inputs": self.inputs, "results": results,
-                  "seconds": round(time.perf_counter() - t0, 2)}
+        record = {
+            "key": self.key,
+            "inputs": self.inputs,
+            "results": results,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
         with atomic_output(marker) as tmp:
             tmp.write_text(json.dumps(record, indent=2, default=str))
         return results
 
 
-def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick", base=None, tokenizer=None,
-        seed: int = 0, threads: int = 0, states: dict | None = None, **overrides) -> dict:
+def run(
+    start,
+    out_dir,
+    trajectories=(),
+    top=None,
+    preset: str | Preset = "quick",
+    base=None,
+    tokenizer=None,
+    seed: int = 0,
+    threads: int = 0,
+    states: dict | None = None,
+    **overrides,
+) -> dict:
     """Run every stage; returns a summary (also written to OUT/run.json)."""
     from mdllm.encoding import load_tokenizers
     from mdllm.io import load_backbone
@@ -133,8 +184,14 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
             load_backbone(t, top=tp)  # fail early, before any long work
         traj_key = {"trajectories": [[tree_digest(t), tree_digest(tp) if tp else None] for t, tp in trajs]}
     else:
-        sim = Stage(out, "simulate", {"start": sha256_file(start), **{k: settings[k] for k in (
-            "simulate_ns", "temperatures", "save_every_ps", "equilibrate_ps", "seed")}})
+        sim = Stage(
+            out,
+            "simulate",
+            {
+                "start": sha256_file(start),
+                **{k: settings[k] for k in ("simulate_ns", "temperatures", "save_every_ps", "equilibrate_ps", "seed")},
+            },
+        )
         sim_results = sim.run(lambda d: _simulate(start, d, p, seed, threads))
         trajs = [(Path(t), Path(tp)) for t, tp in sim_results["trajectories"]]
         traj_key = {"simulate": sim.key}
@@ -144,9 +201,15 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     enc_results = enc.run(lambda d: _encode(trajs, tok, fold, start_backbone, d))
 
     # 3. fine-tune the base with LoRA
-    ft = Stage(out, "finetune", {"encode": enc.key, "base": tree_digest(base),
-                                 **{k: settings[k] for k in ("train_steps", "train_window", "lora_rank",
-                                                              "micro_batch", "seed")}})
+    ft = Stage(
+        out,
+        "finetune",
+        {
+            "encode": enc.key,
+            "base": tree_digest(base),
+            **{k: settings[k] for k in ("train_steps", "train_window", "lora_rank", "micro_batch", "seed")},
+        },
+    )
     ft.run(lambda d: _finetune(enc_results["token_files"], base, d, p, seed, threads))
 
     # 4. merge and export
@@ -154,20 +217,40 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
     ex_results = ex.run(lambda d: _export(ft.dir, d))
 
     # 5. generate from the start structure
-    gen = Stage(out, "generate", {"export": ex.key, "decoder": tok.file_hash, "start": sha256_file(start),
-                                  **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed", "guard")}})
+    gen = Stage(
+        out,
+        "generate",
+        {
+            "export": ex.key,
+            "decoder": tok.file_hash,
+            "start": sha256_file(start),
+            **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed", "guard")},
+        },
+    )
     gen_results = gen.run(lambda d: _generate(ex_results["model"], tok, start, d, p, seed, threads))
 
     # 6. evaluate against the trajectories the model learned from
     named_states = {"start": str(start), **(states or {})}
-    ev = Stage(out, "evaluate", {"generate": gen.key, **traj_key, "rebuild": p.rebuild,
-                                 "states": {k: tree_digest(v) for k, v in named_states.items()}})
+    ev = Stage(
+        out,
+        "evaluate",
+        {
+            "generate": gen.key,
+            **traj_key,
+            "rebuild": p.rebuild,
+            "states": {k: tree_digest(v) for k, v in named_states.items()},
+        },
+    )
     evaluated_now = not ev.done()  # a fresh evaluation prints the verdict and the report path itself
     ev_results = ev.run(lambda d: _evaluate(gen_results, trajs[0], named_states, d, p, seed, start, trajs))
 
-    summary.update(sequence=start_backbone.sequence, trajectories=[str(t) for t, _ in trajs],
-                   model=ex_results["model"], generated=gen_results["trajectory"],
-                   report=ev_results["report"])
+    summary.update(
+        sequence=start_backbone.sequence,
+        trajectories=[str(t) for t, _ in trajs],
+        model=ex_results["model"],
+        generated=gen_results["trajectory"],
+        report=ev_results["report"],
+    )
     with atomic_output(out / "run.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     if not evaluated_now:
@@ -181,8 +264,13 @@ def run(start, out_dir, trajectories=(), top=None, preset: str | Preset = "quick
 def _simulate(start, d, p: Preset, seed, threads) -> dict:
     from mdllm.simulate import Plan, simulate
 
-    plan = Plan(temperatures=tuple(p.temperatures), seed=seed, length_ns=p.simulate_ns,
-                save_every_ps=p.save_every_ps, equilibrate_ps=p.equilibrate_ps)
+    plan = Plan(
+        temperatures=tuple(p.temperatures),
+        seed=seed,
+        length_ns=p.simulate_ns,
+        save_every_ps=p.save_every_ps,
+        equilibrate_ps=p.equilibrate_ps,
+    )
     manifests = simulate(start, d, plan=plan, threads=threads)  # resumes what an interrupted run left
     runs = sorted(path.parent for path in d.glob("*/manifest.json"))
     trajectories = []
@@ -214,10 +302,18 @@ def _finetune(token_files, base, d, p: Preset, seed, threads) -> dict:
 
     if threads:
         torch.set_num_threads(threads)
-    cfg = TrainConfig(epochs=1000, max_steps=p.train_steps, micro_batch=p.micro_batch, seed=seed,
-                      checkpoint_every=10, keep_best=True)
-    result = fit(token_files, d, base=base, lora=LoraSettings(rank=p.lora_rank), windows=Windows(window=p.train_window),
-                 train=cfg, resume=(d / CHECKPOINT).exists())
+    cfg = TrainConfig(
+        epochs=1000, max_steps=p.train_steps, micro_batch=p.micro_batch, seed=seed, checkpoint_every=10, keep_best=True
+    )
+    result = fit(
+        token_files,
+        d,
+        base=base,
+        lora=LoraSettings(rank=p.lora_rank),
+        windows=Windows(window=p.train_window),
+        train=cfg,
+        resume=(d / CHECKPOINT).exists(),
+    )
     return {"model_dir": str(d), "steps": result.steps, "best_val": result.best_val}
 
 
@@ -233,13 +329,18 @@ def _export(model_dir, d) -> dict:
 def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
     from mdllm.generate import Generator
 
-    ens = Generator(model, tok, threads=threads).generate(start, frames=p.frames, walkers=p.walkers,
-                                                          window=p.window, seed=seed, refine=p.refine, guard=p.guard)
+    ens = Generator(model, tok, threads=threads).generate(
+        start, frames=p.frames, walkers=p.walkers, window=p.window, seed=seed, refine=p.refine, guard=p.guard
+    )
     out = d / "generated.xtc"
     ens.save(out)
-    return {"trajectory": str(out), "topology": str(out.with_suffix(".pdb")),
-            "mean_frame_loglik": float(ens.frame_loglik.mean()), "frames_per_second": ens.info["frames_per_second"],
-            "guard": ens.info.get("guard")}
+    return {
+        "trajectory": str(out),
+        "topology": str(out.with_suffix(".pdb")),
+        "mean_frame_loglik": float(ens.frame_loglik.mean()),
+        "frames_per_second": ens.info["frames_per_second"],
+        "guard": ens.info.get("guard"),
+    }
 
 
 def _evaluate(gen_results, reference, states, d, p: Preset, seed, start=None, trajs=()) -> dict:
@@ -249,10 +350,17 @@ def _evaluate(gen_results, reference, states, d, p: Preset, seed, start=None, tr
     ref, ref_top = reference
     # the training frames, so the verdict can tell a new state from a remembered one (one topology for all)
     same_top = len({str(tp) for _, tp in trajs}) == 1
-    metrics = evaluate(gen_results["trajectory"], d, top=gen_results["topology"], reference=ref,
-                       reference_top=ref_top, states=dict(states),
-                       options=EvaluateOptions(rebuild_frames=p.rebuild, seed=seed), start=start,
-                       training=[t for t, _ in trajs] if same_top else [ref],
-                       training_top=trajs[0][1] if same_top and trajs else ref_top)
+    metrics = evaluate(
+        gen_results["trajectory"],
+        d,
+        top=gen_results["topology"],
+        reference=ref,
+        reference_top=ref_top,
+        states=dict(states),
+        options=EvaluateOptions(rebuild_frames=p.rebuild, seed=seed),
+        start=start,
+        training=[t for t, _ in trajs] if same_top else [ref],
+        training_top=trajs[0][1] if same_top and trajs else ref_top,
+    )
     print_verdict(metrics, str(d / "report.html"))
     return {"report": str(d / "report.html"), "metrics": str(d / "metrics.json")}

@@ -86,12 +86,18 @@ class TokenFile:
         path = Path(path)
         _check(self, path)
 
-        arrays = dict(tokens=np.asarray(self.tokens, np.int32), sequence=np.array(self.sequence),
-                      tokenizer_hash=np.array(self.tokenizer_hash), codebook_size=np.array(int(self.codebook_size)))
+        arrays = dict(
+            tokens=np.asarray(self.tokens, np.int32),
+            sequence=np.array(self.sequence),
+            tokenizer_hash=np.array(self.tokenizer_hash),
+            codebook_size=np.array(int(self.codebook_size)),
+        )
         if self.key_tokens is not None:
-            arrays.update(key_tokens=np.asarray(self.key_tokens, np.int32),
-                          key_tokenizer_hash=np.array(self.key_tokenizer_hash),
-                          key_codebook_size=np.array(int(self.key_codebook_size)))
+            arrays.update(
+                key_tokens=np.asarray(self.key_tokens, np.int32),
+                key_tokenizer_hash=np.array(self.key_tokenizer_hash),
+                key_codebook_size=np.array(int(self.key_codebook_size)),
+            )
         for name in OPTIONAL_ARRAYS:
             value = getattr(self, name)
             if value is not None:
@@ -120,9 +126,13 @@ def load(path) -> TokenFile:
             raise
         raise in_file(path, f"not a readable token file ({exc})") from None
     try:
-        tf = TokenFile(tokens=values.pop("tokens"), sequence=str(values.pop("sequence")),
-                       tokenizer_hash=str(values.pop("tokenizer_hash")),
-                       codebook_size=int(values.pop("codebook_size")), source=str(path))
+        tf = TokenFile(
+            tokens=values.pop("tokens"),
+            sequence=str(values.pop("sequence")),
+            tokenizer_hash=str(values.pop("tokenizer_hash")),
+            codebook_size=int(values.pop("codebook_size")),
+            source=str(path),
+        )
         fold = [k for k in KEY_FOLD if k in values]
         if fold and (len(fold) != len(KEY_FOLD) or "key_xyz" not in values):
             lacking = [k for k in ("key_xyz",) + KEY_FOLD if k not in values]
@@ -152,8 +162,16 @@ def _check(tf: TokenFile, path) -> None:
         raise in_file(path, f"{L} tokens per frame but sequence has {len(tf.sequence)} residues")
     if t.size and (t.min() < 0 or t.max() >= tf.codebook_size):
         raise in_file(path, f"token outside 0..{tf.codebook_size - 1}")
-    expected = {"key_xyz": (L, 4, 3), "key_tokens": (L,), "residue_ids": (L,), "chain_ids": (L,),
-                "time": t.shape[-2:-1], "loglik": t.shape[:-1], "valid": t.shape[:-1], "redraws": t.shape[:-1]}
+    expected = {
+        "key_xyz": (L, 4, 3),
+        "key_tokens": (L,),
+        "residue_ids": (L,),
+        "chain_ids": (L,),
+        "time": t.shape[-2:-1],
+        "loglik": t.shape[:-1],
+        "valid": t.shape[:-1],
+        "redraws": t.shape[:-1],
+    }
     for name, shape in expected.items():
         value = getattr(tf, name)
         if value is not None and np.shape(value) != shape:

@@ -53,7 +53,8 @@ def main():
     protein = gro.topology.select("protein")
     gro.atom_slice(protein).save_gro(str(HERE / "adk_oplsaa_protein.gro"))
     md.load(str(adk / "adk_oplsaa.xtc"), top=gro.topology, atom_indices=protein).save_xtc(
-        str(HERE / "adk_oplsaa_protein.xtc"))
+        str(HERE / "adk_oplsaa_protein.xtc")
+    )
     copy("md_trajectories/mdanalysistests_misc/tz2.truncoct.nc")
     parm = bz2.decompress((SHARED / "md_trajectories/mdanalysistests_misc/tz2.truncoct.parm7.bz2").read_bytes())
     (HERE / "tz2.truncoct.parm7").write_bytes(parm)

@@ -13,8 +13,19 @@ from mdllm.errors import MdllmError
 _default_format = warnings.formatwarning
 
 # Module names in mdllm.cli, in the order `mdllm --help` lists them.
-COMMANDS = ["info", "encode", "decode", "tokenizer", "train", "export", "generate", "score", "evaluate",
-            "simulate", "run"]
+COMMANDS = [
+    "info",
+    "encode",
+    "decode",
+    "tokenizer",
+    "train",
+    "export",
+    "generate",
+    "score",
+    "evaluate",
+    "simulate",
+    "run",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

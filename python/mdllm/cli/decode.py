@@ -5,9 +5,12 @@ def register(sub):
     p = sub.add_parser("decode", help="backbones of a token file (the reverse of encode)")
     p.add_argument("tokens", help="token file written by `mdllm encode` or `mdllm generate` (.npz)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the shipped tokenizer of the file's kind)")
-    p.add_argument("--no-projection", action="store_true",
-                   help="motion tokens: write the exact placement (key + displacements) without restoring the "
-                        "key's bond lengths and angles")
+    p.add_argument(
+        "--no-projection",
+        action="store_true",
+        help="motion tokens: write the exact placement (key + displacements) without restoring the "
+        "key's bond lengths and angles",
+    )
     p.add_argument("-o", "--out", required=True, help="output trajectory (.pdb, .dcd, .xtc, .h5)")
     p.set_defaults(run=run)
 

@@ -7,8 +7,11 @@ def register(sub):
     p.add_argument("-o", "--out", required=True, help="output .gguf file")
     p.add_argument("--type", default="f16", choices=["f32", "f16", "q8_0"], help="weight type (default f16)")
     p.add_argument("--merged", help="also save the merged PyTorch model to this directory")
-    p.add_argument("--check", action="store_true",
-                   help="compare llama.cpp's logits with PyTorch's on a test sequence and print the difference")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="compare llama.cpp's logits with PyTorch's on a test sequence and print the difference",
+    )
     p.set_defaults(run=run)
 
 

@@ -19,18 +19,30 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gpu-layers", type=int, default=0, help="layers offloaded to a GPU (llama.cpp built with one)")
     p.add_argument("--no-kv-shift", action="store_true", help="re-evaluate the window instead of shifting the KV cache")
-    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
-                   help="refine decoded backbones to ideal bonds, angles, peptide planes and allowed Ramachandran "
-                        "regions (small moves; default: on for motion tokens, off for torsion tokens)")
-    p.add_argument("--no-guard", action="store_true",
-                   help="motion tokens: accept every frame as drawn (default: the guard draws a frame again when "
-                        "its chain breaks, CA atoms clash, or it loses the start's compaction or native contacts, as "
-                        "judged by mdllm evaluate's global checks)")
-    p.add_argument("--filter", action="store_true",
-                   help="write only acceptable frames: valid by the local checks (mdllm.evaluate.check_backbone) and "
-                        "globally plausible against the start (compaction, native contacts), as mdllm evaluate "
-                        "judges them")
-    p.add_argument("-o", "--output", required=True, help="OUT.dcd|.xtc|.pdb|.h5 (plus OUT.pdb, OUT.tokens.npz, OUT.json)")
+    p.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refine decoded backbones to ideal bonds, angles, peptide planes and allowed Ramachandran "
+        "regions (small moves; default: on for motion tokens, off for torsion tokens)",
+    )
+    p.add_argument(
+        "--no-guard",
+        action="store_true",
+        help="motion tokens: accept every frame as drawn (default: the guard draws a frame again when "
+        "its chain breaks, CA atoms clash, or it loses the start's compaction or native contacts, as "
+        "judged by mdllm evaluate's global checks)",
+    )
+    p.add_argument(
+        "--filter",
+        action="store_true",
+        help="write only acceptable frames: valid by the local checks (mdllm.evaluate.check_backbone) and "
+        "globally plausible against the start (compaction, native contacts), as mdllm evaluate "
+        "judges them",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="OUT.dcd|.xtc|.pdb|.h5 (plus OUT.pdb, OUT.tokens.npz, OUT.json)"
+    )
     p.set_defaults(run=run)
 
 
@@ -46,25 +58,43 @@ def run(args):
         raise MdllmError(f"{args.output}: output must end in one of {', '.join(WRITABLE_SUFFIXES)}")
     params = SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p)
     gen = Generator(args.model, args.tokenizer, gpu_layers=args.gpu_layers, threads=args.threads)
-    ensemble = gen.generate(args.start, args.top, frames=args.frames, walkers=args.walkers, window=args.window,
-                            params=params, seed=args.seed, kv_shift=not args.no_kv_shift, filter=args.filter,
-                            refine=args.refine, guard=not args.no_guard)
+    ensemble = gen.generate(
+        args.start,
+        args.top,
+        frames=args.frames,
+        walkers=args.walkers,
+        window=args.window,
+        params=params,
+        seed=args.seed,
+        kv_shift=not args.no_kv_shift,
+        filter=args.filter,
+        refine=args.refine,
+        guard=not args.no_guard,
+    )
     written = ensemble.save(args.output)
     timing = ensemble.info["timing"]
-    print(f"{ensemble.tokens.shape[0]} walkers x {ensemble.tokens.shape[1]} frames in "
-          f"{timing['generate_seconds']:.2f} s ({ensemble.info['frames_per_second']:.1f} frames/s); "
-          f"mean frame log-likelihood {ensemble.frame_loglik.mean():.2f}")
+    print(
+        f"{ensemble.tokens.shape[0]} walkers x {ensemble.tokens.shape[1]} frames in "
+        f"{timing['generate_seconds']:.2f} s ({ensemble.info['frames_per_second']:.1f} frames/s); "
+        f"mean frame log-likelihood {ensemble.frame_loglik.mean():.2f}"
+    )
     if ensemble.info.get("refine"):
         r = ensemble.info["refine"]
-        print(f"refined: atoms moved {r['rms_displacement_A_median']:.2f} A RMS per frame (median), "
-              f"{r['rms_displacement_A_max']:.2f} A at most")
+        print(
+            f"refined: atoms moved {r['rms_displacement_A_median']:.2f} A RMS per frame (median), "
+            f"{r['rms_displacement_A_max']:.2f} A at most"
+        )
     if ensemble.info.get("guard"):
         g = ensemble.info["guard"]
-        print(f"guard: {g['frames_redrawn']} of {g['frames']} frames drawn again ({g['redraws']} extra draws, "
-              f"{g['frames_kept_after_last_try']} kept after the last try); rejections {g['rejections_by_reason']}")
+        print(
+            f"guard: {g['frames_redrawn']} of {g['frames']} frames drawn again ({g['redraws']} extra draws, "
+            f"{g['frames_kept_after_last_try']} kept after the last try); rejections {g['rejections_by_reason']}"
+        )
     if "validity" in ensemble.info:
         v = ensemble.info["validity"]
-        print(f"filter: kept {v['acceptable_frames']} acceptable of {v['frames']} frames ({v['valid_frames']} valid "
-              f"by the local checks); rejected for: {v['invalid_reasons']}")
+        print(
+            f"filter: kept {v['acceptable_frames']} acceptable of {v['frames']} frames ({v['valid_frames']} valid "
+            f"by the local checks); rejected for: {v['invalid_reasons']}"
+        )
     for path in written:
         print(f"wrote {path}")

@@ -7,21 +7,40 @@ def register(sub):
     p = sub.add_parser("run", help="from one structure to an evaluated ensemble (every stage, cached)")
     p.add_argument("start", help="start structure (PDB or mmCIF)")
     p.add_argument("-o", "--output", required=True, help="output directory (one folder per stage)")
-    p.add_argument("--trajectory", action="append", default=[],
-                   help="train on this MD trajectory instead of simulating (repeatable)")
+    p.add_argument(
+        "--trajectory",
+        action="append",
+        default=[],
+        help="train on this MD trajectory instead of simulating (repeatable)",
+    )
     p.add_argument("--top", help="topology for --trajectory files without one")
-    p.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                   help="stage sizes: quick (2 CPU cores, minutes), laptop, gpu (default quick)")
-    p.add_argument("--state", action="append", default=[], metavar="NAME=PDB",
-                   help="named reference state for the report (the start structure is always one)")
-    p.add_argument("--base", help="base model directory to fine-tune (default: the shipped model of the "
-                                  "tokenizer's kind, models/motion-lm or models/structure-lm)")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=sorted(PRESETS),
+        help="stage sizes: quick (2 CPU cores, minutes), laptop, gpu (default quick)",
+    )
+    p.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        metavar="NAME=PDB",
+        help="named reference state for the report (the start structure is always one)",
+    )
+    p.add_argument(
+        "--base",
+        help="base model directory to fine-tune (default: the shipped model of the "
+        "tokenizer's kind, models/motion-lm or models/structure-lm)",
+    )
     p.add_argument("--no-guard", action="store_true", help="generate without the guard (motion tokens)")
     p.add_argument("--tokenizer", help="structure tokenizer directory (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
-    for name, kind, what in [("frames", int, "generated frames per walker"), ("walkers", int, "walkers"),
-                             ("train-steps", int, "LoRA fine-tuning steps"),
-                             ("simulate-ns", float, "ns per temperature")]:
+    for name, kind, what in [
+        ("frames", int, "generated frames per walker"),
+        ("walkers", int, "walkers"),
+        ("train-steps", int, "LoRA fine-tuning steps"),
+        ("simulate-ns", float, "ns per temperature"),
+    ]:
         p.add_argument(f"--{name}", type=kind, help=f"override the preset's {what}")
     p.set_defaults(run=run)
 
@@ -31,12 +50,28 @@ def run(args):
     from mdllm.pipeline import run as run_pipeline
 
     states = parse_state_specs(args.state)
-    overrides = {key: value for key, value in [("frames", args.frames), ("walkers", args.walkers),
-                                               ("train_steps", args.train_steps),
-                                               ("simulate_ns", args.simulate_ns)]
-                 if value is not None}
+    overrides = {
+        key: value
+        for key, value in [
+            ("frames", args.frames),
+            ("walkers", args.walkers),
+            ("train_steps", args.train_steps),
+            ("simulate_ns", args.simulate_ns),
+        ]
+        if value is not None
+    }
     if args.no_guard:
         overrides["guard"] = False
-    run_pipeline(args.start, args.output, trajectories=args.trajectory, top=args.top, preset=args.preset,
-                 base=args.base, tokenizer=args.tokenizer, seed=args.seed, threads=args.threads,
-                 states=states, **overrides)
+    run_pipeline(
+        args.start,
+        args.output,
+        trajectories=args.trajectory,
+        top=args.top,
+        preset=args.preset,
+        base=args.base,
+        tokenizer=args.tokenizer,
+        seed=args.seed,
+        threads=args.threads,
+        states=states,
+        **overrides,
+    )

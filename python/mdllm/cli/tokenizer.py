@@ -8,10 +8,13 @@ def register(sub):
     p = sub.add_parser("tokenizer", help="train or evaluate the structure tokenizer")
     tsub = p.add_subparsers(dest="tokenizer_command", required=True, metavar="ACTION")
 
-    t = tsub.add_parser("train", help="train a tokenizer (k-means; the torsion kind on PyTorch, CPU or GPU)",
-                        description="Train a structure tokenizer. --kind torsion (the default) fits a codebook of "
-                                    "residue torsions on the chains of --data (+ --md frames); --kind motion fits "
-                                    "a codebook of residue displacements from key frames of --md trajectories.")
+    t = tsub.add_parser(
+        "train",
+        help="train a tokenizer (k-means; the torsion kind on PyTorch, CPU or GPU)",
+        description="Train a structure tokenizer. --kind torsion (the default) fits a codebook of "
+        "residue torsions on the chains of --data (+ --md frames); --kind motion fits "
+        "a codebook of residue displacements from key frames of --md trajectories.",
+    )
     t.add_argument("--kind", choices=["torsion", "motion"], default="torsion")
     t.add_argument("--codebook", type=int, default=None, help="number of codes K (default 1024 torsion, 4096 motion)")
     t.add_argument("--keys", type=int, default=4, help="motion kind: key frames drawn per --md trajectory")
@@ -19,12 +22,18 @@ def register(sub):
     t.add_argument("--kmeans-iters", type=int, default=30, help="Lloyd iterations")
     t.add_argument("--max-samples", type=int, default=400_000, help="residues sampled for k-means")
     t.add_argument("--data", default=DEFAULT_NPZ, help="torsion kind: backbone npz: coords (Angstrom), offsets, ids")
-    t.add_argument("--md", action="append", default=[], metavar="TRAJ[:TOP]",
-                   help="MD trajectory or NMR ensemble whose frames are added to training (repeatable)")
+    t.add_argument(
+        "--md",
+        action="append",
+        default=[],
+        metavar="TRAJ[:TOP]",
+        help="MD trajectory or NMR ensemble whose frames are added to training (repeatable)",
+    )
     t.add_argument("-o", "--out", required=True, help="output directory (model.safetensors, config.json)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--val-percent", type=float, default=3.0,
-                   help="torsion kind: percent of chains held out for validation")
+    t.add_argument(
+        "--val-percent", type=float, default=3.0, help="torsion kind: percent of chains held out for validation"
+    )
     t.add_argument("--torch-threads", type=int, default=2)
     t.add_argument("--device", default="auto", help="torsion kind: cpu, cuda or auto (a GPU when PyTorch sees one)")
     t.set_defaults(run=run_train)
@@ -48,17 +57,27 @@ def run_train_torsion(args):
     cfg.validate("--codebook/--beam")
     torch.set_num_threads(args.torch_threads)
     ds = load_dataset(args.data, args.md, val_percent=args.val_percent)
-    print(f"train segments {len(ds.train)} (+ {len(ds.md)} MD/NMR frames), held-out segments {len(ds.val)}, "
-          f"codebook {cfg.codebook_size}, beam {cfg.beam_width}")
+    print(
+        f"train segments {len(ds.train)} (+ {len(ds.md)} MD/NMR frames), held-out segments {len(ds.val)}, "
+        f"codebook {cfg.codebook_size}, beam {cfg.beam_width}"
+    )
     device = training_device(args.device)  # k-means takes minutes on a CPU, seconds on a GPU
-    stats = train_torsion_tokenizer(ds.train + ds.md, cfg, args.out, iters=args.kmeans_iters,
-                                    max_samples=args.max_samples, seed=args.seed, val_segments=ds.val,
-                                    device=device)
-    print(f"k-means: {stats['samples']} residues, {stats['codes_used']:.1%} of codes used, "
-          f"{stats['minutes']:.1f} min")
+    stats = train_torsion_tokenizer(
+        ds.train + ds.md,
+        cfg,
+        args.out,
+        iters=args.kmeans_iters,
+        max_samples=args.max_samples,
+        seed=args.seed,
+        val_segments=ds.val,
+        device=device,
+    )
+    print(f"k-means: {stats['samples']} residues, {stats['codes_used']:.1%} of codes used, {stats['minutes']:.1f} min")
     if ds.val:
-        print(f"held-out chains ({stats['val_chains']}): round-trip RMSD median {stats['val_rmsd_median_A']:.2f} A, "
-              f"p95 {stats['val_rmsd_p95_A']:.2f} A")
+        print(
+            f"held-out chains ({stats['val_chains']}): round-trip RMSD median {stats['val_rmsd_median_A']:.2f} A, "
+            f"p95 {stats['val_rmsd_p95_A']:.2f} A"
+        )
     print(f"tokenizer written to {args.out}")
 
 
@@ -70,12 +89,24 @@ def run_train_motion(args):
     if not args.md:
         raise MdllmError("--kind motion learns from MD: give trajectories with --md TRAJ[:TOP]")
     trajectories = [load_md_frames(spec) for spec in args.md]
-    print(f"{len(trajectories)} trajectories, {sum(len(t) for t in trajectories)} frames, "
-          f"{args.keys} key frames each, codebook {args.codebook or 4096}")
-    stats = train_motion(trajectories, args.out, codebook_size=args.codebook or 4096, keys_per_trajectory=args.keys,
-                         max_samples=args.max_samples, iterations=args.kmeans_iters, seed=args.seed, sources=args.md)
-    print(f"k-means: {stats['samples']} residue displacements, {stats['codes_used']:.1%} of codes used, "
-          f"RMS atom error {stats['rms_atom_error_A']:.3f} A, {stats['minutes']:.1f} min")
+    print(
+        f"{len(trajectories)} trajectories, {sum(len(t) for t in trajectories)} frames, "
+        f"{args.keys} key frames each, codebook {args.codebook or 4096}"
+    )
+    stats = train_motion(
+        trajectories,
+        args.out,
+        codebook_size=args.codebook or 4096,
+        keys_per_trajectory=args.keys,
+        max_samples=args.max_samples,
+        iterations=args.kmeans_iters,
+        seed=args.seed,
+        sources=args.md,
+    )
+    print(
+        f"k-means: {stats['samples']} residue displacements, {stats['codes_used']:.1%} of codes used, "
+        f"RMS atom error {stats['rms_atom_error_A']:.3f} A, {stats['minutes']:.1f} min"
+    )
     print(f"tokenizer written to {args.out}")
 
 
@@ -86,9 +117,14 @@ def register_eval(tsub):
     e.add_argument("--val-percent", type=float, default=3.0)
     e.add_argument("--adk", default="data/adk", help="directory with adk_open.pdb, adk_closed.pdb and *.xtc (+ .pdb)")
     e.add_argument("--backend", default="auto", choices=["auto", "cpp", "torch", "numpy"])
-    e.add_argument("--md", action="append", default=[], metavar="TRAJ[:TOP]",
-                   help="motion kind: MD trajectories to measure on, each against its first frame "
-                        "(default: the AdK transitions of --adk)")
+    e.add_argument(
+        "--md",
+        action="append",
+        default=[],
+        metavar="TRAJ[:TOP]",
+        help="motion kind: MD trajectories to measure on, each against its first frame "
+        "(default: the AdK transitions of --adk)",
+    )
     e.add_argument("-o", "--out", help="also write the JSON here")
     e.set_defaults(run=run_eval)
 
@@ -103,9 +139,14 @@ def run_eval(args):
     tok = load_tokenizer(args.tokenizer, backend=args.backend)
     if tok.needs_key_frame:
         return run_eval_motion(tok, args)
-    report = {"tokenizer": str(tok.path), "hash": tok.hash, "file_hash": tok.file_hash, "codebook_size": tok.codebook_size,
-              "held_out_chains": held_out_chains(tok, args.data, args.val_percent),
-              "adk": adk_transitions(tok, args.adk)}
+    report = {
+        "tokenizer": str(tok.path),
+        "hash": tok.hash,
+        "file_hash": tok.file_hash,
+        "codebook_size": tok.codebook_size,
+        "held_out_chains": held_out_chains(tok, args.data, args.val_percent),
+        "adk": adk_transitions(tok, args.adk),
+    }
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:
@@ -126,8 +167,12 @@ def run_eval_motion(tok, args):
     for spec in specs:
         path, _, top = spec.partition(":")
         trajectories[spec] = load_backbone(path, top=top or None)
-    report = {"tokenizer": str(tok.path), "hash": tok.hash, "codebook_size": tok.codebook_size,
-              **motion_round_trip(tok, trajectories)}
+    report = {
+        "tokenizer": str(tok.path),
+        "hash": tok.hash,
+        "codebook_size": tok.codebook_size,
+        **motion_round_trip(tok, trajectories),
+    }
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:

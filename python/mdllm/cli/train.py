@@ -14,23 +14,37 @@ def register(sub):
     init.add_argument("--preset", default="small", help="size of a new model: tiny, small, base")
     init.add_argument("--heads", type=int, help="attention heads of a new model (default: the preset's)")
     init.add_argument("--kv-heads", type=int, help="key/value heads of a new model (default: the preset's)")
-    init.add_argument("--context", type=int, default=0,
-                      help="context length of a new model (default: longest window, rounded up to 256)")
+    init.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        help="context length of a new model (default: longest window, rounded up to 256)",
+    )
     init.add_argument("--n-conditioning", type=int, default=8, help="reserved conditioning token slots")
-    init.add_argument("--motion-tokenizer", default="motiontoken",
-                      help="a new model of motion tokens: the tokenizer whose codebook seeds the codes' "
-                           "embeddings (default: the shipped models/motiontoken)")
+    init.add_argument(
+        "--motion-tokenizer",
+        default="motiontoken",
+        help="a new model of motion tokens: the tokenizer whose codebook seeds the codes' "
+        "embeddings (default: the shipped models/motiontoken)",
+    )
     lora = p.add_argument_group("LoRA (fine-tuning)")
     lora.add_argument("--lora-rank", type=int, default=0, help="LoRA rank (0: train all weights)")
     lora.add_argument("--lora-alpha", type=float, default=16.0)
     lora.add_argument("--lora-dropout", type=float, default=0.0)
-    lora.add_argument("--lora-targets", default="q_proj,k_proj,v_proj,o_proj",
-                      help="comma-separated module names (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)")
+    lora.add_argument(
+        "--lora-targets",
+        default="q_proj,k_proj,v_proj,o_proj",
+        help="comma-separated module names (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)",
+    )
     d = p.add_argument_group("windows")
     d.add_argument("--window", type=int, default=8, help="frames per training window (W)")
     d.add_argument("--stride", type=int, default=1, help="frames between window starts")
-    d.add_argument("--val-fraction", type=float, default=0.1,
-                   help="last fraction of each trajectory's frames held out for validation")
+    d.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="last fraction of each trajectory's frames held out for validation",
+    )
     t = p.add_argument_group("optimisation")
     t.add_argument("--epochs", type=int, default=1)
     t.add_argument("--max-steps", type=int)
@@ -45,8 +59,11 @@ def register(sub):
     t.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
     t.add_argument("--eval-every", type=int, default=0, help="steps between validations (0: per epoch)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
-    t.add_argument("--keep-best", action="store_true",
-                   help="save the weights of the lowest validation loss instead of the last (early stopping)")
+    t.add_argument(
+        "--keep-best",
+        action="store_true",
+        help="save the weights of the lowest validation loss instead of the last (early stopping)",
+    )
     t.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
 
@@ -79,16 +96,46 @@ def run(args):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    new = NewModel(preset=args.preset, heads=args.heads, kv_heads=args.kv_heads, context=args.context,
-                   n_conditioning=args.n_conditioning, motion_tokenizer=args.motion_tokenizer)
-    lora = LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout,
-                        targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()))
-    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, micro_batch=args.micro_batch,
-                      grad_accum=args.grad_accum, lr=args.lr, min_lr_ratio=args.min_lr_ratio,
-                      warmup_steps=args.warmup, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-                      seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-                      keep_best=args.keep_best, progress=not args.no_progress)
-    fit(_data_paths(args), args.out, base=args.base, hf_base=args.hf_base, new=new, lora=lora,
-        windows=Windows(args.window, args.stride, args.val_fraction), train=cfg, resume=args.resume,
-        command="mdllm " + " ".join(sys.argv[1:]) if sys.argv else "")
+    new = NewModel(
+        preset=args.preset,
+        heads=args.heads,
+        kv_heads=args.kv_heads,
+        context=args.context,
+        n_conditioning=args.n_conditioning,
+        motion_tokenizer=args.motion_tokenizer,
+    )
+    lora = LoraSettings(
+        rank=args.lora_rank,
+        alpha=args.lora_alpha,
+        dropout=args.lora_dropout,
+        targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()),
+    )
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        micro_batch=args.micro_batch,
+        grad_accum=args.grad_accum,
+        lr=args.lr,
+        min_lr_ratio=args.min_lr_ratio,
+        warmup_steps=args.warmup,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        keep_best=args.keep_best,
+        progress=not args.no_progress,
+    )
+    fit(
+        _data_paths(args),
+        args.out,
+        base=args.base,
+        hf_base=args.hf_base,
+        new=new,
+        lora=lora,
+        windows=Windows(args.window, args.stride, args.val_fraction),
+        train=cfg,
+        resume=args.resume,
+        command="mdllm " + " ".join(sys.argv[1:]) if sys.argv else "",
+    )
     print(f"saved {args.out}", file=sys.stderr)

@@ -37,8 +37,18 @@ def check_bonds(xyz, chain_end, ideal, max_z: float, break_nm: float) -> BondChe
     counts = [np.zeros(f, np.int32) for _ in range(3)]
     worst = [np.zeros(f, np.float32) for _ in range(2)]
     where = [np.zeros(f, np.int32) for _ in range(2)]
-    _core.check_bonds(xyz, f, l, np.ascontiguousarray(chain_end, np.uint8), np.asarray(ideal, np.float32),
-                      float(max_z), float(break_nm), *counts, *worst, *where)
+    _core.check_bonds(
+        xyz,
+        f,
+        l,
+        np.ascontiguousarray(chain_end, np.uint8),
+        np.asarray(ideal, np.float32),
+        float(max_z),
+        float(break_nm),
+        *counts,
+        *worst,
+        *where,
+    )
     return BondCheck(*counts, *worst, *where)
 
 
@@ -47,6 +57,18 @@ def find_clashes(xyz, chain_index, radius, overlap_nm: float, ca_min_nm: float, 
     n_clashes, n_ca = np.zeros(f, np.int32), np.zeros(f, np.int32)
     worst = np.zeros(f, np.float32)
     pair = np.zeros((f, 2), np.int32)
-    _core.find_clashes(xyz, f, l, np.ascontiguousarray(chain_index, np.int32), np.asarray(radius, np.float32),
-                       float(overlap_nm), float(ca_min_nm), int(min_separation), n_clashes, n_ca, worst, pair)
+    _core.find_clashes(
+        xyz,
+        f,
+        l,
+        np.ascontiguousarray(chain_index, np.int32),
+        np.asarray(radius, np.float32),
+        float(overlap_nm),
+        float(ca_min_nm),
+        int(min_separation),
+        n_clashes,
+        n_ca,
+        worst,
+        pair,
+    )
     return ClashCheck(n_clashes, n_ca, worst, pair)

@@ -29,8 +29,15 @@ def check_bonds(xyz, chain_end, ideal, max_z: float, break_nm: float) -> BondChe
     linked[:-1] = ~np.asarray(chain_end, bool)[:-1]
     n1 = np.roll(n, -1, axis=1)
     ca1 = np.roll(ca, -1, axis=1)
-    bonds = np.stack([np.linalg.norm(ca - n, axis=-1), np.linalg.norm(c - ca, axis=-1),
-                      np.linalg.norm(n1 - c, axis=-1), np.linalg.norm(o - c, axis=-1)], axis=-1)
+    bonds = np.stack(
+        [
+            np.linalg.norm(ca - n, axis=-1),
+            np.linalg.norm(c - ca, axis=-1),
+            np.linalg.norm(n1 - c, axis=-1),
+            np.linalg.norm(o - c, axis=-1),
+        ],
+        axis=-1,
+    )
     angles = np.stack([_angle(n, ca, c), _angle(ca, c, n1), _angle(c, n1, ca1), _angle(ca, c, o)], axis=-1)
     bonds[:, ~linked, 2] = np.nan
     angles[:, ~linked, 1:3] = np.nan
@@ -42,8 +49,15 @@ def check_bonds(xyz, chain_end, ideal, max_z: float, break_nm: float) -> BondChe
         n_breaks = (bonds[:, :, 2] > break_nm).sum(axis=1)
     worst_bond, bond_res = _first_max(bond_z)
     worst_angle, angle_res = _first_max(angle_z)
-    return BondCheck(n_bond.astype(np.int32), n_angle.astype(np.int32), n_breaks.astype(np.int32),
-                     worst_bond, worst_angle, bond_res, angle_res)
+    return BondCheck(
+        n_bond.astype(np.int32),
+        n_angle.astype(np.int32),
+        n_breaks.astype(np.int32),
+        worst_bond,
+        worst_angle,
+        bond_res,
+        angle_res,
+    )
 
 
 def find_clashes(xyz, chain_index, radius, overlap_nm: float, ca_min_nm: float, min_separation: int) -> ClashCheck:

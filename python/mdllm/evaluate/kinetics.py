@@ -14,8 +14,9 @@ def torsion_features(phi_deg: np.ndarray, psi_deg: np.ndarray) -> np.ndarray:
     phi, psi = np.radians(phi_deg), np.radians(psi_deg)
     keep_phi = np.isfinite(phi).all(0)
     keep_psi = np.isfinite(psi).all(0)
-    return np.concatenate([np.sin(phi[:, keep_phi]), np.cos(phi[:, keep_phi]),
-                           np.sin(psi[:, keep_psi]), np.cos(psi[:, keep_psi])], axis=1).astype(np.float64)
+    return np.concatenate(
+        [np.sin(phi[:, keep_phi]), np.cos(phi[:, keep_phi]), np.sin(psi[:, keep_psi]), np.cos(psi[:, keep_psi])], axis=1
+    ).astype(np.float64)
 
 
 def ca_distance_features(ca: np.ndarray, max_residues: int = 60) -> np.ndarray:
@@ -47,8 +48,7 @@ def principal_components(reference_features, n_components: int):
     return mean, vt[:n_components].T
 
 
-def fit_tica(reference_features, generated_features, lagtime: int = 1, dim: int = 2,
-             max_pcs: int = 20) -> TicaResult:
+def fit_tica(reference_features, generated_features, lagtime: int = 1, dim: int = 2, max_pcs: int = 20) -> TicaResult:
     """TICA (deeptime, kinetic-map scaling) fitted on the reference, the generated frames projected
     on it. Features are first reduced to their leading principal components on the reference (at
     most ``max_pcs``, and at most a tenth of the reference frames): with hundreds of torsion
@@ -60,8 +60,9 @@ def fit_tica(reference_features, generated_features, lagtime: int = 1, dim: int 
     ref = (reference_features - mean) @ basis
     gen = (generated_features - mean) @ basis
     model = TICA(lagtime=lagtime, dim=dim, scaling="kinetic_map").fit(ref).fetch_model()
-    return TicaResult(model.transform(ref), model.transform(gen), lagtime,
-                      np.asarray(model.singular_values[:dim], np.float64), n_pcs)
+    return TicaResult(
+        model.transform(ref), model.transform(gen), lagtime, np.asarray(model.singular_values[:dim], np.float64), n_pcs
+    )
 
 
 @dataclass
@@ -77,8 +78,11 @@ def cluster(reference_tica, n_clusters: int, seed: int = 0):
     from deeptime.clustering import KMeans
 
     n_clusters = max(2, min(n_clusters, len(reference_tica) // 5))
-    return KMeans(n_clusters=n_clusters, init_strategy="kmeans++", fixed_seed=seed, max_iter=200,
-                  n_jobs=1).fit(reference_tica).fetch_model()
+    return (
+        KMeans(n_clusters=n_clusters, init_strategy="kmeans++", fixed_seed=seed, max_iter=200, n_jobs=1)
+        .fit(reference_tica)
+        .fetch_model()
+    )
 
 
 def needs_symmetrized_counts(dtraj: np.ndarray, lagtimes) -> bool:

@@ -44,8 +44,9 @@ class Inputs:
     training: list = field(default_factory=list)  # Backbones the model learned from
 
 
-def load_inputs(generated, top=None, reference=None, reference_top=None, states=None, start=None,
-                training=None, training_top=None) -> Inputs:
+def load_inputs(
+    generated, top=None, reference=None, reference_top=None, states=None, start=None, training=None, training_top=None
+) -> Inputs:
     """Read and cross-check every input before anything is written."""
     from mdllm.io import load_backbone
 
@@ -56,8 +57,9 @@ def load_inputs(generated, top=None, reference=None, reference_top=None, states=
         ia, ib = st.align_sequences(gen.sequence, ref.sequence)
         same = sum(gen.sequence[i] == ref.sequence[j] for i, j in zip(ia, ib))
         if same < 0.9 * min(gen.n_residues, ref.n_residues):
-            raise in_file(reference, f"reference shares only {same} aligned residues with {generated}; "
-                                     "is it the same protein?")
+            raise in_file(
+                reference, f"reference shares only {same} aligned residues with {generated}; is it the same protein?"
+            )
     train = []
     for path in training or []:
         t = load_backbone(path, top=training_top)
@@ -93,8 +95,11 @@ def _start_structure(gen, generated, ref, start):
         ia, ib = st.align_sequences(gen.sequence, s.sequence)
         same = np.array([gen.sequence[i] == s.sequence[j] for i, j in zip(ia, ib)], bool)
         if same.sum() != gen.n_residues:
-            raise in_file(start, f"start structure covers {int(same.sum())} of the {gen.n_residues} residues of "
-                                 f"{generated}; give the structure generation started from")
+            raise in_file(
+                start,
+                f"start structure covers {int(same.sum())} of the {gen.n_residues} residues of "
+                f"{generated}; give the structure generation started from",
+            )
         xyz = np.empty((gen.n_residues, 4, 3), np.float32)
         xyz[ia[same]] = s.xyz[0, ib[same]]
         if not np.isfinite(xyz).all():
@@ -150,8 +155,11 @@ def state_metrics(rmsd_A, labels, names, timestep_ps):
             "first_frame_in_state": arrival,
             "first_time_in_state_ps": None if arrival is None or timestep_ps is None else arrival * timestep_ps,
         }
-    return {"per_state": out, "populations": st.populations(labels, names),
-            "transitions": st.transition_counts(labels, names)}
+    return {
+        "per_state": out,
+        "populations": st.populations(labels, names),
+        "transitions": st.transition_counts(labels, names),
+    }
 
 
 def rmsd_crossing(rmsd_A) -> int | None:
@@ -162,8 +170,18 @@ def rmsd_crossing(rmsd_A) -> int | None:
     return int(below[0]) if below.size and rmsd_A[1, 0] >= rmsd_A[0, 0] else None
 
 
-def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, states=None,
-             options: EvaluateOptions | None = None, start=None, training=None, training_top=None) -> dict:
+def evaluate(
+    generated,
+    out_dir,
+    top=None,
+    reference=None,
+    reference_top=None,
+    states=None,
+    options: EvaluateOptions | None = None,
+    start=None,
+    training=None,
+    training_top=None,
+) -> dict:
     """Run every analysis and write DIR/metrics.json, DIR/*.png and DIR/report.html (plus
     DIR/allatom.dcd/.pdb when frames are rebuilt). Returns the metrics.
 
@@ -182,14 +200,20 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     def step(name):
         bar.set_postfix_str(name)
 
-    metrics: dict = {"inputs": {"generated": str(generated), "generated_top": str(top) if top else None,
-                                "reference": str(reference) if reference else None,
-                                "states": {s.name: s.source for s in inputs.states},
-                                "start": inputs.start_source or None,
-                                "training": [str(t) for t in training or []],
-                                "frames": gen.n_frames, "residues": gen.n_residues,
-                                "timestep_ps": gen.timestep,
-                                "reference_frames": ref.n_frames if ref is not None else None}}
+    metrics: dict = {
+        "inputs": {
+            "generated": str(generated),
+            "generated_top": str(top) if top else None,
+            "reference": str(reference) if reference else None,
+            "states": {s.name: s.source for s in inputs.states},
+            "start": inputs.start_source or None,
+            "training": [str(t) for t in training or []],
+            "frames": gen.n_frames,
+            "residues": gen.n_residues,
+            "timestep_ps": gen.timestep,
+            "reference_frames": ref.n_frames if ref is not None else None,
+        }
+    }
     data = EvaluationData()
 
     # 1. validity
@@ -216,14 +240,18 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     if inputs.states:
         gen_rmsd = st.rmsd_to_states(g, inputs.states)
         gen_labels = st.assign(gen_rmsd, options.state_cutoff_A)
-        metrics["states"] = {"cutoff_A": options.state_cutoff_A, "atoms": "CA of residues aligned to each state",
-                             "generated": state_metrics(gen_rmsd, gen_labels, names, gen.timestep)}
+        metrics["states"] = {
+            "cutoff_A": options.state_cutoff_A,
+            "atoms": "CA of residues aligned to each state",
+            "generated": state_metrics(gen_rmsd, gen_labels, names, gen.timestep),
+        }
         metrics["states"]["generated"]["rmsd_crossing_frame"] = rmsd_crossing(gen_rmsd)
         if data.acceptable is not None:  # a new state counts only in frames that are acceptable
             keep = data.acceptable[np.flatnonzero(finite)]
             for k, name in enumerate(names):
-                metrics["states"]["generated"]["per_state"][name]["min_rmsd_acceptable_A"] = \
+                metrics["states"]["generated"]["per_state"][name]["min_rmsd_acceptable_A"] = (
                     float(gen_rmsd[k, keep].min()) if keep.any() else None
+                )
         data.gen_rmsd, data.gen_time = gen_rmsd, g.time
         if ref is not None:
             ref_states = [st.load_state(s.name, s.source, ref.sequence) for s in inputs.states]
@@ -244,8 +272,10 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
                         value = float(np.nanmin(st.rmsd_to_states(t[np.flatnonzero(ok)], [ts])[0]))
                         best = value if best is None else min(best, value)
                 closest[s.name] = best
-            metrics["states"]["training"] = {"min_rmsd_A": closest,
-                                             "frames": int(sum(t.n_frames for t in inputs.training))}
+            metrics["states"]["training"] = {
+                "min_rmsd_A": closest,
+                "frames": int(sum(t.n_frames for t in inputs.training)),
+            }
     bar.update()
 
     # 3. structural comparison with the reference on the residues both share
@@ -294,12 +324,17 @@ def evaluate(generated, out_dir, top=None, reference=None, reference_top=None, s
     step("kinetics")
     metrics["kinetics"] = _kinetics(g, ref, gi, ri, data, options)
     if ref is not None and "skipped" not in metrics["kinetics"] and len(ref) < 50:
-        metrics["kinetics"]["warning"] = (f"the reference has only {len(ref)} frames: TICA and the Markov state "
-                                          "models rest on too few transitions to compare kinetics")
+        metrics["kinetics"]["warning"] = (
+            f"the reference has only {len(ref)} frames: TICA and the Markov state "
+            "models rest on too few transitions to compare kinetics"
+        )
     if inputs.loglik is not None:
         ll = inputs.loglik
-        metrics["kinetics"]["generation_loglik"] = {"frames": int(ll.size), "total": float(np.nansum(ll)),
-                                                    "mean_per_frame": float(np.nanmean(ll))}
+        metrics["kinetics"]["generation_loglik"] = {
+            "frames": int(ll.size),
+            "total": float(np.nansum(ll)),
+            "mean_per_frame": float(np.nanmean(ll)),
+        }
     bar.update()
 
     # 5. all-atom rebuild and minimisation
@@ -348,8 +383,9 @@ def _global_checks(gen, ref, start_xyz, validity, options, metrics, data):
         reasons[f] = r
     v["acceptable_frames"] = int(acceptable.sum())
     v["acceptable_fraction"] = float(acceptable.mean()) if gen.n_frames else 0.0
-    v["acceptable"] = "valid (local checks) and globally plausible (compaction, native contacts" + \
-                      (", distance to the reference)" if ref is not None else ")")
+    v["acceptable"] = "valid (local checks) and globally plausible (compaction, native contacts" + (
+        ", distance to the reference)" if ref is not None else ")"
+    )
     metrics["global"] = report.summary()
     metrics["global"]["start"] = metrics["inputs"].get("start")
     metrics["global"]["implausible"] = [{"frame": int(f), "reasons": r} for f, r in enumerate(reasons) if r]
@@ -368,17 +404,24 @@ def _kinetics(g, ref, gi, ri, data, options):
         out["skipped"] = f"TICA needs at least 10 frames of the {'reference' if ref is not None else 'trajectory'}"
         return out
     tica = kinetics.fit_tica(base_features, gen_features, lagtime=options.tica_lag)
-    out["tica"] = {"fitted_on": "reference" if ref is not None else "generated", "lag_frames": tica.lagtime,
-                   "features": "CA-CA distances of up to 60 evenly spaced residues", "principal_components": tica.n_pcs,
-                   "eigenvalues": tica.eigenvalues.tolist()}
+    out["tica"] = {
+        "fitted_on": "reference" if ref is not None else "generated",
+        "lag_frames": tica.lagtime,
+        "features": "CA-CA distances of up to 60 evenly spaced residues",
+        "principal_components": tica.n_pcs,
+        "eigenvalues": tica.eigenvalues.tolist(),
+    }
     data.tica_base, data.tica_gen = tica.reference, tica.generated
     if ref is not None:
         both = np.concatenate([tica.reference, tica.generated])
         lo, hi = both.min(0), both.max(0) + 1e-9
-        out["js_distance"] = {f"tic{k + 1}": divergence.js_1d(tica.generated[:, k], tica.reference[:, k], None, (lo[k], hi[k]))
-                              for k in range(2)}
-        out["js_distance"]["tic1_tic2"] = divergence.js_2d(tica.generated, tica.reference, None,
-                                                           [(lo[0], hi[0]), (lo[1], hi[1])])
+        out["js_distance"] = {
+            f"tic{k + 1}": divergence.js_1d(tica.generated[:, k], tica.reference[:, k], None, (lo[k], hi[k]))
+            for k in range(2)
+        }
+        out["js_distance"]["tic1_tic2"] = divergence.js_2d(
+            tica.generated, tica.reference, None, [(lo[0], hi[0]), (lo[1], hi[1])]
+        )
     centres = kinetics.cluster(tica.reference, options.n_clusters, options.seed)
     timestep = g.timestep or 1.0
     runs = [("generated", centres.transform(np.ascontiguousarray(tica.generated)), timestep)]
@@ -389,10 +432,13 @@ def _kinetics(g, ref, gi, ri, data, options):
     msm = {}
     for name, dtraj, dt in runs:
         its = kinetics.implied_timescales(dtraj, kinetics.lag_grid(len(dtraj)), symmetrize=symmetrize)
-        msm[name] = {"lag_ps": [l * dt for l in its.lagtimes],
-                     "timescales_ps": [[t * dt for t in row] for row in its.timescales],
-                     "active_fraction": its.active_fraction, "counts": its.counts,
-                     "clusters_visited": int(len(np.unique(dtraj)))}
+        msm[name] = {
+            "lag_ps": [l * dt for l in its.lagtimes],
+            "timescales_ps": [[t * dt for t in row] for row in its.timescales],
+            "active_fraction": its.active_fraction,
+            "counts": its.counts,
+            "clusters_visited": int(len(np.unique(dtraj))),
+        }
     out["msm"] = {"clusters": int(centres.n_clusters), "clustered_on": out["tica"]["fitted_on"], **msm}
     data.msm = msm
     return out
@@ -408,16 +454,43 @@ def _rebuild(g, ref, out_dir, options, data):
         n = min(options.rebuild_frames, traj.n_frames)
         frames = np.unique(np.linspace(0, traj.n_frames - 1, n).astype(int))
         if rebuilder is None or (rebuilder.sequence, rebuilder.chain_ids) != (traj.sequence, list(traj.chain_ids)):
-            rebuilder = Rebuilder(traj.sequence, traj.chain_ids, threads=options.rebuild_threads,
-                                  max_iterations=options.max_iterations, solvent_iterations=options.solvent_iterations)
-        result = rebuild_frames(traj.xyz, traj.sequence, traj.chain_ids, frames, progress=options.progress,
-                                label=f"rebuild {name}", rebuilder=rebuilder)
+            rebuilder = Rebuilder(
+                traj.sequence,
+                traj.chain_ids,
+                threads=options.rebuild_threads,
+                max_iterations=options.max_iterations,
+                solvent_iterations=options.solvent_iterations,
+            )
+        result = rebuild_frames(
+            traj.xyz,
+            traj.sequence,
+            traj.chain_ids,
+            frames,
+            progress=options.progress,
+            label=f"rebuild {name}",
+            rebuilder=rebuilder,
+        )
         out[name] = result.summary()
-        out[name]["per_frame"] = [{"frame": int(f), "energy_before_kj_mol": b, "energy_after_kj_mol": a,
-                                   "drift_A": d, "max_displacement_A": x, "sane": s, "error": e or None}
-                                  for f, b, a, d, x, s, e in zip(result.frames, result.energy_before,
-                                                                 result.energy_after, result.drift_A,
-                                                                 result.max_displacement_A, result.sane, result.errors)]
+        out[name]["per_frame"] = [
+            {
+                "frame": int(f),
+                "energy_before_kj_mol": b,
+                "energy_after_kj_mol": a,
+                "drift_A": d,
+                "max_displacement_A": x,
+                "sane": s,
+                "error": e or None,
+            }
+            for f, b, a, d, x, s, e in zip(
+                result.frames,
+                result.energy_before,
+                result.energy_after,
+                result.drift_A,
+                result.max_displacement_A,
+                result.sane,
+                result.errors,
+            )
+        ]
         if name == "generated" and result.trajectory is not None:
             out[name]["written"] = [str(p) for p in save(result.trajectory, out_dir / "allatom.dcd")]
         data.rebuild[name] = result

@@ -100,9 +100,9 @@ def fraction_native_contacts(xyz, contacts, limits: GlobalLimits = GlobalLimits(
     flat = xyz.reshape(len(xyz), -1, 3)
     out = np.empty(len(xyz))
     for start in range(0, len(xyz), 256):  # bounded memory
-        r = np.linalg.norm(flat[start:start + 256, i] - flat[start:start + 256, j], axis=-1)
+        r = np.linalg.norm(flat[start : start + 256, i] - flat[start : start + 256, j], axis=-1)
         x = np.clip(limits.q_beta_per_A * 10.0 * (r - limits.q_lambda * r0), -50, 50)
-        out[start:start + 256] = (1.0 / (1.0 + np.exp(x))).mean(axis=1)
+        out[start : start + 256] = (1.0 / (1.0 + np.exp(x))).mean(axis=1)
     return out
 
 
@@ -134,8 +134,13 @@ class GlobalCheck:
     ``check(xyz)`` returns (plausible (F,), reasons per frame, measures); the thresholds are derived
     here, once, and listed by :meth:`summary`."""
 
-    def __init__(self, start_xyz, reference_xyz=None, limits: GlobalLimits = GlobalLimits(),
-                 length_expectation: bool | None = None):
+    def __init__(
+        self,
+        start_xyz,
+        reference_xyz=None,
+        limits: GlobalLimits = GlobalLimits(),
+        length_expectation: bool | None = None,
+    ):
         start = np.asarray(start_xyz, np.float64)
         if start.ndim != 3 or start.shape[1:] != (4, 3):
             raise MdllmError(f"start structure must be (L, 4, 3), got {start.shape}")
@@ -148,9 +153,12 @@ class GlobalCheck:
         self.start_rg = float(radius_of_gyration_A(start[None])[0])
         k = limits.sigmas
         self.reference = None
-        self.derived: dict = {"start_rg_A": self.start_rg, "native_contacts": int(len(self.contacts[0])),
-                              "rg_folded_expected_A": rg_folded_A(self.n_residues),
-                              "rg_coil_expected_A": rg_coil_A(self.n_residues)}
+        self.derived: dict = {
+            "start_rg_A": self.start_rg,
+            "native_contacts": int(len(self.contacts[0])),
+            "rg_folded_expected_A": rg_folded_A(self.n_residues),
+            "rg_coil_expected_A": rg_coil_A(self.n_residues),
+        }
         if reference_xyz is not None:
             ref = np.asarray(reference_xyz, np.float32)
             if ref.ndim != 4 or ref.shape[1:] != start.shape:
@@ -169,10 +177,12 @@ class GlobalCheck:
 
             pairs = pairwise_rmsd_A(self.reference) if len(self.reference) > 1 else np.zeros(1)
             self.basin_A = float(max(np.quantile(pairs, limits.basin_quantile), limits.basin_min_A))
-            self.derived.update(reference_frames=int(len(ref)), reference_rg_A={"mean": float(ref_rg.mean()),
-                                "std": float(ref_rg.std())}, reference_q={"mean": float(ref_q.mean()),
-                                "std": float(ref_q.std()), "min": float(ref_q.min())},
-                                reference_pairwise_rmsd_A_quantile=float(np.quantile(pairs, limits.basin_quantile)))
+            self.derived.update(
+                reference_frames=int(len(ref)),
+                reference_rg_A={"mean": float(ref_rg.mean()), "std": float(ref_rg.std())},
+                reference_q={"mean": float(ref_q.mean()), "std": float(ref_q.std()), "min": float(ref_q.min())},
+                reference_pairwise_rmsd_A_quantile=float(np.quantile(pairs, limits.basin_quantile)),
+            )
             self.length_expectation = False if length_expectation is None else length_expectation
         else:
             sigma = limits.rg_min_relative_sigma * self.start_rg
@@ -184,9 +194,14 @@ class GlobalCheck:
         if self.length_expectation:  # without a reference: up to a folded chain's size, never coil-like
             hi = max(self.rg_band[1], limits.rg_folded_scatter * rg_folded_A(self.n_residues))
             self.rg_band = (self.rg_band[0], min(hi, self.rg_unfolded_A))
-        self.derived.update(rg_band_A=list(self.rg_band), rg_sigma_A=sigma, q_min=self.q_min,
-                            basin_A=self.basin_A, rg_unfolded_threshold_A=self.rg_unfolded_A,
-                            length_expectation_applied=self.length_expectation)
+        self.derived.update(
+            rg_band_A=list(self.rg_band),
+            rg_sigma_A=sigma,
+            q_min=self.q_min,
+            basin_A=self.basin_A,
+            rg_unfolded_threshold_A=self.rg_unfolded_A,
+            length_expectation_applied=self.length_expectation,
+        )
 
     def measure(self, xyz) -> dict:
         xyz = np.asarray(xyz, np.float32)
@@ -245,13 +260,16 @@ class PlausibilityReport:
         kinds = [{r.split(":")[0] for r in reasons} for reasons in self.reasons]
         compact = np.array(["compaction" not in k for k in kinds], bool)
         folded = np.array(["compaction" not in k and "native contacts" not in k for k in kinds], bool)
-        out = {"plausible_frames": int(self.plausible.sum()),
-               "compact_fraction": float(compact.mean()) if n else 0.0,
-               "folded_fraction": float(folded.mean()) if n else 0.0,
-               "plausible_fraction": float(self.plausible.mean()) if n else 0.0,
-               "implausible_frames_by_reason": dict(sorted(counts.items())),
-               "rg_A": stats(self.measures["rg_A"]), "q": stats(self.measures["q"]),
-               **self.check.summary()}
+        out = {
+            "plausible_frames": int(self.plausible.sum()),
+            "compact_fraction": float(compact.mean()) if n else 0.0,
+            "folded_fraction": float(folded.mean()) if n else 0.0,
+            "plausible_fraction": float(self.plausible.mean()) if n else 0.0,
+            "implausible_frames_by_reason": dict(sorted(counts.items())),
+            "rg_A": stats(self.measures["rg_A"]),
+            "q": stats(self.measures["q"]),
+            **self.check.summary(),
+        }
         if "nearest_reference_rmsd_A" in self.measures:
             d = self.measures["nearest_reference_rmsd_A"]
             out["nearest_reference_rmsd_A"] = stats(d)
@@ -259,7 +277,9 @@ class PlausibilityReport:
         return out
 
 
-def check_global(xyz, valid, start_xyz, reference_xyz=None, limits: GlobalLimits = GlobalLimits()) -> PlausibilityReport:
+def check_global(
+    xyz, valid, start_xyz, reference_xyz=None, limits: GlobalLimits = GlobalLimits()
+) -> PlausibilityReport:
     """Global checks of frames (F, L, 4, 3) nm; ``valid`` (F,) from the local checks."""
     check = GlobalCheck(start_xyz, reference_xyz, limits)
     plausible, reasons, measures = check.check(xyz)

@@ -56,8 +56,15 @@ def _free_energy(ax, x, y, bins, ranges, title, xlabel, ylabel, vmax=None):
     with np.errstate(divide="ignore"):
         g = -np.log(hist / hist.sum())
     g -= np.nanmin(g[np.isfinite(g)])
-    image = ax.imshow(np.where(np.isfinite(g), g, np.nan).T, origin="lower", aspect="auto", cmap="viridis",
-                      extent=[xe[0], xe[-1], ye[0], ye[-1]], vmin=0, vmax=vmax)
+    image = ax.imshow(
+        np.where(np.isfinite(g), g, np.nan).T,
+        origin="lower",
+        aspect="auto",
+        cmap="viridis",
+        extent=[xe[0], xe[-1], ye[0], ye[-1]],
+        vmin=0,
+        vmax=vmax,
+    )
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -84,7 +91,10 @@ def free_energy(out: Path, data: EvaluationData, kind: str) -> str | None:
         name = "fes_states.png"
     both = np.concatenate([p for _, p in panels])
     pad = 0.05 * (both.max(0) - both.min(0) + 1e-9)
-    ranges = [(both[:, 0].min() - pad[0], both[:, 0].max() + pad[0]), (both[:, 1].min() - pad[1], both[:, 1].max() + pad[1])]
+    ranges = [
+        (both[:, 0].min() - pad[0], both[:, 0].max() + pad[0]),
+        (both[:, 1].min() - pad[1], both[:, 1].max() + pad[1]),
+    ]
     fig, axes = _figure(1, len(panels), figsize=(5.4 * len(panels), 4.5), squeeze=False, layout="constrained")
     bins = 25 if min(len(p) for _, p in panels) < 2000 else 50
     vmax = None
@@ -93,7 +103,9 @@ def free_energy(out: Path, data: EvaluationData, kind: str) -> str | None:
         vmax = vmax or float(np.nanmax(g[np.isfinite(g)]))
         image.set_clim(0, vmax)
     fig.colorbar(image, ax=axes[0].tolist(), label="free energy (kT)")
-    fig.suptitle("Free-energy surface " + ("on TICA 1-2 (fitted on the reference)" if kind == "tica" else "on state RMSDs"))
+    fig.suptitle(
+        "Free-energy surface " + ("on TICA 1-2 (fitted on the reference)" if kind == "tica" else "on state RMSDs")
+    )
     import matplotlib.pyplot as plt
 
     with atomic_output(out / name) as tmp:
@@ -122,8 +134,13 @@ def ramachandran(out: Path, data: EvaluationData) -> str:
         ax.set_xlabel("phi (degrees)")
         ax.set_ylabel("psi (degrees)")
         ax.set_title(f"{title}: all residues, all frames")
-    fig.text(0.5, 0.01, "counts per 4-degree bin, log colour scale; contours (general residues): "
-             "blue = allowed, green = favoured", ha="center", fontsize=8)
+    fig.text(
+        0.5,
+        0.01,
+        "counts per 4-degree bin, log colour scale; contours (general residues): blue = allowed, green = favoured",
+        ha="center",
+        fontsize=8,
+    )
     return _save(fig, out / "ramachandran.png")
 
 
@@ -167,13 +184,26 @@ def implied_timescales(out: Path, data: EvaluationData) -> str | None:
         lags = np.asarray(msm[name]["lag_ps"], float)
         ts = np.asarray(msm[name]["timescales_ps"], float)
         for k in range(ts.shape[1]):
-            ax.plot(lags, ts[:, k], "o-", color=colour, alpha=1.0 - 0.25 * k, ms=3,
-                    label=f"{name} ({msm[name]['counts']})" if k == 0 else None)
+            ax.plot(
+                lags,
+                ts[:, k],
+                "o-",
+                color=colour,
+                alpha=1.0 - 0.25 * k,
+                ms=3,
+                label=f"{name} ({msm[name]['counts']})" if k == 0 else None,
+            )
     all_lags = np.concatenate([np.asarray(m["lag_ps"], float) for m in msm.values()])
     ax.set_yscale("log")
     bottom = ax.get_ylim()[0]
-    ax.fill_between([all_lags.min(), all_lags.max()], [all_lags.min(), all_lags.max()], bottom, color="grey",
-                    alpha=0.2, label="timescale < lag (unresolved)")
+    ax.fill_between(
+        [all_lags.min(), all_lags.max()],
+        [all_lags.min(), all_lags.max()],
+        bottom,
+        color="grey",
+        alpha=0.2,
+        label="timescale < lag (unresolved)",
+    )
     ax.set_ylim(bottom=bottom)
     ax.set_xlabel("lag time (ps)")
     ax.set_ylabel("implied timescale (ps)")
@@ -215,7 +245,14 @@ def validity(out: Path, data: EvaluationData) -> str:
 def make_all(out: Path, data: EvaluationData) -> list[str]:
     """Every figure that ``data`` has the arrays for; returns their file names in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    names = [validity(out, data), rmsd_traces(out, data), free_energy(out, data, "tica"),
-             free_energy(out, data, "states"), ramachandran(out, data), rmsf(out, data), pairwise(out, data),
-             implied_timescales(out, data)]
+    names = [
+        validity(out, data),
+        rmsd_traces(out, data),
+        free_energy(out, data, "tica"),
+        free_energy(out, data, "states"),
+        ramachandran(out, data),
+        rmsf(out, data),
+        pairwise(out, data),
+        implied_timescales(out, data),
+    ]
     return [n for n in names if n]

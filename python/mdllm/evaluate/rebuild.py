@@ -120,8 +120,10 @@ def _backbone_pdb(xyz_nm: np.ndarray, sequence: str, chain_ids) -> str:
     lines, serial = [], 1
     for i, (code, chain) in enumerate(zip(sequence, chain_ids)):
         for name, element, pos in zip(("N", "CA", "C", "O"), "NCCO", xyz_nm[i] * 10.0):
-            lines.append(f"ATOM  {serial:5d}  {name:<3} {THREE_LETTER.get(code, 'UNK'):>3} {str(chain)[:1]:1}"
-                         f"{i + 1:4d}    {pos[0]:8.3f}{pos[1]:8.3f}{pos[2]:8.3f}  1.00  0.00          {element:>2}")
+            lines.append(
+                f"ATOM  {serial:5d}  {name:<3} {THREE_LETTER.get(code, 'UNK'):>3} {str(chain)[:1]:1}"
+                f"{i + 1:4d}    {pos[0]:8.3f}{pos[1]:8.3f}{pos[2]:8.3f}  1.00  0.00          {element:>2}"
+            )
             serial += 1
     lines.append("END")
     return "\n".join(lines) + "\n"
@@ -132,10 +134,18 @@ class Rebuilder:
     side-chain template, the topology and the OpenMM contexts with the first frame, and all are
     reused for every later frame."""
 
-    def __init__(self, sequence: str, chain_ids=None, threads: int | None = None,
-                 max_iterations: int = MAX_ITERATIONS, solvent_iterations: int = SOLVENT_ITERATIONS,
-                 tolerance_kj_mol_nm: float = TOLERANCE_KJ_MOL_NM, force_field=FORCE_FIELD,
-                 transfer_side_chains: bool = True, constrained_vacuum: bool = False):
+    def __init__(
+        self,
+        sequence: str,
+        chain_ids=None,
+        threads: int | None = None,
+        max_iterations: int = MAX_ITERATIONS,
+        solvent_iterations: int = SOLVENT_ITERATIONS,
+        tolerance_kj_mol_nm: float = TOLERANCE_KJ_MOL_NM,
+        force_field=FORCE_FIELD,
+        transfer_side_chains: bool = True,
+        constrained_vacuum: bool = False,
+    ):
         try:
             import openmm
             from openmm import app
@@ -167,12 +177,20 @@ class Rebuilder:
 
     @property
     def protocol(self) -> str:
-        vacuum = (f"amber14 in vacuum (1 nm cutoff, {'HBonds constraints' if self.constrained_vacuum else 'flexible'}, "
-                  f"backbone restrained), up to {self.max_iterations} L-BFGS iterations to {self.tolerance:g} kJ/mol/nm")
-        solvent = (f", then up to {self.solvent_iterations} iterations in amber14 + GBn2" if self.solvent_iterations > 0
-                   else "")
-        template = ("side chains and hydrogens from PDBFixer on the first frame, carried over to later frames in "
-                    "residue frames" if self.transfer_side_chains else "side chains and hydrogens from PDBFixer on every frame")
+        vacuum = (
+            f"amber14 in vacuum (1 nm cutoff, {'HBonds constraints' if self.constrained_vacuum else 'flexible'}, "
+            f"backbone restrained), up to {self.max_iterations} L-BFGS iterations to {self.tolerance:g} kJ/mol/nm"
+        )
+        solvent = (
+            f", then up to {self.solvent_iterations} iterations in amber14 + GBn2"
+            if self.solvent_iterations > 0
+            else ""
+        )
+        template = (
+            "side chains and hydrogens from PDBFixer on the first frame, carried over to later frames in residue frames"
+            if self.transfer_side_chains
+            else "side chains and hydrogens from PDBFixer on every frame"
+        )
         return f"{template}; {vacuum}{solvent}; energies amber14 + GBn2 (no cutoff, HBonds constraints)"
 
     def _add_atoms(self, xyz_nm):
@@ -190,8 +208,9 @@ class Rebuilder:
         # them with the force field it is given: the vacuum one has the same residue templates and
         # costs a fraction of GBn2's CustomGBForce (2.3 s -> 0.4 s for villin).
         with seeded_python_random(0):
-            variants = modeller.addHydrogens(self.vacuum_forcefield, pH=7.0, variants=self.variants,
-                                             platform=self.platform)
+            variants = modeller.addHydrogens(
+                self.vacuum_forcefield, pH=7.0, variants=self.variants, platform=self.platform
+            )
         if self.variants is None:
             self.variants = variants
         return modeller
@@ -205,8 +224,11 @@ class Rebuilder:
             self.topology = topology
             # The vacuum stage only removes clashes: a 1 nm cutoff makes it several times cheaper.
             vacuum = self.vacuum_forcefield.createSystem(
-                topology, nonbondedMethod=app.CutoffNonPeriodic, nonbondedCutoff=1.0,
-                constraints=app.HBonds if self.constrained_vacuum else None)
+                topology,
+                nonbondedMethod=app.CutoffNonPeriodic,
+                nonbondedCutoff=1.0,
+                constraints=app.HBonds if self.constrained_vacuum else None,
+            )
             self.restraint = openmm.CustomExternalForce("0.5*k*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
             self.restraint.addGlobalParameter("k", RESTRAINT_K)
             for name in ("x0", "y0", "z0"):
@@ -215,8 +237,10 @@ class Rebuilder:
                 self.restraint.addParticle(int(index), [0.0, 0.0, 0.0])
             vacuum.addForce(self.restraint)
             solvent = self.forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
-            self.contexts = tuple(openmm.Context(system, openmm.VerletIntegrator(0.001), self.platform, self.properties)
-                                  for system in (vacuum, solvent))
+            self.contexts = tuple(
+                openmm.Context(system, openmm.VerletIntegrator(0.001), self.platform, self.properties)
+                for system in (vacuum, solvent)
+            )
         return self.contexts
 
     def _restrain_to(self, xyz_nm):
@@ -294,8 +318,11 @@ class Rebuilder:
         if self._bonds is None:
             force = next(f for f in self.contexts[1].getSystem().getForces() if isinstance(f, openmm.HarmonicBondForce))
             bonds = [force.getBondParameters(k) for k in range(force.getNumBonds())]
-            self._bonds = (np.array([b[0] for b in bonds], np.int64), np.array([b[1] for b in bonds], np.int64),
-                           np.array([b[2].value_in_unit(unit.nanometer) for b in bonds], np.float64))
+            self._bonds = (
+                np.array([b[0] for b in bonds], np.int64),
+                np.array([b[1] for b in bonds], np.int64),
+                np.array([b[2].value_in_unit(unit.nanometer) for b in bonds], np.float64),
+            )
         i, j, r0 = self._bonds
         r = np.linalg.norm(np.asarray(positions, np.float64)[i] - np.asarray(positions, np.float64)[j], axis=-1)
         return bool(np.any(r > TANGLED_BOND_RATIO * r0))
@@ -334,10 +361,19 @@ class Rebuilder:
         return self._backbone
 
 
-def rebuild_frames(xyz, sequence: str, chain_ids=None, frames=None, threads: int | None = None,
-                   max_iterations: int = MAX_ITERATIONS, solvent_iterations: int = SOLVENT_ITERATIONS,
-                   progress: bool = True, label: str = "rebuild + minimise", transfer_side_chains: bool = True,
-                   rebuilder: Rebuilder | None = None) -> RebuildResult:
+def rebuild_frames(
+    xyz,
+    sequence: str,
+    chain_ids=None,
+    frames=None,
+    threads: int | None = None,
+    max_iterations: int = MAX_ITERATIONS,
+    solvent_iterations: int = SOLVENT_ITERATIONS,
+    progress: bool = True,
+    label: str = "rebuild + minimise",
+    transfer_side_chains: bool = True,
+    rebuilder: Rebuilder | None = None,
+) -> RebuildResult:
     """Rebuild and minimise the given frames (default all) of backbones (F, L, 4, 3) nm;
     ``max_iterations`` of the vacuum stage, ``solvent_iterations`` of the implicit-solvent polish,
     ``threads`` for OpenMM (default: every core this process may use). A ``rebuilder`` of the same
@@ -352,11 +388,19 @@ def rebuild_frames(xyz, sequence: str, chain_ids=None, frames=None, threads: int
     xyz = np.asarray(getattr(xyz, "xyz", xyz), np.float32)
     frames = list(range(len(xyz))) if frames is None else [int(f) for f in frames]
     if rebuilder is None:
-        rebuilder = Rebuilder(sequence, chain_ids, threads=threads, max_iterations=max_iterations,
-                              solvent_iterations=solvent_iterations, transfer_side_chains=transfer_side_chains)
+        rebuilder = Rebuilder(
+            sequence,
+            chain_ids,
+            threads=threads,
+            max_iterations=max_iterations,
+            solvent_iterations=solvent_iterations,
+            transfer_side_chains=transfer_side_chains,
+        )
     elif rebuilder.sequence != sequence:
-        raise MdllmError(f"cannot reuse a rebuilder of a {len(rebuilder.sequence)}-residue sequence for "
-                         f"another ({len(sequence)} residues)")
+        raise MdllmError(
+            f"cannot reuse a rebuilder of a {len(rebuilder.sequence)}-residue sequence for "
+            f"another ({len(sequence)} residues)"
+        )
     result = RebuildResult(frames, minimisation=rebuilder.protocol)
     refixed = rebuilder.refixed
     kept = []
@@ -373,8 +417,13 @@ def rebuild_frames(xyz, sequence: str, chain_ids=None, frames=None, threads: int
             trace = (moved[0] - xyz[f].reshape(-1, 3)).reshape(-1, 4, 3)[:, :3]
             displacement = float(np.linalg.norm(trace, axis=-1).max() * 10.0)
             backbone_ok = bool(check_backbone(bb[None], sequence, chain_ids).valid[0])
-            ok = bool(np.isfinite(after) and after < 0 and drift < MAX_DRIFT_A
-                      and displacement < MAX_DISPLACEMENT_A and backbone_ok)
+            ok = bool(
+                np.isfinite(after)
+                and after < 0
+                and drift < MAX_DRIFT_A
+                and displacement < MAX_DISPLACEMENT_A
+                and backbone_ok
+            )
             result.energy_before.append(float(before)), result.energy_after.append(float(after))
             result.drift_A.append(drift), result.max_displacement_A.append(displacement)
             result.sane.append(ok), result.errors.append("")

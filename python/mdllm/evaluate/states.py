@@ -73,8 +73,10 @@ def load_state(name: str, path, sequence: str, min_identity: float = 0.9) -> Sta
     # unrelated protein fill a long span of the trajectory sparsely.
     span = ia[-1] - ia[0] + 1 if len(ia) else 0
     if len(ia) < 3 or len(ia) < min_identity * state.n_residues or len(ia) < min_identity * span:
-        raise MdllmError(f"{path}: state '{name}' ({state.n_residues} residues) matches only {len(ia)} residues of "
-                         f"the trajectory's sequence ({len(sequence)} residues); is it the same protein?")
+        raise MdllmError(
+            f"{path}: state '{name}' ({state.n_residues} residues) matches only {len(ia)} residues of "
+            f"the trajectory's sequence ({len(sequence)} residues); is it the same protein?"
+        )
     return State(name, state.xyz[0, ib, 1].copy(), ia, str(path))
 
 
@@ -83,8 +85,11 @@ def rmsd_to_states(xyz, states: list[State]) -> np.ndarray:
     from mdllm.geometry import rmsd
 
     xyz = np.asarray(getattr(xyz, "xyz", xyz))
-    return np.stack([rmsd(np.ascontiguousarray(xyz[:, s.traj_residues, 1]), s.ca) * 10.0 for s in states]) \
-        if states else np.zeros((0, len(xyz)), np.float32)
+    return (
+        np.stack([rmsd(np.ascontiguousarray(xyz[:, s.traj_residues, 1]), s.ca) * 10.0 for s in states])
+        if states
+        else np.zeros((0, len(xyz)), np.float32)
+    )
 
 
 def assign(rmsd_A: np.ndarray, cutoff_A: float) -> np.ndarray:

@@ -15,8 +15,19 @@ from mdllm.errors import MdllmError
 from mdllm.geometry import ramachandran
 from mdllm.geometry.ideal import ANGLE_SIGMA_DEG, BOND_SIGMA_NM, IDEAL_ANGLES_DEG, IDEAL_BONDS_NM, VDW_RADII_NM
 
-__all__ = ["ANGLE_SIGMA_DEG", "BOND_SIGMA_NM", "IDEAL_ANGLES_DEG", "IDEAL_BONDS_NM", "VDW_RADII_NM", "ValidityLimits",
-           "ValidityReport", "check_backbone", "filter_frames", "phi_psi_deg", "radius_of_gyration_A"]
+__all__ = [
+    "ANGLE_SIGMA_DEG",
+    "BOND_SIGMA_NM",
+    "IDEAL_ANGLES_DEG",
+    "IDEAL_BONDS_NM",
+    "VDW_RADII_NM",
+    "ValidityLimits",
+    "ValidityReport",
+    "check_backbone",
+    "filter_frames",
+    "phi_psi_deg",
+    "radius_of_gyration_A",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class ValidityReport:
 
     def summary(self) -> dict:
         """Ensemble numbers for metrics.json (plain Python types)."""
+
         def stats(a):
             a = np.asarray(a, np.float64)[self.finite]
             return {"mean": float(a.mean()), "max": float(a.max())} if a.size else None
@@ -90,8 +102,10 @@ class ValidityReport:
 
 
 def _ideal_table() -> np.ndarray:
-    return np.array(IDEAL_BONDS_NM + BOND_SIGMA_NM + tuple(np.deg2rad(IDEAL_ANGLES_DEG))
-                    + tuple(np.deg2rad(ANGLE_SIGMA_DEG)), np.float32)
+    return np.array(
+        IDEAL_BONDS_NM + BOND_SIGMA_NM + tuple(np.deg2rad(IDEAL_ANGLES_DEG)) + tuple(np.deg2rad(ANGLE_SIGMA_DEG)),
+        np.float32,
+    )
 
 
 def _chain_layout(n_res, chain_ids):
@@ -108,7 +122,7 @@ def radius_of_gyration_A(xyz) -> np.ndarray:
     """(F,) radius of gyration of the CA atoms in Å."""
     ca = np.asarray(xyz, np.float64)[:, :, 1]
     centred = ca - ca.mean(axis=1, keepdims=True)
-    return np.sqrt((centred ** 2).sum(-1).mean(-1)) * 10.0
+    return np.sqrt((centred**2).sum(-1).mean(-1)) * 10.0
 
 
 def phi_psi_deg(xyz, chain_ends) -> tuple[np.ndarray, np.ndarray]:
@@ -123,8 +137,9 @@ def phi_psi_deg(xyz, chain_ends) -> tuple[np.ndarray, np.ndarray]:
     return phi, psi
 
 
-def check_backbone(xyz, sequence: str | None = None, chain_ids=None, limits: ValidityLimits | None = None,
-                   backend: str = "cpp") -> ValidityReport:
+def check_backbone(
+    xyz, sequence: str | None = None, chain_ids=None, limits: ValidityLimits | None = None, backend: str = "cpp"
+) -> ValidityReport:
     """Check every frame of backbones (F, L, 4, 3) nm (or a :class:`mdllm.io.Backbone`, whose
     sequence and chains are then used). ``backend`` 'cpp' (compiled kernels) or 'numpy'."""
     if hasattr(xyz, "xyz") and hasattr(xyz, "sequence"):
@@ -148,8 +163,9 @@ def check_backbone(xyz, sequence: str | None = None, chain_ids=None, limits: Val
 
     finite = np.isfinite(xyz).all(axis=(1, 2, 3))
     bonds = kernels.check_bonds(xyz, chain_ends, _ideal_table(), limits.max_z, limits.break_A / 10.0)
-    clashes = kernels.find_clashes(xyz, chain_index, VDW_RADII_NM, limits.clash_overlap_A / 10.0,
-                                   limits.ca_min_A / 10.0, limits.min_separation)
+    clashes = kernels.find_clashes(
+        xyz, chain_index, VDW_RADII_NM, limits.clash_overlap_A / 10.0, limits.ca_min_A / 10.0, limits.min_separation
+    )
     phi, psi = phi_psi_deg(xyz, chain_ends)
     levels = ramachandran.levels(phi, psi, ramachandran.residue_classes(sequence, chain_ends))
     defined = np.maximum((levels != ramachandran.UNDEFINED).sum(axis=1), 1)
@@ -170,29 +186,50 @@ def check_backbone(xyz, sequence: str | None = None, chain_ids=None, limits: Val
         if bonds.n_breaks[f]:
             why.append(f"chain break: {bonds.n_breaks[f]} C-N distance(s) > {limits.break_A:g} A")
         if bonds.n_bond_outliers[f] + bonds.n_angle_outliers[f] > limits.max_geometry_outliers:
-            why.append(f"geometry: {bonds.n_bond_outliers[f]} bond and {bonds.n_angle_outliers[f]} angle "
-                       f"outlier(s) > {limits.max_z:g} sigma (worst bond {bonds.worst_bond_z[f]:.1f} sigma at "
-                       f"{label(bonds.worst_bond_res[f])}, angle {bonds.worst_angle_z[f]:.1f} sigma at "
-                       f"{label(bonds.worst_angle_res[f])})")
+            why.append(
+                f"geometry: {bonds.n_bond_outliers[f]} bond and {bonds.n_angle_outliers[f]} angle "
+                f"outlier(s) > {limits.max_z:g} sigma (worst bond {bonds.worst_bond_z[f]:.1f} sigma at "
+                f"{label(bonds.worst_bond_res[f])}, angle {bonds.worst_angle_z[f]:.1f} sigma at "
+                f"{label(bonds.worst_angle_res[f])})"
+            )
         if clashes.n_clashes[f] > limits.max_clashes or clashes.n_ca_clashes[f]:
             i, j = clashes.worst_pair[f]
             worst = f", worst {clashes.worst_overlap[f] * 10:.2f} A between {label(i)} and {label(j)}" if i >= 0 else ""
-            why.append(f"clash: {clashes.n_clashes[f]} backbone atom pair(s) overlapping > "
-                       f"{limits.clash_overlap_A:g} A, {clashes.n_ca_clashes[f]} CA pair(s) < {limits.ca_min_A:g} A{worst}")
+            why.append(
+                f"clash: {clashes.n_clashes[f]} backbone atom pair(s) overlapping > "
+                f"{limits.clash_overlap_A:g} A, {clashes.n_ca_clashes[f]} CA pair(s) < {limits.ca_min_A:g} A{worst}"
+            )
         if rama_out[f] > limits.max_rama_outlier_fraction:
-            why.append(f"ramachandran: {rama_out[f]:.1%} of residues in outlier regions "
-                       f"(> {limits.max_rama_outlier_fraction:.1%})")
+            why.append(
+                f"ramachandran: {rama_out[f]:.1%} of residues in outlier regions "
+                f"(> {limits.max_rama_outlier_fraction:.1%})"
+            )
         if limits.rg_range_A is not None and not limits.rg_range_A[0] <= rg[f] <= limits.rg_range_A[1]:
-            why.append(f"rg: radius of gyration {rg[f]:.1f} A outside {limits.rg_range_A[0]:g}-{limits.rg_range_A[1]:g} A")
+            why.append(
+                f"rg: radius of gyration {rg[f]:.1f} A outside {limits.rg_range_A[0]:g}-{limits.rg_range_A[1]:g} A"
+            )
         reasons.append(why)
 
     return ValidityReport(
-        valid=np.array([not r for r in reasons], bool), reasons=reasons, finite=finite,
-        n_bond_outliers=bonds.n_bond_outliers, n_angle_outliers=bonds.n_angle_outliers, n_breaks=bonds.n_breaks,
-        worst_bond_z=bonds.worst_bond_z, worst_angle_z=bonds.worst_angle_z, n_clashes=clashes.n_clashes,
-        n_ca_clashes=clashes.n_ca_clashes, worst_overlap_A=clashes.worst_overlap * 10.0,
-        rama_outlier_fraction=rama_out, rama_favoured_fraction=rama_fav, rg_A=rg,
-        phi_deg=phi, psi_deg=psi, rama_levels=levels, limits=limits)
+        valid=np.array([not r for r in reasons], bool),
+        reasons=reasons,
+        finite=finite,
+        n_bond_outliers=bonds.n_bond_outliers,
+        n_angle_outliers=bonds.n_angle_outliers,
+        n_breaks=bonds.n_breaks,
+        worst_bond_z=bonds.worst_bond_z,
+        worst_angle_z=bonds.worst_angle_z,
+        n_clashes=clashes.n_clashes,
+        n_ca_clashes=clashes.n_ca_clashes,
+        worst_overlap_A=clashes.worst_overlap * 10.0,
+        rama_outlier_fraction=rama_out,
+        rama_favoured_fraction=rama_fav,
+        rg_A=rg,
+        phi_deg=phi,
+        psi_deg=psi,
+        rama_levels=levels,
+        limits=limits,
+    )
 
 
 def filter_frames(backbone, limits: ValidityLimits | None = None):

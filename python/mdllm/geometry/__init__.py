@@ -76,8 +76,10 @@ def _frame_points(rotations, translations, points):
     translations = np.ascontiguousarray(translations, np.float32)
     points = np.ascontiguousarray(points, np.float32)
     if rotations.ndim != 4 or rotations.shape[2:] != (3, 3) or translations.shape != rotations.shape[:3]:
-        raise MdllmError(f"rotations (F, L, 3, 3) and translations (F, L, 3) expected, got "
-                         f"{rotations.shape} and {translations.shape}")
+        raise MdllmError(
+            f"rotations (F, L, 3, 3) and translations (F, L, 3) expected, got "
+            f"{rotations.shape} and {translations.shape}"
+        )
     if points.ndim != 4 or points.shape[:2] != rotations.shape[:2] or points.shape[-1] != 3:
         raise MdllmError(f"points must have shape (F, L, P, 3) matching the frames, got {points.shape}")
     return rotations, translations, points
@@ -136,8 +138,7 @@ def nerf(bonds, angles, torsions):
     arrays = [np.ascontiguousarray(a, np.float32) for a in (bonds, angles, torsions)]
     shape = arrays[0].shape
     if len(shape) != 3 or shape[2] != 4 or any(a.shape != shape for a in arrays):
-        raise MdllmError(f"bonds, angles and torsions must share a shape (F, L, 4), got "
-                         f"{[a.shape for a in arrays]}")
+        raise MdllmError(f"bonds, angles and torsions must share a shape (F, L, 4), got {[a.shape for a in arrays]}")
     xyz = np.empty((shape[0], shape[1], 4, 3), np.float32)
     _core.nerf(*arrays, shape[0], shape[1], xyz)
     return xyz

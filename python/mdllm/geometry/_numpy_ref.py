@@ -11,8 +11,20 @@ import numpy as np
 
 from mdllm.geometry.vectors import angle, dihedral, kabsch, normalize, place
 
-__all__ = ["angle", "dihedral", "dihedrals", "internal_coordinates", "nerf", "pairwise_rmsd", "place",
-           "rigid_frames", "rmsd_to_reference", "superpose", "to_global", "to_local"]
+__all__ = [
+    "angle",
+    "dihedral",
+    "dihedrals",
+    "internal_coordinates",
+    "nerf",
+    "pairwise_rmsd",
+    "place",
+    "rigid_frames",
+    "rmsd_to_reference",
+    "superpose",
+    "to_global",
+    "to_local",
+]
 
 
 def rigid_frames(xyz):

@@ -40,12 +40,22 @@ def _ideal_distances(omega: float = np.pi):
     c0 = np.array([b_ca_c, 0.0, 0.0])
     n0 = b_n_ca * np.array([np.cos(a_n_ca_c), np.sin(a_n_ca_c), 0.0])
     n1 = place(n0, ca0, c0, b_c_n, a_ca_c_n, np.deg2rad(-45.0))  # psi: no distance below depends on it
-    o0 = place(n1, ca0, c0, b_c_o, a_ca_c_o, np.pi)             # carbonyl O in the peptide plane
+    o0 = place(n1, ca0, c0, b_c_o, a_ca_c_o, np.pi)  # carbonyl O in the peptide plane
     ca1 = place(ca0, c0, n1, b_n_ca, a_c_n_ca, omega)
     atoms = {(N, 0): n0, (CA, 0): ca0, (C, 0): c0, (O, 0): o0, (N, 1): n1, (CA, 1): ca1}
-    pairs = [((N, 0), (CA, 0)), ((CA, 0), (C, 0)), ((C, 0), (O, 0)), ((C, 0), (N, 1)),   # bonds
-             ((N, 0), (C, 0)), ((CA, 0), (O, 0)), ((CA, 0), (N, 1)), ((O, 0), (N, 1)),   # angles
-             ((C, 0), (CA, 1)), ((CA, 0), (CA, 1)), ((O, 0), (CA, 1))]                   # angle, plane
+    pairs = [
+        ((N, 0), (CA, 0)),
+        ((CA, 0), (C, 0)),
+        ((C, 0), (O, 0)),
+        ((C, 0), (N, 1)),  # bonds
+        ((N, 0), (C, 0)),
+        ((CA, 0), (O, 0)),
+        ((CA, 0), (N, 1)),
+        ((O, 0), (N, 1)),  # angles
+        ((C, 0), (CA, 1)),
+        ((CA, 0), (CA, 1)),
+        ((O, 0), (CA, 1)),
+    ]  # angle, plane
     return [(a, b, ib - ia, float(np.linalg.norm(atoms[(a, ia)] - atoms[(b, ib)]))) for (a, ia), (b, ib) in pairs]
 
 
@@ -53,7 +63,9 @@ IDEAL = _ideal_distances()
 IDEAL_CIS = _ideal_distances(0.0)  # differs from IDEAL only in the two 1-4 distances across the peptide
 VDW_A = np.array([1.55, 1.70, 1.70, 1.52])  # N, CA, C, O: ideal.VDW_RADII_NM in Å, as the validity check uses
 CA_MIN_A = 3.0  # non-neighbouring CAs closer than this clash (the validity check's limit)
-GEOMETRY_WEIGHT = 10.0  # per Å² of bond, 1-3 distance and overlap error; position restraint and Ramachandran terms are relative to 1
+GEOMETRY_WEIGHT = (
+    10.0  # per Å² of bond, 1-3 distance and overlap error; position restraint and Ramachandran terms are relative to 1
+)
 
 # The C++ backend's stop: no gradient component above this (energy per Å). tests/test_refine.py shows
 # that its results then match the reference's within the stated tolerances.
@@ -74,7 +86,7 @@ def _rama_fields():
     fields = []
     for levels in table:
         tiled = np.tile(levels >= ramachandran.ALLOWED, (3, 3))  # periodic: the middle tile sees its wrap
-        dist = distance_transform_edt(~tiled)[n:2 * n, n:2 * n] * np.deg2rad(bin_deg)
+        dist = distance_transform_edt(~tiled)[n : 2 * n, n : 2 * n] * np.deg2rad(bin_deg)
         fields.append(dist)
     dist = np.stack(fields)
     step = np.deg2rad(bin_deg)
@@ -89,8 +101,10 @@ def _rama_fields():
 def _hermite(t):
     """Cubic Hermite basis on [0, 1] (value at 0, value at 1, slope at 0, slope at 1) and its derivative."""
     t2, t3 = t * t, t * t * t
-    return ((2 * t3 - 3 * t2 + 1, -2 * t3 + 3 * t2, t3 - 2 * t2 + t, t3 - t2),
-            (6 * t2 - 6 * t, -6 * t2 + 6 * t, 3 * t2 - 4 * t + 1, 3 * t2 - 2 * t))
+    return (
+        (2 * t3 - 3 * t2 + 1, -2 * t3 + 3 * t2, t3 - 2 * t2 + t, t3 - t2),
+        (6 * t2 - 6 * t, -6 * t2 + 6 * t, 3 * t2 - 4 * t + 1, 3 * t2 - 2 * t),
+    )
 
 
 def _interpolate(fields, cls, phi, psi):
@@ -111,8 +125,12 @@ def _interpolate(fields, cls, phi, psi):
         for b in (0, 1):
             cell = (cls, iu[a], iv[b])
             # node data in grid units: value, slopes times the step, mixed slope times step squared
-            terms = ((dist[cell], a, b), (d_phi[cell] * step, a + 2, b), (d_psi[cell] * step, a, b + 2),
-                     (d_phipsi[cell] * step * step, a + 2, b + 2))
+            terms = (
+                (dist[cell], a, b),
+                (d_phi[cell] * step, a + 2, b),
+                (d_psi[cell] * step, a, b + 2),
+                (d_phipsi[cell] * step * step, a + 2, b + 2),
+            )
             for f, ku, kv in terms:
                 value += f * hu[ku] * hv[kv]
                 by_phi += f * du[ku] * hv[kv]
@@ -188,7 +206,7 @@ def _springs(p, grad, a, b, target, push_only=False) -> float:
     g = (2 * GEOMETRY_WEIGHT * diff / d)[..., None] * v
     np.add.at(grad, a, g)
     np.add.at(grad, b, -g)
-    return GEOMETRY_WEIGHT * (diff ** 2).sum()
+    return GEOMETRY_WEIGHT * (diff**2).sum()
 
 
 def _check(xyz, sequence):
@@ -204,10 +222,19 @@ def _check(xyz, sequence):
     return xyz
 
 
-def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, rama: float = 20.0,
-                     iterations: int | None = None, rounds: int = 3, allowed_overlap_A: float = 0.4,
-                     backend: str = "cpp", gradient_tol: float = GRADIENT_TOL, progress: bool = False,
-                     stats: dict | None = None) -> np.ndarray:
+def refine_backbones(
+    xyz,
+    sequence: str | None = None,
+    restraint: float = 0.02,
+    rama: float = 20.0,
+    iterations: int | None = None,
+    rounds: int = 3,
+    allowed_overlap_A: float = 0.4,
+    backend: str = "cpp",
+    gradient_tol: float = GRADIENT_TOL,
+    progress: bool = False,
+    stats: dict | None = None,
+) -> np.ndarray:
     """Refined copy of backbones (F, L, 4, 3) nm (N, CA, C, O): ideal bonds, angles and trans peptide
     planes, no backbone overlaps beyond ``allowed_overlap_A`` (nor CAs closer than 3 Å), each atom held
     to its input position by a spring ``restraint`` times weaker than the geometry terms. With
@@ -230,8 +257,9 @@ def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, 
     xyz = np.ascontiguousarray(_check(xyz, sequence))
     n_frames, n_res = xyz.shape[:2]
     args = _core_terms(sequence, n_res, rama)
-    opts = _core_options(restraint, rama, CPP_ITERATIONS if iterations is None else iterations, rounds,
-                         allowed_overlap_A, gradient_tol)
+    opts = _core_options(
+        restraint, rama, CPP_ITERATIONS if iterations is None else iterations, rounds, allowed_overlap_A, gradient_tol
+    )
     out = np.empty_like(xyz)
     energy, max_gradient = np.empty(n_frames), np.empty(n_frames)
     its, evals = np.empty(n_frames, np.int32), np.empty(n_frames, np.int32)
@@ -244,8 +272,9 @@ def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, 
         bar = progress_bar(total=n_frames, unit="frame", desc="refining")
     for b in range(0, n_frames, chunk):
         e = min(n_frames, b + chunk)
-        _core.refine(xyz[b:e], e - b, n_res, *args, opts, out[b:e], energy[b:e], its[b:e], evals[b:e],
-                     max_gradient[b:e])
+        _core.refine(
+            xyz[b:e], e - b, n_res, *args, opts, out[b:e], energy[b:e], its[b:e], evals[b:e], max_gradient[b:e]
+        )
         if bar:
             bar.update(e - b)
     if bar:
@@ -255,8 +284,14 @@ def refine_backbones(xyz, sequence: str | None = None, restraint: float = 0.02, 
     return out
 
 
-def restraint_energy(xyz, input_xyz, sequence: str | None = None, restraint: float = 0.02, rama: float = 20.0,
-                     allowed_overlap_A: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+def restraint_energy(
+    xyz,
+    input_xyz,
+    sequence: str | None = None,
+    restraint: float = 0.02,
+    rama: float = 20.0,
+    allowed_overlap_A: float = 0.4,
+) -> tuple[np.ndarray, np.ndarray]:
     """The energy that :func:`refine_backbones` minimises, at backbones ``xyz`` for atoms restrained to
     ``input_xyz`` (both (F, L, 4, 3) nm), with overlaps listed at ``xyz``: per-frame energy (F,) and
     its gradient (F, L, 4, 3) per Å (compiled core)."""
@@ -268,8 +303,16 @@ def restraint_energy(xyz, input_xyz, sequence: str | None = None, restraint: flo
         raise MdllmError(f"backbones of shape {xyz.shape} and their inputs of shape {input_xyz.shape} differ")
     n_frames, n_res = xyz.shape[:2]
     energy, grad = np.empty(n_frames), np.empty(xyz.shape, np.float64)
-    _core.refine_energy(xyz, input_xyz, n_frames, n_res, *_core_terms(sequence, n_res, rama),
-                        _core_options(restraint, rama, 0, 1, allowed_overlap_A, GRADIENT_TOL), energy, grad)
+    _core.refine_energy(
+        xyz,
+        input_xyz,
+        n_frames,
+        n_res,
+        *_core_terms(sequence, n_res, rama),
+        _core_options(restraint, rama, 0, 1, allowed_overlap_A, GRADIENT_TOL),
+        energy,
+        grad,
+    )
     return energy, grad
 
 
@@ -288,9 +331,18 @@ def _core_terms(sequence, n_res, rama):
 def _core_options(restraint, rama, iterations, rounds, allowed_overlap_A, gradient_tol) -> dict:
     if rounds < 1 or iterations < 0:
         raise MdllmError(f"refinement needs rounds >= 1 and iterations >= 0, got {rounds} and {iterations}")
-    return dict(geometry_weight=GEOMETRY_WEIGHT, restraint=restraint, rama=rama, radius_A=VDW_A.tolist(),
-                allowed_overlap_A=allowed_overlap_A, ca_min_A=CA_MIN_A + 0.1, contact_margin_A=0.5,
-                iterations=iterations, rounds=rounds, gradient_tol=gradient_tol)
+    return dict(
+        geometry_weight=GEOMETRY_WEIGHT,
+        restraint=restraint,
+        rama=rama,
+        radius_A=VDW_A.tolist(),
+        allowed_overlap_A=allowed_overlap_A,
+        ca_min_A=CA_MIN_A + 0.1,
+        contact_margin_A=0.5,
+        iterations=iterations,
+        rounds=rounds,
+        gradient_tol=gradient_tol,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -335,7 +387,7 @@ def _energy(p, x0, ii, jj, d0, contacts, rama_terms, restraint, rama):
         psi, dpsi = _dihedral_and_gradient(*(p[:, k] for k in psi_atoms))
         dist, slope_phi, slope_psi = _interpolate(fields, np.broadcast_to(classes, phi.shape), phi, psi)
         dist = np.maximum(dist, 0.0)  # the cubic may dip below 0 inside the allowed region
-        e += rama * (dist ** 2).sum()
+        e += rama * (dist**2).sum()
         for atoms, grads, slope in ((phi_atoms, dphi, slope_phi), (psi_atoms, dpsi, slope_psi)):
             coef = (2 * rama * dist * slope)[..., None]
             for k, gk in zip(atoms, grads):
@@ -343,8 +395,9 @@ def _energy(p, x0, ii, jj, d0, contacts, rama_terms, restraint, rama):
     return e, grad
 
 
-def _reference_energy(xyz, input_xyz, sequence=None, restraint=0.02, rama=20.0,
-                      allowed_overlap_A=0.4) -> tuple[float, np.ndarray]:
+def _reference_energy(
+    xyz, input_xyz, sequence=None, restraint=0.02, rama=20.0, allowed_overlap_A=0.4
+) -> tuple[float, np.ndarray]:
     """The reference's total energy over all frames (contacts listed at ``xyz``) and its gradient (Å);
     the twin of :func:`restraint_energy`."""
     x0 = np.asarray(input_xyz, np.float32).reshape(len(input_xyz), -1, 3).astype(np.float64) * 10.0
@@ -370,6 +423,7 @@ def _refine_reference(xyz, sequence, restraint, rama, iterations, rounds, allowe
             e, grad = _energy(flat.reshape(x0.shape), x0, ii, jj, d0, contacts, rama_terms, restraint, rama)
             return e, grad.ravel()
 
-        x = minimize(energy, x.ravel(), jac=True, method="L-BFGS-B",
-                     options={"maxiter": iterations // rounds, "gtol": 1e-6}).x.reshape(x0.shape)
+        x = minimize(
+            energy, x.ravel(), jac=True, method="L-BFGS-B", options={"maxiter": iterations // rounds, "gtol": 1e-6}
+        ).x.reshape(x0.shape)
     return (x / 10.0).reshape(xyz.shape).astype(np.float32)

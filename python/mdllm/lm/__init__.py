@@ -6,8 +6,14 @@ that ``mdllm.lm.text`` (the vocabulary layout, numpy only) serves generation fro
 
 import importlib
 
-_LAZY = {"MistralLM": "mdllm.lm.model", "ModelConfig": "mdllm.lm.model", "load": "mdllm.lm.store",
-         "load_hf": "mdllm.lm.store", "save": "mdllm.lm.store", "Vocabulary": "mdllm.lm.text"}
+_LAZY = {
+    "MistralLM": "mdllm.lm.model",
+    "ModelConfig": "mdllm.lm.model",
+    "load": "mdllm.lm.store",
+    "load_hf": "mdllm.lm.store",
+    "save": "mdllm.lm.store",
+    "Vocabulary": "mdllm.lm.text",
+}
 
 __all__ = list(_LAZY)
 

@@ -21,8 +21,10 @@ def load_token_files(paths, vocab: Vocabulary | None = None) -> list[TokenFile]:
     ref = vocab or vocabulary_for(trajs[0])
     for t in trajs:
         if t.tokens.ndim != 2:
-            raise in_file(t.source, f"tokens of {t.tokens.shape[0]} walkers; training reads one trajectory "
-                                    "(frames, residues) per file")
+            raise in_file(
+                t.source,
+                f"tokens of {t.tokens.shape[0]} walkers; training reads one trajectory (frames, residues) per file",
+            )
         ref.check_tokenizer(t.codebook_size, t.tokenizer_hash, source=t.source)
         ref.check_key_tokenizer(t.key_codebook_size, t.key_tokenizer_hash, source=t.source)
         if ref.key_codebook_size and t.key_tokens is None:
@@ -32,12 +34,18 @@ def load_token_files(paths, vocab: Vocabulary | None = None) -> list[TokenFile]:
 
 def vocabulary_for(traj: TokenFile, n_conditioning: int = 8) -> Vocabulary:
     """The vocabulary of a new model for tokens like ``traj``'s (with key-frame fold codes for motion tokens)."""
-    return Vocabulary(traj.codebook_size, traj.tokenizer_hash, n_conditioning,
-                      key_codebook_size=traj.key_codebook_size, key_tokenizer_hash=traj.key_tokenizer_hash)
+    return Vocabulary(
+        traj.codebook_size,
+        traj.tokenizer_hash,
+        n_conditioning,
+        key_codebook_size=traj.key_codebook_size,
+        key_tokenizer_hash=traj.key_tokenizer_hash,
+    )
 
 
-def windows(trajs: list[TokenFile], vocab: Vocabulary, window: int, stride: int,
-            val_fraction: float) -> tuple[list, list]:
+def windows(
+    trajs: list[TokenFile], vocab: Vocabulary, window: int, stride: int, val_fraction: float
+) -> tuple[list, list]:
     """Cut each trajectory in time: the first (1 - val_fraction) of its frames give training windows,
     the rest validation windows, so no validation frame is ever seen in training. A trajectory with
     fewer frames than ``window`` gives shorter windows (an NMR ensemble or a single structure)."""
@@ -45,13 +53,13 @@ def windows(trajs: list[TokenFile], vocab: Vocabulary, window: int, stride: int,
     for t in trajs:
         F = t.tokens.shape[0]
         n_val = int(round(F * val_fraction)) if F > 1 else 0
-        for part, out in ((t.tokens[:F - n_val], train), (t.tokens[F - n_val:], val)):
+        for part, out in ((t.tokens[: F - n_val], train), (t.tokens[F - n_val :], val)):
             n = part.shape[0]
             if n == 0:
                 continue
             w = min(window, n)
             for start in range(0, n - w + 1, stride):
-                out.append(vocab.example(t.sequence, part[start:start + w], key_tokens=t.key_tokens))
+                out.append(vocab.example(t.sequence, part[start : start + w], key_tokens=t.key_tokens))
     return train, val
 
 
@@ -66,6 +74,6 @@ def collate(examples, pad_id: int):
     ids = torch.full((len(examples), n), pad_id, dtype=torch.long)
     targets = torch.full((len(examples), n), IGNORE, dtype=torch.long)
     for i, (x, y) in enumerate(examples):
-        ids[i, :len(x)] = torch.from_numpy(x)
-        targets[i, :len(y)] = torch.from_numpy(y)
+        ids[i, : len(x)] = torch.from_numpy(x)
+        targets[i, : len(y)] = torch.from_numpy(y)
     return ids, targets

@@ -29,8 +29,10 @@ from mdllm.lm.text import SPECIALS
 GGUF_TYPES = ("f32", "f16", "q8_0")
 LLAMA_FTYPE_MOSTLY_Q8_0 = 7  # llama.h enum llama_ftype
 
-FRAME_RULE = ("after the prefix '<s> <seq> residues </seq> [conditioning]', every frame is exactly "
-              "L structure tokens (L = number of residues in the prefix) followed by one <frame> token")
+FRAME_RULE = (
+    "after the prefix '<s> <seq> residues </seq> [conditioning]', every frame is exactly "
+    "L structure tokens (L = number of residues in the prefix) followed by one <frame> token"
+)
 
 
 def merged_copy(model: MistralLM) -> MistralLM:
@@ -46,8 +48,7 @@ def interleave_rotary_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
     """Rows of a q/k projection from the rotate-halves to the interleaved-pairs layout."""
     out_dim, in_dim = weight.shape
     head_dim = out_dim // n_heads
-    return (weight.reshape(n_heads, 2, head_dim // 2, in_dim)
-            .swapaxes(1, 2).reshape(out_dim, in_dim).copy())
+    return weight.reshape(n_heads, 2, head_dim // 2, in_dim).swapaxes(1, 2).reshape(out_dim, in_dim).copy()
 
 
 def gguf_tensors(model: MistralLM):
@@ -82,9 +83,11 @@ def write_gguf(model: MistralLM, path, dtype: str = "f32", name: str = "mdllm st
         raise MdllmError("model has no vocabulary layout (tokenizer hash, codebook size); cannot export")
     cfg = model.config
     if cfg.sliding_window is not None and cfg.sliding_window < cfg.max_position_embeddings:
-        raise MdllmError(f"sliding window {cfg.sliding_window} < context {cfg.max_position_embeddings}: "
-                         "llama.cpp's llama architecture has no sliding window, so the GGUF would "
-                         "compute something else")
+        raise MdllmError(
+            f"sliding window {cfg.sliding_window} < context {cfg.max_position_embeddings}: "
+            "llama.cpp's llama architecture has no sliding window, so the GGUF would "
+            "compute something else"
+        )
     path = Path(path)
     if dtype == "q8_0":
         return _quantize_q8_0(model, path, name)
@@ -116,7 +119,8 @@ def _write(model: MistralLM, path: Path, dtype: str, name: str) -> None:
     strings = [f"<base_{i}>" for i in range(vocab.offset)] + vocab.token_strings()
     types = [gguf.TokenType.NORMAL] * vocab.offset + [
         gguf.TokenType.CONTROL if i < len(SPECIALS) else gguf.TokenType.USER_DEFINED
-        for i in range(len(strings) - vocab.offset)]
+        for i in range(len(strings) - vocab.offset)
+    ]
     w.add_tokenizer_model("llama")
     w.add_token_list(strings)
     w.add_token_scores([0.0] * len(strings))
@@ -146,9 +150,17 @@ def _write(model: MistralLM, path: Path, dtype: str, name: str) -> None:
     w.add_uint32(keys.N_RESIDUES, lengths.pop() if len(lengths) == 1 else 0)
     if sequences:
         w.add_array(keys.TRAIN_SEQUENCES, sequences)
-    w.add_string(keys.CONFIG, json.dumps({"model": cfg.to_dict(), "vocab": vocab.to_dict(),
-                                             "merged_lora": model.meta.get("merged_lora"),
-                                             "training": model.meta.get("training")}))
+    w.add_string(
+        keys.CONFIG,
+        json.dumps(
+            {
+                "model": cfg.to_dict(),
+                "vocab": vocab.to_dict(),
+                "merged_lora": model.meta.get("merged_lora"),
+                "training": model.meta.get("training"),
+            }
+        ),
+    )
 
     for tensor_name, array in gguf_tensors(model):
         if dtype == "f16" and array.ndim == 2:
@@ -172,15 +184,13 @@ def _quantize_q8_0(model: MistralLM, path: Path, name: str) -> Path:
     if cfg.hidden_size % 32 or cfg.intermediate_size % 32:
         raise MdllmError("Q8_0 needs hidden_size and intermediate_size divisible by 32")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".q8_0-") as scratch, \
-            atomic_output(path) as tmp:
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".q8_0-") as scratch, atomic_output(path) as tmp:
         f32_path = Path(scratch) / "model.f32.gguf"
         _write(merged_copy(model), f32_path, "f32", name)
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = LLAMA_FTYPE_MOSTLY_Q8_0
         params.nthread = max(1, torch.get_num_threads())
-        status = llama_cpp.llama_model_quantize(str(f32_path).encode(), str(tmp).encode(),
-                                                ctypes.byref(params))
+        status = llama_cpp.llama_model_quantize(str(f32_path).encode(), str(tmp).encode(), ctypes.byref(params))
         if status != 0:
             raise MdllmError(f"{path}: llama.cpp quantization to Q8_0 failed (status {status})")
     return path
@@ -194,5 +204,5 @@ def read_metadata(path) -> dict:
     out = {}
     for key, field in reader.fields.items():
         if key.startswith(keys.PREFIX):
-            out[key[len(keys.PREFIX):]] = field.contents()
+            out[key[len(keys.PREFIX) :]] = field.contents()
     return out

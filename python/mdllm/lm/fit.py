@@ -58,8 +58,10 @@ def _new_model(trajs, spec: NewModel, window: int):
     if spec.preset not in PRESETS:
         raise MdllmError(f"unknown preset {spec.preset!r}; choose from {', '.join(PRESETS)}")
     vocab = vocabulary_for(trajs[0], spec.n_conditioning)
-    longest = max(len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + min(window, len(t.tokens)) * (t.tokens.shape[1] + 1)
-                  for t in trajs)
+    longest = max(
+        len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + min(window, len(t.tokens)) * (t.tokens.shape[1] + 1)
+        for t in trajs
+    )
     shape = dict(PRESETS[spec.preset])
     if spec.heads:
         shape["num_attention_heads"] = spec.heads
@@ -78,8 +80,19 @@ def _new_model(trajs, spec: NewModel, window: int):
     return model
 
 
-def fit(data, out, *, base=None, hf_base=None, new: NewModel = NewModel(), lora: LoraSettings = LoraSettings(),
-        windows: Windows = Windows(), train=None, resume: bool = False, command: str = "") -> FitResult:
+def fit(
+    data,
+    out,
+    *,
+    base=None,
+    hf_base=None,
+    new: NewModel = NewModel(),
+    lora: LoraSettings = LoraSettings(),
+    windows: Windows = Windows(),
+    train=None,
+    resume: bool = False,
+    command: str = "",
+) -> FitResult:
     """Train on the token files ``data`` (paths of `mdllm encode` outputs) and save the model in ``out``
     (config.json + model.safetensors; checkpoints there too). ``base``: an mdllm model directory to
     fine-tune; ``hf_base``: a local Hugging Face Llama/Mistral checkpoint to extend; neither: a new
@@ -98,8 +111,10 @@ def fit(data, out, *, base=None, hf_base=None, new: NewModel = NewModel(), lora:
     if base and hf_base:
         raise MdllmError("give a base or a Hugging Face base, not both")
     if (out / CHECKPOINT).exists() and not resume:
-        raise MdllmError(f"{out}: holds a checkpoint of an earlier run; continue it (mdllm train --resume, "
-                          "or resume=True) or choose another output directory")
+        raise MdllmError(
+            f"{out}: holds a checkpoint of an earlier run; continue it (mdllm train --resume, "
+            "or resume=True) or choose another output directory"
+        )
     paths = [str(p) for p in data]
     if not paths:
         raise MdllmError("no token files to train on")
@@ -117,39 +132,67 @@ def fit(data, out, *, base=None, hf_base=None, new: NewModel = NewModel(), lora:
             merge_lora(model)
             model.meta["lora"] = None
     elif hf_base:
-        model = store.load_hf(hf_base, trajs[0].codebook_size, trajs[0].tokenizer_hash, new.n_conditioning,
-                              seed=train.seed)
+        model = store.load_hf(
+            hf_base, trajs[0].codebook_size, trajs[0].tokenizer_hash, new.n_conditioning, seed=train.seed
+        )
     else:
         model = _new_model(trajs, new, windows.window)
     train_ex, val_ex = cut_windows(trajs, model.vocab, windows.window, windows.stride, windows.val_fraction)
     longest = max(len(ids) for ids, _ in train_ex + val_ex)
     if longest > model.config.max_position_embeddings:
-        raise MdllmError(f"a window of {windows.window} frames needs {longest} tokens but the model's context "
-                         f"is {model.config.max_position_embeddings}; use a smaller window")
+        raise MdllmError(
+            f"a window of {windows.window} frames needs {longest} tokens but the model's context "
+            f"is {model.config.max_position_embeddings}; use a smaller window"
+        )
     if lora.rank:
         add_lora(model, lora.rank, lora.alpha, lora.dropout, list(lora.targets))
-        model.meta["lora"] = {"rank": lora.rank, "alpha": lora.alpha, "dropout": lora.dropout,
-                              "targets": list(lora.targets)}
+        model.meta["lora"] = {
+            "rank": lora.rank,
+            "alpha": lora.alpha,
+            "dropout": lora.dropout,
+            "targets": list(lora.targets),
+        }
 
-    record = {"command": command, "data": paths, "sequences": sorted({t.sequence for t in trajs}),
-              "seed": train.seed, "window": windows.window, "stride": windows.stride,
-              "val_fraction": windows.val_fraction, "base": str(base or hf_base) if (base or hf_base) else None,
-              "train_windows": len(train_ex), "val_windows": len(val_ex)}
+    record = {
+        "command": command,
+        "data": paths,
+        "sequences": sorted({t.sequence for t in trajs}),
+        "seed": train.seed,
+        "window": windows.window,
+        "stride": windows.stride,
+        "val_fraction": windows.val_fraction,
+        "base": str(base or hf_base) if (base or hf_base) else None,
+        "train_windows": len(train_ex),
+        "val_windows": len(val_ex),
+    }
     dist_info = init_distributed()
     if dist_info.is_main and train.progress:
-        print(f"model: {model.num_parameters():,} parameters, {model.num_parameters(True):,} trained; "
-              f"{len(train_ex)} training / {len(val_ex)} validation windows from {len(trajs)} files",
-              file=sys.stderr)
+        print(
+            f"model: {model.num_parameters():,} parameters, {model.num_parameters(True):,} trained; "
+            f"{len(train_ex)} training / {len(val_ex)} validation windows from {len(trajs)} files",
+            file=sys.stderr,
+        )
     history = run_training(model, train_ex, val_ex, out, train, resume=resume, record=record)
     final_val = history["val"][-1] if history["val"] else None
     if dist_info.is_main:
-        model.meta["training"] = {**record, "steps": len(history["train"]), "final_val": final_val,
-                                  "best_val": history.get("best_val")}
+        model.meta["training"] = {
+            **record,
+            "steps": len(history["train"]),
+            "final_val": final_val,
+            "best_val": history.get("best_val"),
+        }
         store.save(model.cpu(), out)
     if dist_info.world_size > 1:
         import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()
-    return FitResult(out=out, steps=len(history["train"]), train_windows=len(train_ex), val_windows=len(val_ex),
-                     final_val=final_val, best_val=history.get("best_val"), history=history)
+    return FitResult(
+        out=out,
+        steps=len(history["train"]),
+        train_windows=len(train_ex),
+        val_windows=len(val_ex),
+        final_val=final_val,
+        best_val=history.get("best_val"),
+        history=history,
+    )

@@ -46,8 +46,7 @@ class LoRALinear(nn.Module):
         return merged
 
 
-def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float = 0.0,
-             targets=DEFAULT_TARGETS) -> list[str]:
+def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float = 0.0, targets=DEFAULT_TARGETS) -> list[str]:
     """Freeze the model and wrap every Linear whose attribute name is in ``targets``; returns the
     wrapped module names."""
     targets = tuple(targets)

@@ -55,12 +55,15 @@ class ModelConfig:
 
 # Named sizes for ``mdllm train --preset``; vocab_size and context come from the data.
 PRESETS = {
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2),
-    "small": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8,
-                  num_key_value_heads=2),
-    "base": dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
-                 num_key_value_heads=2),
+    "tiny": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    ),
+    "small": dict(
+        hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2
+    ),
+    "base": dict(
+        hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6, num_key_value_heads=2
+    ),
 }
 
 
@@ -196,12 +199,12 @@ class MistralLM(nn.Module):
         """ids (B, T) -> logits (B, T, vocab)."""
         B, T = ids.shape
         if T > self.config.max_position_embeddings:
-            raise MdllmError(f"sequence of {T} tokens exceeds the model's context of "
-                             f"{self.config.max_position_embeddings}")
+            raise MdllmError(
+                f"sequence of {T} tokens exceeds the model's context of {self.config.max_position_embeddings}"
+            )
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise MdllmError(f"token id outside the model's vocabulary of {self.config.vocab_size}")
-        cos, sin = rotary_tables(torch.arange(T, device=ids.device), self.config.head_dim,
-                                 self.config.rope_theta)
+        cos, sin = rotary_tables(torch.arange(T, device=ids.device), self.config.head_dim, self.config.rope_theta)
         mask = self.attention_mask(T, ids.device)
         x = self.model.embed_tokens(ids)
         for layer in self.model.layers:
@@ -223,12 +226,10 @@ def loss_and_accuracy(logits, targets, ignore_index: int = -100):
     logits = logits[:, :-1].float()
     targets = targets[:, 1:]
     flat_t = targets.reshape(-1)
-    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t,
-                               ignore_index=ignore_index, reduction="sum")
+    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=ignore_index, reduction="sum")
     counted = flat_t != ignore_index
     correct = ((logits.argmax(-1).reshape(-1) == flat_t) & counted).sum()
     return loss_sum, correct, counted.sum()
-
 
 
 def init_motion_codes(model: "MistralLM", codebook, scale: float = 1.0) -> None:

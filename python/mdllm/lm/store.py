@@ -26,9 +26,13 @@ def state_for_saving(model: MistralLM) -> dict[str, torch.Tensor]:
 
 
 def model_config_dict(model: MistralLM) -> dict:
-    return {"format": FORMAT, "model": model.config.to_dict(),
-            "vocab": model.vocab.to_dict() if model.vocab is not None else None,
-            "lora": model.meta.get("lora"), "training": model.meta.get("training")}
+    return {
+        "format": FORMAT,
+        "model": model.config.to_dict(),
+        "vocab": model.vocab.to_dict() if model.vocab is not None else None,
+        "lora": model.meta.get("lora"),
+        "training": model.meta.get("training"),
+    }
 
 
 def save(model: MistralLM, directory) -> Path:
@@ -80,13 +84,15 @@ def load(path) -> MistralLM:
         state.setdefault("lm_head.weight", state["model.embed_tokens.weight"])
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise in_file(weights_path, f"weights do not fit the config (missing {missing[:3]}, "
-                                    f"unexpected {unexpected[:3]})")
+        raise in_file(
+            weights_path, f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model.eval()
     return model
 
 
 # --- Hugging Face checkpoints ------------------------------------------------------------------
+
 
 def _hf_config(directory: Path) -> ModelConfig:
     path = directory / "config.json"
@@ -96,13 +102,18 @@ def _hf_config(directory: Path) -> ModelConfig:
     if hf.get("model_type") not in ("llama", "mistral"):
         raise in_file(path, f"model_type {hf.get('model_type')!r} is not llama or mistral")
     cfg = ModelConfig(
-        vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
-        intermediate_size=hf["intermediate_size"], num_hidden_layers=hf["num_hidden_layers"],
+        vocab_size=hf["vocab_size"],
+        hidden_size=hf["hidden_size"],
+        intermediate_size=hf["intermediate_size"],
+        num_hidden_layers=hf["num_hidden_layers"],
         num_attention_heads=hf["num_attention_heads"],
         num_key_value_heads=hf.get("num_key_value_heads", hf["num_attention_heads"]),
         max_position_embeddings=hf.get("max_position_embeddings", 4096),
-        rms_norm_eps=hf.get("rms_norm_eps", 1e-5), rope_theta=hf.get("rope_theta", 10000.0),
-        sliding_window=hf.get("sliding_window"), tie_word_embeddings=hf.get("tie_word_embeddings", False))
+        rms_norm_eps=hf.get("rms_norm_eps", 1e-5),
+        rope_theta=hf.get("rope_theta", 10000.0),
+        sliding_window=hf.get("sliding_window"),
+        tie_word_embeddings=hf.get("tie_word_embeddings", False),
+    )
     if hf.get("head_dim") not in (None, cfg.head_dim):
         raise in_file(path, "head_dim other than hidden_size / num_attention_heads is not supported")
     if hf.get("rope_scaling"):
@@ -118,12 +129,12 @@ def _hf_shards(directory: Path) -> list[Path]:
     single = directory / "model.safetensors"
     if single.exists():
         return [single]
-    raise in_file(directory, "no model.safetensors or model.safetensors.index.json (pickled .bin "
-                             "checkpoints are not read)")
+    raise in_file(
+        directory, "no model.safetensors or model.safetensors.index.json (pickled .bin checkpoints are not read)"
+    )
 
 
-def load_hf(directory, codebook_size: int, tokenizer_hash: str, n_conditioning: int = 8,
-            seed: int = 0) -> MistralLM:
+def load_hf(directory, codebook_size: int, tokenizer_hash: str, n_conditioning: int = 8, seed: int = 0) -> MistralLM:
     """A local HF Llama/Mistral checkpoint with our tokens appended after its own vocabulary.
 
     New embedding and output rows start at the mean of the existing rows plus small noise, so the
@@ -141,8 +152,10 @@ def load_hf(directory, codebook_size: int, tokenizer_hash: str, n_conditioning: 
     missing, unexpected = base.load_state_dict(state, strict=False)
     unexpected = [k for k in unexpected if not k.endswith("rotary_emb.inv_freq")]
     if missing or unexpected:
-        raise in_file(directory, f"checkpoint does not fit a Llama/Mistral model (missing {missing[:3]}, "
-                                 f"unexpected {unexpected[:3]})")
+        raise in_file(
+            directory,
+            f"checkpoint does not fit a Llama/Mistral model (missing {missing[:3]}, unexpected {unexpected[:3]})",
+        )
 
     vocab = Vocabulary(codebook_size, tokenizer_hash, n_conditioning, offset=base_cfg.vocab_size)
     cfg = ModelConfig.from_dict({**base_cfg.to_dict(), "vocab_size": vocab.size, "tie_word_embeddings": False})
@@ -152,7 +165,8 @@ def load_hf(directory, codebook_size: int, tokenizer_hash: str, n_conditioning: 
     for name in ("model.embed_tokens.weight", "lm_head.weight"):
         old = new_state[name]
         extra = old.mean(0, keepdim=True) + 1e-3 * old.std() * torch.randn(
-            vocab.size - old.shape[0], old.shape[1], generator=gen)
+            vocab.size - old.shape[0], old.shape[1], generator=gen
+        )
         new_state[name] = torch.cat([old, extra], dim=0)
     model.load_state_dict(new_state)
     model.vocab = vocab

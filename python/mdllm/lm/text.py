@@ -108,11 +108,14 @@ class Vocabulary:
     # --- strings -------------------------------------------------------------------------------
     def token_strings(self) -> list[str]:
         """One string per id from ``offset`` on (the base vocabulary's strings are not ours)."""
-        return (list(SPECIALS)
-                + [f"<cond_{i}>" for i in range(self.n_conditioning)]
-                + list(AMINO_ACIDS) + [UNKNOWN_RESIDUE]
-                + [f"<k_{i}>" for i in range(self.key_codebook_size)]
-                + [f"<t_{i}>" for i in range(self.codebook_size)])
+        return (
+            list(SPECIALS)
+            + [f"<cond_{i}>" for i in range(self.n_conditioning)]
+            + list(AMINO_ACIDS)
+            + [UNKNOWN_RESIDUE]
+            + [f"<k_{i}>" for i in range(self.key_codebook_size)]
+            + [f"<t_{i}>" for i in range(self.codebook_size)]
+        )
 
     # --- encoding ------------------------------------------------------------------------------
     def sequence_ids(self, sequence: str) -> np.ndarray:
@@ -142,24 +145,27 @@ class Vocabulary:
         if tokens.ndim != 2:
             raise MdllmError(f"structure tokens must have shape (frames, residues), got {tokens.shape}")
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
-            raise MdllmError(f"structure token outside 0..{self.codebook_size - 1} "
-                             f"(min {tokens.min()}, max {tokens.max()})")
+            raise MdllmError(
+                f"structure token outside 0..{self.codebook_size - 1} (min {tokens.min()}, max {tokens.max()})"
+            )
         ids = tokens.astype(np.int64) + self.structure_offset
         sep = np.full((tokens.shape[0], 1), self.frame_id, dtype=np.int64)
         return np.concatenate([ids, sep], axis=1).reshape(-1)
 
-    def example(self, sequence: str, tokens: np.ndarray, conditioning: tuple[int, ...] = (), key_tokens=None
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def example(
+        self, sequence: str, tokens: np.ndarray, conditioning: tuple[int, ...] = (), key_tokens=None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(input ids, targets) of one training window; the loss is taken on frames only, since the
         prefix is given by the user at generation time."""
         tokens = np.asarray(tokens)
         if tokens.ndim != 2 or tokens.shape[1] != len(sequence):
-            raise MdllmError(f"frames have {tokens.shape[-1]} residue tokens but the sequence has "
-                             f"{len(sequence)} residues")
+            raise MdllmError(
+                f"frames have {tokens.shape[-1]} residue tokens but the sequence has {len(sequence)} residues"
+            )
         prefix = self.prefix(sequence, conditioning, key_tokens)
         ids = np.concatenate([prefix, self.frames(tokens)])
         targets = ids.copy()
-        targets[:len(prefix)] = IGNORE
+        targets[: len(prefix)] = IGNORE
         return ids, targets
 
     def decode_frames(self, ids: np.ndarray, n_residues: int) -> np.ndarray:
@@ -178,7 +184,8 @@ class Vocabulary:
         if int(codebook_size) != self.codebook_size or str(tokenizer_hash) != self.tokenizer_hash:
             raise MdllmError(
                 f"{source}: made by tokenizer {str(tokenizer_hash)[:12]} (K={codebook_size}) but the model "
-                f"was trained with tokenizer {self.tokenizer_hash[:12]} (K={self.codebook_size})")
+                f"was trained with tokenizer {self.tokenizer_hash[:12]} (K={self.codebook_size})"
+            )
 
     def check_key_tokenizer(self, codebook_size: int, tokenizer_hash: str, source: str = "tokens") -> None:
         """Refuse key-frame fold codes made by another torsion tokenizer than this model's."""
@@ -187,21 +194,32 @@ class Vocabulary:
         if int(codebook_size) != self.key_codebook_size or str(tokenizer_hash) != self.key_tokenizer_hash:
             raise MdllmError(
                 f"{source}: key-frame fold codes from tokenizer {str(tokenizer_hash)[:12]} (K={codebook_size}) "
-                f"but the model knows {self.key_tokenizer_hash[:12]} (K={self.key_codebook_size})")
+                f"but the model knows {self.key_tokenizer_hash[:12]} (K={self.key_codebook_size})"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.update(size=self.size, specials=list(SPECIALS), amino_acids=AMINO_ACIDS + UNKNOWN_RESIDUE,
-                 conditioning_offset=self.conditioning_offset, amino_acid_offset=self.amino_acid_offset,
-                 structure_offset=self.structure_offset, frame_id=self.frame_id)
+        d.update(
+            size=self.size,
+            specials=list(SPECIALS),
+            amino_acids=AMINO_ACIDS + UNKNOWN_RESIDUE,
+            conditioning_offset=self.conditioning_offset,
+            amino_acid_offset=self.amino_acid_offset,
+            structure_offset=self.structure_offset,
+            frame_id=self.frame_id,
+        )
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Vocabulary":
-        vocab = cls(codebook_size=int(d["codebook_size"]), tokenizer_hash=str(d["tokenizer_hash"]),
-                    n_conditioning=int(d.get("n_conditioning", 8)), offset=int(d.get("offset", 0)),
-                    key_codebook_size=int(d.get("key_codebook_size", 0)),
-                    key_tokenizer_hash=str(d.get("key_tokenizer_hash", "")))
+        vocab = cls(
+            codebook_size=int(d["codebook_size"]),
+            tokenizer_hash=str(d["tokenizer_hash"]),
+            n_conditioning=int(d.get("n_conditioning", 8)),
+            offset=int(d.get("offset", 0)),
+            key_codebook_size=int(d.get("key_codebook_size", 0)),
+            key_tokenizer_hash=str(d.get("key_tokenizer_hash", "")),
+        )
         if "size" in d and int(d["size"]) != vocab.size:
             raise MdllmError(f"vocabulary layout says {d['size']} ids but it has {vocab.size}")
         return vocab

@@ -33,11 +33,11 @@ HISTORY = "history.json"
 @dataclass
 class TrainConfig:
     epochs: int = 1
-    max_steps: int | None = None      # stop (and end the schedule) after this many steps
-    micro_batch: int = 4              # windows per forward pass, per process
+    max_steps: int | None = None  # stop (and end the schedule) after this many steps
+    micro_batch: int = 4  # windows per forward pass, per process
     grad_accum: int = 1
     lr: float = 3e-4
-    min_lr_ratio: float = 0.1         # cosine decays to lr * min_lr_ratio
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 10
     keep_best: bool = False  # end with the weights of the lowest validation loss (early stopping)
     weight_decay: float = 0.1
@@ -45,8 +45,8 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     seed: int = 0
-    checkpoint_every: int = 50        # steps; 0 = only at the end of each epoch
-    eval_every: int = 0               # steps; 0 = once per epoch
+    checkpoint_every: int = 50  # steps; 0 = only at the end of each epoch
+    eval_every: int = 0  # steps; 0 = once per epoch
     progress: bool = True
 
     def to_dict(self) -> dict:
@@ -90,8 +90,7 @@ def make_optimizer(model: MistralLM, cfg: TrainConfig) -> torch.optim.AdamW:
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
@@ -104,6 +103,7 @@ def epoch_order(n: int, global_batch: int, seed: int, epoch: int) -> np.ndarray:
 
 
 # --- checkpoints ------------------------------------------------------------------------------
+
 
 def save_checkpoint(path: Path, model: MistralLM, optimizer, state: dict) -> None:
     """Model, optimizer moments and loop state in one safetensors file, written atomically."""
@@ -129,7 +129,7 @@ def load_checkpoint(path: Path, model: MistralLM, optimizer) -> dict:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     if model.config.tie_word_embeddings:
         model_state.setdefault("lm_head.weight", model_state["model.embed_tokens.weight"])
     try:
@@ -147,14 +147,15 @@ def load_checkpoint(path: Path, model: MistralLM, optimizer) -> dict:
 
 # --- the loop ---------------------------------------------------------------------------------
 
+
 def evaluate(model, examples, pad_id: int, micro_batch: int, dist_info: Distributed, device) -> dict:
     """Mean token loss and accuracy over ``examples`` (sharded across processes)."""
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64)
-    shard = examples[dist_info.rank::dist_info.world_size]
+    shard = examples[dist_info.rank :: dist_info.world_size]
     with torch.no_grad():
         for i in range(0, len(shard), micro_batch):
-            ids, targets = collate(shard[i:i + micro_batch], pad_id)
+            ids, targets = collate(shard[i : i + micro_batch], pad_id)
             with _autocast(device):
                 logits = model(ids.to(device))
             loss, correct, count = loss_and_accuracy(logits, targets.to(device))
@@ -165,8 +166,7 @@ def evaluate(model, examples, pad_id: int, micro_batch: int, dist_info: Distribu
         dist.all_reduce(totals)
     model.train()
     n = max(totals[2].item(), 1.0)
-    return {"val_loss": totals[0].item() / n, "val_accuracy": totals[1].item() / n,
-            "val_tokens": int(totals[2].item())}
+    return {"val_loss": totals[0].item() / n, "val_accuracy": totals[1].item() / n, "val_tokens": int(totals[2].item())}
 
 
 def _autocast(device):
@@ -182,20 +182,36 @@ def warn_about_data(n_train: int, n_val: int, total_steps: int, cfg: TrainConfig
     import warnings
 
     if n_train < MIN_TRAIN_WINDOWS:
-        warnings.warn(f"only {n_train} training windows (at least {MIN_TRAIN_WINDOWS} recommended): give more "
-                      f"frames (with stride 1, about {MIN_TRAIN_WINDOWS - n_train} more per trajectory) or a smaller "
-                      "--window", stacklevel=3)
+        warnings.warn(
+            f"only {n_train} training windows (at least {MIN_TRAIN_WINDOWS} recommended): give more "
+            f"frames (with stride 1, about {MIN_TRAIN_WINDOWS - n_train} more per trajectory) or a smaller "
+            "--window",
+            stacklevel=3,
+        )
     if n_val == 0:
-        warnings.warn("no validation windows: the held-out end of each trajectory is shorter than one window, so "
-                      "no validation loss is reported (give longer trajectories or a larger --val-fraction)",
-                      stacklevel=3)
+        warnings.warn(
+            "no validation windows: the held-out end of each trajectory is shorter than one window, so "
+            "no validation loss is reported (give longer trajectories or a larger --val-fraction)",
+            stacklevel=3,
+        )
     if cfg.warmup_steps >= total_steps:
-        warnings.warn(f"the warm-up ({cfg.warmup_steps} steps) is as long as the whole run ({total_steps} steps): "
-                      f"the learning rate never reaches {cfg.lr:g}; use --warmup below {total_steps}", stacklevel=3)
+        warnings.warn(
+            f"the warm-up ({cfg.warmup_steps} steps) is as long as the whole run ({total_steps} steps): "
+            f"the learning rate never reaches {cfg.lr:g}; use --warmup below {total_steps}",
+            stacklevel=3,
+        )
 
 
-def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, cfg: TrainConfig,
-          resume: bool = False, record: dict | None = None, on_step=None) -> dict:
+def train(
+    model: MistralLM,
+    train_examples: list,
+    val_examples: list,
+    out_dir,
+    cfg: TrainConfig,
+    resume: bool = False,
+    record: dict | None = None,
+    on_step=None,
+) -> dict:
     """Train ``model`` in place; writes checkpoints and ``history.json`` to ``out_dir`` and returns
     the history. ``on_step(step)`` is called before each optimizer step (progress hooks, tests)."""
     from mdllm.progress import bar as progress_bar
@@ -206,8 +222,11 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
         raise MdllmError("model has no vocabulary layout")
     out_dir = Path(out_dir)
     dist_info = init_distributed()
-    device = torch.device("cuda", dist_info.rank % torch.cuda.device_count()) \
-        if torch.cuda.is_available() else torch.device("cpu")
+    device = (
+        torch.device("cuda", dist_info.rank % torch.cuda.device_count())
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
     model.to(device).train()
     net = model
     if dist_info.world_size > 1:
@@ -225,25 +244,40 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
     if dist_info.is_main:
         warn_about_data(len(train_examples), len(val_examples), total_steps, cfg)
 
-    step, history = 0, {"train": [], "val": [], "config": cfg.to_dict(), "record": record or {},
-                        "global_batch": global_batch, "world_size": dist_info.world_size,
-                        "trainable_parameters": model.num_parameters(trainable_only=True),
-                        "parameters": model.num_parameters()}
+    step, history = (
+        0,
+        {
+            "train": [],
+            "val": [],
+            "config": cfg.to_dict(),
+            "record": record or {},
+            "global_batch": global_batch,
+            "world_size": dist_info.world_size,
+            "trainable_parameters": model.num_parameters(trainable_only=True),
+            "parameters": model.num_parameters(),
+        },
+    )
     if resume:
         state = load_checkpoint(out_dir / CHECKPOINT, model, optimizer)
         step, history = state["step"], state["history"]
         if state["global_batch"] != global_batch or state["n_train"] != len(train_examples):
-            raise MdllmError(f"{out_dir / CHECKPOINT}: checkpoint was made with a different global batch "
-                             f"or data ({state['global_batch']} x {state['n_train']} windows)")
+            raise MdllmError(
+                f"{out_dir / CHECKPOINT}: checkpoint was made with a different global batch "
+                f"or data ({state['global_batch']} x {state['n_train']} windows)"
+            )
     elif not history["val"] and val_examples:
-        history["val"].append({"step": 0, "epoch": 0,
-                               **evaluate(model, val_examples, pad_id, cfg.micro_batch, dist_info, device)})
+        history["val"].append(
+            {"step": 0, "epoch": 0, **evaluate(model, val_examples, pad_id, cfg.micro_batch, dist_info, device)}
+        )
 
     def checkpoint():
         if dist_info.is_main:
-            save_checkpoint(out_dir / CHECKPOINT, model, optimizer,
-                            {"step": step, "history": history, "global_batch": global_batch,
-                             "n_train": len(train_examples)})
+            save_checkpoint(
+                out_dir / CHECKPOINT,
+                model,
+                optimizer,
+                {"step": step, "history": history, "global_batch": global_batch, "n_train": len(train_examples)},
+            )
             with atomic_output(out_dir / HISTORY) as tmp:
                 tmp.write_text(json.dumps(history, indent=1) + "\n")
 
@@ -252,17 +286,21 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
     def remember_if_best():
         # After a resume only the steps from there on compete: the weights of earlier steps are gone.
         if cfg.keep_best and history["val"] and history["val"][-1]["val_loss"] < best["loss"]:
-            best.update(loss=history["val"][-1]["val_loss"], step=history["val"][-1]["step"],
-                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+            best.update(
+                loss=history["val"][-1]["val_loss"],
+                step=history["val"][-1]["step"],
+                state={k: v.detach().clone() for k, v in model.state_dict().items()},
+            )
 
     if step == 0:
         remember_if_best()  # the starting weights (a base model) compete too
-    bar = progress_bar(total=total_steps, initial=step, desc="train", unit="step",
-                       enabled=cfg.progress and dist_info.is_main)
+    bar = progress_bar(
+        total=total_steps, initial=step, desc="train", unit="step", enabled=cfg.progress and dist_info.is_main
+    )
     while step < total_steps:
         epoch = step // steps_per_epoch
         order = epoch_order(len(train_examples), global_batch, cfg.seed, epoch)
-        batch = order[(step % steps_per_epoch) * global_batch:][:global_batch]
+        batch = order[(step % steps_per_epoch) * global_batch :][:global_batch]
         # Every process knows the whole global batch, so each can count its target tokens.
         n_targets = sum(int((train_examples[i][1][1:] != IGNORE).sum()) for i in batch)
         if on_step is not None:
@@ -273,7 +311,7 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
         loss_total = torch.zeros((), dtype=torch.float64)
         for a in range(cfg.grad_accum):
             start = (a * dist_info.world_size + dist_info.rank) * cfg.micro_batch
-            ids, targets = collate([train_examples[i] for i in batch[start:start + cfg.micro_batch]], pad_id)
+            ids, targets = collate([train_examples[i] for i in batch[start : start + cfg.micro_batch]], pad_id)
             torch.manual_seed(((cfg.seed * 1_000_003 + step) * 4099 + a) * 1031 + dist_info.rank)
             sync = a == cfg.grad_accum - 1 or dist_info.world_size == 1
             ctx = net.no_sync() if not sync else contextlib.nullcontext()
@@ -288,27 +326,41 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
             import torch.distributed as dist
 
             dist.all_reduce(loss_total)
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                                   cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         seconds = time.perf_counter() - t0
-        entry = {"step": step, "epoch": epoch, "loss": loss_total.item() / n_targets,
-                 "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
-                 "tokens": n_targets, "seconds": seconds}
+        entry = {
+            "step": step,
+            "epoch": epoch,
+            "loss": loss_total.item() / n_targets,
+            "lr": optimizer.param_groups[0]["lr"],
+            "grad_norm": float(grad_norm),
+            "tokens": n_targets,
+            "seconds": seconds,
+        }
         history["train"].append(entry)
         bar.update(1)
         bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.1e}")
 
         end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
         if val_examples and (end_of_epoch or (cfg.eval_every and step % cfg.eval_every == 0)):
-            history["val"].append({"step": step, "epoch": epoch + (1 if end_of_epoch else 0),
-                                   **evaluate(model, val_examples, pad_id, cfg.micro_batch, dist_info, device)})
+            history["val"].append(
+                {
+                    "step": step,
+                    "epoch": epoch + (1 if end_of_epoch else 0),
+                    **evaluate(model, val_examples, pad_id, cfg.micro_batch, dist_info, device),
+                }
+            )
             remember_if_best()
             if cfg.progress and dist_info.is_main:
-                bar.write(f"step {step}: val loss {history['val'][-1]['val_loss']:.4f}, "
-                          f"accuracy {history['val'][-1]['val_accuracy']:.3f}")
+                bar.write(
+                    f"step {step}: val loss {history['val'][-1]['val_loss']:.4f}, "
+                    f"accuracy {history['val'][-1]['val_accuracy']:.3f}"
+                )
         if end_of_epoch or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
             checkpoint()
     bar.close()
@@ -318,4 +370,3 @@ def train(model: MistralLM, train_examples: list, val_examples: list, out_dir, c
         if cfg.progress and dist_info.is_main:
             print(f"kept the weights of step {best['step']} (lowest validation loss {best['loss']:.4f})")
     return history
-

@@ -29,8 +29,10 @@ class SamplingParams:
 
     def __post_init__(self):
         if not (self.temperature >= 0 and self.top_k >= 0 and 0 < self.top_p <= 1 and 0 <= self.min_p <= 1):
-            raise MdllmError(f"sampling parameters out of range: {self} "
-                             "(temperature >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p <= 1)")
+            raise MdllmError(
+                f"sampling parameters out of range: {self} "
+                "(temperature >= 0, top_k >= 0, 0 < top_p <= 1, 0 <= min_p <= 1)"
+            )
 
 
 def _rows(logits, allowed, *per_row):
@@ -51,8 +53,21 @@ def sample(logits, allowed, params: SamplingParams = SamplingParams(), seed: int
     rows, vocab = logits.shape
     tokens = np.empty(rows, np.int32)
     logprobs = np.empty(rows, np.float32)
-    _core.sample(logits, rows, vocab, allowed, params.temperature, params.top_k, params.top_p,
-                 params.min_p, seed, walkers, steps, tokens, logprobs)  # bad input: MdllmError from the core
+    _core.sample(
+        logits,
+        rows,
+        vocab,
+        allowed,
+        params.temperature,
+        params.top_k,
+        params.top_p,
+        params.min_p,
+        seed,
+        walkers,
+        steps,
+        tokens,
+        logprobs,
+    )  # bad input: MdllmError from the core
     return tokens, logprobs
 
 

@@ -36,7 +36,7 @@ def sample_row(row, begin: int, end: int, params: SamplingParams, u: float) -> i
     if params.temperature == 0:
         return int(ids[0])
     if 0 < params.top_k < len(ids):
-        ids, logits = ids[:params.top_k], logits[:params.top_k]
+        ids, logits = ids[: params.top_k], logits[: params.top_k]
     prob = np.exp((logits - logits[0]) / params.temperature)
     if params.min_p > 0:
         keep = prob >= params.min_p
@@ -59,8 +59,12 @@ def sample(logits, allowed, params: SamplingParams = SamplingParams(), seed: int
     allowed = np.broadcast_to(np.asarray(allowed), (rows, 2))
     walkers = np.broadcast_to(np.asarray(walkers), (rows,))
     steps = np.broadcast_to(np.asarray(steps), (rows,))
-    tokens = np.array([sample_row(logits[r], *allowed[r], params,
-                                  counter_uniform(seed, int(walkers[r]), int(steps[r]))) for r in range(rows)],
-                      dtype=np.int32)
+    tokens = np.array(
+        [
+            sample_row(logits[r], *allowed[r], params, counter_uniform(seed, int(walkers[r]), int(steps[r])))
+            for r in range(rows)
+        ],
+        dtype=np.int32,
+    )
     logprobs = log_softmax(logits)[np.arange(rows), tokens]
     return tokens, logprobs.astype(np.float32)

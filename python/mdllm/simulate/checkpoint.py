@@ -79,8 +79,12 @@ class RunStore:
         if len(xyz):
             self.chunks_dir.mkdir(parents=True, exist_ok=True)
             with atomic_output(self.chunk_path(progress["chunks"])) as tmp:
-                np.savez(tmp, xyz=np.asarray(xyz, np.float32), time_ps=np.asarray(time_ps, np.float64),
-                         step=np.asarray(steps, np.int64))
+                np.savez(
+                    tmp,
+                    xyz=np.asarray(xyz, np.float32),
+                    time_ps=np.asarray(time_ps, np.float64),
+                    step=np.asarray(steps, np.int64),
+                )
             progress["chunks"] += 1
             progress["frames"] += len(xyz)
         previous = progress.get("checkpoint_index")
@@ -117,8 +121,10 @@ class RunStore:
             simulation.currentStep = manifest["progress"]["step"]
             how = "state"
         if int(simulation.currentStep) != manifest["progress"]["step"]:
-            raise MdllmError(f"{self.dir}: checkpoint is at step {simulation.currentStep} but the manifest says "
-                             f"{manifest['progress']['step']}; the run cannot be resumed consistently")
+            raise MdllmError(
+                f"{self.dir}: checkpoint is at step {simulation.currentStep} but the manifest says "
+                f"{manifest['progress']['step']}; the run cannot be resumed consistently"
+            )
         return how
 
     def chunk_path(self, index: int) -> Path:

@@ -27,8 +27,9 @@ class Prepared:
     notes: dict = field(default_factory=dict)
 
 
-def prepare_structure(path, chains=None, ph: float = 7.0, keep_water: bool = False,
-                      keep_ligands: bool = False, forcefield=None) -> Prepared:
+def prepare_structure(
+    path, chains=None, ph: float = 7.0, keep_water: bool = False, keep_ligands: bool = False, forcefield=None
+) -> Prepared:
     """Read ``path`` (PDB or mmCIF; the first model of an NMR ensemble) and repair it.
 
     chains: chain ids to keep (default all). Waters and ligands are dropped unless asked for;
@@ -72,8 +73,9 @@ def prepare_structure(path, chains=None, ph: float = 7.0, keep_water: bool = Fal
     notes["added_residues"] = {f"chain {k[0]} @ {k[1]}": v for k, v in fixer.missingResidues.items()}
     notes["terminal_residues_not_built"] = {f"chain {k[0]} @ {k[1]}": v for k, v in skipped.items()}
     fixer.findMissingAtoms()
-    notes["added_atoms"] = sum(len(a) for a in fixer.missingAtoms.values()) + \
-        sum(len(a) for a in fixer.missingTerminals.values())
+    notes["added_atoms"] = sum(len(a) for a in fixer.missingAtoms.values()) + sum(
+        len(a) for a in fixer.missingTerminals.values()
+    )
     fixer.addMissingAtoms(seed=1)
     _check_chain_breaks(path, fixer.topology, fixer.positions, polymer_names)
 
@@ -105,11 +107,15 @@ def _check_unknown_residues(path, topology, polymer_names, replaced):
         polymer = [i for i, r in enumerate(residues) if r.name in polymer_names or r in replaced]
         if not polymer:
             continue
-        for residue in residues[polymer[0]:polymer[-1] + 1]:
-            if residue.name == "UNK" or (residue.name not in polymer_names and residue not in replaced
-                                         and residue.name not in WATER_NAMES):
-                raise in_file(path, f"unknown residue {residue.name} {residue.id} in chain {chain.id}: "
-                                    f"no force-field template and no standard parent residue")
+        for residue in residues[polymer[0] : polymer[-1] + 1]:
+            if residue.name == "UNK" or (
+                residue.name not in polymer_names and residue not in replaced and residue.name not in WATER_NAMES
+            ):
+                raise in_file(
+                    path,
+                    f"unknown residue {residue.name} {residue.id} in chain {chain.id}: "
+                    f"no force-field template and no standard parent residue",
+                )
 
 
 def _remove_heterogens(path, fixer, polymer_names, keep_water, keep_ligands, forcefield):
@@ -140,8 +146,11 @@ def _check_ligand_templates(path, fixer, ligands, forcefield):
     unmatched = forcefield.getUnmatchedResidues(modeller.topology)
     if unmatched:
         names = ", ".join(sorted({f"{r.name} {r.id}" for r in unmatched}))
-        raise in_file(path, f"ligand(s) {names} have no template in the force field; drop --keep-ligands "
-                            "(mdllm adds no parameters beyond the force field's own)")
+        raise in_file(
+            path,
+            f"ligand(s) {names} have no template in the force field; drop --keep-ligands "
+            "(mdllm adds no parameters beyond the force field's own)",
+        )
 
 
 def _check_chain_breaks(path, topology, positions, polymer_names):
@@ -157,20 +166,25 @@ def _check_chain_breaks(path, topology, positions, polymer_names):
                 continue
             gap = float(np.linalg.norm(xyz[c] - xyz[n]))
             if gap > MAX_PEPTIDE_BOND_NM:
-                raise in_file(path, f"chain {chain.id} is broken between {prev.name} {prev.id} and {cur.name} {cur.id} "
-                                    f"(C-N {gap:.2f} nm) and no SEQRES record lists residues to fill the gap; "
-                                    "fix the structure or select other chains with --chain")
+                raise in_file(
+                    path,
+                    f"chain {chain.id} is broken between {prev.name} {prev.id} and {cur.name} {cur.id} "
+                    f"(C-N {gap:.2f} nm) and no SEQRES record lists residues to fill the gap; "
+                    "fix the structure or select other chains with --chain",
+                )
 
 
 def _sequence(topology) -> str:
     from mdllm.io import THREE_LETTER
 
     one_letter = {three: one for one, three in THREE_LETTER.items() if one != "X"}
-    return "/".join("".join(one_letter[r.name] for r in chain.residues() if r.name in one_letter)
-                    for chain in topology.chains() if any(r.name in one_letter for r in chain.residues()))
+    return "/".join(
+        "".join(one_letter[r.name] for r in chain.residues() if r.name in one_letter)
+        for chain in topology.chains()
+        if any(r.name in one_letter for r in chain.residues())
+    )
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-

@@ -43,9 +43,13 @@ class Progress:
     def __init__(self, total_ps: float, done_ps: float = 0.0, disable: bool | None = None):
         from mdllm.progress import bar
 
-        self.bar = bar(total=round(total_ps, 3), initial=round(done_ps, 3), unit="ps",
-                       enabled=None if disable is None else not disable,
-                       bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} ps [{elapsed}<{remaining}{postfix}]")
+        self.bar = bar(
+            total=round(total_ps, 3),
+            initial=round(done_ps, 3),
+            unit="ps",
+            enabled=None if disable is None else not disable,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} ps [{elapsed}<{remaining}{postfix}]",
+        )
         self.start = time.perf_counter()
         self.simulated_ps = 0.0
 

@@ -18,8 +18,15 @@ from mdllm.files import atomic_output, sha256_file
 from mdllm.simulate.checkpoint import RunStore, read_json, write_json
 from mdllm.seeds import seeded_python_random
 from mdllm.simulate.reporters import Progress, positions_nm, saved_atoms
-from mdllm.simulate.system import (Physics, add_barostat, create_system, load_forcefield, make_integrator,
-                                   platform_candidates, solvate)
+from mdllm.simulate.system import (
+    Physics,
+    add_barostat,
+    create_system,
+    load_forcefield,
+    make_integrator,
+    platform_candidates,
+    solvate,
+)
 
 SETUP = "setup.json"
 MINIMIZE_TOLERANCE_KJ_MOL_NM = 10.0
@@ -63,9 +70,19 @@ def derive_seed(base_seed: int, temperature_k: float, replica: int) -> int:
     return int(state % (2**31 - 2)) + 1
 
 
-def simulate(start, out_dir, prep: Preparation = Preparation(), physics: Physics = Physics(), plan: Plan = Plan(),
-             platform: str | None = None, threads: int = 0, checkpoint_minutes: float = 5.0,
-             max_minutes: float | None = None, command: str | None = None, show_progress: bool | None = None) -> list[dict]:
+def simulate(
+    start,
+    out_dir,
+    prep: Preparation = Preparation(),
+    physics: Physics = Physics(),
+    plan: Plan = Plan(),
+    platform: str | None = None,
+    threads: int = 0,
+    checkpoint_minutes: float = 5.0,
+    max_minutes: float | None = None,
+    command: str | None = None,
+    show_progress: bool | None = None,
+) -> list[dict]:
     """Simulate ``start`` into ``out_dir`` (one sub-folder per temperature and replica); resume what
     is there. Returns the manifest of every started run. Raises KeyboardInterrupt after a clean stop on
     SIGINT/SIGTERM (what was committed stays, and the same call resumes it)."""
@@ -84,8 +101,11 @@ def simulate(start, out_dir, prep: Preparation = Preparation(), physics: Physics
     setup = _load_or_prepare(Path(start), out_dir, prep, physics, plan)
     command = command or " ".join(sys.argv)
 
-    runs = [Replica(out_dir, setup, physics, plan, t, r, save_steps, eq_steps, candidates, command)
-            for t in plan.temperatures for r in range(plan.replicas)]
+    runs = [
+        Replica(out_dir, setup, physics, plan, t, r, save_steps, eq_steps, candidates, command)
+        for t in plan.temperatures
+        for r in range(plan.replicas)
+    ]
     for run in runs:
         run.refresh_trajectory()  # a kill between a commit and the trajectory write left it behind
     todo = sum(run.remaining_ps() for run in runs)
@@ -112,8 +132,10 @@ def simulate(start, out_dir, prep: Preparation = Preparation(), physics: Physics
     finally:
         progress.close()
     if stop.is_set():
-        print(f"stopped cleanly after the last committed frame; run the same command to resume ({out_dir})",
-              file=sys.stderr)
+        print(
+            f"stopped cleanly after the last committed frame; run the same command to resume ({out_dir})",
+            file=sys.stderr,
+        )
         raise KeyboardInterrupt
     not_started = [run.name for run in runs if run.manifest is None]
     if not_started:
@@ -148,23 +170,36 @@ def _load_or_prepare(start: Path, out_dir: Path, prep: Preparation, physics: Phy
     from openmm import XmlSerializer
     from openmm.app import PDBFile
 
-    identity = {"source_sha256": _file_sha256(start), "preparation": asdict(prep), "physics": asdict(physics),
-                "save_every_ps": plan.save_every_ps, "equilibrate_ps": plan.equilibrate_ps,
-                "save_atoms": plan.save_atoms}
+    identity = {
+        "source_sha256": _file_sha256(start),
+        "preparation": asdict(prep),
+        "physics": asdict(physics),
+        "save_every_ps": plan.save_every_ps,
+        "equilibrate_ps": plan.equilibrate_ps,
+        "save_atoms": plan.save_atoms,
+    }
     identity["preparation"]["chains"] = list(prep.chains) if prep.chains else None
     record = read_json(out_dir / SETUP)
     if record is not None:
         if record["identity"] != identity:
             differ = [k for k in identity if record["identity"].get(k) != identity[k]]
-            raise MdllmError(f"{out_dir} holds runs made with other settings ({', '.join(differ)} differ); "
-                             "use the same settings to resume or another output directory")
+            raise MdllmError(
+                f"{out_dir} holds runs made with other settings ({', '.join(differ)} differ); "
+                "use the same settings to resume or another output directory"
+            )
     else:
         from mdllm.simulate.prepare import prepare_structure
 
         forcefield = load_forcefield(physics)
         with seeded_python_random(PREPARATION_SEED):  # OpenMM's Modeller places new H and ions at random
-            prepared = prepare_structure(start, chains=prep.chains, ph=prep.ph, keep_water=prep.keep_water,
-                                         keep_ligands=prep.keep_ligands, forcefield=forcefield)
+            prepared = prepare_structure(
+                start,
+                chains=prep.chains,
+                ph=prep.ph,
+                keep_water=prep.keep_water,
+                keep_ligands=prep.keep_ligands,
+                forcefield=forcefield,
+            )
             topology, positions = solvate(prepared, physics, forcefield)
         system = create_system(topology, physics, forcefield, source=start)
         saved_atoms(topology, plan.save_atoms)  # fails now, not after equilibration
@@ -174,9 +209,15 @@ def _load_or_prepare(start: Path, out_dir: Path, prep: Preparation, physics: Phy
             PDBFile.writeFile(topology, positions, handle, keepIds=True)
         with atomic_output(out_dir / "system.xml") as tmp:
             tmp.write_text(XmlSerializer.serialize(system))
-        record = {"format": "mdllm.simulate.setup/1", "identity": identity, "source": str(start),
-                  "preparation_notes": prepared.notes, "physics": physics.describe(),
-                  "total_atoms": topology.getNumAtoms(), "created": _now()}
+        record = {
+            "format": "mdllm.simulate.setup/1",
+            "identity": identity,
+            "source": str(start),
+            "preparation_notes": prepared.notes,
+            "physics": physics.describe(),
+            "total_atoms": topology.getNumAtoms(),
+            "created": _now(),
+        }
         write_json(out_dir / SETUP, record)
     # Runs always start from the files on disk, so a fresh run and a resumed setup are identical.
     pdb = PDBFile(str(out_dir / "prepared.pdb"))
@@ -188,8 +229,19 @@ def _load_or_prepare(start: Path, out_dir: Path, prep: Preparation, physics: Phy
 
 
 class Replica:
-    def __init__(self, out_dir, setup: Setup, physics: Physics, plan: Plan, temperature_k: float, replica: int,
-                 save_steps: int, eq_steps: int, candidates, command: str):
+    def __init__(
+        self,
+        out_dir,
+        setup: Setup,
+        physics: Physics,
+        plan: Plan,
+        temperature_k: float,
+        replica: int,
+        save_steps: int,
+        eq_steps: int,
+        candidates,
+        command: str,
+    ):
         self.name = f"T{temperature_k:g}K_rep{replica}"
         self.store = RunStore(Path(out_dir) / self.name)
         self.setup, self.physics, self.plan = setup, physics, plan
@@ -249,8 +301,10 @@ class Replica:
         sim.context.setPositions(self.setup.positions)
         if self.setup.topology.getPeriodicBoxVectors() is not None:
             sim.context.setPeriodicBoxVectors(*self.setup.topology.getPeriodicBoxVectors())
-        progress.write(f"{self.name}: minimizing, then equilibrating {self.plan.equilibrate_ps:g} ps at "
-                       f"{self.temperature_k:g} K (seed {self.seed}, platform {self.platform})")
+        progress.write(
+            f"{self.name}: minimizing, then equilibrating {self.plan.equilibrate_ps:g} ps at "
+            f"{self.temperature_k:g} K (seed {self.seed}, platform {self.platform})"
+        )
         sim.minimizeEnergy(tolerance=MINIMIZE_TOLERANCE_KJ_MOL_NM * unit.kilojoule_per_mole / unit.nanometer)
         sim.context.setVelocitiesToTemperature(self.temperature_k * unit.kelvin, self.seed)
         sim.currentStep = 0
@@ -271,8 +325,11 @@ class Replica:
         start_step = self.manifest["progress"]["production_start_step"]
         xyz, times, steps = [], [], []
         started = time.perf_counter()
-        while (self.frames_done() + len(xyz) < self.target_frames and not stop.is_set()
-               and (not xyz or time.monotonic() < commit_at)):
+        while (
+            self.frames_done() + len(xyz) < self.target_frames
+            and not stop.is_set()
+            and (not xyz or time.monotonic() < commit_at)
+        ):
             sim.step(self.save_steps)
             xyz.append(positions_nm(sim, self.setup.save_indices))
             steps.append(int(sim.currentStep))
@@ -313,12 +370,28 @@ class Replica:
         return {
             "format": "mdllm.simulate.run/1",
             "name": self.name,
-            "system": {"source": setup["source"], "source_sha256": setup["identity"]["source_sha256"],
-                       "sequence": notes.get("sequence"), "residues": notes.get("residues"),
-                       "chains": notes.get("chains"), "total_atoms": setup["total_atoms"],
-                       "preparation": {**setup["identity"]["preparation"], **{k: notes[k] for k in (
-                           "replaced_nonstandard", "removed", "added_residues", "terminal_residues_not_built",
-                           "added_atoms") if k in notes}}},
+            "system": {
+                "source": setup["source"],
+                "source_sha256": setup["identity"]["source_sha256"],
+                "sequence": notes.get("sequence"),
+                "residues": notes.get("residues"),
+                "chains": notes.get("chains"),
+                "total_atoms": setup["total_atoms"],
+                "preparation": {
+                    **setup["identity"]["preparation"],
+                    **{
+                        k: notes[k]
+                        for k in (
+                            "replaced_nonstandard",
+                            "removed",
+                            "added_residues",
+                            "terminal_residues_not_built",
+                            "added_atoms",
+                        )
+                        if k in notes
+                    },
+                },
+            },
             "forcefield": setup["physics"]["forcefield"],
             "physics": setup["physics"],
             "temperature_k": self.temperature_k,
@@ -335,14 +408,22 @@ class Replica:
             "target_length_ns": self.plan.length_ns,
             "length_ns": 0.0,
             "platform": self.platform,
-            "versions": {"openmm": openmm.version.version, "mdllm": mdllm.__version__,
-                         "pdbfixer": _version("pdbfixer")},
+            "versions": {
+                "openmm": openmm.version.version,
+                "mdllm": mdllm.__version__,
+                "pdbfixer": _version("pdbfixer"),
+            },
             "commands": [self.command],
             "wall_seconds": round(self.session_seconds, 1),
             "created": _now(),
             "updated": _now(),
-            "progress": {"chunks": 0, "frames": 0, "step": 0, "checkpoint_index": None,
-                         "production_start_step": self.eq_steps},
+            "progress": {
+                "chunks": 0,
+                "frames": 0,
+                "step": 0,
+                "checkpoint_index": None,
+                "production_start_step": self.eq_steps,
+            },
         }
 
     def _note_command(self) -> None:
@@ -363,8 +444,11 @@ class Replica:
 
     def summary(self) -> str:
         rate = self.manifest.get("last_ns_per_day")
-        return (f"{self.name}: {self.frames_done()} frames, {self.manifest['length_ns']:g} ns"
-                + (f", {rate:g} ns/day" if rate else "") + f" -> {self.store.dir / self.manifest['trajectory']}")
+        return (
+            f"{self.name}: {self.frames_done()} frames, {self.manifest['length_ns']:g} ns"
+            + (f", {rate:g} ns/day" if rate else "")
+            + f" -> {self.store.dir / self.manifest['trajectory']}"
+        )
 
 
 class StopRequest:

@@ -45,11 +45,19 @@ class Physics:
         return (PROTEIN_FF, IMPLICIT_FF if self.solvent == "implicit" else EXPLICIT_FF)
 
     def describe(self) -> dict:
-        return {**asdict(self), "forcefield": list(self.forcefield_files), "hydrogen_mass_amu": HYDROGEN_MASS_AMU,
-                "constraints": "HBonds", "integrator": "LangevinMiddleIntegrator",
-                "nonbonded": "NoCutoff" if self.solvent == "implicit" else "PME, 1.0 nm cutoff",
-                **({"gb_kappa_per_nm": round(gb_kappa_per_nm(self.ionic_strength_molar), 6)}
-                   if self.solvent == "implicit" else {})}
+        return {
+            **asdict(self),
+            "forcefield": list(self.forcefield_files),
+            "hydrogen_mass_amu": HYDROGEN_MASS_AMU,
+            "constraints": "HBonds",
+            "integrator": "LangevinMiddleIntegrator",
+            "nonbonded": "NoCutoff" if self.solvent == "implicit" else "PME, 1.0 nm cutoff",
+            **(
+                {"gb_kappa_per_nm": round(gb_kappa_per_nm(self.ionic_strength_molar), 6)}
+                if self.solvent == "implicit"
+                else {}
+            ),
+        }
 
 
 def load_forcefield(physics: Physics):
@@ -66,8 +74,13 @@ def solvate(prepared, physics: Physics, forcefield):
     if physics.solvent != "explicit":
         return prepared.topology, prepared.positions
     modeller = Modeller(prepared.topology, prepared.positions)
-    modeller.addSolvent(forcefield, model="tip3p", padding=physics.padding_nm * unit.nanometer,
-                        ionicStrength=physics.ionic_strength_molar * unit.molar, neutralize=True)
+    modeller.addSolvent(
+        forcefield,
+        model="tip3p",
+        padding=physics.padding_nm * unit.nanometer,
+        ionicStrength=physics.ionic_strength_molar * unit.molar,
+        neutralize=True,
+    )
     return modeller.topology, modeller.positions
 
 
@@ -85,7 +98,9 @@ def create_system(topology, physics: Physics, forcefield, source="structure"):
         system = forcefield.createSystem(topology, **kwargs)
     except ValueError as exc:
         message = str(exc).strip().splitlines()[0]
-        raise MdllmError(f"{source}: cannot parameterise with {' + '.join(physics.forcefield_files)}: {message}") from None
+        raise MdllmError(
+            f"{source}: cannot parameterise with {' + '.join(physics.forcefield_files)}: {message}"
+        ) from None
     return system
 
 
@@ -100,8 +115,9 @@ def add_barostat(system, physics: Physics, temperature_k: float):
 def make_integrator(physics: Physics, temperature_k: float, seed: int):
     from openmm import LangevinMiddleIntegrator, unit
 
-    integrator = LangevinMiddleIntegrator(temperature_k * unit.kelvin, physics.friction_per_ps / unit.picosecond,
-                                          physics.timestep_fs * unit.femtosecond)
+    integrator = LangevinMiddleIntegrator(
+        temperature_k * unit.kelvin, physics.friction_per_ps / unit.picosecond, physics.timestep_fs * unit.femtosecond
+    )
     integrator.setRandomNumberSeed(seed)  # nonzero: OpenMM reads 0 as "pick one at random"
     return integrator
 

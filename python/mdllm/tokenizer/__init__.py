@@ -23,7 +23,8 @@ def __getattr__(name):
     if name == "FoldTokenizer":  # the name before the kinds had modules of their own (mdllm 0.1)
         import warnings
 
-        warnings.warn("mdllm FoldTokenizer is deprecated; use TorsionTokenizer (the same class)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "mdllm FoldTokenizer is deprecated; use TorsionTokenizer (the same class)", DeprecationWarning, stacklevel=2
+        )
         return TorsionTokenizer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

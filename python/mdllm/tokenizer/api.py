@@ -17,7 +17,6 @@ from mdllm.paths import model_path
 from mdllm.tokenizer.weights import WEIGHTS_NAME, read_config, read_tensors
 
 
-
 def expected_shapes(cfg) -> dict[str, tuple]:
     """Every tensor of a tokenizer file with its shape, derived from the config alone."""
     if cfg.kind == TorsionConfig.kind:

@@ -38,7 +38,7 @@ def read_segments(npz_path):
         raise in_file(npz_path, f"coords must be (residues, 4, 3), got {coords.shape}")
     segments = []
     for i, seg_id in enumerate(ids):
-        xyz = (coords[offsets[i]:offsets[i + 1]] * A_TO_NM).astype(np.float32)
+        xyz = (coords[offsets[i] : offsets[i + 1]] * A_TO_NM).astype(np.float32)
         if np.isfinite(xyz).all() and len(xyz) >= 2:
             segments.append((str(seg_id), xyz))
     return segments

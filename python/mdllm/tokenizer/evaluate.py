@@ -33,9 +33,14 @@ def held_out_chains(tokenizer, npz_path, val_percent=3.0, max_len=None):
         tokens.append(tok.ravel())
         kept.append((tokenizer.encode(rec) == tok).ravel())
     ppl, used = codebook_usage(np.concatenate(tokens), tokenizer.codebook_size)
-    return {"rmsd_A": _summary(rmsd), "tm": _summary(tm), "perplexity": ppl, "codes_used": used,
-            "reencoded_tokens_kept": float(np.concatenate(kept).mean()),
-            "residues": int(sum(len(t) for t in tokens))}
+    return {
+        "rmsd_A": _summary(rmsd),
+        "tm": _summary(tm),
+        "perplexity": ppl,
+        "codes_used": used,
+        "reencoded_tokens_kept": float(np.concatenate(kept).mean()),
+        "residues": int(sum(len(t) for t in tokens)),
+    }
 
 
 def adk_transitions(tokenizer, adk_dir):
@@ -52,18 +57,23 @@ def adk_transitions(tokenizer, adk_dir):
         rec = tokenizer.decode(tok)
         ref = np.repeat(open_state, len(bb.xyz), axis=0)
         fidelity = np.abs(backbone_rmsd_angstrom(rec, ref) - backbone_rmsd_angstrom(bb.xyz, ref))
-        results[xtc.name] = {"frames": len(bb.xyz), "rmsd_A": _summary(backbone_rmsd_angstrom(rec, bb.xyz)),
-                             "tm": _summary(tm_score(rec, bb.xyz)), "state_fidelity_A": _summary(fidelity),
-                             "reencoded_tokens_kept": float((tokenizer.encode(rec) == tok).mean()),
-                             "tokens_changed_first_to_last": float((tok[0] != tok[-1]).mean()),
-                             "tokens_changed_between_neighbour_frames": float((tok[1:] != tok[:-1]).mean())}
+        results[xtc.name] = {
+            "frames": len(bb.xyz),
+            "rmsd_A": _summary(backbone_rmsd_angstrom(rec, bb.xyz)),
+            "tm": _summary(tm_score(rec, bb.xyz)),
+            "state_fidelity_A": _summary(fidelity),
+            "reencoded_tokens_kept": float((tokenizer.encode(rec) == tok).mean()),
+            "tokens_changed_first_to_last": float((tok[0] != tok[-1]).mean()),
+            "tokens_changed_between_neighbour_frames": float((tok[1:] != tok[:-1]).mean()),
+        }
     t_open, t_closed = tokenizer.encode(open_state), tokenizer.encode(closed_state)
     results["closed_vs_open_tokens_differ"] = float((t_open != t_closed).mean())
     return results
 
 
-def motion_round_trip(tokenizer, trajectories: dict, key_frame: int = 0, robustness_tries: int = 20,
-                      seed: int = 0) -> dict:
+def motion_round_trip(
+    tokenizer, trajectories: dict, key_frame: int = 0, robustness_tries: int = 20, seed: int = 0
+) -> dict:
     """Motion tokenizer on MD trajectories ({name: Backbone}), each against its frame ``key_frame``:
     round trip of the exact placement and after projection onto the key's geometry (backbone RMSD to
     the frame superposed on the key, Å), robustness (CA-RMSD moved by replacing a random 5 % of one
@@ -74,7 +84,7 @@ def motion_round_trip(tokenizer, trajectories: dict, key_frame: int = 0, robustn
 
     rng = np.random.default_rng(seed)
     cb = tokenizer.codebook.astype(np.float64)
-    sq = (cb ** 2).sum(1)
+    sq = (cb**2).sum(1)
     dist = sq[:, None] + sq[None] - 2 * cb @ cb.T
     np.fill_diagonal(dist, np.inf)
     nearest_other = dist.argmin(1)
@@ -88,17 +98,19 @@ def motion_round_trip(tokenizer, trajectories: dict, key_frame: int = 0, robustn
         moved = []
         for _ in range(robustness_tries):
             f = rng.integers(len(tok))
-            swapped = tok[f:f + 1].copy()
+            swapped = tok[f : f + 1].copy()
             picks = rng.choice(bb.n_residues, size=max(1, round(0.05 * bb.n_residues)), replace=False)
             swapped[0, picks] = nearest_other[swapped[0, picks]]
-            a, b = placed[f:f + 1, :, 1], tokenizer.decode(swapped, key)[:, :, 1]
+            a, b = placed[f : f + 1, :, 1], tokenizer.decode(swapped, key)[:, :, 1]
             moved.append(float(np.sqrt(((a - b) ** 2).sum(-1).mean()) * 10))
         all_tokens.append(tok.ravel())
-        results[name] = {"frames": int(bb.n_frames), "residues": int(bb.n_residues),
-                         "rmsd_A": _summary(backbone_rmsd_angstrom(placed, truth)),
-                         "rmsd_projected_A": _summary(backbone_rmsd_angstrom(projected, truth)),
-                         "robustness_5pct_ca_A": float(np.median(moved)),
-                         "tokens_changed_between_neighbour_frames": float((tok[1:] != tok[:-1]).mean())
-                         if len(tok) > 1 else None}
+        results[name] = {
+            "frames": int(bb.n_frames),
+            "residues": int(bb.n_residues),
+            "rmsd_A": _summary(backbone_rmsd_angstrom(placed, truth)),
+            "rmsd_projected_A": _summary(backbone_rmsd_angstrom(projected, truth)),
+            "robustness_5pct_ca_A": float(np.median(moved)),
+            "tokens_changed_between_neighbour_frames": float((tok[1:] != tok[:-1]).mean()) if len(tok) > 1 else None,
+        }
     ppl, used = codebook_usage(np.concatenate(all_tokens), tokenizer.codebook_size)
     return {"trajectories": results, "perplexity": ppl, "codes_used": used}

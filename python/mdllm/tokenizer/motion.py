@@ -64,11 +64,11 @@ def nearest_codes(d, codebook) -> np.ndarray:
     flat = np.asarray(d, np.float64).reshape(-1, 12)
     out = np.empty(len(flat), np.int32)
     for start in range(0, len(flat), 2048):
-        chunk = flat[start:start + 2048]
+        chunk = flat[start : start + 2048]
         dist = np.zeros((len(chunk), len(cb)))
         for j in range(12):  # the spec's summation order, so the C++ core rounds the same way
             dist += (chunk[:, None, j] - cb[None, :, j]) ** 2
-        out[start:start + 2048] = dist.argmin(axis=1)  # argmin returns the first minimum
+        out[start : start + 2048] = dist.argmin(axis=1)  # argmin returns the first minimum
     return out.reshape(np.shape(d)[:-1])
 
 
@@ -145,8 +145,10 @@ class MotionTokenizer:
         tokens = check_token_array(tokens, self.codebook_size)
         key = _as_backbone(key)
         if key.shape[0] != 1 or key.shape[1] != tokens.shape[1]:
-            raise MdllmError(f"tokens have {tokens.shape[1]} residues but the key frame has shape {key.shape[1:]} "
-                             f"({key.shape[0]} frames)")
+            raise MdllmError(
+                f"tokens have {tokens.shape[1]} residues but the key frame has shape {key.shape[1:]} "
+                f"({key.shape[0]} frames)"
+            )
         key = np.ascontiguousarray(key[0])
         if self.backend == "numpy":
             return decode_reference(tokens, key, self.codebook)
@@ -165,4 +167,3 @@ def _core_class():
     except ImportError:
         return None
     return getattr(_core, "MotionTokenizer", None)
-

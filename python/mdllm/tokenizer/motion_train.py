@@ -19,8 +19,9 @@ from mdllm.tokenizer.motion import displacements
 from mdllm.tokenizer.weights import save_tokenizer
 
 
-def displacement_samples(trajectories, keys_per_trajectory: int, max_samples: int,
-                         rng: np.random.Generator) -> np.ndarray:
+def displacement_samples(
+    trajectories, keys_per_trajectory: int, max_samples: int, rng: np.random.Generator
+) -> np.ndarray:
     """(N, 12) displacement vectors (nm) of ``trajectories`` (list of (F, L, 4, 3) nm): every frame
     against the first frame and ``keys_per_trajectory - 1`` random frames, at most ``max_samples``."""
     rows = []
@@ -45,9 +46,9 @@ def _assign(x, centres, chunk: int = 16384):
     idx = np.empty(len(x), np.int64)
     dist = np.empty(len(x))
     for s in range(0, len(x), chunk):
-        d = cc[None] - 2.0 * x[s:s + chunk] @ centres.T
-        idx[s:s + chunk] = d.argmin(1)
-        dist[s:s + chunk] = d[np.arange(len(d)), idx[s:s + chunk]] + (x[s:s + chunk] ** 2).sum(1)
+        d = cc[None] - 2.0 * x[s : s + chunk] @ centres.T
+        idx[s : s + chunk] = d.argmin(1)
+        dist[s : s + chunk] = d[np.arange(len(d)), idx[s : s + chunk]] + (x[s : s + chunk] ** 2).sum(1)
     return idx, np.maximum(dist, 0.0)
 
 
@@ -71,7 +72,7 @@ def kmeans(x, k: int, iterations: int, rng: np.random.Generator, progress: bool 
         centres[used] = sums[used] / counts[used, None]
         empty = np.flatnonzero(~used)
         if len(empty):
-            worst = np.argsort(dist)[::-1][:len(empty)]
+            worst = np.argsort(dist)[::-1][: len(empty)]
             centres[empty] = x[worst]
             reseeded += len(empty)
         if bar:
@@ -80,24 +81,41 @@ def kmeans(x, k: int, iterations: int, rng: np.random.Generator, progress: bool 
     if bar:
         bar.close()
     idx, dist = _assign(x, centres)
-    return centres, {"reseeded": int(reseeded), "codes_used": float((np.bincount(idx, minlength=k) > 0).mean()),
-                     "rms_atom_error_A": float(np.sqrt(dist.mean() / 4) * 10)}
+    return centres, {
+        "reseeded": int(reseeded),
+        "codes_used": float((np.bincount(idx, minlength=k) > 0).mean()),
+        "rms_atom_error_A": float(np.sqrt(dist.mean() / 4) * 10),
+    }
 
 
-def train_motion(trajectories, out, codebook_size: int = 4096, keys_per_trajectory: int = 4,
-                 max_samples: int = 400_000, iterations: int = 25, seed: int = 0, sources=None,
-                 progress: bool = True) -> dict:
+def train_motion(
+    trajectories,
+    out,
+    codebook_size: int = 4096,
+    keys_per_trajectory: int = 4,
+    max_samples: int = 400_000,
+    iterations: int = 25,
+    seed: int = 0,
+    sources=None,
+    progress: bool = True,
+) -> dict:
     """Fit the codebook on ``trajectories`` (list of (F, L, 4, 3) nm) and write a tokenizer to ``out``."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     samples = displacement_samples(trajectories, keys_per_trajectory, max_samples, rng)
     centres, stats = kmeans(samples, codebook_size, iterations, rng, progress)
     # Order codes by size (code 0 is the smallest motion): ids then read from still to large moves.
-    centres = centres[np.argsort((centres ** 2).sum(1), kind="stable")]
+    centres = centres[np.argsort((centres**2).sum(1), kind="stable")]
     cfg = MotionConfig(codebook_size=codebook_size)
-    training = {"samples": int(len(samples)), "trajectories": len(trajectories),
-                "keys_per_trajectory": keys_per_trajectory, "iterations": iterations, "seed": seed,
-                "minutes": (time.perf_counter() - t0) / 60, **stats}
+    training = {
+        "samples": int(len(samples)),
+        "trajectories": len(trajectories),
+        "keys_per_trajectory": keys_per_trajectory,
+        "iterations": iterations,
+        "seed": seed,
+        "minutes": (time.perf_counter() - t0) / 60,
+        **stats,
+    }
     if sources:
         training["sources"] = list(sources)
     save_tokenizer(out, cfg, {"codebook": centres.astype(np.float32)}, extra_config={"_training": training})

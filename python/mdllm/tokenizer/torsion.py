@@ -40,8 +40,10 @@ class TorsionTokenizer:
 
         tok = load_tokenizer(path, backend=backend)
         if not isinstance(tok, cls):
-            raise in_file(tok.path, f"a {tok.kind} tokenizer, not a torsion tokenizer "
-                                    "(load any kind with mdllm.tokenizer.load_tokenizer)")
+            raise in_file(
+                tok.path,
+                f"a {tok.kind} tokenizer, not a torsion tokenizer (load any kind with mdllm.tokenizer.load_tokenizer)",
+            )
         return tok
 
     @property
@@ -58,8 +60,9 @@ class TorsionTokenizer:
                 from mdllm.tokenizer.torsion_torch import TorsionTokenModel
             except ImportError:
                 raise MdllmError("PyTorch is not installed (pip install mdllm[train])") from None
-            self._torch_model = TorsionTokenModel(self._tensors["codebook"], self._tensors["geometry"],
-                                                  self.config.beam_width).eval()
+            self._torch_model = TorsionTokenModel(
+                self._tensors["codebook"], self._tensors["geometry"], self.config.beam_width
+            ).eval()
         return self._torch_model
 
     def encode(self, xyz, batch_size: int = 64) -> np.ndarray:
@@ -74,8 +77,9 @@ class TorsionTokenizer:
         import torch
 
         model = self.torch_model()
-        chunks = [model.encode(torch.from_numpy(xyz[i:i + batch_size])).numpy()
-                  for i in range(0, len(xyz), batch_size)]
+        chunks = [
+            model.encode(torch.from_numpy(xyz[i : i + batch_size])).numpy() for i in range(0, len(xyz), batch_size)
+        ]
         return np.concatenate(chunks).astype(np.int32)
 
     def decode(self, tokens, batch_size: int = 64) -> np.ndarray:
@@ -88,8 +92,10 @@ class TorsionTokenizer:
         import torch
 
         model = self.torch_model()
-        chunks = [model.decode(torch.from_numpy(tokens[i:i + batch_size].astype(np.int64))).numpy()
-                  for i in range(0, len(tokens), batch_size)]
+        chunks = [
+            model.decode(torch.from_numpy(tokens[i : i + batch_size].astype(np.int64))).numpy()
+            for i in range(0, len(tokens), batch_size)
+        ]
         return np.concatenate(chunks).astype(np.float32)
 
     def check_tokens(self, tokens) -> np.ndarray:

@@ -36,8 +36,7 @@ def place(a, b, c, length, angle, cos_t, sin_t):
     n = n / _norm(n)
     m = torch.linalg.cross(n, bc, dim=-1)
     radial = length * math.sin(angle)
-    return (c + (-length * math.cos(angle)) * bc + (radial * cos_t)[..., None] * m
-            + (radial * sin_t)[..., None] * n)
+    return c + (-length * math.cos(angle)) * bc + (radial * cos_t)[..., None] * m + (radial * sin_t)[..., None] * n
 
 
 def start_frame(g, like):
@@ -45,8 +44,7 @@ def start_frame(g, like):
     b_nca, b_cac, a_ncac = g[0], g[1], g[4]
     n = torch.zeros(3, dtype=torch.float64, device=like.device)
     ca = torch.tensor([b_nca, 0.0, 0.0], dtype=torch.float64, device=like.device)
-    c = ca + b_cac * torch.tensor([-math.cos(a_ncac), math.sin(a_ncac), 0.0], dtype=torch.float64,
-                                  device=like.device)
+    c = ca + b_cac * torch.tensor([-math.cos(a_ncac), math.sin(a_ncac), 0.0], dtype=torch.float64, device=like.device)
     return n, ca, c
 
 
@@ -83,8 +81,7 @@ class TorsionTokenModel(torch.nn.Module):
         # numpy's cos and sin round like the C++ core's std::cos and std::sin (torch's can differ in
         # the last bit), and a last-bit difference could flip a near-tie of the beam
         cb = self.codebook.detach().double().numpy()
-        return (torch.from_numpy(np.cos(cb)), torch.from_numpy(np.sin(cb)),
-                [float(x) for x in self.geometry.double()])
+        return (torch.from_numpy(np.cos(cb)), torch.from_numpy(np.sin(cb)), [float(x) for x in self.geometry.double()])
 
     @torch.no_grad()
     def decode(self, tokens):
@@ -99,7 +96,9 @@ class TorsionTokenModel(torch.nn.Module):
         for i in range(length):
             ci, si = cos[tokens[:, i]], sin[tokens[:, i]]
             if i > 0:
-                out[:, i, 1] = place(out[:, i - 1, 1], out[:, i - 1, 2], out[:, i, 0], b_nca, a_cnca, ci[:, 0], si[:, 0])
+                out[:, i, 1] = place(
+                    out[:, i - 1, 1], out[:, i - 1, 2], out[:, i, 0], b_nca, a_cnca, ci[:, 0], si[:, 0]
+                )
                 out[:, i, 2] = place(out[:, i - 1, 2], out[:, i, 0], out[:, i, 1], b_cac, a_ncac, ci[:, 1], si[:, 1])
             n, ca, c = out[:, i, 0], out[:, i, 1], out[:, i, 2]
             out[:, i, 3] = place(n, ca, c, b_co, a_caco, -ci[:, 2], -si[:, 2])

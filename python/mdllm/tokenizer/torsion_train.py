@@ -83,7 +83,7 @@ def _assign(feat, centres, chunk: int = 65536):
     idx, dist = [], []
     c2 = (centres * centres).sum(-1)
     for i in range(0, len(feat), chunk):
-        f = feat[i:i + chunk]
+        f = feat[i : i + chunk]
         d = (f * f).sum(-1, keepdim=True) - 2 * f @ centres.T + c2
         best = d.min(-1)
         idx.append(best.indices)
@@ -91,8 +91,9 @@ def _assign(feat, centres, chunk: int = 65536):
     return torch.cat(idx), torch.cat(dist)
 
 
-def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress: bool = True,
-                    device: str = "cpu") -> tuple[np.ndarray, dict]:
+def kmeans_codebook(
+    samples: np.ndarray, k: int, iters: int, seed: int, progress: bool = True, device: str = "cpu"
+) -> tuple[np.ndarray, dict]:
     """K codes (omega, phi, psi) radians by Lloyd's algorithm on (cos, sin) of the angles."""
     from mdllm.progress import bar as progress_bar
 
@@ -112,20 +113,33 @@ def kmeans_codebook(samples: np.ndarray, k: int, iters: int, seed: int, progress
         centres = torch.where(empty[:, None], centres, sums / counts.clamp_min(1)[:, None])
         if empty.any():  # an unused code moves to one of the samples its neighbours fit worst
             worst = torch.topk(dist, int(empty.sum()) * 4).indices
-            pick = worst[torch.randperm(len(worst), generator=gen)[:int(empty.sum())].to(device)]
+            pick = worst[torch.randperm(len(worst), generator=gen)[: int(empty.sum())].to(device)]
             centres[empty] = feat[pick]
             reseeded += int(empty.sum())
         bar.set_postfix(rms=f"{float(dist.mean().sqrt()):.4f}", empty=int(empty.sum()))
     idx, dist = _assign(feat, centres)
     codes = torch.atan2(centres[:, 3:], centres[:, :3]).cpu().numpy().astype(np.float32)
-    stats = {"samples": int(len(feat)), "iterations": iters, "codes_reseeded": reseeded,
-             "codes_used": float((torch.bincount(idx, minlength=k) > 0).float().mean()),
-             "rms_feature_distance": float(dist.mean().sqrt())}
+    stats = {
+        "samples": int(len(feat)),
+        "iterations": iters,
+        "codes_reseeded": reseeded,
+        "codes_used": float((torch.bincount(idx, minlength=k) > 0).float().mean()),
+        "rms_feature_distance": float(dist.mean().sqrt()),
+    }
     return codes, stats
 
 
-def train_torsion_tokenizer(segments, cfg: TorsionConfig, out_dir, iters: int = 30, max_samples: int = 400_000,
-                            seed: int = 0, progress: bool = True, val_segments=(), device: str = "cpu") -> dict:
+def train_torsion_tokenizer(
+    segments,
+    cfg: TorsionConfig,
+    out_dir,
+    iters: int = 30,
+    max_samples: int = 400_000,
+    seed: int = 0,
+    progress: bool = True,
+    val_segments=(),
+    device: str = "cpu",
+) -> dict:
     """Fit the codebook and the geometry on ``segments`` and write the tokenizer to ``out_dir``; with
     ``val_segments`` (held-out chains), also measure their round trip and record it in config.json."""
     start = time.time()
@@ -133,8 +147,9 @@ def train_torsion_tokenizer(segments, cfg: TorsionConfig, out_dir, iters: int = 
     samples = torsion_samples(segments, max_samples, rng)
     codes, stats = kmeans_codebook(samples, cfg.codebook_size, iters, seed, progress, device)
     geometry = measure_geometry(segments)
-    stats.update(seed=seed, minutes=(time.time() - start) / 60,
-                 geometry={n: float(v) for n, v in zip(GEOMETRY_NAMES, geometry)})
+    stats.update(
+        seed=seed, minutes=(time.time() - start) / 60, geometry={n: float(v) for n, v in zip(GEOMETRY_NAMES, geometry)}
+    )
     tensors = {"codebook": codes, "geometry": geometry}
     save_tokenizer(out_dir, cfg, tensors, extra_config={"_training": stats})
     if len(val_segments):
@@ -151,10 +166,15 @@ def held_out_round_trip(tokenizer_dir, segments, progress: bool = True) -> dict:
     from mdllm.tokenizer.torsion import TorsionTokenizer
 
     tok = TorsionTokenizer.load(tokenizer_dir)
-    rmsd = [backbone_rmsd_angstrom(tok.decode(tok.encode(x[None])), x[None])[0]
-            for x in progress_bar(segments, enabled=progress, desc="held-out round trip")]
-    return {"val_chains": len(rmsd), "val_rmsd_median_A": float(np.median(rmsd)),
-            "val_rmsd_p95_A": float(np.percentile(rmsd, 95))}
+    rmsd = [
+        backbone_rmsd_angstrom(tok.decode(tok.encode(x[None])), x[None])[0]
+        for x in progress_bar(segments, enabled=progress, desc="held-out round trip")
+    ]
+    return {
+        "val_chains": len(rmsd),
+        "val_rmsd_median_A": float(np.median(rmsd)),
+        "val_rmsd_p95_A": float(np.percentile(rmsd, 95)),
+    }
 
 
 def training_device(name: str):

@@ -53,10 +53,14 @@ def read_tensors(path, expected: dict[str, tuple]) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise in_file(path, "no such file") from None
     except (SafetensorError, OSError, ValueError, Exception) as exc:  # safetensors raises several types
-        raise in_file(path, f"not a readable safetensors file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise in_file(
+            path, f"not a readable safetensors file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     missing = sorted(set(expected) - set(tensors))
     if missing:
-        raise in_file(path, f"missing tensors {missing[:3]}{' ...' if len(missing) > 3 else ''} (wrong or corrupt tokenizer)")
+        raise in_file(
+            path, f"missing tensors {missing[:3]}{' ...' if len(missing) > 3 else ''} (wrong or corrupt tokenizer)"
+        )
     out = {}
     for name, shape in expected.items():
         t = tensors[name]
