@@ -55,6 +55,13 @@ def measure(name: str, pdb: Path, work: Path, args) -> dict:
     w = work / name
     shutil.rmtree(w, ignore_errors=True)
     w.mkdir(parents=True)
+    # Written again by mdtraj (heavy atoms, element columns): adk_closed.pdb has CHARMM hydrogen names
+    # and no element column, which OpenMM's hydrogen placement misreads (HE1 as helium).
+    import mdtraj
+
+    start = mdtraj.load(str(pdb))
+    start.atom_slice(start.topology.select("protein and not element H")).save_pdb(str(w / "start.pdb"))
+    pdb = w / "start.pdb"
     md_dir = w / "md"
     print(f"[{name}] simulate {args.md_ps} ps", file=sys.stderr)
     t_md = timed(
