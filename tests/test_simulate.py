@@ -203,11 +203,20 @@ def drop_residue_5_and_seqres(lines):
     ]
 
 
+def calcium_for_alpha_carbons(lines):
+    """The element column of every CA says calcium, as some writers leave it (data/adk/adk_closed.pdb)."""
+    return [
+        l[:76] + "CA" + l[78:] if l.startswith("ATOM") and l[12:16].strip() == "CA" and len(l) >= 78 else l
+        for l in lines
+    ]
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
         (rename_residue_5, "unknown residue XYZ 5 in chain A"),
         (drop_residue_5_and_seqres, "chain A is broken between PRO 4 and THR 6"),
+        (calcium_for_alpha_carbons, "Check the element columns"),
     ],
 )
 def test_unparameterisable_input_is_one_line_error_before_any_work(tmp_path, capsys, edit, message):

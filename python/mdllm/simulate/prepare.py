@@ -82,7 +82,14 @@ def prepare_structure(
     modeller = Modeller(fixer.topology, fixer.positions)
     modeller.delete([a for a in modeller.topology.atoms() if a.element is not None and a.element.symbol == "H"])
     # The Reference platform makes the placement of new atoms (short minimizations) reproducible.
-    modeller.addHydrogens(forcefield=forcefield, pH=ph, platform=Platform.getPlatformByName("Reference"))
+    try:
+        modeller.addHydrogens(forcefield=forcefield, pH=ph, platform=Platform.getPlatformByName("Reference"))
+    except ValueError as exc:  # OpenMM found no template: often wrong element columns (CA read as calcium)
+        raise in_file(
+            path,
+            f"the force field cannot place hydrogens: {_first_line(exc)} Check the element columns "
+            "(77-78) of the file, or write it again with mdtraj, which assigns elements from atom names.",
+        ) from None
     notes["sequence"] = _sequence(modeller.topology)
     notes["atoms"] = modeller.topology.getNumAtoms()
     notes["residues"] = modeller.topology.getNumResidues()
