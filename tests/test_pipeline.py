@@ -25,12 +25,8 @@ from test_generate import make_tokenizer  # noqa: E402
 STAGES = ["encode", "finetune", "export", "generate", "evaluate"]
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    tok = make_tokenizer(root / "tok")
-    torch.manual_seed(0)
-    vocab = Vocabulary(codebook_size=tok.codebook_size, tokenizer_hash=tok.hash)
+def tiny_model(vocab) -> MistralLM:
+    """One layer of width 32: enough to run every stage, small enough for tests."""
     model = MistralLM(
         ModelConfig(
             vocab_size=vocab.size,
@@ -43,6 +39,16 @@ def setup(tmp_path_factory):
         )
     )
     model.vocab = vocab
+    return model
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    tok = make_tokenizer(root / "tok")
+    torch.manual_seed(0)
+    vocab = Vocabulary(codebook_size=tok.codebook_size, tokenizer_hash=tok.hash)
+    model = tiny_model(vocab)
     store.save(model, root / "base")
     # 12 AdK frames as the "user's trajectory" (214 residues).
     traj = md.load(str(ADK / "adk_dims.xtc"), top=str(ADK / "adk_dims.pdb"))[:12]
@@ -120,18 +126,7 @@ def motion_base(tmp_path_factory):
     tok, fold = load_tokenizers()
     torch.manual_seed(0)
     vocab = Vocabulary(tok.codebook_size, tok.hash, key_codebook_size=fold.codebook_size, key_tokenizer_hash=fold.hash)
-    model = MistralLM(
-        ModelConfig(
-            vocab_size=vocab.size,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=2048,
-        )
-    )
-    model.vocab = vocab
+    model = tiny_model(vocab)
     init_motion_codes(model, tok.codebook)
     store.save(model, root / "base")
     return root / "base"
