@@ -53,30 +53,40 @@ def timed(cmd: list[str]) -> float:
 
 def measure(name: str, pdb: Path, work: Path, args) -> dict:
     w = work / name
-    shutil.rmtree(w, ignore_errors=True)
-    w.mkdir(parents=True)
     md_dir = w / "md"
-    print(f"[{name}] simulate {args.md_ps} ps", file=sys.stderr)
-    t_md = timed(
-        [
-            "--threads",
-            args.threads,
-            "simulate",
-            pdb,
-            "-o",
-            md_dir,
-            "--temperatures",
-            "300",
-            "--length",
-            args.md_ps / 1000,
-            "--save-every",
-            1,
-            "--equilibrate",
-            2,
-            "--no-progress",
-            "--seed",
-            1,
-        ]
+    kept = args.keep_md and (md_dir / "T300K_rep0" / "manifest.json").exists()
+    if kept:  # everything but the MD run is made again
+        for old in w.iterdir():
+            if old != md_dir:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        shutil.rmtree(w, ignore_errors=True)
+        w.mkdir(parents=True)
+        print(f"[{name}] simulate {args.md_ps} ps", file=sys.stderr)
+    t_md = (
+        float("nan")
+        if kept
+        else timed(
+            [
+                "--threads",
+                args.threads,
+                "simulate",
+                pdb,
+                "-o",
+                md_dir,
+                "--temperatures",
+                "300",
+                "--length",
+                args.md_ps / 1000,
+                "--save-every",
+                1,
+                "--equilibrate",
+                2,
+                "--no-progress",
+                "--seed",
+                1,
+            ]
+        )
     )
     run_dir = md_dir / "T300K_rep0"
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -98,6 +108,8 @@ def measure(name: str, pdb: Path, work: Path, args) -> dict:
         0,
         "--warmup",
         0,
+        "--epochs",
+        1000,  # --max-steps decides the run length
         "--no-progress",
         "--seed",
         0,
@@ -194,6 +206,7 @@ def main():
     parser.add_argument("--rebuild", type=int, default=2, help="frames rebuilt all-atom")
     parser.add_argument("--threads", type=int, default=0, help="threads (0 = all cores)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "bench-steps"))
+    parser.add_argument("--keep-md", action="store_true", help="reuse a finished MD run of an earlier call")
     args = parser.parse_args()
 
     results = []
