@@ -389,12 +389,13 @@ class Generator:
             accept[rows] = frame_guard.check(finish.frames(frame_tokens, rows))
             return accept
 
-        bar = _progress_bar(frames, progress)
+        from mdllm.progress import bar as progress_bar
+
+        bar = progress_bar(total=frames, enabled=progress, unit="frame", desc="generating")
 
         def frame_done(done):  # the C++ loop finished a frame: its draws are final
             finish.commit()
-            if bar:
-                bar.update(done - bar.n)
+            bar.update(done - bar.n)
             return True
 
         t0 = time.perf_counter()
@@ -415,8 +416,7 @@ class Generator:
             frame_check=frame_check if frame_guard else None,
             max_tries=guard_limits.max_tries if frame_guard else 0,
         )
-        if bar:
-            bar.close()
+        bar.close()
         codes = tokens - self.vocab.structure_offset
         t1 = time.perf_counter()
         xyz, raw = finish.all_frames(codes, progress=progress)
@@ -496,11 +496,3 @@ class Generator:
 def generate(model, start, top=None, tokenizer=None, gpu_layers: int = 0, threads: int = 0, **kwargs) -> Ensemble:
     """Load ``model`` (GGUF) and its tokenizer, then :meth:`Generator.generate` from ``start``."""
     return Generator(model, tokenizer, gpu_layers, threads).generate(start, top, **kwargs)
-
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from mdllm.progress import bar
-
-    return bar(total=total, unit="frame", desc="generating")
