@@ -9,10 +9,16 @@ with the guard off and on:
   frame's CA-RMSD to the start + 1 Å;
 - Rg ratio: mean CA radius of gyration of the generated frames / of the held-out frames;
 - RMSF r: Pearson correlation of per-residue CA RMSF (frames superposed on the start);
+- RMSF ratio: mean per-residue CA RMSF of the generated frames / of the held-out frames (how much they
+  move, where RMSF r says which residues move);
 - JS: Jensen-Shannon distance (base 2) between the distributions of pairwise CA-RMSD within each set;
 - valid raw / refined: fraction of frames passing mdllm.evaluate.check_backbone as decoded from the
   tokens, and as mdllm run writes them (refined, mdllm.geometry.refine; the guard judges these);
 - redrawn: fraction of frames the guard drew again;
+- "round trip" rows: the held-out frames themselves encoded and decoded by the kind's tokenizer (the
+  same decoding as generation, before refinement): what a perfect language model could reach at most,
+  so "valid raw" there is the tokenizer's ceiling for the generated frames' "valid raw"; in the
+  "MD 1st half" row (the reference: the training half against the held-out half) it is the MD's own;
 - frames/s: generation speed of the language model (llama.cpp loop, guard included).
 
 Usage: python bench/realism.py [--proteins villin_2F4K ntl9_2HBB gb1_1GB1] [--frames 100 --walkers 4]
@@ -68,6 +74,20 @@ def pairwise_js(a, b, bins: int = 40) -> float:
     m = (p + q) / 2
     js = 0.5 * (p * np.log2(p / m)).sum() + 0.5 * (q * np.log2(q / m)).sum()
     return float(np.sqrt(max(js, 0.0)))
+
+
+def rmsf_ratio(xyz, held, ref) -> float:
+    return float(rmsf(xyz, ref).mean() / rmsf(held, ref).mean())
+
+
+def round_trip(kind: str, held, ref) -> np.ndarray:
+    """The held-out frames encoded and decoded as generation decodes them (motion: key = ``ref``)."""
+    from mdllm.encoding import decode_tokens, load_tokenizers
+
+    tok = load_tokenizers(KINDS[kind]["tokenizer"])[0]
+    if tok.needs_key_frame:
+        return decode_tokens(tok, tok.encode(held, ref[None]), ref)
+    return decode_tokens(tok, tok.encode(held))
 
 
 def valid_fraction(xyz, sequence) -> float:
@@ -126,13 +146,23 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     raw = decode_tokens(load_tokenizers(KINDS[kind]["tokenizer"])[0], tokens, key).reshape(xyz.shape)
     g = info.get("guard") or {}
     first = md.xyz[:half]
+    trip = round_trip(kind, held, ref)
     return {
+        "round_trip": {
+            "in_basin": float((ca_rmsd_to(trip, ref) <= held_rmsd.max() + 1.0).mean()),
+            "rg_ratio": float(rg(trip).mean() / rg(held).mean()),
+            "rmsf_r": float(np.corrcoef(rmsf(trip, ref), rmsf(held, ref))[0, 1]),
+            "rmsf_ratio": rmsf_ratio(trip, held, ref),
+            "valid_raw": valid_fraction(trip, md.sequence),
+        },
         # the ceiling: the training half itself compared with the held-out half in the same way
         "md_first_half": {
             "in_basin": float((ca_rmsd_to(first, ref) <= held_rmsd.max() + 1.0).mean()),
             "rg_ratio": float(rg(first).mean() / rg(held).mean()),
             "rmsf_r": float(np.corrcoef(rmsf(first, ref), rmsf(held, ref))[0, 1]),
+            "rmsf_ratio": rmsf_ratio(first, held, ref),
             "js_pairwise": pairwise_js(first, held),
+            "valid": valid_fraction(first, md.sequence),
         },
         "protein": protein,
         "residues": md.n_residues,
@@ -144,6 +174,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "held_rmsd_median_A": float(np.median(held_rmsd)),
         "rg_ratio": float(rg(xyz).mean() / rg(held).mean()),
         "rmsf_r": float(np.corrcoef(rmsf(xyz, ref), rmsf(held, ref))[0, 1]),
+        "rmsf_ratio": rmsf_ratio(xyz, held, ref),
         "js_pairwise": pairwise_js(xyz, held),
         "valid_raw": valid_fraction(raw, md.sequence),
         "valid_refined": valid_fraction(xyz, md.sequence),
@@ -172,7 +203,7 @@ def main():
     args = p.parse_args()
     rows, results = [], []
     for protein in args.proteins:
-        reference_done = False
+        reference_done, trips_done = False, set()
         for kind in args.kinds:
             for guard in args.guard:
                 if kind == "torsion" and guard == "on":
@@ -182,37 +213,21 @@ def main():
                 if not reference_done:
                     m = r["md_first_half"]
                     rows.append(
-                        [
-                            protein,
-                            r["residues"],
-                            "MD 1st half",
-                            "-",
-                            m["in_basin"],
-                            m["rg_ratio"],
-                            m["rmsf_r"],
-                            m["js_pairwise"],
-                            "-",
-                            "-",
-                            "-",
-                            "-",
-                        ]
+                        [protein, r["residues"], "MD 1st half", "-", m["in_basin"], m["rg_ratio"], m["rmsf_r"]]
+                        + [m["rmsf_ratio"], m["js_pairwise"], m["valid"], "-", "-", "-"]
                     )
                     reference_done = True
+                if kind not in trips_done:
+                    t = r["round_trip"]
+                    rows.append(
+                        [protein, r["residues"], f"{kind} round trip", "-", t["in_basin"], t["rg_ratio"], t["rmsf_r"]]
+                        + [t["rmsf_ratio"], "-", t["valid_raw"], "-", "-", "-"]
+                    )
+                    trips_done.add(kind)
                 rows.append(
-                    [
-                        protein,
-                        r["residues"],
-                        kind,
-                        guard,
-                        r["in_basin"],
-                        r["rg_ratio"],
-                        r["rmsf_r"],
-                        r["js_pairwise"],
-                        r["valid_raw"],
-                        r["valid_refined"],
-                        "-" if r["redrawn"] is None else r["redrawn"],
-                        r["frames_per_second"],
-                    ]
+                    [protein, r["residues"], kind, guard, r["in_basin"], r["rg_ratio"], r["rmsf_r"], r["rmsf_ratio"]]
+                    + [r["js_pairwise"], r["valid_raw"], r["valid_refined"]]
+                    + ["-" if r["redrawn"] is None else r["redrawn"], r["frames_per_second"]]
                 )
     report(
         "Generated ensembles against held-out MD (second half of each trajectory)",
@@ -224,6 +239,7 @@ def main():
             "in basin",
             "Rg ratio",
             "RMSF r",
+            "RMSF ratio",
             "JS",
             "valid raw",
             "valid refined",
