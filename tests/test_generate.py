@@ -336,3 +336,48 @@ def test_cpp_example_on_the_shipped_models(cpp_build, tmp_path):
     assert r.returncode == 0, r.stderr
     frames = load_backbone(out, check=False)
     assert frames.n_frames == 4 and frames.n_residues == 10 and np.isfinite(frames.xyz).all()
+
+
+@pytest.mark.slow  # builds the C++ library and examples from scratch (cpp_build)
+def test_cpp_example_runs_the_shipped_motion_model_like_python(cpp_build, tmp_path):
+    """The default model reads motion tokens: the example encodes the start relative to its last frame
+    (the key), puts the key's fold codes (models/torsiontoken, found beside models/motiontoken) in the
+    prompt and projects the decoded frames onto the key's local geometry, as the Python API does without
+    the guard and refinement, which the example leaves out. With the same seed the tokens are the same,
+    so the coordinates agree up to the PDB's rounding to 0.001 Å (5e-5 nm; both sides compute in double
+    before float32): atol 1e-4 nm. One token drawn differently would move atoms by at least 0.012 nm, the
+    closest two codes of the shipped codebook. A multi-model start (1L2Y, 3 models) checks that the key is
+    the last model and the context the last `window` ones."""
+    import subprocess
+
+    from conftest import ROOT
+
+    model = ROOT / "models" / "motion-lm" / "motion-lm.f16.gguf"
+    tokenizer = ROOT / "models" / "motiontoken"
+    if not model.exists() or not (tokenizer / "model.safetensors").exists():
+        pytest.skip("shipped models not present")
+    exe = cpp_build / "cpp" / "examples" / "generate_pdb"
+    generator = Generator(model)
+    assert generator.motion
+    for start, frames, walkers in ((START, 3, 2), (DATA / "1L2Y_3models.pdb", 1, 1)):
+        out = tmp_path / "motion.pdb"
+        args = [exe, model, tokenizer, start, out, str(frames), str(walkers), "2", "7"]
+        r = subprocess.run(args, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert "(motion tokens)" in r.stdout
+        ens = generator.generate(
+            start, frames=frames, walkers=walkers, window=2, seed=7, progress=False, guard=False, refine=False
+        )
+        from_cpp = load_backbone(out, check=False)
+        np.testing.assert_allclose(from_cpp.xyz, ens.backbones.reshape(from_cpp.xyz.shape), rtol=0, atol=1e-4)
+
+    wrong = tmp_path / "wrong.pdb"
+    torsion = ROOT / "models" / "torsiontoken"
+    for extra, message in (
+        ([torsion], "torsiontoken: not the motion tokenizer this model reads"),
+        ([tokenizer, "--fold", tokenizer], "motiontoken: not the torsion tokenizer of the key frame's fold"),
+    ):
+        r = subprocess.run([exe, model, *extra, START, wrong, "1"], capture_output=True, text=True)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not wrong.exists()
