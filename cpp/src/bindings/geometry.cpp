@@ -2,6 +2,7 @@
 // allocated by the caller (mdllm.geometry).
 #include "common.hpp"
 #include "mdllm/geometry.hpp"
+#include "mdllm/projection.hpp"
 
 namespace mdllm::bindings {
 
@@ -75,6 +76,13 @@ void register_geometry(py::module_& m) {
     float* o = output<float>(out, f * f, "out");
     py::gil_scoped_release nogil;
     g::pairwise_rmsd(pts.data(), f, n, o);
+  });
+  m.def("project_to_key_geometry", [](InF32 xyz, int64_t f, int64_t l, InF32 key, int iterations, py::array out) {
+    require_size(xyz, f * l * 12, "xyz");
+    require_size(key, l * 12, "key");
+    float* o = output<float>(out, f * l * 12, "out");
+    py::gil_scoped_release nogil;
+    mdllm::projection::project_to_key_geometry(xyz.data(), f, l, key.data(), o, iterations);
   });
 }
 
