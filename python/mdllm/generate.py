@@ -27,6 +27,7 @@ from mdllm.files import atomic_output, sha256_file
 from mdllm.io import Backbone, load_backbone, save
 from mdllm.lm import gguf_keys
 from mdllm.sampling import SamplingParams
+from mdllm.sampling.constraint import ConstraintLimits
 from mdllm.tokenfile import TokenFile
 
 
@@ -362,6 +363,8 @@ class Generator:
         guard: bool = True,
         guard_limits: GuardLimits = GuardLimits(),
         key=None,
+        constrain: bool = False,
+        constraint_limits: ConstraintLimits = ConstraintLimits(),
     ) -> Ensemble:
         """``refine``: restrained geometric refinement of the decoded backbones (ideal bonds, angles,
         peptide planes, no overlaps; mdllm.geometry.refine); tokens and likelihoods are unchanged and
@@ -371,13 +374,30 @@ class Generator:
         (valid and globally plausible against the start, :meth:`Ensemble.check`).
         ``guard`` (motion tokens): draw a frame again when :class:`FrameGuard` rejects it, judging the
         frame the user gets (refined when refining); ``info["guard"]`` counts the draws and why.
-        ``key``: the key frame (default: the start's last frame)."""
+        ``key``: the key frame (default: the start's last frame).
+        ``constrain`` (motion tokens): constrained decoding; before each residue is drawn, the codes that
+        would break local geometry (peptide-bond distances, Ramachandran outliers, clashes) with the
+        residues already drawn in the frame are masked (:mod:`mdllm.sampling.constraint`,
+        ``constraint_limits``); likelihoods stay the model's and ``info["constraint"]`` counts the draws
+        whose mask was empty (drawn unconstrained)."""
         if frames < 1 or walkers < 1 or window < 1:
             raise MdllmError("frames, walkers and window must be at least 1")
         refine = self.motion if refine is None else refine
+        if constrain and not self.motion:
+            raise MdllmError(
+                f"{self.path}: constrained decoding needs a motion-token model (codes placed on a key "
+                "frame); this is a torsion-token model"
+            )
         backbone = self._start(start, top, window)
         layout = self.layout(backbone.n_residues)
         prefix, start_tokens, key_xyz = self._context(backbone, key)
+        constraint = None
+        if constrain:
+            from mdllm.sampling.constraint import ChainConstraint
+
+            constraint = ChainConstraint(
+                self.tokenizer.codebook, key_xyz, backbone.sequence, backbone.chain_ids, constraint_limits
+            )
         prefix = prefix.astype(np.int32)
         start_ids = (start_tokens + self.vocab.structure_offset).astype(np.int32).ravel()
         frame_guard = FrameGuard(key_xyz, guard_limits) if guard and self.motion else None
@@ -415,6 +435,7 @@ class Generator:
             progress=frame_done,
             frame_check=frame_check if frame_guard else None,
             max_tries=guard_limits.max_tries if frame_guard else 0,
+            constraint=constraint.core if constraint else None,
         )
         bar.close()
         codes = tokens - self.vocab.structure_offset
@@ -455,6 +476,17 @@ class Generator:
             "frames_per_second": codes.shape[0] * codes.shape[1] / max(timing["generate_seconds"], 1e-12),
             "tokenizer_kind": self.tokenizer.kind,
         }
+        if constraint:
+            draws = timing.pop("constrained_draws")
+            info["constraint"] = {
+                "limits": asdict(constraint_limits),
+                "constrained_draws": int(draws),
+                "empty_masks": int(timing.pop("empty_masks")),
+                "mean_allowed_codes": timing.pop("allowed_codes") / max(draws, 1),
+                "seconds": timing.pop("constraint_seconds"),
+            }
+        else:
+            info["constraint"] = None
         if frame_guard:
             info["guard"] = {
                 "limits": asdict(guard_limits),

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "mdllm/chain_constraint.hpp"
 #include "mdllm/sampler.hpp"
 
 namespace mdllm::generation {
@@ -34,6 +35,12 @@ struct Options {
   uint64_t seed = 0;
   bool kv_shift = true;  // false: re-evaluate the whole window after each eviction (reference path)
   int64_t max_tries = 0;  // guard: new draws of a rejected frame (0 = every frame is accepted)
+  // Constrained decoding (motion tokens; null = off): before residue j of a frame is drawn, the
+  // structure codes the constraint disallows given the walker's codes for residues < j of that frame
+  // are removed (logits set to -inf in a copy). Its codes() must be the layout's structure-token count
+  // and its residues() the layout's residues. Log-probabilities stay those of the unmodified model.
+  // Not owned; it must outlive the call.
+  const ChainConstraint* constraint = nullptr;
 };
 
 struct Trajectories {
@@ -43,6 +50,10 @@ struct Trajectories {
   std::vector<int32_t> redraws;  // (walkers, frames): how often the guard rejected a draw of the frame
   double prompt_seconds = 0, generate_seconds = 0, check_seconds = 0;
   int64_t tokens_decoded = 0;   // tokens evaluated by llama.cpp after the prompt (re-evaluation included)
+  // Constrained decoding: draws it masked, those whose mask was empty (every code then allowed), the
+  // allowed codes summed over the masked draws, and the time spent on masks.
+  int64_t constrained_draws = 0, empty_masks = 0, allowed_codes = 0;
+  double constraint_seconds = 0;
 };
 
 struct ModelOptions {

@@ -1,16 +1,49 @@
 // Thin bindings of mdllm/sampler.hpp.
+#include <algorithm>
 #include <stdexcept>
 
 #include "common.hpp"
+#include "mdllm/chain_constraint.hpp"
 #include "mdllm/sampler.hpp"
 
 namespace mdllm::bindings {
 
 namespace s = mdllm::sampling;
 using InU64 = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+using InU8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 static_assert(sizeof(s::Allowed) == 2 * sizeof(int32_t), "allowed ranges are passed as (rows, 2) int32");
 
 void register_sampler(py::module_& m) {
+  // Constrained decoding of motion tokens (mdllm/chain_constraint.hpp); shapes are checked in
+  // mdllm.sampling.constraint, sizes here.
+  py::class_<mdllm::ChainConstraint>(m, "ChainConstraint")
+      .def(py::init([](InF32 codebook, int64_t n_codes, InF32 key, int64_t n_res, InI32 classes, InU8 levels,
+                       int64_t n_bins, double bin_deg, InU8 linked, double link_tolerance_nm, bool ramachandran,
+                       double clash_overlap_nm, double ca_min_nm, int64_t local_reach, double neighbour_cutoff_nm,
+                       double break_nm) {
+             require_size(codebook, n_codes * 12, "codebook");
+             require_size(key, n_res * 12, "key");
+             require_size(classes, n_res, "classes");
+             require_size(levels, 4 * n_bins * n_bins, "levels");
+             require_size(linked, std::max<int64_t>(n_res - 1, 0), "linked");
+             const mdllm::ChainConstraintParams p{link_tolerance_nm, ramachandran, clash_overlap_nm, ca_min_nm,
+                                                  local_reach, neighbour_cutoff_nm, break_nm};
+             return new mdllm::ChainConstraint(codebook.data(), n_codes, key.data(), n_res, classes.data(),
+                                               levels.data(), n_bins, bin_deg, linked.data(), p);
+           }),
+           py::arg("codebook"), py::arg("n_codes"), py::arg("key"), py::arg("n_res"), py::arg("classes"),
+           py::arg("levels"), py::arg("n_bins"), py::arg("bin_deg"), py::arg("linked"), py::arg("link_tolerance_nm"),
+           py::arg("ramachandran"), py::arg("clash_overlap_nm"), py::arg("ca_min_nm"), py::arg("local_reach"),
+           py::arg("neighbour_cutoff_nm"), py::arg("break_nm"))
+      .def_property_readonly("codes", &mdllm::ChainConstraint::codes)
+      .def_property_readonly("residues", &mdllm::ChainConstraint::residues)
+      .def("linked", &mdllm::ChainConstraint::linked)
+      .def("mask", [](const mdllm::ChainConstraint& c, int64_t j, InI32 drawn, py::array allowed) {
+        if (drawn.size() < j) throw std::invalid_argument("mask: need the codes of residues 0 .. j-1");
+        uint8_t* out = output<uint8_t>(allowed, c.codes(), "allowed");
+        py::gil_scoped_release nogil;
+        return c.mask(j, drawn.data(), out);
+      });
   m.def("counter_uniform", &s::counter_uniform, py::arg("seed"), py::arg("walker"), py::arg("step"));
   m.def("sample", [](InF32 logits, int64_t rows, int64_t vocab, InI32 allowed, float temperature,
                      int32_t top_k, float top_p, float min_p, uint64_t seed, InU64 walkers, InU64 steps,

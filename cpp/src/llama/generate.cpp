@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -171,6 +172,12 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
                                 " tokens is not a whole number of frames of " + std::to_string(L));
   check_tokens(prefix, 0, n_vocab, "prefix");
   check_tokens(start_frames, layout.structure_begin, layout.structure_end, "start frames");
+  if (opt.constraint && (opt.constraint->codes() != layout.structure_end - layout.structure_begin ||
+                         opt.constraint->residues() != L))
+    throw std::invalid_argument("constraint: built for " + std::to_string(opt.constraint->residues()) +
+                                " residues and " + std::to_string(opt.constraint->codes()) + " codes, the frames have " +
+                                std::to_string(L) + " residues and " +
+                                std::to_string(layout.structure_end - layout.structure_begin) + " structure tokens");
 
   // The prompt: prefix, then the last W start frames each closed by a separator.
   const int64_t n_start = std::min<int64_t>(start_frames.size() / L, W);
@@ -218,13 +225,15 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   std::vector<sampling::Allowed> allowed(N);
   std::vector<uint64_t> walker_ids(N), steps(N);
   for (int64_t w = 0; w < N; ++w) walker_ids[w] = static_cast<uint64_t>(w);
-  std::vector<int32_t> chosen(N);
+  std::vector<int32_t> chosen(N), drawn_codes;
   std::vector<float> chosen_logprob(N);
 
   // Draw structure token j of the current frame for the walkers `ws` (all of them, or the ones the
   // guard sent back) from their current logits, and feed the drawn tokens to llama.cpp at `at`.
   const sampling::Allowed structure{layout.structure_begin, layout.structure_end};
-  std::vector<float> subset_logits;
+  std::vector<float> subset_logits, masked_logits;
+  std::vector<uint8_t> code_mask(opt.constraint ? opt.constraint->codes() : 0);
+  constexpr float kMasked = -std::numeric_limits<float>::infinity();
   auto draw = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base, int64_t at) {
     const int64_t n = static_cast<int64_t>(ws.size());
     const float* rows = logits.data();
@@ -239,8 +248,39 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       walker_ids[r] = static_cast<uint64_t>(ws[r]);
       steps[r] = step_base + static_cast<uint64_t>(f * stride + j);
     }
-    sampling::sample(rows, n, n_vocab, allowed.data(), opt.sampling, opt.seed, walker_ids.data(), steps.data(),
-                     chosen.data(), chosen_logprob.data());
+    if (opt.constraint && j > 0) {
+      // Constrained decoding: each walker draws from a copy of its logits without the codes that break
+      // local geometry with its residues < j of this frame; the likelihood stays the model's.
+      const auto tc = Clock::now();
+      masked_logits.assign(rows, rows + n * n_vocab);
+      for (int64_t r = 0; r < n; ++r) {
+        const int32_t* tokens = &out.tokens[(ws[r] * opt.frames + f) * L];
+        drawn_codes.resize(j);
+        for (int64_t i = 0; i < j; ++i) drawn_codes[i] = tokens[i] - layout.structure_begin;
+        const int64_t n_allowed = opt.constraint->mask(j, drawn_codes.data(), code_mask.data());
+        ++out.constrained_draws;
+        out.allowed_codes += n_allowed;
+        if (n_allowed == 0) {
+          ++out.empty_masks;
+          continue;
+        }
+        float* row = &masked_logits[r * n_vocab + layout.structure_begin];
+        for (size_t k = 0; k < code_mask.size(); ++k)
+          if (!code_mask[k]) row[k] = kMasked;
+      }
+      out.constraint_seconds += seconds_since(tc);
+      // The sampler's id-order path (top_p = 1, min_p = 0) scales probabilities by the least likely
+      // candidate's logit, which is -inf here (NaN for every token): a min_p far below any real
+      // probability (1e-30 of the most likely) makes it take the likelihood-order path, same distribution.
+      sampling::Params masked_params = opt.sampling;
+      masked_params.min_p = std::max(masked_params.min_p, 1e-30f);
+      sampling::sample(masked_logits.data(), n, n_vocab, allowed.data(), masked_params, opt.seed, walker_ids.data(),
+                       steps.data(), chosen.data(), chosen_logprob.data());
+      sampling::token_logprobs(rows, n, n_vocab, chosen.data(), chosen_logprob.data());
+    } else {
+      sampling::sample(rows, n, n_vocab, allowed.data(), opt.sampling, opt.seed, walker_ids.data(), steps.data(),
+                       chosen.data(), chosen_logprob.data());
+    }
     batch.clear();
     for (int64_t r = 0; r < n; ++r) {
       const int64_t w = ws[r];

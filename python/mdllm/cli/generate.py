@@ -34,6 +34,20 @@ def register(sub):
         "judged by mdllm evaluate's global checks)",
     )
     p.add_argument(
+        "--constrain",
+        action="store_true",
+        help="motion tokens: constrained decoding; before each residue is drawn, mask the codes that would "
+        "break the chain, make a Ramachandran outlier or clash with the residues already drawn in the frame "
+        "(likelihoods stay the model's)",
+    )
+    p.add_argument(
+        "--constraint-tolerance",
+        type=float,
+        default=0.03,
+        help="with --constrain: allowed deviation (nm) of the C-N and CA-CA distances of consecutive residues "
+        "from the key frame's (default 0.03)",
+    )
+    p.add_argument(
         "--filter",
         action="store_true",
         help="write only acceptable frames: valid by the local checks (mdllm.evaluate.check_backbone) and "
@@ -53,6 +67,7 @@ def run(args):
     from mdllm.generate import Generator
     from mdllm.io import WRITABLE_SUFFIXES
     from mdllm.sampling import SamplingParams
+    from mdllm.sampling.constraint import ConstraintLimits
 
     if Path(args.output).suffix.lower() not in WRITABLE_SUFFIXES:
         raise MdllmError(f"{args.output}: output must end in one of {', '.join(WRITABLE_SUFFIXES)}")
@@ -70,6 +85,8 @@ def run(args):
         filter=args.filter,
         refine=args.refine,
         guard=not args.no_guard,
+        constrain=args.constrain,
+        constraint_limits=ConstraintLimits(tolerance_nm=args.constraint_tolerance),
     )
     written = ensemble.save(args.output)
     timing = ensemble.info["timing"]
@@ -89,6 +106,12 @@ def run(args):
         print(
             f"guard: {g['frames_redrawn']} of {g['frames']} frames drawn again ({g['redraws']} extra draws, "
             f"{g['frames_kept_after_last_try']} kept after the last try); rejections {g['rejections_by_reason']}"
+        )
+    if ensemble.info.get("constraint"):
+        c = ensemble.info["constraint"]
+        print(
+            f"constraint: {c['constrained_draws']} draws masked, {c['mean_allowed_codes']:.0f} codes allowed on "
+            f"average, {c['empty_masks']} with no allowed code (drawn unconstrained)"
         )
     if "validity" in ensemble.info:
         v = ensemble.info["validity"]

@@ -36,8 +36,10 @@ void register_generate(py::module_& m) {
       .def("generate", [](gen::Model& model, InI32 prefix, InI32 start, const gen::FrameLayout& layout,
                           int64_t frames, int64_t walkers, int64_t window, float temperature, int32_t top_k,
                           float top_p, float min_p, uint64_t seed, bool kv_shift, py::object progress,
-                          py::object frame_check, int64_t max_tries) {
+                          py::object frame_check, int64_t max_tries, py::object constraint) {
         gen::Options opt{frames, walkers, window, {temperature, top_k, top_p, min_p}, seed, kv_shift, max_tries};
+        // Constrained decoding: a ChainConstraint (held alive by the caller's reference for the call)
+        if (!constraint.is_none()) opt.constraint = constraint.cast<const mdllm::ChainConstraint*>();
         gen::Progress callback;
         if (!progress.is_none())
           callback = [progress](int64_t done) {
@@ -73,12 +75,18 @@ void register_generate(py::module_& m) {
         timing["generate_seconds"] = t.generate_seconds;
         timing["guard_check_seconds"] = t.check_seconds;
         timing["tokens_decoded"] = t.tokens_decoded;
+        if (opt.constraint) {
+          timing["constraint_seconds"] = t.constraint_seconds;
+          timing["constrained_draws"] = t.constrained_draws;
+          timing["empty_masks"] = t.empty_masks;
+          timing["allowed_codes"] = t.allowed_codes;
+        }
         return py::make_tuple(tokens, logprobs, timing, redraws);
       },
            py::arg("prefix"), py::arg("start_frames"), py::arg("layout"), py::arg("frames"), py::arg("walkers"),
            py::arg("window"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
            py::arg("seed"), py::arg("kv_shift") = true, py::arg("progress") = py::none(),
-           py::arg("frame_check") = py::none(), py::arg("max_tries") = 0)
+           py::arg("frame_check") = py::none(), py::arg("max_tries") = 0, py::arg("constraint") = py::none())
       .def("score", [](gen::Model& model, InI32 prefix, InI32 frames, const gen::FrameLayout& layout, int64_t window) {
         const auto p = to_vector(prefix), f = to_vector(frames);
         std::vector<float> lp = [&] {

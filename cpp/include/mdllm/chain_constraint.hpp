@@ -1,0 +1,77 @@
+// Constrained decoding of motion tokens: which structure codes residue j may take, given the codes
+// already drawn for residues 0 .. j-1 of the same frame, so that the decoded chain keeps its local
+// geometry. A motion code places residue j's N, CA, C, O at key[j] + F_j code (F_j: the key residue's
+// rigid frame, as MotionTokenizer::decode does, before projection). Code k is allowed for residue j
+// when, on those placed coordinates (double arithmetic):
+//   (a) when residues j-1 and j are linked (same chain and key C(j-1)-N(j) <= break_nm), the distances
+//       C(j-1)-N(j) and CA(j-1)-CA(j) are within link_tolerance_nm of the key's own;
+//   (b) then residue j-1's (phi, psi), now defined (phi needs j-2 linked to j-1), is not in the outlier
+//       region of its Ramachandran class (level grid as mdllm.geometry.ramachandran.grid()), and
+//       residue j's phi, now defined too, leaves some psi outside the outlier region of j's class (when
+//       j is linked to j+1, so that its psi will be judged): a proline with no allowed phi is not left
+//       for the next draw to fail on;
+//   (c) no backbone atom of residue j overlaps an atom of residue j-2 .. j-local_reach, or of an earlier
+//       residue whose key CA lies within neighbour_cutoff_nm of residue j's key CA, by more than
+//       clash_overlap_nm (van der Waals radii N 0.155, CA 0.170, C 0.170, O 0.152 nm), and no such CA
+//       pair is closer than ca_min_nm (the clash rules of mdllm.evaluate.check_backbone).
+// When no code is allowed every code is (the caller counts it). The numpy reference is
+// python/mdllm/sampling/constraint.py; tests compare the two.
+//
+// Layouts (row-major): codebook (K, 12) float nm; key (L, 4, 3) float nm; classes (L) int32 in 0..3
+// (general, glycine, proline, pre-proline); levels (4, n_bins, n_bins) uint8 (0 = outlier) indexed
+// [class][phi bin][psi bin], bin = floor((angle_deg + 180) / bin_deg) clipped to [0, n_bins); linked
+// (L - 1) uint8, 0 where residues i and i + 1 are in different chains (may be null: one chain). Bad
+// input throws std::invalid_argument.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace mdllm {
+
+struct ChainConstraintParams {
+  double link_tolerance_nm = 0.03;   // (a): |d - d_key| for C(j-1)-N(j) and CA(j-1)-CA(j)
+  bool ramachandran = true;          // (b)
+  double clash_overlap_nm = 0.07;    // (c)
+  double ca_min_nm = 0.30;           // (c): non-neighbouring CA atoms closer than this clash
+  int64_t local_reach = 4;           // (c): residues j-2 .. j-local_reach are always checked
+  double neighbour_cutoff_nm = 1.0;  // (c): earlier residues with key CA this close too (0 = none)
+  double break_nm = 0.2;             // key C(i)-N(i+1) longer than this: a chain break, not constrained
+};
+
+class ChainConstraint {
+ public:
+  ChainConstraint(const float* codebook, int64_t n_codes, const float* key, int64_t n_res, const int32_t* classes,
+                  const uint8_t* levels, int64_t n_bins, double bin_deg, const uint8_t* linked,
+                  const ChainConstraintParams& params = {});
+
+  int64_t codes() const { return k_; }
+  int64_t residues() const { return l_; }
+  const ChainConstraintParams& params() const { return p_; }
+  // Whether residues i and i + 1 are constrained as bonded (i in 0 .. L-2).
+  bool linked(int64_t i) const { return linked_[i] != 0; }
+
+  // allowed[K] (1 = allowed) for residue j given drawn[0 .. j-1], the codes of residues 0 .. j-1 in this
+  // frame (0-based codes). Returns the number of allowed codes; 0 means none was, and then every code
+  // is marked allowed. Thread-safe (const, no shared scratch).
+  int64_t mask(int64_t j, const int32_t* drawn, uint8_t* allowed) const;
+
+  // The placed (undecoded, unprojected) coordinates out[12] of residue i with code k.
+  void place(int64_t i, int32_t k, double* out) const;
+
+ private:
+  int64_t k_ = 0, l_ = 0, n_bins_ = 0;
+  double bin_deg_ = 0;
+  ChainConstraintParams p_;
+  std::vector<double> codes_;   // (K, 12)
+  std::vector<double> key_;     // (L, 12)
+  std::vector<double> frames_;  // (L, 9): F_i row-major, columns e1 e2 e3
+  std::vector<int32_t> classes_;
+  std::vector<uint8_t> levels_;
+  std::vector<uint8_t> phi_open_;  // (4, n_bins): 1 where some psi of the phi bin is not an outlier
+  std::vector<uint8_t> linked_;          // (L - 1)
+  std::vector<double> key_cn_, key_ca_;  // (L - 1) key C(i)-N(i+1) and CA(i)-CA(i+1)
+  std::vector<std::vector<int64_t>> clash_partners_;  // per residue j: earlier residues checked in (c)
+};
+
+}  // namespace mdllm

@@ -1,0 +1,189 @@
+// Constrained decoding of motion tokens (see mdllm/chain_constraint.hpp).
+#include "mdllm/chain_constraint.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace mdllm {
+
+namespace {
+
+constexpr double kRadius[4] = {0.155, 0.170, 0.170, 0.152};  // N, CA, C, O (mdllm.geometry.ideal.VDW_RADII_NM)
+constexpr double kPi = 3.14159265358979323846;
+
+void bad(const std::string& what) { throw std::invalid_argument("chain constraint: " + what); }
+
+struct V {
+  double x, y, z;
+};
+inline V at(const double* p) { return {p[0], p[1], p[2]}; }
+inline V sub(V a, V b) { return {a.x - b.x, a.y - b.y, a.z - b.z}; }
+inline double dot(V a, V b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+inline V cross(V a, V b) { return {a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x}; }
+inline V scale(V a, double s) { return {a.x * s, a.y * s, a.z * s}; }
+inline double dist(V a, V b) { return std::sqrt(dot(sub(a, b), sub(a, b))); }
+
+// The dihedral angle a-b-c-d in degrees (the formula of the numpy reference).
+double dihedral(V a, V b, V c, V d) {
+  const V b0 = sub(a, b), b1 = sub(c, b), b2 = sub(d, c);
+  const V n = scale(b1, 1.0 / std::sqrt(dot(b1, b1)));
+  const V v = sub(b0, scale(n, dot(b0, n)));
+  const V w = sub(b2, scale(n, dot(b2, n)));
+  const double x = dot(v, w), y = dot(cross(n, v), w);
+  return std::atan2(y, x) * 180.0 / kPi;
+}
+
+// Largest distance of a residue's atoms from its CA.
+double reach(const double* r) {
+  const V ca = at(r + 3);
+  return std::max({dist(at(r), ca), dist(at(r + 6), ca), dist(at(r + 9), ca)});
+}
+
+}  // namespace
+
+ChainConstraint::ChainConstraint(const float* codebook, int64_t n_codes, const float* key, int64_t n_res,
+                                 const int32_t* classes, const uint8_t* levels, int64_t n_bins, double bin_deg,
+                                 const uint8_t* linked, const ChainConstraintParams& params)
+    : k_(n_codes), l_(n_res), n_bins_(n_bins), bin_deg_(bin_deg), p_(params) {
+  if (n_codes < 1 || n_res < 1) bad("need at least one code and one residue");
+  if (n_bins < 1 || !(bin_deg > 0)) bad("the Ramachandran grid needs bins of positive width");
+  if (!(p_.link_tolerance_nm >= 0) || !(p_.clash_overlap_nm >= 0) || !(p_.ca_min_nm >= 0) ||
+      !(p_.neighbour_cutoff_nm >= 0) || !(p_.break_nm > 0) || p_.local_reach < 2)
+    bad("tolerances must be non-negative, break_nm positive and local_reach at least 2");
+  codes_.assign(codebook, codebook + n_codes * 12);
+  key_.assign(key, key + n_res * 12);
+  for (double v : codes_)
+    if (!std::isfinite(v)) bad("the codebook contains NaN or infinite values");
+  for (double v : key_)
+    if (!std::isfinite(v)) bad("key coordinates contain NaN or infinite values");
+  classes_.assign(classes, classes + n_res);
+  for (int32_t c : classes_)
+    if (c < 0 || c > 3) bad("Ramachandran class " + std::to_string(c) + " outside 0..3");
+  levels_.assign(levels, levels + 4 * n_bins * n_bins);
+  phi_open_.assign(4 * n_bins, 0);
+  for (int64_t c = 0; c < 4; ++c)
+    for (int64_t i = 0; i < n_bins; ++i)
+      for (int64_t k = 0; k < n_bins; ++k) phi_open_[c * n_bins + i] |= levels_[(c * n_bins + i) * n_bins + k] != 0;
+
+  // Each key residue's rigid frame, as the motion tokenizer builds it (x along CA->C, y towards N).
+  frames_.resize(n_res * 9);
+  for (int64_t i = 0; i < n_res; ++i) {
+    const double* r = &key_[i * 12];
+    const V n = at(r), ca = at(r + 3), c = at(r + 6);
+    V e1 = sub(c, ca);
+    const double l1 = std::sqrt(dot(e1, e1));
+    V u = sub(n, ca);
+    if (l1 < 1e-6) bad("key residue " + std::to_string(i) + " is degenerate (CA and C coincide)");
+    e1 = scale(e1, 1.0 / l1);
+    V e2 = sub(u, scale(e1, dot(u, e1)));
+    const double l2 = std::sqrt(dot(e2, e2));
+    if (l2 < 1e-6) bad("key residue " + std::to_string(i) + " is degenerate (N, CA and C are collinear)");
+    e2 = scale(e2, 1.0 / l2);
+    const V e3 = cross(e1, e2);
+    double* f = &frames_[i * 9];
+    f[0] = e1.x, f[1] = e2.x, f[2] = e3.x;
+    f[3] = e1.y, f[4] = e2.y, f[5] = e3.y;
+    f[6] = e1.z, f[7] = e2.z, f[8] = e3.z;
+  }
+
+  linked_.assign(std::max<int64_t>(n_res - 1, 0), 1);
+  key_cn_.assign(linked_.size(), 0.0);
+  key_ca_.assign(linked_.size(), 0.0);
+  for (int64_t i = 0; i + 1 < n_res; ++i) {
+    key_cn_[i] = dist(at(&key_[i * 12 + 6]), at(&key_[(i + 1) * 12]));
+    key_ca_[i] = dist(at(&key_[i * 12 + 3]), at(&key_[(i + 1) * 12 + 3]));
+    linked_[i] = (linked == nullptr || linked[i]) && key_cn_[i] <= p_.break_nm;
+  }
+
+  clash_partners_.resize(n_res);
+  for (int64_t j = 0; j < n_res; ++j)
+    for (int64_t k = 0; k + 2 <= j; ++k)
+      if (j - k <= p_.local_reach ||
+          dist(at(&key_[j * 12 + 3]), at(&key_[k * 12 + 3])) < p_.neighbour_cutoff_nm)
+        clash_partners_[j].push_back(k);
+}
+
+void ChainConstraint::place(int64_t i, int32_t k, double* out) const {
+  const double* f = &frames_[i * 9];
+  const double* c = &codes_[static_cast<int64_t>(k) * 12];
+  const double* y = &key_[i * 12];
+  for (int a = 0; a < 4; ++a)
+    for (int r = 0; r < 3; ++r)
+      out[a * 3 + r] = y[a * 3 + r] + (f[r * 3] * c[a * 3] + f[r * 3 + 1] * c[a * 3 + 1] + f[r * 3 + 2] * c[a * 3 + 2]);
+}
+
+int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed) const {
+  if (j < 0 || j >= l_) bad("residue " + std::to_string(j) + " outside 0.." + std::to_string(l_ - 1));
+  for (int64_t i = 0; i < j; ++i)
+    if (drawn[i] < 0 || drawn[i] >= k_) bad("drawn code " + std::to_string(drawn[i]) + " outside the codebook");
+
+  // The residues code k of residue j is judged against, placed by their drawn codes.
+  const bool link = j > 0 && linked_[j - 1];
+  double prev[12] = {}, before[12] = {};
+  if (link) place(j - 1, drawn[j - 1], prev);
+  const bool rama = link && p_.ramachandran && j >= 2 && linked_[j - 2];
+  double phi = 0;
+  int64_t phi_bin = 0;
+  if (rama) {
+    place(j - 2, drawn[j - 2], before);
+    phi = dihedral(at(before + 6), at(prev), at(prev + 3), at(prev + 6));
+    phi_bin = std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
+  }
+  const uint8_t* level_row = &levels_[(classes_[rama ? j - 1 : 0] * n_bins_ + phi_bin) * n_bins_];
+  // Residue j's own phi is defined by its placement too: it must leave some psi allowed (when j has a psi).
+  const bool ahead = link && p_.ramachandran && j + 1 < l_ && linked_[j];
+  const uint8_t* open_row = &phi_open_[classes_[j] * n_bins_];
+  const auto& partners = clash_partners_[j];
+  std::vector<double> others(partners.size() * 12), others_reach(partners.size());
+  for (size_t p = 0; p < partners.size(); ++p) {
+    place(partners[p], drawn[partners[p]], &others[p * 12]);
+    others_reach[p] = reach(&others[p * 12]);
+  }
+  double clash_dist[4][4];
+  for (int a = 0; a < 4; ++a)
+    for (int b = 0; b < 4; ++b) clash_dist[a][b] = kRadius[a] + kRadius[b] - p_.clash_overlap_nm;
+  const double max_clash = std::max(kRadius[1] + kRadius[1] - p_.clash_overlap_nm, p_.ca_min_nm);
+
+  int64_t n_allowed = 0;
+  double x[12];
+  for (int32_t k = 0; k < k_; ++k) {
+    place(j, k, x);
+    bool ok = true;
+    if (link) {
+      ok = std::abs(dist(at(prev + 6), at(x)) - key_cn_[j - 1]) <= p_.link_tolerance_nm &&
+           std::abs(dist(at(prev + 3), at(x + 3)) - key_ca_[j - 1]) <= p_.link_tolerance_nm;
+      if (ok && rama) {
+        const double psi = dihedral(at(prev), at(prev + 3), at(prev + 6), at(x));
+        const int64_t psi_bin =
+            std::clamp<int64_t>(static_cast<int64_t>(std::floor((psi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
+        ok = level_row[psi_bin] != 0;
+      }
+      if (ok && ahead) {
+        const double phi_j = dihedral(at(prev + 6), at(x), at(x + 3), at(x + 6));
+        ok = open_row[std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi_j + 180.0) / bin_deg_)), 0, n_bins_ - 1)];
+      }
+    }
+    if (ok && !partners.empty()) {
+      const V ca = at(x + 3);
+      const double own_reach = reach(x);
+      for (size_t p = 0; ok && p < partners.size(); ++p) {
+        const double* o = &others[p * 12];
+        // Atoms of two residues whose CAs are this far apart cannot come close enough to clash.
+        if (dist(ca, at(o + 3)) >= own_reach + others_reach[p] + max_clash) continue;
+        for (int a = 0; ok && a < 4; ++a)
+          for (int b = 0; ok && b < 4; ++b) {
+            const double d = dist(at(x + a * 3), at(o + b * 3));
+            if (d < clash_dist[a][b] || (a == 1 && b == 1 && d < p_.ca_min_nm)) ok = false;
+          }
+      }
+    }
+    allowed[k] = ok;
+    n_allowed += ok;
+  }
+  if (n_allowed == 0) std::fill(allowed, allowed + k_, uint8_t{1});
+  return n_allowed;
+}
+
+}  // namespace mdllm

@@ -1,0 +1,146 @@
+"""Constrained decoding of motion tokens: before residue j of a frame is drawn, the codes that would
+break local geometry with the residues already drawn in that frame are masked out.
+
+A motion code places residue j's N, CA, C, O at ``key[j] + F_j code`` (unprojected). Code k is allowed
+when (a) C(j-1)-N(j) and CA(j-1)-CA(j) stay within ``tolerance_nm`` of the key's own distances (pairs
+in one chain whose key C-N is at most ``break_nm``), (b) residue j-1's (phi, psi), now defined, is not
+a Ramachandran outlier of its class and residue j's phi (defined now) leaves some allowed psi, and (c) residue j's atoms do not clash (as
+:func:`mdllm.evaluate.check_backbone` counts clashes) with residues j-2 .. j-``local_reach`` or earlier
+residues whose key CA lies within ``neighbour_cutoff_nm``. No allowed code: all are allowed.
+
+The compiled core (``mdllm._core.ChainConstraint``, cpp/include/mdllm/chain_constraint.hpp) does the
+work inside the generation loop; :meth:`ChainConstraint.reference_mask` is the numpy reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mdllm import _core
+from mdllm.errors import MdllmError
+from mdllm.geometry import ramachandran as rama
+from mdllm.geometry.ideal import VDW_RADII_NM
+
+
+@dataclass(frozen=True)
+class ConstraintLimits:
+    tolerance_nm: float = 0.03  # (a) C(j-1)-N(j) and CA(j-1)-CA(j) distance, each, from the key's
+    ramachandran: bool = True  # (b)
+    clash_overlap_nm: float = 0.07  # (c) as mdllm.evaluate.validity.ValidityLimits (0.7 A)
+    ca_min_nm: float = 0.30  # (c) non-neighbouring CA pairs closer than this clash (3.0 A)
+    local_reach: int = 4  # (c) residues j-2 .. j-local_reach are always checked
+    neighbour_cutoff_nm: float = 1.0  # (c) and earlier residues whose key CA is this close (0 = none)
+    break_nm: float = 0.2  # key C-N longer than this: a chain break, not constrained
+
+
+def _key_frames(key) -> np.ndarray:
+    """(L, 3, 3) rotations of the key residues (columns e1 along CA->C, e2 towards N, e3), as the motion
+    tokenizer builds them."""
+    n, ca, c = key[:, 0], key[:, 1], key[:, 2]
+    e1 = c - ca
+    e1 = e1 / np.linalg.norm(e1, axis=-1, keepdims=True)
+    u = n - ca
+    e2 = u - (u * e1).sum(-1, keepdims=True) * e1
+    e2 = e2 / np.linalg.norm(e2, axis=-1, keepdims=True)
+    return np.stack([e1, e2, np.cross(e1, e2)], axis=-1)
+
+
+def _dihedral(a, b, c, d) -> np.ndarray:
+    b0, b1, b2 = a - b, c - b, d - c
+    n = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
+    v = b0 - (b0 * n).sum(-1, keepdims=True) * n
+    w = b2 - (b2 * n).sum(-1, keepdims=True) * n
+    return np.degrees(np.arctan2((np.cross(n, v) * w).sum(-1), (v * w).sum(-1)))
+
+
+class ChainConstraint:
+    """The mask of allowed motion codes for residue j given the codes of residues < j of one frame.
+
+    codebook (K, 12) nm; key_xyz (L, 4, 3) nm; chain_ids (L,) or None (one chain)."""
+
+    def __init__(self, codebook, key_xyz, sequence: str, chain_ids=None, limits: ConstraintLimits = ConstraintLimits()):
+        self.codebook = np.ascontiguousarray(codebook, np.float32).reshape(-1, 12)
+        self.key = np.ascontiguousarray(key_xyz, np.float32)
+        n_res = len(sequence)
+        if self.key.shape != (n_res, 4, 3):
+            raise MdllmError(f"constraint: key frame of shape {self.key.shape}, expected ({n_res}, 4, 3)")
+        self.limits = limits
+        chains = np.zeros(n_res, np.int64) if chain_ids is None else np.asarray(chain_ids)
+        if chains.shape != (n_res,):
+            raise MdllmError(f"constraint: {chains.shape[0]} chain ids for {n_res} residues")
+        same_chain = chains[1:] == chains[:-1]
+        self.classes = rama.residue_classes(sequence, np.append(~same_chain, True)).astype(np.int32)
+        self.levels, self.bin_deg = rama.grid()
+        self.levels = np.ascontiguousarray(self.levels, np.uint8)
+        self.core = _core.ChainConstraint(
+            self.codebook,
+            len(self.codebook),
+            self.key,
+            n_res,
+            self.classes,
+            self.levels,
+            self.levels.shape[1],
+            self.bin_deg,
+            same_chain.astype(np.uint8),
+            limits.tolerance_nm,
+            limits.ramachandran,
+            limits.clash_overlap_nm,
+            limits.ca_min_nm,
+            limits.local_reach,
+            limits.neighbour_cutoff_nm,
+            limits.break_nm,
+        )
+        key64 = self.key.astype(np.float64)
+        cn = np.linalg.norm(key64[1:, 0] - key64[:-1, 2], axis=-1)
+        self.linked = same_chain & (cn <= limits.break_nm)
+        self.key_cn = cn
+        self.key_caca = np.linalg.norm(key64[1:, 1] - key64[:-1, 1], axis=-1)
+        self._frames = _key_frames(key64)
+
+    def mask(self, j: int, drawn) -> tuple[np.ndarray, int]:
+        """(allowed (K,) bool, number allowed before the all-allowed fallback) from the compiled core."""
+        out = np.zeros(len(self.codebook), np.uint8)
+        n = self.core.mask(int(j), np.ascontiguousarray(drawn, np.int32), out)
+        return out.astype(bool), int(n)
+
+    def place(self, i: int, codes) -> np.ndarray:
+        """(..., 4, 3) nm: residue i placed by its codes (unprojected)."""
+        c = self.codebook.astype(np.float64)[np.asarray(codes)].reshape(*np.shape(codes), 4, 3)
+        return self.key[i].astype(np.float64) + np.einsum("rc,...ac->...ar", self._frames[i], c)
+
+    def reference_mask(self, j: int, drawn) -> tuple[np.ndarray, int]:
+        """The numpy reference of :meth:`mask`."""
+        lim = self.limits
+        cand = self.place(j, np.arange(len(self.codebook)))  # (K, 4, 3)
+        ok = np.ones(len(cand), bool)
+        if j > 0 and self.linked[j - 1]:
+            prev = self.place(j - 1, drawn[j - 1])
+            ok &= np.abs(np.linalg.norm(cand[:, 0] - prev[2], axis=-1) - self.key_cn[j - 1]) <= lim.tolerance_nm
+            ok &= np.abs(np.linalg.norm(cand[:, 1] - prev[1], axis=-1) - self.key_caca[j - 1]) <= lim.tolerance_nm
+            if lim.ramachandran and j >= 2 and self.linked[j - 2]:
+                before = self.place(j - 2, drawn[j - 2])
+                phi = _dihedral(before[2], prev[0], prev[1], prev[2])
+                psi = _dihedral(prev[0], prev[1], prev[2], cand[:, 0])
+                n_bins = self.levels.shape[1]
+                i_phi = int(np.clip(np.floor((phi + 180.0) / self.bin_deg), 0, n_bins - 1))
+                i_psi = np.clip(np.floor((psi + 180.0) / self.bin_deg).astype(np.int64), 0, n_bins - 1)
+                ok &= self.levels[self.classes[j - 1], i_phi, i_psi] != rama.OUTLIER
+            if lim.ramachandran and j + 1 < len(self.key) and self.linked[j]:  # j's own phi leaves some psi
+                phi_j = _dihedral(prev[2], cand[:, 0], cand[:, 1], cand[:, 2])
+                n_bins = self.levels.shape[1]
+                i_phi_j = np.clip(np.floor((phi_j + 180.0) / self.bin_deg).astype(np.int64), 0, n_bins - 1)
+                ok &= (self.levels[self.classes[j]] != rama.OUTLIER).any(axis=1)[i_phi_j]
+        radius = np.asarray(VDW_RADII_NM)
+        limit = radius[:, None] + radius[None, :] - lim.clash_overlap_nm
+        key_ca = self.key[:, 1].astype(np.float64)
+        for k in range(j - 1):
+            near = np.linalg.norm(key_ca[j] - key_ca[k]) < lim.neighbour_cutoff_nm
+            if j - k > lim.local_reach and not near:
+                continue
+            other = self.place(k, drawn[k])
+            d = np.linalg.norm(cand[:, :, None] - other[None, None], axis=-1)  # (K, 4, 4)
+            ok &= ~((d < limit).any(axis=(1, 2)) | (d[:, 1, 1] < lim.ca_min_nm))
+        n = int(ok.sum())
+        return (ok if n else np.ones_like(ok)), n
