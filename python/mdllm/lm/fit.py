@@ -183,8 +183,13 @@ def fit(
         }
         store.save(model.cpu(), out)
     if dist_info.world_size > 1:
+        import gc
+
         import torch.distributed as dist
 
+        # Collect the DDP wrapper's leftovers (gloo work holding tensors) while the interpreter is alive:
+        # freed during interpreter shutdown instead, they once aborted rank 1 on a loaded CI machine.
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
     return FitResult(
