@@ -113,3 +113,15 @@ def test_bad_requests_are_clear_errors(logits):
         SamplingParams(top_p=0)
     with pytest.raises(MdllmError, match="outside the vocabulary"):
         sampling.token_logprobs(logits[:1], [300])
+
+
+def test_low_temperature_and_wide_logits_do_not_overflow(logits):
+    """exp((logit - best) / T) is at most 1: a spread of 400 nats at T = 0.2 (exp(2000) would overflow)
+    still draws like the reference, almost always the best allowed token."""
+    wide = logits * 50
+    params = SamplingParams(0.2)
+    walkers = np.arange(len(wide))
+    ours = sampling.sample(wide, [10, 266], params, seed=3, walkers=walkers, steps=1)[0]
+    ref = numpy_ref.sample(wide, [10, 266], params, seed=3, walkers=walkers, steps=1)[0]
+    np.testing.assert_array_equal(ours, ref)
+    assert (ours == 10 + wide[:, 10:266].argmax(axis=1)).mean() > 0.9

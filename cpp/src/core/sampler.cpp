@@ -54,8 +54,10 @@ int32_t sample_row(const float* row, Allowed allowed, const Params& p, double u,
     std::sort(cand.begin(), cand.end(), more_likely);
   else if (cand.size() < static_cast<size_t>(allowed.end - allowed.begin))  // top-k reordered them
     std::sort(cand.begin(), cand.end(), [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+  // The most likely candidate: first under more_likely, i.e. min_element (max_element would give the
+  // least likely, and exp((logit - top) / T) could overflow at low temperature).
   const float top = needs_order ? cand.front().logit
-                                : std::max_element(cand.begin(), cand.end(), more_likely)->logit;
+                                : std::min_element(cand.begin(), cand.end(), more_likely)->logit;
   prob.resize(cand.size());
   double total = 0;
   size_t kept = cand.size();
