@@ -29,7 +29,9 @@ RUNS = {
 }
 
 
-def measure(protein: str, walkers: int, frames: int, tolerances: list[float], seed: int = 0) -> list[dict]:
+def measure(
+    protein: str, walkers: int, frames: int, tolerances: list[float], seed: int = 0, threads: int = 0
+) -> list[dict]:
     from mdllm.encoding import decode_tokens
     from mdllm.evaluate import check_backbone
     from mdllm.evaluate.validity import radius_of_gyration_A
@@ -42,7 +44,7 @@ def measure(protein: str, walkers: int, frames: int, tolerances: list[float], se
     held, ref = md.xyz[md.n_frames // 2 :], md.xyz[0]
     held_rmsd, held_rmsf = ca_rmsd_to(held, ref), rmsf(held, ref)
     run = ROOT / RUNS[protein] / protein
-    gen = Generator(run / "motion-noguard/export/model.gguf")
+    gen = Generator(run / "motion-noguard/export/model.gguf", threads=threads)
     rows = []
     for tol in [None, *tolerances]:
         t0 = time.perf_counter()
@@ -93,9 +95,12 @@ def main(argv=None) -> None:
     p.add_argument("--tolerance", type=float, nargs="+", default=[0.03], help="constraint tolerances (nm)")
     p.add_argument("--proteins", nargs="+", default=list(RUNS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores; 1 on a busy machine)")
     args = p.parse_args(argv)
     rows = [
-        r for protein in args.proteins for r in measure(protein, args.walkers, args.frames, args.tolerance, args.seed)
+        r
+        for protein in args.proteins
+        for r in measure(protein, args.walkers, args.frames, args.tolerance, args.seed, args.threads)
     ]
     columns = [
         "protein",
