@@ -169,46 +169,36 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     raw = decode_tokens(load_tokenizers(KINDS[kind]["tokenizer"])[0], tokens, key).reshape(xyz.shape)
     g = info.get("guard") or {}
     first = md.xyz[:half]
+
+    def compare(frames) -> dict:
+        """The realism numbers of ``frames`` against the held-out half."""
+        return {
+            "in_basin": float((ca_rmsd_to(frames, ref) <= held_rmsd.max() + 1.0).mean()),
+            "rg_ratio": float(rg(frames).mean() / rg(held).mean()),
+            "rmsf_r": float(np.corrcoef(rmsf(frames, ref), rmsf(held, ref))[0, 1]),
+            "rmsf_ratio": rmsf_ratio(frames, held, ref),
+            "js_pairwise": pairwise_js(frames, held),
+        }
+
     trip = round_trip(kind, held, ref)
     marginal_raw, marginal = marginal_baseline(kind, first, ref, md.sequence, len(xyz), args.seed)
     return {
         "marginal": {
-            "in_basin": float((ca_rmsd_to(marginal, ref) <= held_rmsd.max() + 1.0).mean()),
-            "rg_ratio": float(rg(marginal).mean() / rg(held).mean()),
-            "rmsf_r": float(np.corrcoef(rmsf(marginal, ref), rmsf(held, ref))[0, 1]),
-            "rmsf_ratio": rmsf_ratio(marginal, held, ref),
-            "js_pairwise": pairwise_js(marginal, held),
+            **compare(marginal),
             "valid_raw": valid_fraction(marginal_raw, md.sequence),
             "valid_refined": valid_fraction(marginal, md.sequence),
         },
-        "round_trip": {
-            "in_basin": float((ca_rmsd_to(trip, ref) <= held_rmsd.max() + 1.0).mean()),
-            "rg_ratio": float(rg(trip).mean() / rg(held).mean()),
-            "rmsf_r": float(np.corrcoef(rmsf(trip, ref), rmsf(held, ref))[0, 1]),
-            "rmsf_ratio": rmsf_ratio(trip, held, ref),
-            "valid_raw": valid_fraction(trip, md.sequence),
-        },
+        "round_trip": {**compare(trip), "valid_raw": valid_fraction(trip, md.sequence)},
         # the ceiling: the training half itself compared with the held-out half in the same way
-        "md_first_half": {
-            "in_basin": float((ca_rmsd_to(first, ref) <= held_rmsd.max() + 1.0).mean()),
-            "rg_ratio": float(rg(first).mean() / rg(held).mean()),
-            "rmsf_r": float(np.corrcoef(rmsf(first, ref), rmsf(held, ref))[0, 1]),
-            "rmsf_ratio": rmsf_ratio(first, held, ref),
-            "js_pairwise": pairwise_js(first, held),
-            "valid": valid_fraction(first, md.sequence),
-        },
+        "md_first_half": {**compare(first), "valid": valid_fraction(first, md.sequence)},
         "protein": protein,
         "residues": md.n_residues,
         "md_frames": md.n_frames,
         "kind": kind,
         "guard": guard,
-        "in_basin": float((gen_rmsd <= held_rmsd.max() + 1.0).mean()),
+        **compare(xyz),
         "gen_rmsd_median_A": float(np.median(gen_rmsd)),
         "held_rmsd_median_A": float(np.median(held_rmsd)),
-        "rg_ratio": float(rg(xyz).mean() / rg(held).mean()),
-        "rmsf_r": float(np.corrcoef(rmsf(xyz, ref), rmsf(held, ref))[0, 1]),
-        "rmsf_ratio": rmsf_ratio(xyz, held, ref),
-        "js_pairwise": pairwise_js(xyz, held),
         "valid_raw": valid_fraction(raw, md.sequence),
         "valid_refined": valid_fraction(xyz, md.sequence),
         "redrawn": g.get("redraw_fraction"),
@@ -254,7 +244,7 @@ def main():
                     t = r["round_trip"]
                     rows.append(
                         [protein, r["residues"], f"{kind} round trip", "-", t["in_basin"], t["rg_ratio"], t["rmsf_r"]]
-                        + [t["rmsf_ratio"], "-", t["valid_raw"], "-", "-", "-"]
+                        + [t["rmsf_ratio"], t["js_pairwise"], t["valid_raw"], "-", "-", "-"]
                     )
                     b = r["marginal"]
                     rows.append(
