@@ -22,6 +22,8 @@ from mdllm import _core
 from mdllm.errors import MdllmError
 from mdllm.geometry import ramachandran as rama
 from mdllm.geometry.ideal import VDW_RADII_NM
+from mdllm.geometry.vectors import dihedral
+from mdllm.tokenizer.motion import key_frames
 
 
 @dataclass(frozen=True)
@@ -35,24 +37,8 @@ class ConstraintLimits:
     break_nm: float = 0.2  # key C-N longer than this: a chain break, not constrained
 
 
-def _key_frames(key) -> np.ndarray:
-    """(L, 3, 3) rotations of the key residues (columns e1 along CA->C, e2 towards N, e3), as the motion
-    tokenizer builds them."""
-    n, ca, c = key[:, 0], key[:, 1], key[:, 2]
-    e1 = c - ca
-    e1 = e1 / np.linalg.norm(e1, axis=-1, keepdims=True)
-    u = n - ca
-    e2 = u - (u * e1).sum(-1, keepdims=True) * e1
-    e2 = e2 / np.linalg.norm(e2, axis=-1, keepdims=True)
-    return np.stack([e1, e2, np.cross(e1, e2)], axis=-1)
-
-
-def _dihedral(a, b, c, d) -> np.ndarray:
-    b0, b1, b2 = a - b, c - b, d - c
-    n = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
-    v = b0 - (b0 * n).sum(-1, keepdims=True) * n
-    w = b2 - (b2 * n).sum(-1, keepdims=True) * n
-    return np.degrees(np.arctan2((np.cross(n, v) * w).sum(-1), (v * w).sum(-1)))
+def _dihedral_deg(a, b, c, d) -> np.ndarray:
+    return np.degrees(dihedral(a, b, c, d))
 
 
 class ChainConstraint:
@@ -97,7 +83,7 @@ class ChainConstraint:
         self.linked = same_chain & (cn <= limits.break_nm)
         self.key_cn = cn
         self.key_caca = np.linalg.norm(key64[1:, 1] - key64[:-1, 1], axis=-1)
-        self._frames = _key_frames(key64)
+        self._frames = key_frames(key64)
 
     def mask(self, j: int, drawn) -> tuple[np.ndarray, int]:
         """(allowed (K,) bool, number allowed before the all-allowed fallback) from the compiled core."""
@@ -121,14 +107,14 @@ class ChainConstraint:
             ok &= np.abs(np.linalg.norm(cand[:, 1] - prev[1], axis=-1) - self.key_caca[j - 1]) <= lim.tolerance_nm
             if lim.ramachandran and j >= 2 and self.linked[j - 2]:
                 before = self.place(j - 2, drawn[j - 2])
-                phi = _dihedral(before[2], prev[0], prev[1], prev[2])
-                psi = _dihedral(prev[0], prev[1], prev[2], cand[:, 0])
+                phi = _dihedral_deg(before[2], prev[0], prev[1], prev[2])
+                psi = _dihedral_deg(prev[0], prev[1], prev[2], cand[:, 0])
                 n_bins = self.levels.shape[1]
                 i_phi = int(np.clip(np.floor((phi + 180.0) / self.bin_deg), 0, n_bins - 1))
                 i_psi = np.clip(np.floor((psi + 180.0) / self.bin_deg).astype(np.int64), 0, n_bins - 1)
                 ok &= self.levels[self.classes[j - 1], i_phi, i_psi] != rama.OUTLIER
             if lim.ramachandran and j + 1 < len(self.key) and self.linked[j]:  # j's own phi leaves some psi
-                phi_j = _dihedral(prev[2], cand[:, 0], cand[:, 1], cand[:, 2])
+                phi_j = _dihedral_deg(prev[2], cand[:, 0], cand[:, 1], cand[:, 2])
                 n_bins = self.levels.shape[1]
                 i_phi_j = np.clip(np.floor((phi_j + 180.0) / self.bin_deg).astype(np.int64), 0, n_bins - 1)
                 ok &= (self.levels[self.classes[j]] != rama.OUTLIER).any(axis=1)[i_phi_j]
