@@ -91,21 +91,19 @@ def _encode(tok, xyz, ref) -> np.ndarray:
     return tok.encode(xyz, ref[None]) if tok.needs_key_frame else tok.encode(xyz)
 
 
-def round_trip(kind: str, held, ref) -> np.ndarray:
+def round_trip(tok, held, ref) -> np.ndarray:
     """The held-out frames encoded and decoded as generation decodes them (motion: key = ``ref``)."""
-    from mdllm.encoding import decode_tokens, load_tokenizers
+    from mdllm.encoding import decode_tokens
 
-    tok = load_tokenizers(KINDS[kind]["tokenizer"])[0]
     return decode_tokens(tok, _encode(tok, held, ref), ref if tok.needs_key_frame else None)
 
 
-def marginal_baseline(kind: str, first, ref, sequence: str, n_frames: int, seed: int):
+def marginal_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     """(raw, refined) frames whose residues each take a token drawn from that residue's tokens in
     ``first`` (the training half), independently of every other residue and frame."""
-    from mdllm.encoding import decode_tokens, load_tokenizers
+    from mdllm.encoding import decode_tokens
     from mdllm.geometry.refine import refine_backbones
 
-    tok = load_tokenizers(KINDS[kind]["tokenizer"])[0]
     tokens = _encode(tok, first, ref)
     rng = np.random.default_rng(seed)
     drawn = np.stack([tokens[rng.integers(0, len(tokens), n_frames), i] for i in range(tokens.shape[1])], axis=1)
@@ -166,7 +164,8 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     # the pipeline writes refined frames (the guard judged them so); the raw frames are the decoded tokens
     generated = tokenfile.load(Path(summary["generated"]).with_name("generated.tokens.npz"))
     tokens, key = generated.tokens, generated.key_xyz
-    raw = decode_tokens(load_tokenizers(KINDS[kind]["tokenizer"])[0], tokens, key).reshape(xyz.shape)
+    tok = load_tokenizers(KINDS[kind]["tokenizer"])[0]
+    raw = decode_tokens(tok, tokens, key).reshape(xyz.shape)
     g = info.get("guard") or {}
     first = md.xyz[:half]
 
@@ -180,8 +179,8 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
             "js_pairwise": pairwise_js(frames, held),
         }
 
-    trip = round_trip(kind, held, ref)
-    marginal_raw, marginal = marginal_baseline(kind, first, ref, md.sequence, len(xyz), args.seed)
+    trip = round_trip(tok, held, ref)
+    marginal_raw, marginal = marginal_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     return {
         "marginal": {
             **compare(marginal),
