@@ -10,8 +10,8 @@ move a few tenths of an Ångström at most; the fold and the motion the tokens d
 Constraints per residue i: N-CA, CA-C, C-O, N..C, CA..O; to residue i+1: C-N, CA..N, C..CA, O..N,
 CA..CA. Pairs whose key distance exceeds 0.45 nm (a chain break or chain end in the key) are free.
 
-``project_to_key_geometry`` runs on the compiled core (mdllm/projection.hpp, frames in parallel) when it
-has the kernel; ``backend="numpy"`` is the reference here, which the tests compare it with.
+``project_to_key_geometry`` runs on the compiled core (mdllm/projection.hpp, frames in parallel), which
+mdllm.geometry needs anyway; ``backend="numpy"`` is the reference here, which the tests compare it with.
 """
 
 from __future__ import annotations
@@ -33,32 +33,25 @@ def constraint_pairs(n_res: int) -> np.ndarray:
     return np.concatenate([within.reshape(-1, 2), between.reshape(-1, 2)])
 
 
-def _core_kernel():
-    try:
-        from mdllm import _core
-    except ImportError:
-        return None
-    return getattr(_core, "project_to_key_geometry", None)
-
-
-def project_to_key_geometry(xyz, key, iterations: int = ITERATIONS, backend: str = "auto") -> np.ndarray:
+def project_to_key_geometry(xyz, key, iterations: int = ITERATIONS, backend: str = "cpp") -> np.ndarray:
     """Backbones (F, L, 4, 3) nm with the local distances of ``key`` (L, 4, 3) nm restored.
-    ``backend``: 'auto' (the compiled core when built), 'cpp' or 'numpy' (the reference)."""
+    ``backend``: 'cpp' (the compiled core) or 'numpy' (the reference)."""
     xyz = np.asarray(xyz)
     key = np.asarray(key, np.float64)
     if xyz.ndim != 4 or xyz.shape[2:] != (4, 3) or key.shape != xyz.shape[1:]:
         raise MdllmError(f"projection needs frames (F, L, 4, 3) and a key (L, 4, 3), got {xyz.shape} and {key.shape}")
-    if backend not in ("auto", "cpp", "numpy"):
-        raise MdllmError(f"unknown projection backend '{backend}' (use 'auto', 'cpp' or 'numpy')")
-    kernel = _core_kernel() if backend != "numpy" else None
-    if backend == "cpp" and kernel is None:
-        raise MdllmError("the compiled core has no projection kernel; reinstall mdllm or use backend='numpy'")
-    if kernel is not None:
-        out = np.empty(xyz.shape, np.float32)
-        frames = np.ascontiguousarray(xyz, np.float32)
-        kernel(frames, xyz.shape[0], xyz.shape[1], np.ascontiguousarray(key, np.float32), iterations, out)
-        return out
-    return _project_numpy(xyz, key, iterations)
+    if backend == "numpy":
+        return _project_numpy(xyz, key, iterations)
+    if backend != "cpp":
+        raise MdllmError(f"unknown projection backend '{backend}' (use 'cpp' or 'numpy')")
+    from mdllm import _core
+
+    out = np.empty(xyz.shape, np.float32)
+    frames = np.ascontiguousarray(xyz, np.float32)
+    _core.project_to_key_geometry(
+        frames, xyz.shape[0], xyz.shape[1], np.ascontiguousarray(key, np.float32), iterations, out
+    )
+    return out
 
 
 def _project_numpy(xyz, key, iterations: int) -> np.ndarray:
