@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "vec3.hpp"
+
 namespace mdllm {
 
 namespace {
@@ -15,29 +17,15 @@ constexpr double kPi = 3.14159265358979323846;
 
 void bad(const std::string& what) { throw std::invalid_argument("chain constraint: " + what); }
 
-struct V {
-  double x, y, z;
-};
-inline V at(const double* p) { return {p[0], p[1], p[2]}; }
-inline V sub(V a, V b) { return {a.x - b.x, a.y - b.y, a.z - b.z}; }
-inline double dot(V a, V b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
-inline V cross(V a, V b) { return {a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x}; }
-inline V scale(V a, double s) { return {a.x * s, a.y * s, a.z * s}; }
-inline double dist(V a, V b) { return std::sqrt(dot(sub(a, b), sub(a, b))); }
+using detail::Vec3;
 
-// The dihedral angle a-b-c-d in degrees (the formula of the numpy reference).
-double dihedral(V a, V b, V c, V d) {
-  const V b0 = sub(a, b), b1 = sub(c, b), b2 = sub(d, c);
-  const V n = scale(b1, 1.0 / std::sqrt(dot(b1, b1)));
-  const V v = sub(b0, scale(n, dot(b0, n)));
-  const V w = sub(b2, scale(n, dot(b2, n)));
-  const double x = dot(v, w), y = dot(cross(n, v), w);
-  return std::atan2(y, x) * 180.0 / kPi;
-}
+inline Vec3 at(const double* p) { return {p[0], p[1], p[2]}; }
+inline double dist(Vec3 a, Vec3 b) { return detail::norm(a - b); }
+inline double dihedral_deg(Vec3 a, Vec3 b, Vec3 c, Vec3 d) { return detail::dihedral(a, b, c, d) * 180.0 / kPi; }
 
 // Largest distance of a residue's atoms from its CA.
 double reach(const double* r) {
-  const V ca = at(r + 3);
+  const Vec3 ca = at(r + 3);
   return std::max({dist(at(r), ca), dist(at(r + 6), ca), dist(at(r + 9), ca)});
 }
 
@@ -71,17 +59,12 @@ ChainConstraint::ChainConstraint(const float* codebook, int64_t n_codes, const f
   frames_.resize(n_res * 9);
   for (int64_t i = 0; i < n_res; ++i) {
     const double* r = &key_[i * 12];
-    const V n = at(r), ca = at(r + 3), c = at(r + 6);
-    V e1 = sub(c, ca);
-    const double l1 = std::sqrt(dot(e1, e1));
-    V u = sub(n, ca);
-    if (l1 < 1e-6) bad("key residue " + std::to_string(i) + " is degenerate (CA and C coincide)");
-    e1 = scale(e1, 1.0 / l1);
-    V e2 = sub(u, scale(e1, dot(u, e1)));
-    const double l2 = std::sqrt(dot(e2, e2));
-    if (l2 < 1e-6) bad("key residue " + std::to_string(i) + " is degenerate (N, CA and C are collinear)");
-    e2 = scale(e2, 1.0 / l2);
-    const V e3 = cross(e1, e2);
+    Vec3 e1, e2, e3;
+    const auto status = detail::residue_frame(at(r), at(r + 3), at(r + 6), 1e-6, e1, e2, e3);
+    if (status == detail::FrameStatus::kCaCCoincide)
+      bad("key residue " + std::to_string(i) + " is degenerate (CA and C coincide)");
+    if (status == detail::FrameStatus::kCollinear)
+      bad("key residue " + std::to_string(i) + " is degenerate (N, CA and C are collinear)");
     double* f = &frames_[i * 9];
     f[0] = e1.x, f[1] = e2.x, f[2] = e3.x;
     f[3] = e1.y, f[4] = e2.y, f[5] = e3.y;
@@ -128,7 +111,7 @@ int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed)
   int64_t phi_bin = 0;
   if (rama) {
     place(j - 2, drawn[j - 2], before);
-    phi = dihedral(at(before + 6), at(prev), at(prev + 3), at(prev + 6));
+    phi = dihedral_deg(at(before + 6), at(prev), at(prev + 3), at(prev + 6));
     phi_bin = std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
   }
   const uint8_t* level_row = &levels_[(classes_[rama ? j - 1 : 0] * n_bins_ + phi_bin) * n_bins_];
@@ -155,18 +138,18 @@ int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed)
       ok = std::abs(dist(at(prev + 6), at(x)) - key_cn_[j - 1]) <= p_.link_tolerance_nm &&
            std::abs(dist(at(prev + 3), at(x + 3)) - key_ca_[j - 1]) <= p_.link_tolerance_nm;
       if (ok && rama) {
-        const double psi = dihedral(at(prev), at(prev + 3), at(prev + 6), at(x));
+        const double psi = dihedral_deg(at(prev), at(prev + 3), at(prev + 6), at(x));
         const int64_t psi_bin =
             std::clamp<int64_t>(static_cast<int64_t>(std::floor((psi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
         ok = level_row[psi_bin] != 0;
       }
       if (ok && ahead) {
-        const double phi_j = dihedral(at(prev + 6), at(x), at(x + 3), at(x + 6));
+        const double phi_j = dihedral_deg(at(prev + 6), at(x), at(x + 3), at(x + 6));
         ok = open_row[std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi_j + 180.0) / bin_deg_)), 0, n_bins_ - 1)];
       }
     }
     if (ok && !partners.empty()) {
-      const V ca = at(x + 3);
+      const Vec3 ca = at(x + 3);
       const double own_reach = reach(x);
       for (size_t p = 0; ok && p < partners.size(); ++p) {
         const double* o = &others[p * 12];

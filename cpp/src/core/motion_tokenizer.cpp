@@ -57,21 +57,12 @@ Key prepare_key(const float* key, int64_t n_res, const char* op) {
   double s[3] = {0, 0, 0};
   for (int64_t i = 0; i < n_res; ++i) {
     const double* r = &k.atoms[i * kC];
-    const V n = load(r), ca = load(r + 3), c = load(r + 6);
-    const V d = c - ca;
-    const double ld = norm(d);
-    if (!(ld >= kMinLength))
+    const V ca = load(r + 3);
+    const auto status = detail::residue_frame(load(r), ca, load(r + 6), kMinLength, k.e1[i], k.e2[i], k.e3[i]);
+    if (status == detail::FrameStatus::kCaCCoincide)
       bad(std::string(op) + ": key residue " + std::to_string(i) + " is degenerate (CA and C coincide)");
-    const V e1{d.x / ld, d.y / ld, d.z / ld};
-    const V u = n - ca;
-    const V w = u - dot(u, e1) * e1;
-    const double lw = norm(w);
-    if (!(lw >= kMinLength))
+    if (status == detail::FrameStatus::kCollinear)
       bad(std::string(op) + ": key residue " + std::to_string(i) + " is degenerate (N, CA and C are collinear)");
-    const V e2{w.x / lw, w.y / lw, w.z / lw};
-    k.e1[i] = e1;
-    k.e2[i] = e2;
-    k.e3[i] = cross(e1, e2);
     s[0] += ca.x;
     s[1] += ca.y;
     s[2] += ca.z;

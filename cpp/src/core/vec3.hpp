@@ -38,6 +38,24 @@ inline double dihedral(Vec3 a, Vec3 b, Vec3 c, Vec3 d) {
   return std::atan2(norm(b2) * dot(b1, n2), dot(n1, n2));
 }
 
+// A residue's rigid frame as motion tokens use it: e1 along CA->C, e2 the part of N-CA normal to e1,
+// e3 = e1 x e2. Degenerate residues (|C - CA| or that normal part shorter than min_length) are reported,
+// not framed.
+enum class FrameStatus { kOk, kCaCCoincide, kCollinear };
+inline FrameStatus residue_frame(Vec3 n, Vec3 ca, Vec3 c, double min_length, Vec3& e1, Vec3& e2, Vec3& e3) {
+  const Vec3 d = c - ca;
+  const double ld = norm(d);
+  if (!(ld >= min_length)) return FrameStatus::kCaCCoincide;
+  e1 = {d.x / ld, d.y / ld, d.z / ld};
+  const Vec3 u = n - ca;
+  const Vec3 w = u - dot(u, e1) * e1;
+  const double lw = norm(w);
+  if (!(lw >= min_length)) return FrameStatus::kCollinear;
+  e2 = {w.x / lw, w.y / lw, w.z / lw};
+  e3 = cross(e1, e2);
+  return FrameStatus::kOk;
+}
+
 // NeRF step: the point d with |d-c| = bond, angle(b, c, d) = theta, dihedral(a, b, c, d) = chi.
 inline Vec3 place(Vec3 a, Vec3 b, Vec3 c, double bond, double theta, double chi) {
   const Vec3 bc = normalized(c - b);
