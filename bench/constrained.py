@@ -14,13 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import report  # noqa: E402
-from realism import ca_rmsd_to, rmsf  # noqa: E402
+from realism import compare  # noqa: E402
 
 RUNS = {
     "trpcage_2JOF": "runs/realism-rep1-long",
@@ -34,7 +33,6 @@ def measure(
 ) -> list[dict]:
     from mdllm.encoding import decode_tokens
     from mdllm.evaluate import check_backbone
-    from mdllm.evaluate.validity import radius_of_gyration_A
     from mdllm.generate import Generator
     from mdllm.io import load_backbone
     from mdllm.sampling.constraint import ConstraintLimits
@@ -42,7 +40,6 @@ def measure(
     md_dir = ROOT / "data/md" / protein / "T300K_rep1"
     md = load_backbone(md_dir / "trajectory.xtc", top=md_dir / "trajectory.pdb")
     held, ref = md.xyz[md.n_frames // 2 :], md.xyz[0]
-    held_rmsd, held_rmsf = ca_rmsd_to(held, ref), rmsf(held, ref)
     run = ROOT / RUNS[protein] / protein
     gen = Generator(run / "motion-noguard/export/model.gguf", threads=threads)
     rows = []
@@ -62,8 +59,6 @@ def measure(
         wall = time.perf_counter() - t0
         raw = decode_tokens(gen.tokenizer, ens.tokens.reshape(-1, ens.tokens.shape[-1]), ens.key_xyz)
         rep = check_backbone(raw, md.sequence)
-        r = ca_rmsd_to(raw, ref)
-        f = rmsf(raw, ref)
         c = ens.info["constraint"] or {}
         rows.append(
             dict(
@@ -73,10 +68,7 @@ def measure(
                 rama_outlier_fraction=float(rep.rama_outlier_fraction.mean()),
                 clashes_per_frame=float(rep.n_clashes.mean()),
                 bond_angle_outliers_per_frame=float((rep.n_bond_outliers + rep.n_angle_outliers).mean()),
-                in_basin=float((r <= held_rmsd.max() + 1.0).mean()),
-                rg_ratio=float(radius_of_gyration_A(raw).mean() / radius_of_gyration_A(held).mean()),
-                rmsf_r=float(np.corrcoef(f, held_rmsf)[0, 1]),
-                rmsf_ratio=float(f.mean() / held_rmsf.mean()),
+                **compare(raw, held, ref),
                 mean_frame_loglik=float(ens.frame_loglik.mean()),
                 empty_mask_fraction=c.get("empty_masks", 0) / max(c.get("constrained_draws", 0), 1) if c else None,
                 mean_allowed_codes=c.get("mean_allowed_codes"),

@@ -111,6 +111,18 @@ def marginal_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     return raw, refine_backbones(raw, sequence)
 
 
+def compare(frames, held, ref) -> dict:
+    """The realism numbers of ``frames`` against the held-out frames ``held`` (both superposed on ``ref``)."""
+    held_rmsd = ca_rmsd_to(held, ref)
+    return {
+        "in_basin": float((ca_rmsd_to(frames, ref) <= held_rmsd.max() + 1.0).mean()),
+        "rg_ratio": float(rg(frames).mean() / rg(held).mean()),
+        "rmsf_r": float(np.corrcoef(rmsf(frames, ref), rmsf(held, ref))[0, 1]),
+        "rmsf_ratio": rmsf_ratio(frames, held, ref),
+        "js_pairwise": pairwise_js(frames, held),
+    }
+
+
 def valid_fraction(xyz, sequence) -> float:
     from mdllm.evaluate import check_backbone
 
@@ -169,33 +181,23 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     g = info.get("guard") or {}
     first = md.xyz[:half]
 
-    def compare(frames) -> dict:
-        """The realism numbers of ``frames`` against the held-out half."""
-        return {
-            "in_basin": float((ca_rmsd_to(frames, ref) <= held_rmsd.max() + 1.0).mean()),
-            "rg_ratio": float(rg(frames).mean() / rg(held).mean()),
-            "rmsf_r": float(np.corrcoef(rmsf(frames, ref), rmsf(held, ref))[0, 1]),
-            "rmsf_ratio": rmsf_ratio(frames, held, ref),
-            "js_pairwise": pairwise_js(frames, held),
-        }
-
     trip = round_trip(tok, held, ref)
     marginal_raw, marginal = marginal_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     return {
         "marginal": {
-            **compare(marginal),
+            **compare(marginal, held, ref),
             "valid_raw": valid_fraction(marginal_raw, md.sequence),
             "valid_refined": valid_fraction(marginal, md.sequence),
         },
-        "round_trip": {**compare(trip), "valid_raw": valid_fraction(trip, md.sequence)},
+        "round_trip": {**compare(trip, held, ref), "valid_raw": valid_fraction(trip, md.sequence)},
         # the ceiling: the training half itself compared with the held-out half in the same way
-        "md_first_half": {**compare(first), "valid": valid_fraction(first, md.sequence)},
+        "md_first_half": {**compare(first, held, ref), "valid": valid_fraction(first, md.sequence)},
         "protein": protein,
         "residues": md.n_residues,
         "md_frames": md.n_frames,
         "kind": kind,
         "guard": guard,
-        **compare(xyz),
+        **compare(xyz, held, ref),
         "gen_rmsd_median_A": float(np.median(gen_rmsd)),
         "held_rmsd_median_A": float(np.median(held_rmsd)),
         "valid_raw": valid_fraction(raw, md.sequence),
