@@ -136,7 +136,7 @@ def motion_base(tmp_path_factory):
 @pytest.mark.parametrize("shape", ["gap", "two_chains"])
 def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
     """A trajectory with missing residues, and one of two chains, go through every stage (motion tokens
-    anchor each residue on its own)."""
+    anchor each residue on its own); the gapped one with frames of a linear surrogate in the fine-tune."""
     traj = md.load(str(ADK / "adk_dims.xtc"), top=str(ADK / "adk_dims.pdb"))[:12]
     if shape == "gap":  # residues 100-104 missing
         traj = traj.atom_slice(traj.topology.select("not (resid 100 to 104)"))
@@ -166,7 +166,14 @@ def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
         micro_batch=2,
         rebuild=0,
         refine=False,
+        surrogate_frames=10 if shape == "gap" else 0,
     )
+    from mdllm import tokenfile
+
+    surrogate = tmp_path / "run" / "encode" / "surrogate.npz"
+    assert surrogate.exists() == (shape == "gap")
+    if shape == "gap":
+        assert tokenfile.load(surrogate).tokens.shape == (10, traj.n_residues)
     generated = json.loads((tmp_path / "run" / "generate" / "generated.json").read_text())
     assert generated["tokenizer_kind"] == "motion" and generated["guard"]["frames"] == 6
     out = md.load(summary["generated"], top=summary["generated"].replace(".xtc", ".pdb"))

@@ -42,6 +42,8 @@ class Preset:
     rebuild: int  # generated (and as many reference) frames rebuilt all-atom and minimized in evaluation;
     # >= 20 so the sane fraction has a usable 95 % interval (seconds per frame: bench/results/rebuild-*.txt)
     guard: bool = True  # motion tokens: draw a frame again when the guard rejects it
+    # motion tokens: frames of a linear surrogate of the trajectories added to the fine-tune (mdllm.lm.surrogate)
+    surrogate_frames: int = 0
 
 
 PRESETS = {
@@ -197,8 +199,17 @@ def run(
         traj_key = {"simulate": sim.key}
 
     # 2. encode (motion tokens: relative to the start structure, the key frame of generation too)
-    enc = Stage(out, "encode", {**traj_key, "tokenizer": tok.hash, "key": sha256_file(start)})
-    enc_results = enc.run(lambda d: _encode(trajs, tok, fold, start_backbone, d))
+    enc = Stage(
+        out,
+        "encode",
+        {
+            **traj_key,
+            "tokenizer": tok.hash,
+            "key": sha256_file(start),
+            **{k: settings[k] for k in ("surrogate_frames", "seed")},
+        },
+    )
+    enc_results = enc.run(lambda d: _encode(trajs, tok, fold, start_backbone, d, p.surrogate_frames, seed))
 
     # 3. fine-tune the base with LoRA
     ft = Stage(
@@ -282,14 +293,26 @@ def _simulate(start, d, p: Preset, seed, threads) -> dict:
     return {"trajectories": trajectories}
 
 
-def _encode(trajs, tok, fold, start, d) -> dict:
+def _encode(trajs, tok, fold, start, d, surrogate_frames=0, seed=0) -> dict:
+    import numpy as np
+
     from mdllm.encoding import encode_backbone
     from mdllm.io import load_backbone
 
-    files = []
+    files, backbones = [], []
     for i, (traj, top) in enumerate(trajs):
         path = d / f"traj{i:03d}.npz"
-        encode_backbone(load_backbone(traj, top=top), tok, key=start, fold_tokenizer=fold).save(path)
+        backbones.append(load_backbone(traj, top=top))
+        encode_backbone(backbones[-1], tok, key=start, fold_tokenizer=fold).save(path)
+        files.append(str(path))
+    if surrogate_frames and tok.needs_key_frame:
+        from mdllm.lm.surrogate import LinearSurrogate
+
+        surrogate = LinearSurrogate.fit([b.xyz for b in backbones], start.xyz[0])
+        xyz = surrogate.sample(surrogate_frames, seed=seed)
+        frames = replace(start, xyz=xyz, time=np.arange(surrogate_frames, dtype=np.float64))
+        path = d / "surrogate.npz"
+        encode_backbone(frames, tok, key=start, fold_tokenizer=fold).save(path)
         files.append(str(path))
     return {"token_files": files}
 

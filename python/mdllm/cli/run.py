@@ -38,8 +38,9 @@ def register(sub):
     for name, kind, what in [
         ("frames", int, "generated frames per walker"),
         ("walkers", int, "walkers"),
-        ("train-steps", int, "LoRA fine-tuning steps"),
+        ("train-steps", int, "fine-tuning steps"),
         ("simulate-ns", float, "ns per temperature"),
+        ("surrogate-frames", int, "frames of the linear surrogate added to the fine-tune (motion tokens; 0: none)"),
     ]:
         p.add_argument(f"--{name}", type=kind, help=f"override the preset's {what}")
     p.set_defaults(run=run)
@@ -57,6 +58,7 @@ def run(args):
             ("walkers", args.walkers),
             ("train_steps", args.train_steps),
             ("simulate_ns", args.simulate_ns),
+            ("surrogate_frames", args.surrogate_frames),
         ]
         if value is not None
     }
