@@ -136,7 +136,8 @@ def motion_base(tmp_path_factory):
 @pytest.mark.parametrize("shape", ["gap", "two_chains"])
 def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
     """A trajectory with missing residues, and one of two chains, go through every stage (motion tokens
-    anchor each residue on its own); the gapped one with frames of a linear surrogate in the fine-tune."""
+    anchor each residue on its own); the gapped one with frames of a linear surrogate in the fine-tune and
+    soft targets over neighbouring codes."""
     traj = md.load(str(ADK / "adk_dims.xtc"), top=str(ADK / "adk_dims.pdb"))[:12]
     if shape == "gap":  # residues 100-104 missing
         traj = traj.atom_slice(traj.topology.select("not (resid 100 to 104)"))
@@ -167,6 +168,7 @@ def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
         rebuild=0,
         refine=False,
         surrogate_frames=10 if shape == "gap" else 0,
+        code_smoothing_A=0.5 if shape == "gap" else 0.0,
     )
     from mdllm import tokenfile
 

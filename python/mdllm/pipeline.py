@@ -44,6 +44,8 @@ class Preset:
     guard: bool = True  # motion tokens: draw a frame again when the guard rejects it
     # motion tokens: frames of a linear surrogate of the trajectories added to the fine-tune (mdllm.lm.surrogate)
     surrogate_frames: int = 0
+    # motion tokens: soft fine-tuning targets over neighbouring codes, Gaussian width in Å (mdllm.lm.model.CodeSmoothing)
+    code_smoothing_A: float = 0.0
 
 
 PRESETS = {
@@ -218,10 +220,13 @@ def run(
         {
             "encode": enc.key,
             "base": tree_digest(base),
-            **{k: settings[k] for k in ("train_steps", "train_window", "lora_rank", "micro_batch", "seed")},
+            **{
+                k: settings[k]
+                for k in ("train_steps", "train_window", "lora_rank", "micro_batch", "seed", "code_smoothing_A")
+            },
         },
     )
-    ft.run(lambda d: _finetune(enc_results["token_files"], base, d, p, seed, threads))
+    ft.run(lambda d: _finetune(enc_results["token_files"], base, d, p, seed, threads, tok))
 
     # 4. merge and export
     ex = Stage(out, "export", {"finetune": ft.key})
@@ -317,21 +322,28 @@ def _encode(trajs, tok, fold, start, d, surrogate_frames=0, seed=0) -> dict:
     return {"token_files": files}
 
 
-def _finetune(token_files, base, d, p: Preset, seed, threads) -> dict:
+def _finetune(token_files, base, d, p: Preset, seed, threads, tok) -> dict:
     import torch
 
-    from mdllm.lm.fit import LoraSettings, Windows, fit
+    from mdllm.lm.fit import LoraSettings, NewModel, Windows, fit
     from mdllm.lm.train import CHECKPOINT, TrainConfig
 
     if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig(
-        epochs=1000, max_steps=p.train_steps, micro_batch=p.micro_batch, seed=seed, checkpoint_every=10, keep_best=True
+        epochs=1000,
+        max_steps=p.train_steps,
+        micro_batch=p.micro_batch,
+        seed=seed,
+        checkpoint_every=10,
+        keep_best=True,
+        code_smoothing_A=p.code_smoothing_A if tok.needs_key_frame else 0.0,
     )
     result = fit(
         token_files,
         d,
         base=base,
+        new=NewModel(motion_tokenizer=str(tok.path)),  # whose codebook the smoothing uses
         lora=LoraSettings(rank=p.lora_rank),
         windows=Windows(window=p.train_window),
         train=cfg,

@@ -41,6 +41,11 @@ def register(sub):
         ("train-steps", int, "fine-tuning steps"),
         ("simulate-ns", float, "ns per temperature"),
         ("surrogate-frames", int, "frames of the linear surrogate added to the fine-tune (motion tokens; 0: none)"),
+        (
+            "code-smoothing",
+            float,
+            "width in Å of the soft fine-tuning targets over neighbouring codes (motion; 0: off)",
+        ),
     ]:
         p.add_argument(f"--{name}", type=kind, help=f"override the preset's {what}")
     p.set_defaults(run=run)
@@ -59,6 +64,7 @@ def run(args):
             ("train_steps", args.train_steps),
             ("simulate_ns", args.simulate_ns),
             ("surrogate_frames", args.surrogate_frames),
+            ("code_smoothing_A", args.code_smoothing),
         ]
         if value is not None
     }

@@ -20,7 +20,7 @@ class NewModel:
     kv_heads: int | None = None
     context: int = 0  # 0: the longest training window, rounded up to 256
     n_conditioning: int = 8  # reserved conditioning token slots
-    motion_tokenizer: str = "motiontoken"  # its codebook seeds the motion codes' embeddings
+    motion_tokenizer: str = "motiontoken"  # its codebook seeds the motion codes' embeddings (and smoothing)
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,20 @@ def _new_model(trajs, spec: NewModel, window: int):
         vocab.check_tokenizer(motion.codebook_size, motion.hash, source=str(motion.path))
         init_motion_codes(model, motion.codebook)
     return model
+
+
+def _code_smoothing(model, sigma_A: float, motion_tokenizer: str):
+    """The soft motion-code targets of ``TrainConfig.code_smoothing_A`` (None when 0)."""
+    if not sigma_A:
+        return None
+    if not model.vocab.key_codebook_size:
+        raise MdllmError("code smoothing is for motion-token models; this model's tokens are torsion codes")
+    from mdllm.lm.model import CodeSmoothing
+    from mdllm.tokenizer.api import load_tokenizer
+
+    motion = load_tokenizer(motion_tokenizer)
+    model.vocab.check_tokenizer(motion.codebook_size, motion.hash, source=str(motion.path))
+    return CodeSmoothing(motion.codebook, model.vocab.structure_offset, sigma_A)
 
 
 def fit(
@@ -172,7 +186,8 @@ def fit(
             f"{len(train_ex)} training / {len(val_ex)} validation windows from {len(trajs)} files",
             file=sys.stderr,
         )
-    history = run_training(model, train_ex, val_ex, out, train, resume=resume, record=record)
+    smoothing = _code_smoothing(model, train.code_smoothing_A, new.motion_tokenizer)
+    history = run_training(model, train_ex, val_ex, out, train, resume=resume, record=record, smoothing=smoothing)
     final_val = history["val"][-1] if history["val"] else None
     if dist_info.is_main:
         model.meta["training"] = {

@@ -221,14 +221,51 @@ class MistralLM(nn.Module):
         return n
 
 
-def loss_and_accuracy(logits, targets, ignore_index: int = -100):
-    """Summed next-token cross-entropy, number of correct predictions and of counted targets."""
+class CodeSmoothing:
+    """Soft training targets for motion codes: the observed code's mass shared with its nearest codes
+    by a Gaussian of width ``sigma_A`` (Å, over the 12 displacement numbers).
+
+    A fine-tune sees a few hundred frames, so most of a residue's thousands of codes are never observed
+    and a one-hot target only ever pushes them down, wherever they lie. Soft targets tell the model that a
+    code next to the observed one is nearly as good, so what it learns from one code carries to its
+    neighbours in space (bench/realism.py measures the effect on generated frames)."""
+
+    def __init__(self, codebook, offset: int, sigma_A: float, neighbours: int = 16):
+        if sigma_A <= 0:
+            raise MdllmError(f"code smoothing width must be positive, got {sigma_A} A")
+        cb = np.asarray(codebook, np.float64) * 10.0  # nm -> Å
+        d2 = ((cb[:, None] - cb[None]) ** 2).sum(-1)
+        m = min(neighbours, len(cb))
+        nearest = np.argpartition(d2, m - 1, axis=1)[:, :m]
+        nearest = np.take_along_axis(nearest, np.argsort(np.take_along_axis(d2, nearest, 1), axis=1), 1)
+        weights = np.exp(-np.take_along_axis(d2, nearest, 1) / (2.0 * sigma_A**2))
+        self.offset, self.size = offset, len(cb)
+        self.ids = torch.as_tensor(nearest + offset)
+        self.weights = torch.as_tensor(weights / weights.sum(1, keepdims=True), dtype=torch.float32)
+
+    def token_losses(self, log_probs, targets, hard):
+        """Per-target loss: the soft cross-entropy where the target is a motion code, else ``hard``."""
+        is_code = (targets >= self.offset) & (targets < self.offset + self.size)
+        code = (targets - self.offset).clamp(0, self.size - 1)
+        ids, weights = self.ids.to(targets.device)[code], self.weights.to(log_probs.device)[code]
+        soft = -(weights * log_probs.gather(1, ids)).sum(1)
+        return torch.where(is_code, soft, hard)
+
+
+def loss_and_accuracy(logits, targets, ignore_index: int = -100, smoothing: CodeSmoothing | None = None):
+    """Summed next-token cross-entropy (against ``smoothing``'s soft targets for motion codes, if
+    given), number of correct predictions and of counted targets."""
     logits = logits[:, :-1].float()
-    targets = targets[:, 1:]
-    flat_t = targets.reshape(-1)
-    loss_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t, ignore_index=ignore_index, reduction="sum")
+    flat_t = targets[:, 1:].reshape(-1)
+    flat_logits = logits.reshape(-1, logits.shape[-1])
     counted = flat_t != ignore_index
-    correct = ((logits.argmax(-1).reshape(-1) == flat_t) & counted).sum()
+    if smoothing is None:
+        loss_sum = F.cross_entropy(flat_logits, flat_t, ignore_index=ignore_index, reduction="sum")
+    else:
+        log_probs = F.log_softmax(flat_logits, dim=-1)
+        hard = -log_probs.gather(1, flat_t.clamp(min=0)[:, None])[:, 0]
+        loss_sum = (smoothing.token_losses(log_probs, flat_t, hard) * counted).sum()
+    correct = ((flat_logits.argmax(-1) == flat_t) & counted).sum()
     return loss_sum, correct, counted.sum()
 
 

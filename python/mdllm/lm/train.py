@@ -48,6 +48,9 @@ class TrainConfig:
     checkpoint_every: int = 50  # steps; 0 = only at the end of each epoch
     eval_every: int = 0  # steps; 0 = once per epoch
     progress: bool = True
+    # motion codes: soft targets over each code's nearest codes, a Gaussian this wide in Å
+    # (mdllm.lm.model.CodeSmoothing); 0 = one-hot. Validation loss stays the one-hot cross-entropy.
+    code_smoothing_A: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,9 +214,12 @@ def train(
     resume: bool = False,
     record: dict | None = None,
     on_step=None,
+    smoothing=None,
 ) -> dict:
     """Train ``model`` in place; writes checkpoints and ``history.json`` to ``out_dir`` and returns
-    the history. ``on_step(step)`` is called before each optimizer step (progress hooks, tests)."""
+    the history. ``on_step(step)`` is called before each optimizer step (progress hooks, tests).
+    ``smoothing``: a :class:`mdllm.lm.model.CodeSmoothing` for the training loss (``fit`` builds it
+    from ``cfg.code_smoothing_A``)."""
     from mdllm.progress import bar as progress_bar
 
     if not train_examples:
@@ -318,7 +324,7 @@ def train(
             with ctx:
                 with _autocast(device):
                     logits = net(ids.to(device))
-                loss_sum, _, _ = loss_and_accuracy(logits, targets.to(device))
+                loss_sum, _, _ = loss_and_accuracy(logits, targets.to(device), smoothing=smoothing)
                 # DDP averages gradients over processes; scale so that the sum is the global mean.
                 (loss_sum * (dist_info.world_size / n_targets)).backward()
             loss_total += loss_sum.detach().double().cpu()
