@@ -2,7 +2,10 @@
 raw validity (decode_tokens + check_backbone, no guard, no refinement) and the realism numbers of
 bench/realism.py with and without the constraint, same seed.
 
-    python bench/constrained.py [--walkers 4] [--frames 100] [--tolerance 0.03 ...] [--proteins ...]
+    python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...]
+                                [--proteins ...]
+
+--out is a bench/realism.py output folder (its fine-tuned models OUT/<protein>/motion/export/model.gguf).
 
 Held-out = the second half of data/md/<protein>/T300K_rep1/trajectory.xtc; key/reference = its frame 0.
 Prints a table and one final JSON line."""
@@ -21,15 +24,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from common import report  # noqa: E402
 from realism import compare  # noqa: E402
 
-RUNS = {
-    "trpcage_2JOF": "runs/realism-rep1-long",
-    "bba_1FME": "runs/realism-rep1-s9",
-    "villin_2F4K": "runs/realism-rep1-s9",
-}
+PROTEINS = ["trpcage_2JOF", "bba_1FME", "villin_2F4K"]
 
 
 def measure(
-    protein: str, walkers: int, frames: int, tolerances: list[float], seed: int = 0, threads: int = 0
+    out: Path, protein: str, walkers: int, frames: int, tolerances: list[float], seed: int = 0, threads: int = 0
 ) -> list[dict]:
     from mdllm.encoding import decode_tokens
     from mdllm.evaluate import check_backbone
@@ -40,8 +39,8 @@ def measure(
     md_dir = ROOT / "data/md" / protein / "T300K_rep1"
     md = load_backbone(md_dir / "trajectory.xtc", top=md_dir / "trajectory.pdb")
     held, ref = md.xyz[md.n_frames // 2 :], md.xyz[0]
-    run = ROOT / RUNS[protein] / protein
-    gen = Generator(run / "motion-noguard/export/model.gguf", threads=threads)
+    run = out / protein
+    gen = Generator(run / "motion/export/model.gguf", threads=threads)
     rows = []
     for tol in [None, *tolerances]:
         t0 = time.perf_counter()
@@ -85,14 +84,15 @@ def main(argv=None) -> None:
     p.add_argument("--walkers", type=int, default=4)
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--tolerance", type=float, nargs="+", default=[0.03], help="constraint tolerances (nm)")
-    p.add_argument("--proteins", nargs="+", default=list(RUNS))
+    p.add_argument("--out", default=str(ROOT / "runs" / "realism"), help="output folder of bench/realism.py")
+    p.add_argument("--proteins", nargs="+", default=PROTEINS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores; 1 on a busy machine)")
     args = p.parse_args(argv)
     rows = [
         r
         for protein in args.proteins
-        for r in measure(protein, args.walkers, args.frames, args.tolerance, args.seed, args.threads)
+        for r in measure(Path(args.out), protein, args.walkers, args.frames, args.tolerance, args.seed, args.threads)
     ]
     columns = [
         "protein",

@@ -1,7 +1,7 @@
 """Does the language model predict held-out motion tokens better than a model without context?
 
 For each protein of a ``bench/realism.py`` run (its fine-tuned motion model in
-``OUT/<protein>/motion-noguard/export/model.gguf``), the held-out second half of
+``OUT/<protein>/motion/export/model.gguf``), the held-out second half of
 data/md/<protein>/<run>/trajectory.xtc is encoded against its frame 0 and scored, token by token, by:
 
 - uniform: log K;
@@ -63,7 +63,7 @@ def main():
         key = md.xyz[0][None]
         tok = base.tokenizer
         first, held = tok.encode(md.xyz[:half], key), tok.encode(md.xyz[half:], key)
-        tuned = Generator(Path(args.out) / protein / "motion-noguard" / "export" / "model.gguf")
+        tuned = Generator(Path(args.out) / protein / "motion" / "export" / "model.gguf")
         r = {
             "protein": protein,
             "held_out_frames": md.n_frames - half,

@@ -36,7 +36,8 @@ Usage: python bench/realism.py [--proteins villin_2F4K ntl9_2HBB gb1_1GB1] [--fr
                                [--train-steps 200] [--surrogate-frames 0] [--code-smoothing 0]
                                [--kinds motion torsion]
                                [--out runs/realism]
-Proteins are data/md/<name>/T300K_gpu0 (or the run given by --run). Runs are cached by mdllm run's stages.
+Proteins are data/md/<name>/T300K_gpu0 (or the run given by --run). Runs are cached by mdllm run's stages;
+the guard-off and guard-on rows of a kind generate from the same fine-tuned model.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     t0 = time.perf_counter()
     summary = run(
         start,
-        work / f"{kind}{'' if guard else '-noguard'}",
+        work / kind,  # guard off and on: one fine-tune, generated again (the stages' cache redoes what differs)
         trajectories=[train],
         top=work / "train.pdb",
         preset=preset,
