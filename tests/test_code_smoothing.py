@@ -21,14 +21,27 @@ def line_codebook(n=8, step_nm=0.01):
 
 
 def test_neighbours_start_with_the_code_and_weigh_less_with_distance():
-    s = CodeSmoothing(line_codebook(), OFFSET, sigma_A=0.1, neighbours=4)
-    assert s.ids.shape == (8, 4) and torch.equal(s.ids[:, 0], torch.arange(8) + OFFSET)
+    s = CodeSmoothing(line_codebook(), OFFSET, sigma_A=0.1, neighbours=3)
+    assert s.ids.shape == (8, 3) and torch.equal(s.ids[:, 0], torch.arange(8) + OFFSET)
     np.testing.assert_allclose(s.weights.sum(1).numpy(), 1.0, rtol=1e-6)
-    # code 4: itself, then 3 and 5 (0.1 Å away, equal weight), then 2 or 6
-    assert set(s.ids[4, 1:3].tolist()) == {3 + OFFSET, 5 + OFFSET}
+    # code 4: itself, then 3 and 5, 0.1 Å away on either side: no tilt, plain Gaussian weights
+    assert set(s.ids[4, 1:].tolist()) == {3 + OFFSET, 5 + OFFSET}
     w = s.weights[4].tolist()
-    assert w[0] > w[1] and w[1] == pytest.approx(w[2]) and w[2] > w[3]
-    assert float(w[1] / w[0]) == pytest.approx(np.exp(-0.5), rel=1e-5)  # one sigma away
+    assert w[1] == pytest.approx(w[2]) and w[1] / w[0] == pytest.approx(np.exp(-0.5), rel=1e-4)
+
+
+def test_soft_targets_keep_the_observed_displacement_as_their_mean():
+    """Neighbours on one side (code 4 with 2 or 6 as its fourth neighbour; code 0 at the end of the
+    line) would pull a plain Gaussian target's mean towards them; the tilted weights keep it near the code."""
+    cb = line_codebook(step_nm=0.05)  # codes 0.5 Å apart, about as far as the shipped codebook's
+    s = CodeSmoothing(cb, OFFSET, sigma_A=0.5, neighbours=4)
+    offsets_A = (cb[s.ids.numpy() - OFFSET, 0] - cb[:, None, 0]) * 10.0
+    mean = (s.weights.numpy() * offsets_A).sum(1)
+    plain = np.exp(-(offsets_A**2) / (2 * 0.5**2))
+    plain_mean = (plain / plain.sum(1, keepdims=True) * offsets_A).sum(1)
+    assert abs(plain_mean[4]) > 0.05 and abs(mean[4]) < 0.5 * abs(plain_mean[4])
+    assert abs(mean[0]) < 0.5 * abs(plain_mean[0])
+    assert s.weights[0, 0] > s.weights[4, 0]  # the end code keeps more of its own mass
 
 
 def _batch(vocab, targets):

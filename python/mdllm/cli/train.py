@@ -64,6 +64,13 @@ def register(sub):
         action="store_true",
         help="save the weights of the lowest validation loss instead of the last (early stopping)",
     )
+    t.add_argument(
+        "--code-smoothing",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="motion codes: soft targets over neighbouring codes, Gaussian width in Å (0: one-hot)",
+    )
     t.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
 
@@ -125,6 +132,7 @@ def run(args):
         eval_every=args.eval_every,
         keep_best=args.keep_best,
         progress=not args.no_progress,
+        code_smoothing_A=args.code_smoothing,
     )
     fit(
         _data_paths(args),

@@ -221,6 +221,27 @@ class MistralLM(nn.Module):
         return n
 
 
+def _mean_preserving_weights(offsets, sigma_A: float, iterations: int = 50, ridge: float = 0.01) -> np.ndarray:
+    """(K, M) weights over each code's M neighbours at ``offsets`` (K, M, 12) Å from it, Gaussian in the
+    distance and exponentially tilted so that the weighted mean offset is zero: Newton's method on the
+    convex log-partition function log sum_j exp(-|d_j|^2 / 2 sigma^2 + lambda . d_j) (+ a small ridge,
+    which keeps lambda finite for a code whose neighbours all lie on one side)."""
+    log_base = -(offsets**2).sum(-1) / (2.0 * sigma_A**2)
+    lam = np.zeros((offsets.shape[0], offsets.shape[2]))
+    eye = np.eye(offsets.shape[2])
+    for _ in range(iterations):
+        logits = log_base + np.einsum("kmi,ki->km", offsets, lam)
+        w = np.exp(logits - logits.max(1, keepdims=True))
+        w /= w.sum(1, keepdims=True)
+        mean = np.einsum("km,kmi->ki", w, offsets)
+        centred = offsets - mean[:, None]
+        hessian = np.einsum("km,kmi,kmj->kij", w, centred, centred) + ridge * eye
+        lam -= np.linalg.solve(hessian, (mean + ridge * lam)[..., None])[..., 0]
+    logits = log_base + np.einsum("kmi,ki->km", offsets, lam)
+    w = np.exp(logits - logits.max(1, keepdims=True))
+    return w / w.sum(1, keepdims=True)
+
+
 class CodeSmoothing:
     """Soft training targets for motion codes: the observed code's mass shared with its nearest codes
     by a Gaussian of width ``sigma_A`` (Å, over the 12 displacement numbers).
@@ -228,7 +249,13 @@ class CodeSmoothing:
     A fine-tune sees a few hundred frames, so most of a residue's thousands of codes are never observed
     and a one-hot target only ever pushes them down, wherever they lie. Soft targets tell the model that a
     code next to the observed one is nearly as good, so what it learns from one code carries to its
-    neighbours in space (bench/realism.py measures the effect on generated frames)."""
+    neighbours in space (bench/realism.py measures the effect on generated frames).
+
+    Codes are dense near zero displacement and sparse far out, so a code's nearest neighbours lie more on
+    one side of it, and plain Gaussian weights would move the target's mean displacement: towards the key
+    frame for most codes, and a model trained on them would move too little. The weights are therefore
+    tilted (w_j ~ exp(-|d_j|^2 / 2 sigma^2 + lambda . d_j), d_j = c_j - c_k, one lambda per code) so that
+    each soft target keeps the observed code's displacement as its mean, where its neighbours allow."""
 
     def __init__(self, codebook, offset: int, sigma_A: float, neighbours: int = 16):
         if sigma_A <= 0:
@@ -238,10 +265,10 @@ class CodeSmoothing:
         m = min(neighbours, len(cb))
         nearest = np.argpartition(d2, m - 1, axis=1)[:, :m]
         nearest = np.take_along_axis(nearest, np.argsort(np.take_along_axis(d2, nearest, 1), axis=1), 1)
-        weights = np.exp(-np.take_along_axis(d2, nearest, 1) / (2.0 * sigma_A**2))
+        weights = _mean_preserving_weights(cb[nearest] - cb[:, None], sigma_A)
         self.offset, self.size = offset, len(cb)
         self.ids = torch.as_tensor(nearest + offset)
-        self.weights = torch.as_tensor(weights / weights.sum(1, keepdims=True), dtype=torch.float32)
+        self.weights = torch.as_tensor(weights, dtype=torch.float32)
 
     def token_losses(self, log_probs, targets, hard):
         """Per-target loss: the soft cross-entropy where the target is a motion code, else ``hard``."""
