@@ -14,6 +14,12 @@ Numbers are nats per token (structure tokens and frame separators, as ``mdllm sc
 lower is better. A fine-tuned model that does not beat "marginal" has learnt nothing about how residues
 move together or in time.
 
+Does the fine-tuned model use its context? Two more columns score, with the PyTorch fine-tuned model
+(``OUT/<protein>/motion/finetune``), the last frame of 120 random held-out 4-frame windows (structure
+tokens only): as they are, and with the tokens of the three context frames shuffled between residues
+(the same codes, each at another residue). A model that reads the same residue's recent motion loses
+much by the shuffle.
+
 Usage: python bench/likelihood.py [--out runs/realism] [--proteins trpcage_2JOF bba_1FME villin_2F4K]
                                   [--run T300K_rep1]
 """
@@ -48,6 +54,36 @@ def lm_nll(gen: Generator, md, half: int) -> float:
     return float(-loglik.sum() / (len(loglik) * (md.n_residues + 1)))
 
 
+def context_use(model_dir, md, half: int, windows: int = 120, seed: int = 0) -> tuple[float, float]:
+    """(intact, context shuffled) mean -log p of the last frame's structure tokens of random held-out
+    4-frame windows under the PyTorch model in ``model_dir``."""
+    import torch
+    import torch.nn.functional as F
+
+    from mdllm.encoding import encode_backbone
+    from mdllm.lm import store
+
+    model = store.load(model_dir).eval()
+    encoded = encode_backbone(md, key=md[0:1])
+    held = encoded.tokens[half:]
+    n_res = held.shape[1]
+    rng = np.random.default_rng(seed)
+    starts = rng.choice(len(held) - 3, min(windows, len(held) - 3), replace=False)
+    totals = np.zeros(2)
+    for start in starts:
+        window = held[start : start + 4]
+        shuffled = window.copy()
+        shuffled[:3] = window[:3, rng.permutation(n_res)]
+        for i, frames in enumerate((window, shuffled)):
+            ids, _ = model.vocab.example(md.sequence, frames, key_tokens=encoded.key_tokens)
+            with torch.no_grad():
+                log_p = F.log_softmax(model(torch.as_tensor(ids)[None])[0].float(), dim=-1)
+            first = len(ids) - (n_res + 1)  # the last frame's first structure token
+            targets = torch.as_tensor(ids[first : len(ids) - 1])
+            totals[i] += -log_p[first - 1 : len(ids) - 2].gather(1, targets[:, None]).mean().item()
+    return tuple(totals / len(starts))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"), help="output folder of bench/realism.py")
@@ -72,11 +108,16 @@ def main():
             "base_lm": lm_nll(base, md, half),
             "fine_tuned_lm": lm_nll(tuned, md, half),
         }
+        intact, shuffled = context_use(Path(args.out) / protein / "motion" / "finetune", md, half)
+        r |= {"last_frame_intact": intact, "last_frame_context_shuffled": shuffled}
         results.append(r)
-        rows.append([protein, r["held_out_frames"], r["uniform"], r["marginal"], r["base_lm"], r["fine_tuned_lm"]])
+        rows.append(
+            [protein, r["held_out_frames"], r["uniform"], r["marginal"], r["base_lm"], r["fine_tuned_lm"], intact]
+            + [shuffled]
+        )
     report(
         "Held-out motion tokens, nats per token (lower is better)",
-        ["protein", "frames", "uniform", "marginal", "base LM", "fine-tuned LM"],
+        ["protein", "frames", "uniform", "marginal", "base LM", "fine-tuned LM", "last frame", "context shuffled"],
         rows,
         {"bench": "likelihood", "out": args.out, "results": results, **machine()},
     )
