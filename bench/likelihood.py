@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, machine, report
 
+from mdllm.encoding import encode_backbone
 from mdllm.generate import Generator
 from mdllm.io import load_backbone
 from mdllm.paths import model_path
@@ -54,17 +55,17 @@ def lm_nll(gen: Generator, md, half: int) -> float:
     return float(-loglik.sum() / (len(loglik) * (md.n_residues + 1)))
 
 
-def context_use(model_dir, md, half: int, windows: int = 120, seed: int = 0) -> tuple[float, float]:
+def context_use(model_dir, encoded, half: int, windows: int = 120, seed: int = 0) -> tuple[float, float]:
     """(intact, context shuffled) mean -log p of the last frame's structure tokens of random held-out
-    4-frame windows under the PyTorch model in ``model_dir``."""
+    4-frame windows (frames half.. of ``encoded``, mdllm.encoding.Encoded) under the PyTorch model in
+    ``model_dir``."""
     import torch
     import torch.nn.functional as F
 
-    from mdllm.encoding import encode_backbone
     from mdllm.lm import store
 
     model = store.load(model_dir).eval()
-    encoded = encode_backbone(md, key=md[0:1])
+    sequence = encoded.backbone.sequence
     held = encoded.tokens[half:]
     n_res = held.shape[1]
     rng = np.random.default_rng(seed)
@@ -75,7 +76,7 @@ def context_use(model_dir, md, half: int, windows: int = 120, seed: int = 0) -> 
         shuffled = window.copy()
         shuffled[:3] = window[:3, rng.permutation(n_res)]
         for i, frames in enumerate((window, shuffled)):
-            ids, _ = model.vocab.example(md.sequence, frames, key_tokens=encoded.key_tokens)
+            ids, _ = model.vocab.example(sequence, frames, key_tokens=encoded.key_tokens)
             with torch.no_grad():
                 log_p = F.log_softmax(model(torch.as_tensor(ids)[None])[0].float(), dim=-1)
             first = len(ids) - (n_res + 1)  # the last frame's first structure token
@@ -96,9 +97,9 @@ def main():
         folder = ROOT / "data" / "md" / protein / args.run
         md = load_backbone(folder / "trajectory.xtc", top=folder / "trajectory.pdb")
         half = md.n_frames // 2
-        key = md.xyz[0][None]
         tok = base.tokenizer
-        first, held = tok.encode(md.xyz[:half], key), tok.encode(md.xyz[half:], key)
+        encoded = encode_backbone(md, tok, key=md[0:1])
+        first, held = encoded.tokens[:half], encoded.tokens[half:]
         tuned = Generator(Path(args.out) / protein / "motion" / "export" / "model.gguf")
         r = {
             "protein": protein,
@@ -108,7 +109,7 @@ def main():
             "base_lm": lm_nll(base, md, half),
             "fine_tuned_lm": lm_nll(tuned, md, half),
         }
-        intact, shuffled = context_use(Path(args.out) / protein / "motion" / "finetune", md, half)
+        intact, shuffled = context_use(Path(args.out) / protein / "motion" / "finetune", encoded, half)
         r |= {"last_frame_intact": intact, "last_frame_context_shuffled": shuffled}
         results.append(r)
         rows.append(

@@ -208,7 +208,8 @@ def run(
             **traj_key,
             "tokenizer": tok.hash,
             "key": sha256_file(start),
-            **{k: settings[k] for k in ("surrogate_frames", "seed")},
+            # the seed draws the surrogate's frames; without them, encoding does not depend on it
+            "surrogate": [p.surrogate_frames, seed] if p.surrogate_frames else 0,
         },
     )
     enc_results = enc.run(lambda d: _encode(trajs, tok, fold, start_backbone, d, p.surrogate_frames, seed))
@@ -304,16 +305,19 @@ def _encode(trajs, tok, fold, start, d, surrogate_frames=0, seed=0) -> dict:
     from mdllm.encoding import encode_backbone
     from mdllm.io import load_backbone
 
-    files, backbones = [], []
+    make_surrogate = bool(surrogate_frames) and tok.needs_key_frame
+    files, fitted = [], []  # fitted: the frames the surrogate is fitted to (kept only when one is made)
     for i, (traj, top) in enumerate(trajs):
         path = d / f"traj{i:03d}.npz"
-        backbones.append(load_backbone(traj, top=top))
-        encode_backbone(backbones[-1], tok, key=start, fold_tokenizer=fold).save(path)
+        backbone = load_backbone(traj, top=top)
+        encode_backbone(backbone, tok, key=start, fold_tokenizer=fold).save(path)
         files.append(str(path))
-    if surrogate_frames and tok.needs_key_frame:
+        if make_surrogate:
+            fitted.append(backbone.xyz)
+    if make_surrogate:
         from mdllm.lm.surrogate import LinearSurrogate
 
-        surrogate = LinearSurrogate.fit([b.xyz for b in backbones], start.xyz[0])
+        surrogate = LinearSurrogate.fit(fitted, start.xyz[0])
         xyz = surrogate.sample(surrogate_frames, seed=seed)
         frames = replace(start, xyz=xyz, time=np.arange(surrogate_frames, dtype=np.float64))
         path = d / "surrogate.npz"
