@@ -269,9 +269,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
           if (!code_mask[k]) row[k] = kMasked;
       }
       out.constraint_seconds += seconds_since(tc);
-      // The sampler's id-order path (top_p = 1, min_p = 0) scales probabilities by the least likely
-      // candidate's logit, which is -inf here (NaN for every token): a min_p far below any real
-      // probability (1e-30 of the most likely) makes it take the likelihood-order path, same distribution.
+      // A min_p far below any real probability (1e-30 of the most likely) draws in likelihood order.
+      // It was added while the id-order path normalised by the least likely (here -inf) logit; since
+      // that fix (sampler.cpp) the id-order path would give the same distribution, but other draws for
+      // a seed, so it stays until constrained results are re-measured (bench/constrained.py).
       sampling::Params masked_params = opt.sampling;
       masked_params.min_p = std::max(masked_params.min_p, 1e-30f);
       sampling::sample(masked_logits.data(), n, n_vocab, allowed.data(), masked_params, opt.seed, walker_ids.data(),
