@@ -29,11 +29,15 @@ Two rows per protein and tokenizer kind say what the numbers are worth:
   half (mdllm.lm.surrogate: principal components, one AR(1) process each), encoded, decoded and refined
   as generation does. It knows how residues move together, as far as a Gaussian can, and nothing
   beyond the training basin. With --surrogate-frames N its frames also join the fine-tune.
+- "elastic network": a physics baseline that needs no MD but the amount of motion: an anisotropic
+  network model of the start structure (LinearSurrogate.elastic_network), its mean CA RMSF set to the
+  training half's, frames through the tokens as above.
 The "MD 1st half" row (the training half against the held-out half) is the reference; its "valid raw"
 is the MD's own validity.
 
 Usage: python bench/realism.py [--proteins villin_2F4K ntl9_2HBB gb1_1GB1] [--frames 100 --walkers 4]
                                [--train-steps 200] [--surrogate-frames 0] [--code-smoothing 0]
+                               [--motion-base models/motion-lm]
                                [--kinds motion torsion]
                                [--out runs/realism]
 Proteins are data/md/<name>/T300K_gpu0 (or the run given by --run). Runs are cached by mdllm run's stages;
@@ -129,6 +133,20 @@ def surrogate_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int)
     return raw, refine_backbones(raw, sequence)
 
 
+def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
+    """(raw, refined) frames of an elastic network model of ``ref`` moving as much as ``first``."""
+    from mdllm.encoding import decode_tokens
+    from mdllm.geometry.refine import refine_backbones
+    from mdllm.lm.surrogate import LinearSurrogate
+    from mdllm.tokenizer.motion import superpose_on_key
+
+    ca = superpose_on_key(first, ref)[:, :, 1]
+    rmsf_A = float(np.sqrt(((ca - ca.mean(0)) ** 2).sum(-1).mean(0)).mean() * 10)
+    frames = LinearSurrogate.elastic_network(ref, rmsf_A=rmsf_A).sample(n_frames, seed=seed)
+    raw = decode_tokens(tok, _encode(tok, frames, ref), ref if tok.needs_key_frame else None)
+    return raw, refine_backbones(raw, sequence)
+
+
 def compare(frames, held, ref) -> dict:
     """The realism numbers of ``frames`` against the held-out frames ``held`` (both superposed on ``ref``)."""
     held_rmsd = ca_rmsd_to(held, ref)
@@ -181,7 +199,8 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         trajectories=[train],
         top=work / "train.pdb",
         preset=preset,
-        base=KINDS[kind]["base"] and ROOT / "models" / KINDS[kind]["base"],
+        base=(args.motion_base if kind == "motion" else None)
+        or (KINDS[kind]["base"] and ROOT / "models" / KINDS[kind]["base"]),
         tokenizer=KINDS[kind]["tokenizer"],
         seed=args.seed,
         threads=args.threads,
@@ -204,7 +223,13 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     trip = round_trip(tok, held, ref)
     marginal_raw, marginal = marginal_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     surrogate_raw, surrogate = surrogate_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
+    elastic_raw, elastic = elastic_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     return {
+        "elastic_network": {
+            **compare(elastic, held, ref),
+            "valid_raw": valid_fraction(elastic_raw, md.sequence),
+            "valid_refined": valid_fraction(elastic, md.sequence),
+        },
         "surrogate": {
             **compare(surrogate, held, ref),
             "valid_raw": valid_fraction(surrogate_raw, md.sequence),
@@ -253,6 +278,7 @@ def main():
     p.add_argument(
         "--code-smoothing", type=float, default=0.0, help="width (Å) of the soft fine-tuning targets over codes"
     )
+    p.add_argument("--motion-base", help="base model folder of the motion kind (default: models/motion-lm)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"))
@@ -279,10 +305,17 @@ def main():
                         [protein, r["residues"], f"{kind} round trip", "-", t["in_basin"], t["rg_ratio"], t["rmsf_r"]]
                         + [t["rmsf_ratio"], t["js_pairwise"], t["valid_raw"], "-", "-", "-"]
                     )
-                    for baseline in ("marginal", "surrogate"):
+                    for baseline in ("marginal", "surrogate", "elastic_network"):
                         b = r[baseline]
                         rows.append(
-                            [protein, r["residues"], f"{kind} {baseline}", "-", b["in_basin"], b["rg_ratio"]]
+                            [
+                                protein,
+                                r["residues"],
+                                f"{kind} {baseline.replace('_', ' ')}",
+                                "-",
+                                b["in_basin"],
+                                b["rg_ratio"],
+                            ]
                             + [b["rmsf_r"], b["rmsf_ratio"], b["js_pairwise"], b["valid_raw"], b["valid_refined"]]
                             + ["-", "-"]
                         )

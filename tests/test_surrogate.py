@@ -81,3 +81,27 @@ def test_clear_errors(ntl9):
         LinearSurrogate.fit([ntl9.xyz[:, :-1]], key)
     with pytest.raises(MdllmError, match="n_frames"):
         LinearSurrogate.fit([ntl9.xyz], key).sample(0)
+
+
+def test_elastic_network_has_the_asked_amplitude_and_keeps_the_fold(ntl9):
+    key = ntl9.xyz[0].astype(np.float64)
+    s = LinearSurrogate.elastic_network(key, rmsf_A=0.8, slowest_autocorrelation=0.9)
+    assert len(s.scale) == key.size - 6  # every internal mode, the six rigid-body ones dropped
+    assert abs(s.autocorrelation[0] - 0.9) < 1e-12 and np.all(np.diff(s.autocorrelation) <= 1e-12)
+    frames = s.sample(3000, seed=3)
+    z = superpose_on_key(frames, key)
+    rmsf = np.sqrt(((z[:, :, 1] - z[:, :, 1].mean(0)) ** 2).sum(-1).mean(0)).mean() * 10
+    assert 0.6 < rmsf < 1.0  # 0.8 asked; superposition and bond projection take a little away
+    lag1 = np.linalg.norm(np.diff(z[:, :, 1], axis=0), axis=-1).mean()
+    far = np.linalg.norm(z[500:, :, 1] - z[:-500, :, 1], axis=-1).mean()
+    assert lag1 < 0.8 * far  # consecutive frames are closer than distant ones
+    bonds = np.linalg.norm(frames[:, :, 1] - frames[:, :, 0], axis=-1)
+    error = np.abs(bonds - np.linalg.norm(key[:, 1] - key[:, 0], axis=-1))
+    assert np.percentile(error, 99) < 0.005 and error.max() < 0.02  # nm: the projection restores the bonds
+
+
+def test_elastic_network_reports_bad_input(ntl9):
+    with pytest.raises(MdllmError, match="shape"):
+        LinearSurrogate.elastic_network(ntl9.xyz[0, :, 1])
+    with pytest.raises(MdllmError, match="slowest_autocorrelation"):
+        LinearSurrogate.elastic_network(ntl9.xyz[0], slowest_autocorrelation=1.0)

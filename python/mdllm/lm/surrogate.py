@@ -12,6 +12,11 @@ bonds are brought back to the key's (mdllm.geometry.projection), since a linear 
 The fine-tune then learns from the real frames and these together: the surrogate teaches the coupling,
 the real frames what a linear model misses. A surrogate cannot leave the basin it was fitted to, and
 the language model learns that too; say so when a run is meant to find other states.
+
+``LinearSurrogate.elastic_network`` builds the same kind of process without MD, from one structure:
+the normal modes of an anisotropic network model of its backbone atoms, each mode's variance kT / k
+and its lag-1 correlation falling with its stiffness. Base models pretrain on these for structures
+of many proteins, so that they learn how a fold moves from frame to frame before any MD of it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from mdllm.errors import MdllmError
 MIN_FRAMES = 3  # a lag-1 correlation needs two pairs
 RELATIVE_CUTOFF = 1e-3  # components with a singular value below this fraction of the largest are noise
 MAX_AUTOCORRELATION = 0.99  # keeps every component's process stationary
+ENM_CUTOFF_NM = 0.75  # backbone atoms closer than this are joined by a spring
+ENM_LOCAL_NM = 0.26  # bonded and 1-3 pairs (shorter than this) get stiffer springs, keeping bonds and angles
+ENM_LOCAL_STIFFNESS = 10.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,46 @@ class LinearSurrogate:
             scale=scale,
             autocorrelation=np.clip(rho, 0.0, MAX_AUTOCORRELATION),
         )
+
+    @classmethod
+    def elastic_network(
+        cls, key, rmsf_A: float = 0.7, slowest_autocorrelation: float = 0.95, max_atoms: int = 2000
+    ) -> "LinearSurrogate":
+        """An anisotropic network model of the backbone atoms of ``key`` (L, 4, 3) nm as a surrogate:
+        springs between atoms within ``ENM_CUTOFF_NM`` (stiffer within 1-3 neighbours), its non-rigid
+        normal modes as components, variances proportional to 1 / eigenvalue scaled so the mean CA
+        RMSF is ``rmsf_A``, and lag-1 correlations rho_k = rho_1 ** (lambda_k / lambda_1) (an
+        overdamped mode relaxes at a rate proportional to its stiffness) with rho_1
+        ``slowest_autocorrelation``."""
+        key = np.asarray(key, np.float64)
+        if key.ndim != 3 or key.shape[1:] != (4, 3):
+            raise MdllmError(f"the key frame must have shape (L, 4, 3), got {key.shape}")
+        atoms = key.reshape(-1, 3)
+        n = len(atoms)
+        if n > max_atoms:
+            raise MdllmError(f"{n} atoms: an elastic network of more than {max_atoms} atoms is too slow here")
+        if not 0.0 < slowest_autocorrelation < 1.0 or rmsf_A <= 0:
+            raise MdllmError("rmsf_A must be positive and slowest_autocorrelation in (0, 1)")
+        delta = atoms[:, None] - atoms[None]
+        dist = np.linalg.norm(delta, axis=-1)
+        stiffness = np.where(dist < ENM_CUTOFF_NM, 1.0, 0.0)
+        stiffness[dist < ENM_LOCAL_NM] = ENM_LOCAL_STIFFNESS
+        np.fill_diagonal(stiffness, 0.0)
+        unit = delta / np.where(dist > 0, dist, 1.0)[..., None]
+        blocks = -stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]  # (n, n, 3, 3)
+        blocks[np.arange(n), np.arange(n)] = -blocks.sum(axis=1)
+        hessian = blocks.transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+        eigenvalues, vectors = np.linalg.eigh(hessian)
+        modes = eigenvalues > eigenvalues[-1] * 1e-8  # drops the six rigid-body modes
+        if modes.sum() < 1:
+            raise MdllmError("the elastic network has no internal modes (too few atoms within the cutoff)")
+        eigenvalues, components = eigenvalues[modes], vectors[:, modes].T
+        variance = 1.0 / eigenvalues
+        ca = components.reshape(len(variance), -1, 4, 3)[:, :, 1]  # (K, L, 3)
+        ca_msf = (variance[:, None] * (ca**2).sum(-1)).sum(0)  # nm^2 per residue, at unit temperature
+        scale = np.sqrt(variance) * (rmsf_A / 10.0) / np.sqrt(ca_msf).mean()
+        rho = slowest_autocorrelation ** (eigenvalues / eigenvalues[0])
+        return cls(key=key, mean=key.copy(), components=components, scale=scale, autocorrelation=rho)
 
     def sample(self, n_frames: int, seed: int = 0) -> np.ndarray:
         """(n_frames, L, 4, 3) float32 nm: one stationary run of the process, bonds restored to the key's."""
