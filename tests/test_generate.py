@@ -39,7 +39,7 @@ def make_tokenizer(directory, beam_width: int = 4):
     return TorsionTokenizer.load(directory)
 
 
-def make_model(path, tokenizer, layers, seed=0):
+def make_model(path, tokenizer, layers, seed=0, frame_span=0, return_model=False):
     torch.manual_seed(seed)
     vocab = Vocabulary(codebook_size=tokenizer.codebook_size, tokenizer_hash=tokenizer.hash)
     cfg = ModelConfig(
@@ -50,12 +50,14 @@ def make_model(path, tokenizer, layers, seed=0):
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,
+        frame_span=frame_span,
     )
     model = MistralLM(cfg)
     with torch.no_grad():  # a peaked, position-sensitive distribution so that sampling choices matter
         model.lm_head.weight.mul_(8.0)
     model.vocab = vocab
-    return write_gguf(model, path, "f32")
+    path = write_gguf(model, path, "f32")
+    return (path, model.eval()) if return_model else path
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +159,30 @@ def test_score_reproduces_generation_likelihoods(generator):
     np.testing.assert_allclose(per_token[1:], ens.token_logprobs[0], atol=1e-3)
     assert traj.shape == (5, 10, 4, 3)
     assert generator.score(START, window=2).shape == (1,)
+
+
+def test_frame_span_model_scores_and_generates_like_pytorch(models, tmp_path):
+    """A model with frame-scaled positions (ModelConfig.frame_span): llama.cpp's rolling window scores
+    frames as PyTorch does, and generation's likelihoods are the scores of what it drew."""
+    path, model = make_model(tmp_path / "span.gguf", models["tokenizer"], 2, frame_span=64, return_model=True)
+    gen = Generator(path, models["tokenizer"])
+    start = load_backbone(START)
+    layout = gen.layout(start.n_residues)
+    prefix = gen.vocab.prefix(start.sequence).astype(np.int32)
+    codes = np.random.default_rng(0).integers(0, gen.vocab.codebook_size, (3, start.n_residues))
+    ids = (codes + gen.vocab.structure_offset).astype(np.int32)
+    per_token = gen.llama.score(prefix, ids.ravel(), layout, 4)  # three frames: no eviction
+    full, _ = gen.vocab.example(start.sequence, codes)
+    with torch.no_grad():
+        log_p = torch.log_softmax(model(torch.as_tensor(full)[None])[0].double(), -1).numpy()
+    expected = log_p[np.arange(len(prefix) - 1, len(full) - 1), full[len(prefix) :]]
+    np.testing.assert_allclose(per_token.ravel(), expected, atol=1e-3)
+
+    ens = gen.generate(START, frames=3, walkers=1, window=2, seed=4, progress=False)
+    start_ids = (gen.tokenizer.encode(start) + gen.vocab.structure_offset).astype(np.int32)
+    drawn = (ens.tokens[0] + gen.vocab.structure_offset).astype(np.int32)
+    scored = gen.llama.score(prefix, np.concatenate([start_ids, drawn]).ravel(), layout, 2)
+    np.testing.assert_allclose(scored[1:], ens.token_logprobs[0], atol=1e-3)
 
 
 def test_save_writes_trajectory_tokens_and_metadata(generator, tmp_path):

@@ -246,3 +246,31 @@ def test_shipped_model_and_its_gguf_agree():
         return
     tokenizer = TorsionTokenizer.load()
     model.check_tokenizer(tokenizer.codebook_size, tokenizer.hash, source="models/torsiontoken")
+
+
+def frame_span_model(span=64):
+    model = parity_model()
+    model.config.frame_span = span
+    return model
+
+
+def test_frame_scaled_positions_put_the_previous_frame_one_span_back():
+    model = frame_span_model(64)
+    for residues in (9, 23):
+        ids = torch.from_numpy(window_ids(model.vocab, residues=residues, frames=3))[None]
+        pos = model.positions(ids)[0, 0].numpy()
+        first = len(ids[0]) - 3 * (residues + 1)  # the first frame's first structure token
+        np.testing.assert_allclose(pos[first + residues + 1 :] - pos[first : -(residues + 1)], 64.0, rtol=1e-5)
+        np.testing.assert_allclose(pos[1:] - pos[:-1], 64.0 / (residues + 1), rtol=1e-5)
+
+
+def test_frame_span_gguf_matches_pytorch_for_every_protein_length(tmp_path):
+    model = frame_span_model(64)
+    path = write_gguf(model, tmp_path / "m.gguf", "f32")
+    assert read_metadata(path)["frame_span"] == 64
+    plain = parity_model()
+    for residues in (9, 23):
+        ids = window_ids(model.vocab, residues=residues)
+        expected = torch_logits(model, ids)
+        assert np.abs(gguf_logits(path, ids) - expected).max() <= 1e-3
+        assert np.abs(torch_logits(plain, ids) - expected).max() > 1e-2  # the scaling does change the logits

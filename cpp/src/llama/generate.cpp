@@ -1,5 +1,6 @@
 // Rolling-window generation on llama.cpp (see mdllm/generate.hpp).
 #include "mdllm/generate.hpp"
+#include "mdllm/gguf_keys.hpp"
 
 #include <llama.h>
 
@@ -98,14 +99,23 @@ struct Model::Impl {
   const llama_vocab* vocab = nullptr;
   int threads = 0;
   int gpu_layers = 0;
+  int64_t frame_span = 0;  // mdllm.frame_span: rotary positions per frame, 0 for plain positions
+
+  // llama.cpp's rope_freq_scale for frames of `residues` tokens + separator: the model's positions are
+  // scaled so that a frame spans frame_span of them in every protein (0: the model's own scale).
+  float rope_scale(int64_t residues) const {
+    return frame_span > 0 ? static_cast<float>(static_cast<double>(frame_span) / static_cast<double>(residues + 1))
+                          : 0.0f;
+  }
 
   ~Impl() {
     if (model) llama_model_free(model);
   }
 
   // A fresh context with room for `sequences` sequences of `per_sequence` tokens each.
-  void open(Context& c, int64_t sequences, int64_t per_sequence, int64_t max_batch) const {
+  void open(Context& c, int64_t sequences, int64_t per_sequence, int64_t max_batch, float rope_freq_scale = 0.0f) const {
     llama_context_params p = llama_context_default_params();
+    p.rope_freq_scale = rope_freq_scale;
     const int64_t per_seq = (per_sequence + 255) / 256 * 256;
     p.n_ctx = static_cast<uint32_t>(per_seq * sequences);
     p.n_seq_max = static_cast<uint32_t>(sequences);
@@ -140,6 +150,8 @@ Model::Model(const std::string& gguf_path, const ModelOptions& options) : impl_(
   if (!impl_->model) throw std::runtime_error(gguf_path + ": llama.cpp could not load this GGUF model");
   impl_->vocab = llama_model_get_vocab(impl_->model);
   impl_->gpu_layers = options.gpu_layers;
+  const std::string span = metadata(gguf_keys::kFrameSpan);
+  impl_->frame_span = span.empty() ? 0 : std::stoll(span);
   const unsigned hw = std::thread::hardware_concurrency();
   impl_->threads = options.threads > 0 ? options.threads : static_cast<int>(hw ? hw : 1);
 }
@@ -193,7 +205,8 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   const int64_t rebuild = N * per_sequence;  // naive re-evaluation submits every walker's window at once
 
   Context c;
-  impl_->open(c, N, per_sequence, std::max<int64_t>({static_cast<int64_t>(prompt.size()), N, opt.kv_shift ? 0 : rebuild}));
+  impl_->open(c, N, per_sequence, std::max<int64_t>({static_cast<int64_t>(prompt.size()), N, opt.kv_shift ? 0 : rebuild}),
+              impl_->rope_scale(L));
   llama_memory_t mem = llama_get_memory(c.ctx);
 
   Trajectories out;
@@ -423,7 +436,7 @@ std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::v
   const int64_t n_frames = frames.size() / L, P = prefix.size();
 
   Context c;
-  impl_->open(c, 1, P + (window + 1) * stride, std::max<int64_t>(P, L));
+  impl_->open(c, 1, P + (window + 1) * stride, std::max<int64_t>(P, L), impl_->rope_scale(L));
   llama_memory_t mem = llama_get_memory(c.ctx);
   Batch batch(static_cast<int32_t>(std::max<int64_t>(P, L)));
   for (int64_t i = 0; i < P; ++i) batch.add(prefix[i], static_cast<llama_pos>(i), 0, i + 1 == P);

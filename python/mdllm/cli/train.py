@@ -22,6 +22,12 @@ def register(sub):
     )
     init.add_argument("--n-conditioning", type=int, default=8, help="reserved conditioning token slots")
     init.add_argument(
+        "--frame-span",
+        type=int,
+        help="rotary positions per frame of a new model: each protein's positions are scaled so a frame "
+        "spans this many (0: plain positions; default 256 for motion tokens, 0 for torsion tokens)",
+    )
+    init.add_argument(
         "--motion-tokenizer",
         default="motiontoken",
         help="a new model of motion tokens: the tokenizer whose codebook seeds the codes' "
@@ -110,6 +116,7 @@ def run(args):
         context=args.context,
         n_conditioning=args.n_conditioning,
         motion_tokenizer=args.motion_tokenizer,
+        frame_span=args.frame_span,
     )
     lora = LoraSettings(
         rank=args.lora_rank,

@@ -144,6 +144,8 @@ def _write(model: MistralLM, path: Path, dtype: str, name: str) -> None:
     w.add_uint32(keys.AMINO_ACID_OFFSET, vocab.amino_acid_offset)
     w.add_uint32(keys.STRUCTURE_OFFSET, vocab.structure_offset)
     w.add_string(keys.FRAME_RULE, FRAME_RULE)
+    if cfg.frame_span:  # llama.cpp runs it as rope_freq_scale = frame_span / (residues + 1) per protein
+        w.add_uint32(keys.FRAME_SPAN, cfg.frame_span)
     # The proteins the model was (last) trained on; one residue count means a single-protein model.
     sequences = list((model.meta.get("training") or {}).get("sequences") or [])
     lengths = {len(s) for s in sequences}

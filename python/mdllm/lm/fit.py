@@ -21,6 +21,12 @@ class NewModel:
     context: int = 0  # 0: the longest training window, rounded up to 256
     n_conditioning: int = 8  # reserved conditioning token slots
     motion_tokenizer: str = "motiontoken"  # its codebook seeds the motion codes' embeddings (and smoothing)
+    frame_span: int | None = None  # ModelConfig.frame_span; None: DEFAULT_FRAME_SPAN for motion tokens, else 0
+
+
+# Rotary positions per frame of a new motion-token model (ModelConfig.frame_span): more than the
+# residues + 1 of most proteins, so neighbouring residues stay at least a position apart.
+DEFAULT_FRAME_SPAN = 256
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,8 @@ def _new_model(trajs, spec: NewModel, window: int):
     if spec.kv_heads:
         shape["num_key_value_heads"] = spec.kv_heads
     context = spec.context or 256 * -(-longest // 256)
-    model = MistralLM(ModelConfig(vocab_size=vocab.size, max_position_embeddings=context, **shape))
+    span = spec.frame_span if spec.frame_span is not None else (DEFAULT_FRAME_SPAN if vocab.key_codebook_size else 0)
+    model = MistralLM(ModelConfig(vocab_size=vocab.size, max_position_embeddings=context, frame_span=span, **shape))
     model.vocab = vocab
     if vocab.key_codebook_size:
         from mdllm.lm.model import init_motion_codes

@@ -4,6 +4,8 @@ low-level API). Used for the PyTorch/llama.cpp parity check and for scoring.
 Two settings matter for exact comparisons:
 - the KV cache is kept in float32 and flash attention is off (llama.cpp's defaults, float16 cache and
   flash attention, cost 1e-3 to 1e-2 in the logits);
+- a model with ``mdllm.frame_span`` (mdllm.lm.model.ModelConfig.frame_span) runs with rope_freq_scale
+  frame_span / (L + 1), L the amino-acid tokens among the ids, as PyTorch scales its positions;
 - llama.cpp's "extra" CPU weight buffers (AMX / repacked kernels) are off by default here: in the
   llama.cpp bundled with llama-cpp-python 0.3.36, the AMX Q8_0 matrix multiply crashes (SIGSEGV) on
   AMX-capable CPUs, and the plain kernels give the same results elsewhere.
@@ -17,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
+from mdllm.lm import gguf_keys as keys
+from mdllm.lm.text import AMINO_ACIDS, UNKNOWN_RESIDUE
 
 GGML_TYPE_F32 = 0
 LLAMA_FLASH_ATTN_TYPE_DISABLED = 0
@@ -37,6 +41,15 @@ def quiet_llama() -> None:
     if _LOG_CALLBACK is None:
         _LOG_CALLBACK = llama_cpp.llama_log_callback(_quiet)
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+
+
+def _metadata_int(model, key: str) -> int:
+    """An integer GGUF metadata value of a loaded llama.cpp model, 0 when absent."""
+    import llama_cpp
+
+    buf = ctypes.create_string_buffer(64)
+    n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    return int(buf.value.decode()) if n > 0 else 0
 
 
 def gguf_logits(path, ids, n_threads: int = 1, extra_buffers: bool = False) -> np.ndarray:
@@ -69,6 +82,11 @@ def gguf_logits(path, ids, n_threads: int = 1, extra_buffers: bool = False) -> n
         cparams.n_threads = cparams.n_threads_batch = n_threads
         cparams.type_k = cparams.type_v = GGML_TYPE_F32
         cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED  # its F16 softmax path costs ~1e-2
+        span = _metadata_int(model, keys.FRAME_SPAN)
+        if span:
+            first = _metadata_int(model, keys.AMINO_ACID_OFFSET)
+            residues = sum(first <= i < first + len(AMINO_ACIDS + UNKNOWN_RESIDUE) for i in ids)
+            cparams.rope_freq_scale = span / (residues + 1)
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             raise in_file(path, "llama.cpp could not create a context")

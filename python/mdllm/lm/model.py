@@ -31,6 +31,12 @@ class ModelConfig:
     rope_theta: float = 10000.0
     sliding_window: int | None = None
     tie_word_embeddings: bool = False
+    # 0: token i sits at rotary position i. S > 0: positions are scaled by S / (L + 1), L the residues
+    # of the prompt's sequence, so one frame (L tokens + separator) spans S positions in every protein
+    # and the same residue one frame back is always S positions away: one attention pattern finds it
+    # in every protein (with plain positions it is L + 1 tokens back, a different offset per protein,
+    # and a model trained across proteins learns to ignore the previous frames: bench/likelihood.py).
+    frame_span: int = 0
 
     def __post_init__(self):
         if self.hidden_size % self.num_attention_heads:
@@ -39,6 +45,8 @@ class ModelConfig:
             raise MdllmError("num_attention_heads must be a multiple of num_key_value_heads")
         if self.head_dim % 2:
             raise MdllmError("head dimension must be even for rotary embeddings")
+        if self.frame_span < 0:
+            raise MdllmError("frame_span must be 0 (plain positions) or positive")
 
     @property
     def head_dim(self) -> int:
@@ -81,9 +89,9 @@ class RMSNorm(nn.Module):
 
 
 def rotary_tables(positions: torch.Tensor, head_dim: int, theta: float):
-    """cos, sin of shape (T, head_dim), in the rotate-halves layout."""
+    """cos, sin of shape (..., T, head_dim) for positions (..., T), in the rotate-halves layout."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    angles = positions.float()[:, None] * inv_freq[None, :]
+    angles = positions.float()[..., None] * inv_freq
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 
@@ -195,6 +203,21 @@ class MistralLM(nn.Module):
         diff = i[:, None] - i[None, :]
         return (diff >= 0) & (diff < w)
 
+    def positions(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rotary positions of ids (B, T): (T,) 0..T-1, or with ``frame_span`` (B, 1, T) scaled per row by
+        frame_span / (L + 1), L the amino-acid tokens of the row (as llama.cpp's rope_freq_scale does)."""
+        T = ids.shape[1]
+        plain = torch.arange(T, device=ids.device)
+        if not self.config.frame_span:
+            return plain
+        if self.vocab is None:
+            raise MdllmError("frame-scaled positions need the model's vocabulary to find the sequence")
+        from mdllm.lm.text import AMINO_ACIDS, UNKNOWN_RESIDUE
+
+        first = self.vocab.amino_acid_offset
+        residues = ((ids >= first) & (ids < first + len(AMINO_ACIDS + UNKNOWN_RESIDUE))).sum(dim=1)
+        return (plain[None, :] * (self.config.frame_span / (residues[:, None] + 1.0)))[:, None, :]
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T) -> logits (B, T, vocab)."""
         B, T = ids.shape
@@ -204,7 +227,7 @@ class MistralLM(nn.Module):
             )
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise MdllmError(f"token id outside the model's vocabulary of {self.config.vocab_size}")
-        cos, sin = rotary_tables(torch.arange(T, device=ids.device), self.config.head_dim, self.config.rope_theta)
+        cos, sin = rotary_tables(self.positions(ids), self.config.head_dim, self.config.rope_theta)
         mask = self.attention_mask(T, ids.device)
         x = self.model.embed_tokens(ids)
         for layer in self.model.layers:
