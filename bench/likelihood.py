@@ -7,21 +7,21 @@ data/md/<protein>/<run>/trajectory.xtc is encoded against its frame 0 and scored
 - uniform: log K;
 - marginal: each residue's own token frequencies in the training half (add-0.1 smoothing over the K
   codes; the number depends on that smoothing), with no context at all;
-- base LM: the shipped base model (models/motion-lm), rolling window of 4 frames;
+- base LM: the shipped base model (models/motion-lm, or --base), rolling window of 4 frames;
 - fine-tuned LM: the realism run's model, same window.
 
 Numbers are nats per token (structure tokens and frame separators, as ``mdllm score`` counts them);
 lower is better. A fine-tuned model that does not beat "marginal" has learnt nothing about how residues
 move together or in time.
 
-Does the fine-tuned model use its context? Two more columns score, with the PyTorch fine-tuned model
-(``OUT/<protein>/motion/finetune``), the last frame of 120 random held-out 4-frame windows (structure
-tokens only): as they are, and with the tokens of the three context frames shuffled between residues
-(the same codes, each at another residue). A model that reads the same residue's recent motion loses
-much by the shuffle.
+Does the model use its context? Four more columns score, with the PyTorch models (the base's folder,
+and the fine-tuned ``OUT/<protein>/motion/finetune``), the last frame of 120 random held-out 4-frame
+windows (structure tokens only): as they are, and with the tokens of the three context frames shuffled
+between residues (the same codes, each at another residue). A model that reads the same residue's
+recent motion loses much by the shuffle.
 
 Usage: python bench/likelihood.py [--out runs/realism] [--proteins trpcage_2JOF bba_1FME villin_2F4K]
-                                  [--run T300K_rep1]
+                                  [--run T300K_rep1] [--base MODEL.gguf]
 """
 
 from __future__ import annotations
@@ -90,8 +90,10 @@ def main():
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"), help="output folder of bench/realism.py")
     p.add_argument("--proteins", nargs="+", default=["trpcage_2JOF", "bba_1FME", "villin_2F4K"])
     p.add_argument("--run", default="T300K_rep1", help="run folder of data/md/<protein>/")
+    p.add_argument("--base", help="GGUF of the base model the realism run fine-tuned (default: models/motion-lm)")
     args = p.parse_args()
-    base = Generator(model_path("motion-lm") / "motion-lm.f16.gguf")
+    base_gguf = Path(args.base) if args.base else model_path("motion-lm") / "motion-lm.f16.gguf"
+    base = Generator(base_gguf)
     rows, results = [], []
     for protein in args.proteins:
         folder = ROOT / "data" / "md" / protein / args.run
@@ -109,18 +111,25 @@ def main():
             "base_lm": lm_nll(base, md, half),
             "fine_tuned_lm": lm_nll(tuned, md, half),
         }
+        base_intact, base_shuffled = context_use(base_gguf.parent, encoded, half)
         intact, shuffled = context_use(Path(args.out) / protein / "motion" / "finetune", encoded, half)
-        r |= {"last_frame_intact": intact, "last_frame_context_shuffled": shuffled}
+        r |= {
+            "base_last_frame_intact": base_intact,
+            "base_last_frame_context_shuffled": base_shuffled,
+            "last_frame_intact": intact,
+            "last_frame_context_shuffled": shuffled,
+        }
         results.append(r)
         rows.append(
-            [protein, r["held_out_frames"], r["uniform"], r["marginal"], r["base_lm"], r["fine_tuned_lm"], intact]
-            + [shuffled]
+            [protein, r["held_out_frames"], r["uniform"], r["marginal"], r["base_lm"], r["fine_tuned_lm"]]
+            + [base_intact, base_shuffled, intact, shuffled]
         )
     report(
         "Held-out motion tokens, nats per token (lower is better)",
-        ["protein", "frames", "uniform", "marginal", "base LM", "fine-tuned LM", "last frame", "context shuffled"],
+        ["protein", "frames", "uniform", "marginal", "base LM", "fine-tuned LM"]
+        + ["base: last frame", "base: shuffled", "fine-tuned: last frame", "fine-tuned: shuffled"],
         rows,
-        {"bench": "likelihood", "out": args.out, "results": results, **machine()},
+        {"bench": "likelihood", "out": args.out, "base": str(base_gguf), "results": results, **machine()},
     )
 
 

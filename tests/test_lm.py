@@ -545,3 +545,21 @@ def test_cli_trains_and_refuses_to_overwrite_a_run(tmp_path):
     assert again.returncode == 1 and "--resume" in again.stderr
     resumed = _cli([*args, "--resume"])  # already at its last step: nothing to do, model saved again
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_patience_stops_once_validation_stops_improving(tmp_path, synthetic_windows):
+    """keep_best + patience: training ends `patience` validations after the lowest validation loss, with
+    those weights; the same run without patience goes on to max_steps."""
+    v, train_ex, val_ex = synthetic_windows
+    cfg = dict(
+        epochs=100, max_steps=40, micro_batch=8, lr=0.3, warmup_steps=1, eval_every=1, keep_best=True, progress=False
+    )
+    full = train(tiny_model(v), train_ex, val_ex, tmp_path / "full", TrainConfig(**cfg))
+    stopped = train(tiny_model(v), train_ex, val_ex, tmp_path / "stop", TrainConfig(patience=2, **cfg))
+    end = stopped["stopped_early"]
+    assert end == stopped["best_val"]["step"] + 2 < 40  # one validation per step here
+    assert len(stopped["train"]) == end and len(full["train"]) == 40
+    # the same run up to there (same seed), so the best is the lowest loss the full run had by then
+    losses = [e["val_loss"] for e in full["val"] if e["step"] <= end]
+    assert stopped["best_val"]["val_loss"] == pytest.approx(min(losses), rel=1e-6)
+    assert "stopped_early" not in full

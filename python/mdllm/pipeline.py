@@ -48,6 +48,11 @@ class Preset:
     code_smoothing_A: float = 0.0
 
 
+# Fine-tunes keep the weights of the lowest validation loss and stop after this many validations (one
+# per pass over the training windows) without a lower one: a fine-tune on a few hundred frames is at
+# its best after a few passes and only memorises afterwards (bench/realism.py runs).
+FINETUNE_PATIENCE = 5
+
 PRESETS = {
     # 2 CPU cores, a small protein (e.g. chignolin): minutes, not hours.
     "quick": Preset(
@@ -341,6 +346,7 @@ def _finetune(token_files, base, d, p: Preset, seed, threads, tok) -> dict:
         seed=seed,
         checkpoint_every=10,
         keep_best=True,
+        patience=FINETUNE_PATIENCE,
         code_smoothing_A=p.code_smoothing_A if tok.needs_key_frame else 0.0,
     )
     result = fit(

@@ -40,6 +40,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 10
     keep_best: bool = False  # end with the weights of the lowest validation loss (early stopping)
+    patience: int = 0  # with keep_best: stop after this many validations without a new lowest loss (0: never)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -367,6 +368,11 @@ def train(
                     f"step {step}: val loss {history['val'][-1]['val_loss']:.4f}, "
                     f"accuracy {history['val'][-1]['val_accuracy']:.3f}"
                 )
+            since_best = sum(v["step"] > (best["step"] if best["step"] is not None else -1) for v in history["val"])
+            if cfg.keep_best and cfg.patience and since_best >= cfg.patience:
+                history["stopped_early"] = step  # every process sees the same validation losses
+                checkpoint()
+                break
         if end_of_epoch or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
             checkpoint()
     bar.close()
