@@ -71,6 +71,12 @@ def register(sub):
         help="save the weights of the lowest validation loss instead of the last (early stopping)",
     )
     t.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="with --keep-best: stop after this many validations without a lower loss (0: run every step)",
+    )
+    t.add_argument(
         "--code-smoothing",
         type=float,
         default=0.0,
@@ -138,6 +144,7 @@ def run(args):
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
         keep_best=args.keep_best,
+        patience=args.patience,
         progress=not args.no_progress,
         code_smoothing_A=args.code_smoothing,
     )
