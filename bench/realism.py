@@ -29,6 +29,9 @@ Two rows per protein and tokenizer kind say what the numbers are worth:
   half (mdllm.lm.surrogate: principal components, one AR(1) process each), encoded, decoded and refined
   as generation does. It knows how residues move together, as far as a Gaussian can, and nothing
   beyond the training basin. With --surrogate-frames N its frames also join the fine-tune.
+- "base, no fine-tune" (motion kind): the base model itself, which has never seen the protein, generating
+  from the start structure alone (guard off, refined as generation does): what a user with one
+  structure and no MD gets; its "valid raw" is before refinement.
 - "elastic network": a physics baseline that needs no MD but the amount of motion: an anisotropic
   network model of the start structure (LinearSurrogate.elastic_network), its mean CA RMSF set to the
   training half's, frames through the tokens as above.
@@ -147,6 +150,20 @@ def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     return raw, refine_backbones(raw, sequence)
 
 
+def zero_shot(base, start, sequence: str, args, guard: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(raw, refined) frames and info of the base model generating from ``start`` without fine-tuning."""
+    from mdllm.encoding import decode_tokens
+    from mdllm.generate import Generator
+
+    gen = Generator(base, threads=args.threads)
+    ens = gen.generate(
+        start, frames=args.frames, walkers=args.walkers, window=4, seed=args.seed, guard=guard, progress=False
+    )
+    xyz = ens.backbone().xyz  # walker-major, as the pipeline writes them
+    raw = decode_tokens(gen.tokenizer, ens.tokens, ens.key_xyz).reshape(xyz.shape)
+    return raw, xyz, ens.info
+
+
 def compare(frames, held, ref) -> dict:
     """The realism numbers of ``frames`` against the held-out frames ``held`` (both superposed on ``ref``)."""
     held_rmsd = ca_rmsd_to(held, ref)
@@ -224,7 +241,19 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     marginal_raw, marginal = marginal_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     surrogate_raw, surrogate = surrogate_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     elastic_raw, elastic = elastic_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
+    extra = {}
+    if kind == "motion":
+        base_dir = Path(args.motion_base) if args.motion_base else ROOT / "models" / "motion-lm"
+        base_raw, base_xyz, base_info = zero_shot(base_dir / "motion-lm.f16.gguf", start, md.sequence, args, guard)
+        extra["zero_shot"] = {
+            **compare(base_xyz, held, ref),
+            "valid_raw": valid_fraction(base_raw, md.sequence),
+            "valid_refined": valid_fraction(base_xyz, md.sequence),
+            "redrawn": (base_info.get("guard") or {}).get("redraw_fraction"),
+            "frames_per_second": base_info["frames_per_second"],
+        }
     return {
+        **extra,
         "elastic_network": {
             **compare(elastic, held, ref),
             "valid_raw": valid_fraction(elastic_raw, md.sequence),
@@ -320,6 +349,13 @@ def main():
                             + ["-", "-"]
                         )
                     trips_done.add(kind)
+                if "zero_shot" in r:
+                    z = r["zero_shot"]
+                    rows.append(
+                        [protein, r["residues"], f"{kind} base, no fine-tune", guard, z["in_basin"], z["rg_ratio"]]
+                        + [z["rmsf_r"], z["rmsf_ratio"], z["js_pairwise"], z["valid_raw"], z["valid_refined"]]
+                        + ["-" if z["redrawn"] is None else z["redrawn"], z["frames_per_second"]]
+                    )
                 rows.append(
                     [protein, r["residues"], kind, guard, r["in_basin"], r["rg_ratio"], r["rmsf_r"], r["rmsf_ratio"]]
                     + [r["js_pairwise"], r["valid_raw"], r["valid_refined"]]
