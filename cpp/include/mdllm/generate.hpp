@@ -5,7 +5,9 @@
 // `window` complete frames. When a new frame would overflow the window, the oldest frame is removed
 // from llama.cpp's KV cache and the later positions are shifted down, so nothing is re-evaluated.
 // Many walkers (one llama.cpp sequence each) advance in one batch; each walker draws its random
-// numbers from (seed, walker, step) alone. This header does not expose llama.cpp.
+// numbers from (seed, walker, step) alone. A model whose GGUF has `mdllm.frame_span` = S runs with
+// rotary positions scaled by S / (residues + 1) (llama.cpp's rope_freq_scale), as it was trained, so
+// that one frame spans S positions whatever the protein. This header does not expose llama.cpp.
 #pragma once
 
 #include <cstdint>
