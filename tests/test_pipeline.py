@@ -137,7 +137,7 @@ def motion_base(tmp_path_factory):
 def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
     """A trajectory with missing residues, and one of two chains, go through every stage (motion tokens
     anchor each residue on its own); the gapped one with frames of a linear surrogate in the fine-tune and
-    soft targets over neighbouring codes."""
+    soft targets over neighbouring codes, the two-chain one with a LoRA fine-tune (merged on export)."""
     traj = md.load(str(ADK / "adk_dims.xtc"), top=str(ADK / "adk_dims.pdb"))[:12]
     if shape == "gap":  # residues 100-104 missing
         traj = traj.atom_slice(traj.topology.select("not (resid 100 to 104)"))
@@ -169,6 +169,7 @@ def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
         refine=False,
         surrogate_frames=10 if shape == "gap" else 0,
         code_smoothing_A=0.5 if shape == "gap" else 0.0,
+        lora_rank=0 if shape == "gap" else 4,
     )
     from mdllm import tokenfile
 
@@ -178,6 +179,8 @@ def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
         assert tokenfile.load(surrogate).tokens.shape == (10, traj.n_residues)
     generated = json.loads((tmp_path / "run" / "generate" / "generated.json").read_text())
     assert generated["tokenizer_kind"] == "motion" and generated["guard"]["frames"] == 6
+    tuned = json.loads((tmp_path / "run" / "finetune" / "config.json").read_text())
+    assert (tuned["lora"] or {}).get("rank", 0) == (0 if shape == "gap" else 4)
     out = md.load(summary["generated"], top=summary["generated"].replace(".xtc", ".pdb"))
     assert out.n_residues == traj.n_residues
     assert (tmp_path / "run" / "evaluate" / "report.html").exists()

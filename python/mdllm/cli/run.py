@@ -39,6 +39,7 @@ def register(sub):
         ("frames", int, "generated frames per walker"),
         ("walkers", int, "walkers"),
         ("train-steps", int, "fine-tuning steps"),
+        ("lora-rank", int, "LoRA rank of the fine-tune (0: all weights)"),
         ("simulate-ns", float, "ns per temperature"),
         ("surrogate-frames", int, "frames of the linear surrogate added to the fine-tune (motion tokens; 0: none)"),
         (
@@ -62,6 +63,7 @@ def run(args):
             ("frames", args.frames),
             ("walkers", args.walkers),
             ("train_steps", args.train_steps),
+            ("lora_rank", args.lora_rank),
             ("simulate_ns", args.simulate_ns),
             ("surrogate_frames", args.surrogate_frames),
             ("code_smoothing_A", args.code_smoothing),
