@@ -141,16 +141,13 @@ def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     from mdllm.encoding import decode_tokens
     from mdllm.geometry.refine import refine_backbones
     from mdllm.lm.surrogate import LinearSurrogate
-    from mdllm.tokenizer.motion import superpose_on_key
 
-    ca = superpose_on_key(first, ref)[:, :, 1]
-    rmsf_A = float(np.sqrt(((ca - ca.mean(0)) ** 2).sum(-1).mean(0)).mean() * 10)
-    frames = LinearSurrogate.elastic_network(ref, rmsf_A=rmsf_A).sample(n_frames, seed=seed)
+    frames = LinearSurrogate.elastic_network(ref, rmsf_A=float(rmsf(first, ref).mean())).sample(n_frames, seed=seed)
     raw = decode_tokens(tok, _encode(tok, frames, ref), ref if tok.needs_key_frame else None)
     return raw, refine_backbones(raw, sequence)
 
 
-def zero_shot(base, start, sequence: str, args, guard: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, dict]:
     """(raw, refined) frames and info of the base model generating from ``start`` without fine-tuning."""
     from mdllm.encoding import decode_tokens
     from mdllm.generate import Generator
@@ -244,7 +241,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     extra = {}
     if kind == "motion":
         base_dir = Path(args.motion_base) if args.motion_base else ROOT / "models" / "motion-lm"
-        base_raw, base_xyz, base_info = zero_shot(base_dir / "motion-lm.f16.gguf", start, md.sequence, args, guard)
+        base_raw, base_xyz, base_info = zero_shot(base_dir / "motion-lm.f16.gguf", start, args, guard)
         extra["zero_shot"] = {
             **compare(base_xyz, held, ref),
             "valid_raw": valid_fraction(base_raw, md.sequence),

@@ -20,7 +20,7 @@ import numpy as np
 
 from mdllm.errors import MdllmError, in_file
 from mdllm.lm import gguf_keys as keys
-from mdllm.lm.text import AMINO_ACIDS, UNKNOWN_RESIDUE
+from mdllm.lm.text import frame_position_scale, residue_count
 
 GGML_TYPE_F32 = 0
 LLAMA_FLASH_ATTN_TYPE_DISABLED = 0
@@ -84,9 +84,8 @@ def gguf_logits(path, ids, n_threads: int = 1, extra_buffers: bool = False) -> n
         cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED  # its F16 softmax path costs ~1e-2
         span = _metadata_int(model, keys.FRAME_SPAN)
         if span:
-            first = _metadata_int(model, keys.AMINO_ACID_OFFSET)
-            residues = sum(first <= i < first + len(AMINO_ACIDS + UNKNOWN_RESIDUE) for i in ids)
-            cparams.rope_freq_scale = span / (residues + 1)
+            residues = int(residue_count(np.asarray(ids), _metadata_int(model, keys.AMINO_ACID_OFFSET)))
+            cparams.rope_freq_scale = frame_position_scale(span, residues)
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             raise in_file(path, "llama.cpp could not create a context")

@@ -212,11 +212,10 @@ class MistralLM(nn.Module):
             return plain
         if self.vocab is None:
             raise MdllmError("frame-scaled positions need the model's vocabulary to find the sequence")
-        from mdllm.lm.text import AMINO_ACIDS, UNKNOWN_RESIDUE
+        from mdllm.lm.text import frame_position_scale, residue_count
 
-        first = self.vocab.amino_acid_offset
-        residues = ((ids >= first) & (ids < first + len(AMINO_ACIDS + UNKNOWN_RESIDUE))).sum(dim=1)
-        return (plain[None, :] * (self.config.frame_span / (residues[:, None] + 1.0)))[:, None, :]
+        residues = residue_count(ids, self.vocab.amino_acid_offset).float()
+        return (plain[None, :] * frame_position_scale(self.config.frame_span, residues[:, None]))[:, None, :]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T) -> logits (B, T, vocab)."""

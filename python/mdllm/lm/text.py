@@ -35,6 +35,17 @@ UNKNOWN_RESIDUE = "X"
 IGNORE = -100
 
 
+def residue_count(ids, amino_acid_offset: int):
+    """Amino-acid tokens (the residues of the prompt's sequence) along the last axis of ids (numpy or torch)."""
+    return ((ids >= amino_acid_offset) & (ids < amino_acid_offset + len(AMINO_ACIDS + UNKNOWN_RESIDUE))).sum(-1)
+
+
+def frame_position_scale(frame_span: int, residues):
+    """Rotary position scale of a frame-span model (ModelConfig.frame_span) for frames of ``residues``
+    tokens + separator: one frame then spans ``frame_span`` positions (llama.cpp's rope_freq_scale)."""
+    return frame_span / (residues + 1)
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Token ids of one model; tied to one structure tokenizer by (codebook_size, tokenizer_hash)."""

@@ -368,8 +368,8 @@ def train(
                     f"step {step}: val loss {history['val'][-1]['val_loss']:.4f}, "
                     f"accuracy {history['val'][-1]['val_accuracy']:.3f}"
                 )
-            since_best = sum(v["step"] > (best["step"] if best["step"] is not None else -1) for v in history["val"])
-            if cfg.keep_best and cfg.patience and since_best >= cfg.patience:
+            best_step = best["step"] if best["step"] is not None else -1
+            if cfg.keep_best and cfg.patience and sum(v["step"] > best_step for v in history["val"]) >= cfg.patience:
                 history["stopped_early"] = step  # every process sees the same validation losses
                 checkpoint()
                 break
