@@ -11,7 +11,7 @@ import pytest
 from conftest import DATA, ROOT
 from mdllm import MdllmError, _core, load_backbone
 from mdllm.encoding import decode_tokens, load_tokenizers
-from mdllm.sampling.constraint import ChainConstraint, ConstraintLimits
+from mdllm.sampling.constraint import ChainConstraint, ConstraintLimits, link_limits
 
 TRPCAGE = DATA / "1L2Y_3models.pdb"  # Trp-cage NMR models, 20 residues
 CHIGNOLIN = DATA / "5AWL.pdb"
@@ -40,6 +40,7 @@ def constrained_chain(constraint, rng, n_res):
         ConstraintLimits(),
         ConstraintLimits(tolerance_nm=0.05, neighbour_cutoff_nm=0.0),
         ConstraintLimits(ramachandran=False, local_reach=2, neighbour_cutoff_nm=1.5, clash_overlap_nm=0.03),
+        link_limits(0.01),  # the generation guard's residue check: links only
     ],
 )
 def test_core_mask_matches_numpy_reference(tokenizer, limits):
@@ -57,6 +58,9 @@ def test_core_mask_matches_numpy_reference(tokenizer, limits):
             assert n_core == n_ref
             np.testing.assert_array_equal(core, ref, err_msg=f"residue {j}")
             some_masked |= 0 < n_core < tokenizer.codebook_size
+            # allows() is one entry of the mask (before the all-allowed fallback)
+            for code in rng.integers(0, tokenizer.codebook_size, 8):
+                assert c.allows(j, codes, code) == (bool(core[code]) and n_core > 0)
     assert some_masked
 
 

@@ -85,6 +85,30 @@ def test_guard_redraws_rejected_frames_and_says_why(generator, tmp_path):
     assert saved.redraws.shape == (3, 2) and saved.key_xyz.shape == (10, 4, 3)
 
 
+def test_guard_redraws_residues_that_break_the_chain(generator):
+    from mdllm.sampling.constraint import ChainConstraint, link_limits
+
+    kw = dict(frames=3, walkers=3, window=2, seed=6, progress=False, refine=False)
+    tight = 0.3  # Å: some of the model's 64 codes move a residue this far from its neighbour's link
+    frame_only = generator.generate(
+        START, guard_limits=GuardLimits(ca_ca_tolerance_A=tight, residue_redraw=False, max_tries=0), **kw
+    )
+    ens = generator.generate(START, guard_limits=GuardLimits(ca_ca_tolerance_A=tight, max_tries=0), **kw)
+    g = ens.info["guard"]
+    assert frame_only.info["guard"]["residues_redrawn"] == 0
+    assert 0 < g["residues_redrawn"] and g["residue_redraws_kept"] < g["residues_redrawn"]
+    assert 0 < g["residue_redraw_fraction"] < 1 and g["frames_with_residue_redraws"] <= 9
+    # Every kept code keeps the links (unless nothing could), and redraws changed the frames.
+    link = ChainConstraint(generator.tokenizer.codebook, ens.key_xyz, ens.sequence, limits=link_limits(tight / 10))
+    broken = [
+        (codes, j) for codes in ens.tokens.reshape(-1, 10) for j in range(1, 10) if not link.allows(j, codes, codes[j])
+    ]
+    assert len(broken) == g["residue_redraws_kept"]
+    assert not np.array_equal(ens.tokens, frame_only.tokens)
+    # The recorded likelihoods stay the unmodified model's (the same for each of its 64 codes).
+    np.testing.assert_allclose(ens.token_logprobs[..., :-1], frame_only.token_logprobs[..., :-1].max(), atol=1e-4)
+
+
 def test_guard_judges_and_keeps_the_refined_frames(generator):
     # motion tokens are refined by default; the guard judges the refined draws and the ensemble keeps
     # each walker's last draw without refining again: the same frames as refining the final tokens

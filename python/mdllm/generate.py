@@ -159,6 +159,10 @@ class GuardLimits:
     native_contacts: bool = True  # reject frames below the fraction of native contacts of a folded chain
     global_limits: GlobalLimits = GlobalLimits()
     max_tries: int = 4  # new draws of a rejected frame; the last draw is kept
+    # Chain continuity residue by residue: a drawn code whose residue would sit more than
+    # ca_ca_tolerance_A off the key's C-N or CA-CA distance to the residue before it is drawn again at
+    # once without such codes, instead of the whole frame (mdllm.sampling.constraint, links only).
+    residue_redraw: bool = True
 
 
 class FrameGuard:
@@ -401,6 +405,17 @@ class Generator:
         prefix = prefix.astype(np.int32)
         start_ids = (start_tokens + self.vocab.structure_offset).astype(np.int32).ravel()
         frame_guard = FrameGuard(key_xyz, guard_limits) if guard and self.motion else None
+        link_guard = None
+        if frame_guard and guard_limits.residue_redraw:
+            from mdllm.sampling.constraint import ChainConstraint, link_limits
+
+            link_guard = ChainConstraint(
+                self.tokenizer.codebook,
+                key_xyz,
+                backbone.sequence,
+                backbone.chain_ids,
+                link_limits(guard_limits.ca_ca_tolerance_A / 10.0),
+            )
         finish = _Finisher(self, key_xyz, backbone.sequence, refine)
 
         def frame_check(frame_tokens, fresh):
@@ -419,7 +434,7 @@ class Generator:
             return True
 
         t0 = time.perf_counter()
-        tokens, logprobs, timing, redraws = self.llama.generate(
+        tokens, logprobs, timing, redraws, residue_redraws = self.llama.generate(
             prefix,
             start_ids,
             layout,
@@ -436,6 +451,7 @@ class Generator:
             frame_check=frame_check if frame_guard else None,
             max_tries=guard_limits.max_tries if frame_guard else 0,
             constraint=constraint.core if constraint else None,
+            link_guard=link_guard.core if link_guard else None,
         )
         bar.close()
         codes = tokens - self.vocab.structure_offset
@@ -496,6 +512,11 @@ class Generator:
                 "frames_kept_after_last_try": int((redraws >= guard_limits.max_tries).sum()),
                 "rejections_by_reason": dict(frame_guard.reasons),
                 "redraw_fraction": float((redraws > 0).mean()),
+                # Residue redraws: the raw model's broken links, caught as each residue was drawn.
+                "residues_redrawn": int(residue_redraws.sum()),
+                "residue_redraw_fraction": float(residue_redraws.sum() / max(tokens.size, 1)),
+                "frames_with_residue_redraws": int((residue_redraws > 0).sum()),
+                "residue_redraws_kept": int(timing.pop("link_guard_kept", 0)),
             }
         elif self.motion:
             info["guard"] = None

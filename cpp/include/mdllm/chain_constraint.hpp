@@ -34,7 +34,7 @@ struct ChainConstraintParams {
   bool ramachandran = true;          // (b)
   double clash_overlap_nm = 0.07;    // (c)
   double ca_min_nm = 0.30;           // (c): non-neighbouring CA atoms closer than this clash
-  int64_t local_reach = 4;           // (c): residues j-2 .. j-local_reach are always checked
+  int64_t local_reach = 4;           // (c): residues j-2 .. j-local_reach are always checked (0: none)
   double neighbour_cutoff_nm = 1.0;  // (c): earlier residues with key CA this close too (0 = none)
   double break_nm = 0.2;             // key C(i)-N(i+1) longer than this: a chain break, not constrained
 };
@@ -56,10 +56,18 @@ class ChainConstraint {
   // is marked allowed. Thread-safe (const, no shared scratch).
   int64_t mask(int64_t j, const int32_t* drawn, uint8_t* allowed) const;
 
+  // Whether code `code` is allowed for residue j given drawn[0 .. j-1] (one code of mask(); no fallback
+  // when nothing is allowed). For checking a drawn code without building the whole mask.
+  bool allows(int64_t j, const int32_t* drawn, int32_t code) const;
+
   // The placed (undecoded, unprojected) coordinates out[12] of residue i with code k.
   void place(int64_t i, int32_t k, double* out) const;
 
  private:
+  struct Scene;
+  Scene prepare(int64_t j, const int32_t* drawn) const;
+  bool judge(const Scene& s, int64_t j, int32_t k) const;
+
   int64_t k_ = 0, l_ = 0, n_bins_ = 0;
   double bin_deg_ = 0;
   ChainConstraintParams p_;

@@ -43,6 +43,11 @@ struct Options {
   // and its residues() the layout's residues. Log-probabilities stay those of the unmodified model.
   // Not owned; it must outlive the call.
   const ChainConstraint* constraint = nullptr;
+  // The guard's chain continuity, residue by residue (motion tokens; null = off): a drawn code that
+  // `link_guard` does not allow, given the walker's codes for residues < j of the frame, is drawn again
+  // at once from the model's distribution without the codes it disallows (unless it allows none), so a
+  // frame is not sent back whole for one broken link. Same size rules as `constraint`; not owned.
+  const ChainConstraint* link_guard = nullptr;
 };
 
 struct Trajectories {
@@ -50,6 +55,11 @@ struct Trajectories {
   std::vector<int32_t> tokens;  // (walkers, frames, residues) structure-token ids
   std::vector<float> logprobs;  // (walkers, frames, residues + 1): each token, then the separator
   std::vector<int32_t> redraws;  // (walkers, frames): how often the guard rejected a draw of the frame
+  // (walkers, frames): codes of the frame's draws that link_guard sent back (residue redraws), and the
+  // sent-back draws kept because link_guard allowed no code at all.
+  std::vector<int32_t> residue_redraws;
+  int64_t link_guard_kept = 0;
+  double link_guard_seconds = 0;
   double prompt_seconds = 0, generate_seconds = 0, check_seconds = 0;
   int64_t tokens_decoded = 0;   // tokens evaluated by llama.cpp after the prompt (re-evaluation included)
   // Constrained decoding: draws it masked, those whose mask was empty (every code then allowed), the

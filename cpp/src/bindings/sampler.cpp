@@ -43,6 +43,10 @@ void register_sampler(py::module_& m) {
         uint8_t* out = output<uint8_t>(allowed, c.codes(), "allowed");
         py::gil_scoped_release nogil;
         return c.mask(j, drawn.data(), out);
+      })
+      .def("allows", [](const mdllm::ChainConstraint& c, int64_t j, InI32 drawn, int32_t code) {
+        if (drawn.size() < j) throw std::invalid_argument("allows: need the codes of residues 0 .. j-1");
+        return c.allows(j, drawn.data(), code);
       });
   m.def("counter_uniform", &s::counter_uniform, py::arg("seed"), py::arg("walker"), py::arg("step"));
   m.def("sample", [](InF32 logits, int64_t rows, int64_t vocab, InI32 allowed, float temperature,

@@ -38,8 +38,8 @@ ChainConstraint::ChainConstraint(const float* codebook, int64_t n_codes, const f
   if (n_codes < 1 || n_res < 1) bad("need at least one code and one residue");
   if (n_bins < 1 || !(bin_deg > 0)) bad("the Ramachandran grid needs bins of positive width");
   if (!(p_.link_tolerance_nm >= 0) || !(p_.clash_overlap_nm >= 0) || !(p_.ca_min_nm >= 0) ||
-      !(p_.neighbour_cutoff_nm >= 0) || !(p_.break_nm > 0) || p_.local_reach < 2)
-    bad("tolerances must be non-negative, break_nm positive and local_reach at least 2");
+      !(p_.neighbour_cutoff_nm >= 0) || !(p_.break_nm > 0) || p_.local_reach < 0 || p_.local_reach == 1)
+    bad("tolerances must be non-negative, break_nm positive and local_reach 0 (no local clash check) or at least 2");
   codes_.assign(codebook, codebook + n_codes * 12);
   key_.assign(key, key + n_res * 12);
   for (double v : codes_)
@@ -97,76 +97,96 @@ void ChainConstraint::place(int64_t i, int32_t k, double* out) const {
       out[a * 3 + r] = y[a * 3 + r] + (f[r * 3] * c[a * 3] + f[r * 3 + 1] * c[a * 3 + 1] + f[r * 3 + 2] * c[a * 3 + 2]);
 }
 
-int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed) const {
+// What code k of residue j is judged against: the residues placed by their drawn codes.
+struct ChainConstraint::Scene {
+  bool link = false, rama = false, ahead = false;
+  double prev[12] = {}, before[12] = {};
+  const uint8_t* level_row = nullptr;
+  const uint8_t* open_row = nullptr;
+  std::vector<double> others, others_reach;  // placed clash partners and their reach
+  double clash_dist[4][4] = {};
+  double max_clash = 0;
+};
+
+ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn) const {
   if (j < 0 || j >= l_) bad("residue " + std::to_string(j) + " outside 0.." + std::to_string(l_ - 1));
   for (int64_t i = 0; i < j; ++i)
     if (drawn[i] < 0 || drawn[i] >= k_) bad("drawn code " + std::to_string(drawn[i]) + " outside the codebook");
-
-  // The residues code k of residue j is judged against, placed by their drawn codes.
-  const bool link = j > 0 && linked_[j - 1];
-  double prev[12] = {}, before[12] = {};
-  if (link) place(j - 1, drawn[j - 1], prev);
-  const bool rama = link && p_.ramachandran && j >= 2 && linked_[j - 2];
-  double phi = 0;
+  Scene s;
+  s.link = j > 0 && linked_[j - 1];
+  if (s.link) place(j - 1, drawn[j - 1], s.prev);
+  s.rama = s.link && p_.ramachandran && j >= 2 && linked_[j - 2];
   int64_t phi_bin = 0;
-  if (rama) {
-    place(j - 2, drawn[j - 2], before);
-    phi = dihedral_deg(at(before + 6), at(prev), at(prev + 3), at(prev + 6));
+  if (s.rama) {
+    place(j - 2, drawn[j - 2], s.before);
+    const double phi = dihedral_deg(at(s.before + 6), at(s.prev), at(s.prev + 3), at(s.prev + 6));
     phi_bin = std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
   }
-  const uint8_t* level_row = &levels_[(classes_[rama ? j - 1 : 0] * n_bins_ + phi_bin) * n_bins_];
+  s.level_row = &levels_[(classes_[s.rama ? j - 1 : 0] * n_bins_ + phi_bin) * n_bins_];
   // Residue j's own phi is defined by its placement too: it must leave some psi allowed (when j has a psi).
-  const bool ahead = link && p_.ramachandran && j + 1 < l_ && linked_[j];
-  const uint8_t* open_row = &phi_open_[classes_[j] * n_bins_];
+  s.ahead = s.link && p_.ramachandran && j + 1 < l_ && linked_[j];
+  s.open_row = &phi_open_[classes_[j] * n_bins_];
   const auto& partners = clash_partners_[j];
-  std::vector<double> others(partners.size() * 12), others_reach(partners.size());
+  s.others.resize(partners.size() * 12);
+  s.others_reach.resize(partners.size());
   for (size_t p = 0; p < partners.size(); ++p) {
-    place(partners[p], drawn[partners[p]], &others[p * 12]);
-    others_reach[p] = reach(&others[p * 12]);
+    place(partners[p], drawn[partners[p]], &s.others[p * 12]);
+    s.others_reach[p] = reach(&s.others[p * 12]);
   }
-  double clash_dist[4][4];
   for (int a = 0; a < 4; ++a)
-    for (int b = 0; b < 4; ++b) clash_dist[a][b] = kRadius[a] + kRadius[b] - p_.clash_overlap_nm;
-  const double max_clash = std::max(kRadius[1] + kRadius[1] - p_.clash_overlap_nm, p_.ca_min_nm);
+    for (int b = 0; b < 4; ++b) s.clash_dist[a][b] = kRadius[a] + kRadius[b] - p_.clash_overlap_nm;
+  s.max_clash = std::max(kRadius[1] + kRadius[1] - p_.clash_overlap_nm, p_.ca_min_nm);
+  return s;
+}
 
-  int64_t n_allowed = 0;
+bool ChainConstraint::judge(const Scene& s, int64_t j, int32_t k) const {
   double x[12];
+  place(j, k, x);
+  if (s.link) {
+    if (std::abs(dist(at(s.prev + 6), at(x)) - key_cn_[j - 1]) > p_.link_tolerance_nm ||
+        std::abs(dist(at(s.prev + 3), at(x + 3)) - key_ca_[j - 1]) > p_.link_tolerance_nm)
+      return false;
+    if (s.rama) {
+      const double psi = dihedral_deg(at(s.prev), at(s.prev + 3), at(s.prev + 6), at(x));
+      const int64_t psi_bin =
+          std::clamp<int64_t>(static_cast<int64_t>(std::floor((psi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
+      if (!s.level_row[psi_bin]) return false;
+    }
+    if (s.ahead) {
+      const double phi_j = dihedral_deg(at(s.prev + 6), at(x), at(x + 3), at(x + 6));
+      if (!s.open_row[std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi_j + 180.0) / bin_deg_)), 0, n_bins_ - 1)])
+        return false;
+    }
+  }
+  const Vec3 ca = at(x + 3);
+  const double own_reach = reach(x);
+  for (size_t p = 0; p < s.others_reach.size(); ++p) {
+    const double* o = &s.others[p * 12];
+    // Atoms of two residues whose CAs are this far apart cannot come close enough to clash.
+    if (dist(ca, at(o + 3)) >= own_reach + s.others_reach[p] + s.max_clash) continue;
+    for (int a = 0; a < 4; ++a)
+      for (int b = 0; b < 4; ++b) {
+        const double d = dist(at(x + a * 3), at(o + b * 3));
+        if (d < s.clash_dist[a][b] || (a == 1 && b == 1 && d < p_.ca_min_nm)) return false;
+      }
+  }
+  return true;
+}
+
+int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed) const {
+  const Scene s = prepare(j, drawn);
+  int64_t n_allowed = 0;
   for (int32_t k = 0; k < k_; ++k) {
-    place(j, k, x);
-    bool ok = true;
-    if (link) {
-      ok = std::abs(dist(at(prev + 6), at(x)) - key_cn_[j - 1]) <= p_.link_tolerance_nm &&
-           std::abs(dist(at(prev + 3), at(x + 3)) - key_ca_[j - 1]) <= p_.link_tolerance_nm;
-      if (ok && rama) {
-        const double psi = dihedral_deg(at(prev), at(prev + 3), at(prev + 6), at(x));
-        const int64_t psi_bin =
-            std::clamp<int64_t>(static_cast<int64_t>(std::floor((psi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
-        ok = level_row[psi_bin] != 0;
-      }
-      if (ok && ahead) {
-        const double phi_j = dihedral_deg(at(prev + 6), at(x), at(x + 3), at(x + 6));
-        ok = open_row[std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi_j + 180.0) / bin_deg_)), 0, n_bins_ - 1)];
-      }
-    }
-    if (ok && !partners.empty()) {
-      const Vec3 ca = at(x + 3);
-      const double own_reach = reach(x);
-      for (size_t p = 0; ok && p < partners.size(); ++p) {
-        const double* o = &others[p * 12];
-        // Atoms of two residues whose CAs are this far apart cannot come close enough to clash.
-        if (dist(ca, at(o + 3)) >= own_reach + others_reach[p] + max_clash) continue;
-        for (int a = 0; ok && a < 4; ++a)
-          for (int b = 0; ok && b < 4; ++b) {
-            const double d = dist(at(x + a * 3), at(o + b * 3));
-            if (d < clash_dist[a][b] || (a == 1 && b == 1 && d < p_.ca_min_nm)) ok = false;
-          }
-      }
-    }
-    allowed[k] = ok;
-    n_allowed += ok;
+    allowed[k] = judge(s, j, k);
+    n_allowed += allowed[k];
   }
   if (n_allowed == 0) std::fill(allowed, allowed + k_, uint8_t{1});
   return n_allowed;
+}
+
+bool ChainConstraint::allows(int64_t j, const int32_t* drawn, int32_t code) const {
+  if (code < 0 || code >= k_) bad("code " + std::to_string(code) + " outside the codebook");
+  return judge(prepare(j, drawn), j, code);
 }
 
 }  // namespace mdllm

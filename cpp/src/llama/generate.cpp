@@ -184,12 +184,12 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
                                 " tokens is not a whole number of frames of " + std::to_string(L));
   check_tokens(prefix, 0, n_vocab, "prefix");
   check_tokens(start_frames, layout.structure_begin, layout.structure_end, "start frames");
-  if (opt.constraint && (opt.constraint->codes() != layout.structure_end - layout.structure_begin ||
-                         opt.constraint->residues() != L))
-    throw std::invalid_argument("constraint: built for " + std::to_string(opt.constraint->residues()) +
-                                " residues and " + std::to_string(opt.constraint->codes()) + " codes, the frames have " +
-                                std::to_string(L) + " residues and " +
-                                std::to_string(layout.structure_end - layout.structure_begin) + " structure tokens");
+  for (const auto& [name, cc] : {std::pair{"constraint", opt.constraint}, std::pair{"link guard", opt.link_guard}})
+    if (cc && (cc->codes() != layout.structure_end - layout.structure_begin || cc->residues() != L))
+      throw std::invalid_argument(std::string(name) + ": built for " + std::to_string(cc->residues()) +
+                                  " residues and " + std::to_string(cc->codes()) + " codes, the frames have " +
+                                  std::to_string(L) + " residues and " +
+                                  std::to_string(layout.structure_end - layout.structure_begin) + " structure tokens");
 
   // The prompt: prefix, then the last W start frames each closed by a separator.
   const int64_t n_start = std::min<int64_t>(start_frames.size() / L, W);
@@ -245,7 +245,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   // guard sent back) from their current logits, and feed the drawn tokens to llama.cpp at `at`.
   const sampling::Allowed structure{layout.structure_begin, layout.structure_end};
   std::vector<float> subset_logits, masked_logits;
-  std::vector<uint8_t> code_mask(opt.constraint ? opt.constraint->codes() : 0);
+  std::vector<uint8_t> code_mask(layout.structure_end - layout.structure_begin);
   constexpr float kMasked = -std::numeric_limits<float>::infinity();
   auto draw = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base, int64_t at) {
     const int64_t n = static_cast<int64_t>(ws.size());
@@ -295,6 +295,32 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       sampling::sample(rows, n, n_vocab, allowed.data(), opt.sampling, opt.seed, walker_ids.data(), steps.data(),
                        chosen.data(), chosen_logprob.data());
     }
+    if (opt.link_guard && j > 0) {
+      // Residue-level guard: a code that breaks the chain is drawn again, without the codes that would.
+      const auto tc = Clock::now();
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t w = ws[r];
+        const int32_t* tokens = &out.tokens[(w * opt.frames + f) * L];
+        drawn_codes.resize(j);
+        for (int64_t i = 0; i < j; ++i) drawn_codes[i] = tokens[i] - layout.structure_begin;
+        if (opt.link_guard->allows(j, drawn_codes.data(), chosen[r] - layout.structure_begin)) continue;
+        ++out.residue_redraws[w * opt.frames + f];
+        if (opt.link_guard->mask(j, drawn_codes.data(), code_mask.data()) == 0) {
+          ++out.link_guard_kept;
+          continue;
+        }
+        masked_logits.assign(rows + r * n_vocab, rows + (r + 1) * n_vocab);
+        float* row = &masked_logits[layout.structure_begin];
+        for (size_t k = 0; k < code_mask.size(); ++k)
+          if (!code_mask[k]) row[k] = kMasked;
+        // Fresh random numbers: a step count no other draw uses.
+        const uint64_t step = steps[r] | (uint64_t{1} << 62);
+        sampling::sample(masked_logits.data(), 1, n_vocab, &structure, opt.sampling, opt.seed, &walker_ids[r], &step,
+                         &chosen[r], &chosen_logprob[r]);
+        sampling::token_logprobs(rows + r * n_vocab, 1, n_vocab, &chosen[r], &chosen_logprob[r]);
+      }
+      out.link_guard_seconds += seconds_since(tc);
+    }
     batch.clear();
     for (int64_t r = 0; r < n; ++r) {
       const int64_t w = ws[r];
@@ -314,6 +340,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   for (int64_t w = 0; w < N; ++w) everyone[w] = w;
   const bool guarded = check && opt.max_tries > 0;
   out.redraws.assign(N * opt.frames, 0);
+  out.residue_redraws.assign(N * opt.frames, 0);
   std::vector<float> frame_start_logits;
   std::vector<int32_t> frame_tokens;
   std::vector<uint8_t> fresh(N), accept(N);
@@ -408,16 +435,18 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   }
   out.generate_seconds = seconds_since(t0);
   if (out.frames < opt.frames) {  // stopped early: keep the finished frames of every walker
-    std::vector<int32_t> tokens(N * out.frames * L), redraws(N * out.frames);
+    std::vector<int32_t> tokens(N * out.frames * L), redraws(N * out.frames), residue_redraws(N * out.frames);
     std::vector<float> logprobs(N * out.frames * stride);
     for (int64_t w = 0; w < N; ++w) {
       std::copy_n(&out.tokens[w * opt.frames * L], out.frames * L, &tokens[w * out.frames * L]);
       std::copy_n(&out.logprobs[w * opt.frames * stride], out.frames * stride, &logprobs[w * out.frames * stride]);
       std::copy_n(&out.redraws[w * opt.frames], out.frames, &redraws[w * out.frames]);
+      std::copy_n(&out.residue_redraws[w * opt.frames], out.frames, &residue_redraws[w * out.frames]);
     }
     out.tokens.swap(tokens);
     out.logprobs.swap(logprobs);
     out.redraws.swap(redraws);
+    out.residue_redraws.swap(residue_redraws);
   }
   return out;
 }

@@ -29,9 +29,9 @@ def register(sub):
     p.add_argument(
         "--no-guard",
         action="store_true",
-        help="motion tokens: accept every frame as drawn (default: the guard draws a frame again when "
-        "its chain breaks, CA atoms clash, or it loses the start's compaction or native contacts, as "
-        "judged by mdllm evaluate's global checks)",
+        help="motion tokens: accept every frame as drawn (default: the guard draws a residue again when "
+        "it would break the chain, and a frame again when CA atoms clash or it loses the start's "
+        "compaction or native contacts, as judged by mdllm evaluate's global checks)",
     )
     p.add_argument(
         "--constrain",
@@ -105,7 +105,9 @@ def run(args):
         g = ensemble.info["guard"]
         print(
             f"guard: {g['frames_redrawn']} of {g['frames']} frames drawn again ({g['redraws']} extra draws, "
-            f"{g['frames_kept_after_last_try']} kept after the last try); rejections {g['rejections_by_reason']}"
+            f"{g['frames_kept_after_last_try']} kept after the last try); rejections {g['rejections_by_reason']}; "
+            f"{g['residues_redrawn']} residues drawn again for a broken link "
+            f"({100 * g['residue_redraw_fraction']:.1f} % of residue draws)"
         )
     if ensemble.info.get("constraint"):
         c = ensemble.info["constraint"]

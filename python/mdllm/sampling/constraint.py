@@ -32,9 +32,14 @@ class ConstraintLimits:
     ramachandran: bool = True  # (b)
     clash_overlap_nm: float = 0.07  # (c) as mdllm.evaluate.validity.ValidityLimits (0.7 A)
     ca_min_nm: float = 0.30  # (c) non-neighbouring CA pairs closer than this clash (3.0 A)
-    local_reach: int = 4  # (c) residues j-2 .. j-local_reach are always checked
+    local_reach: int = 4  # (c) residues j-2 .. j-local_reach are always checked (0: none)
     neighbour_cutoff_nm: float = 1.0  # (c) and earlier residues whose key CA is this close (0 = none)
     break_nm: float = 0.2  # key C-N longer than this: a chain break, not constrained
+
+
+def link_limits(tolerance_nm: float) -> ConstraintLimits:
+    """Only (a), chain continuity: what the generation guard checks residue by residue."""
+    return ConstraintLimits(tolerance_nm=tolerance_nm, ramachandran=False, local_reach=0, neighbour_cutoff_nm=0.0)
 
 
 def _dihedral_deg(a, b, c, d) -> np.ndarray:
@@ -90,6 +95,10 @@ class ChainConstraint:
         out = np.zeros(len(self.codebook), np.uint8)
         n = self.core.mask(int(j), np.ascontiguousarray(drawn, np.int32), out)
         return out.astype(bool), int(n)
+
+    def allows(self, j: int, drawn, code: int) -> bool:
+        """Whether ``code`` is allowed for residue j given ``drawn`` (one entry of :meth:`mask`, no fallback)."""
+        return bool(self.core.allows(int(j), np.ascontiguousarray(drawn, np.int32), int(code)))
 
     def place(self, i: int, codes) -> np.ndarray:
         """(..., 4, 3) nm: residue i placed by its codes (unprojected)."""

@@ -36,10 +36,12 @@ void register_generate(py::module_& m) {
       .def("generate", [](gen::Model& model, InI32 prefix, InI32 start, const gen::FrameLayout& layout,
                           int64_t frames, int64_t walkers, int64_t window, float temperature, int32_t top_k,
                           float top_p, float min_p, uint64_t seed, bool kv_shift, py::object progress,
-                          py::object frame_check, int64_t max_tries, py::object constraint) {
+                          py::object frame_check, int64_t max_tries, py::object constraint,
+                          py::object link_guard) {
         gen::Options opt{frames, walkers, window, {temperature, top_k, top_p, min_p}, seed, kv_shift, max_tries};
         // Constrained decoding: a ChainConstraint (held alive by the caller's reference for the call)
         if (!constraint.is_none()) opt.constraint = constraint.cast<const mdllm::ChainConstraint*>();
+        if (!link_guard.is_none()) opt.link_guard = link_guard.cast<const mdllm::ChainConstraint*>();
         gen::Progress callback;
         if (!progress.is_none())
           callback = [progress](int64_t done) {
@@ -70,6 +72,8 @@ void register_generate(py::module_& m) {
         std::copy(t.tokens.begin(), t.tokens.end(), tokens.mutable_data());
         std::copy(t.logprobs.begin(), t.logprobs.end(), logprobs.mutable_data());
         std::copy(t.redraws.begin(), t.redraws.end(), redraws.mutable_data());
+        py::array_t<int32_t> residue_redraws({t.walkers, t.frames});
+        std::copy(t.residue_redraws.begin(), t.residue_redraws.end(), residue_redraws.mutable_data());
         py::dict timing;
         timing["prompt_seconds"] = t.prompt_seconds;
         timing["generate_seconds"] = t.generate_seconds;
@@ -81,12 +85,17 @@ void register_generate(py::module_& m) {
           timing["empty_masks"] = t.empty_masks;
           timing["allowed_codes"] = t.allowed_codes;
         }
-        return py::make_tuple(tokens, logprobs, timing, redraws);
+        if (opt.link_guard) {
+          timing["link_guard_seconds"] = t.link_guard_seconds;
+          timing["link_guard_kept"] = t.link_guard_kept;
+        }
+        return py::make_tuple(tokens, logprobs, timing, redraws, residue_redraws);
       },
            py::arg("prefix"), py::arg("start_frames"), py::arg("layout"), py::arg("frames"), py::arg("walkers"),
            py::arg("window"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
            py::arg("seed"), py::arg("kv_shift") = true, py::arg("progress") = py::none(),
-           py::arg("frame_check") = py::none(), py::arg("max_tries") = 0, py::arg("constraint") = py::none())
+           py::arg("frame_check") = py::none(), py::arg("max_tries") = 0, py::arg("constraint") = py::none(),
+           py::arg("link_guard") = py::none())
       .def("score", [](gen::Model& model, InI32 prefix, InI32 frames, const gen::FrameLayout& layout, int64_t window) {
         const auto p = to_vector(prefix), f = to_vector(frames);
         std::vector<float> lp = [&] {
