@@ -14,7 +14,8 @@ with the guard off and on:
 - JS: Jensen-Shannon distance (base 2) between the distributions of pairwise CA-RMSD within each set;
 - valid raw / refined: fraction of frames passing mdllm.evaluate.check_backbone as decoded from the
   tokens, and as mdllm run writes them (refined, mdllm.geometry.refine; the guard judges these);
-- redrawn: fraction of frames the guard drew again;
+- redrawn: fraction of frames the guard drew again; residues redrawn: fraction of residue draws the
+  guard drew again at once because they broke the chain (the raw model's broken links);
 - frames/s: generation speed of the language model (llama.cpp loop, guard included).
 
 Two rows per protein and tokenizer kind say what the numbers are worth:
@@ -247,6 +248,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
             "valid_raw": valid_fraction(base_raw, md.sequence),
             "valid_refined": valid_fraction(base_xyz, md.sequence),
             "redrawn": (base_info.get("guard") or {}).get("redraw_fraction"),
+            "residues_redrawn": (base_info.get("guard") or {}).get("residue_redraw_fraction"),
             "frames_per_second": base_info["frames_per_second"],
         }
     return {
@@ -280,10 +282,15 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "valid_raw": valid_fraction(raw, md.sequence),
         "valid_refined": valid_fraction(xyz, md.sequence),
         "redrawn": g.get("redraw_fraction"),
+        "residues_redrawn": g.get("residue_redraw_fraction"),
         "frames_per_second": info["frames_per_second"],
         "wall_seconds": time.perf_counter() - t0,
         "generated": str(gen_dir),
     }
+
+
+def _or_dash(value):
+    return "-" if value is None else value
 
 
 def main():
@@ -329,7 +336,7 @@ def main():
                     t = r["round_trip"]
                     rows.append(
                         [protein, r["residues"], f"{kind} round trip", "-", t["in_basin"], t["rg_ratio"], t["rmsf_r"]]
-                        + [t["rmsf_ratio"], t["js_pairwise"], t["valid_raw"], "-", "-", "-"]
+                        + [t["rmsf_ratio"], t["js_pairwise"], t["valid_raw"], "-", "-", "-", "-"]
                     )
                     for baseline in ("marginal", "surrogate", "elastic_network"):
                         b = r[baseline]
@@ -343,7 +350,7 @@ def main():
                                 b["rg_ratio"],
                             ]
                             + [b["rmsf_r"], b["rmsf_ratio"], b["js_pairwise"], b["valid_raw"], b["valid_refined"]]
-                            + ["-", "-"]
+                            + ["-", "-", "-"]
                         )
                     trips_done.add(kind)
                 if "zero_shot" in r:
@@ -351,12 +358,12 @@ def main():
                     rows.append(
                         [protein, r["residues"], f"{kind} base, no fine-tune", guard, z["in_basin"], z["rg_ratio"]]
                         + [z["rmsf_r"], z["rmsf_ratio"], z["js_pairwise"], z["valid_raw"], z["valid_refined"]]
-                        + ["-" if z["redrawn"] is None else z["redrawn"], z["frames_per_second"]]
+                        + [_or_dash(z["redrawn"]), _or_dash(z.get("residues_redrawn")), z["frames_per_second"]]
                     )
                 rows.append(
                     [protein, r["residues"], kind, guard, r["in_basin"], r["rg_ratio"], r["rmsf_r"], r["rmsf_ratio"]]
                     + [r["js_pairwise"], r["valid_raw"], r["valid_refined"]]
-                    + ["-" if r["redrawn"] is None else r["redrawn"], r["frames_per_second"]]
+                    + [_or_dash(r["redrawn"]), _or_dash(r.get("residues_redrawn")), r["frames_per_second"]]
                 )
     report(
         "Generated ensembles against held-out MD (second half of each trajectory)",
@@ -373,6 +380,7 @@ def main():
             "valid raw",
             "valid refined",
             "redrawn",
+            "residues redrawn",
             "frames/s",
         ],
         rows,
