@@ -329,7 +329,7 @@ def main():
                     m = r["md_first_half"]
                     rows.append(
                         [protein, r["residues"], "MD 1st half", "-", m["in_basin"], m["rg_ratio"], m["rmsf_r"]]
-                        + [m["rmsf_ratio"], m["js_pairwise"], m["valid"], "-", "-", "-"]
+                        + [m["rmsf_ratio"], m["js_pairwise"], m["valid"], "-", "-", "-", "-"]
                     )
                     reference_done = True
                 if kind not in trips_done:
