@@ -21,6 +21,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mdtraj as md
@@ -210,29 +211,36 @@ def base_record(base: Path) -> dict:
 
 
 def main():
-    from mdllm.pipeline import run
+    from mdllm.pipeline import PRESETS, run
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default=str(BASE), help="base model directory (must not have seen AdK frames)")
     p.add_argument("--rebuild", type=int, default=REBUILD, help="generated frames rebuilt all-atom and minimised")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--states", nargs="+", default=["closed", "open"], choices=["closed", "open"])
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        help="fine-tuning steps (default: the quick preset's); results then go under '<state>, N steps'",
+    )
     args = p.parse_args()
     base = Path(args.base).resolve()
     results = json.loads((HERE / "results.json").read_text()) if (HERE / "results.json").exists() else {}
-    results = {k: v for k, v in results.items() if k in ("closed", "open") and v.get("tokenizer") == "motion"}
+    results = {k: v for k, v in results.items() if k != "base" and v.get("tokenizer") == "motion"}
+    preset = PRESETS["quick"] if args.train_steps is None else replace(PRESETS["quick"], train_steps=args.train_steps)
     results["base"] = base_record(base)
     for state in args.states:
         other = "open" if state == "closed" else "closed"
         xtc, top, train = select_frames(state)
-        out = RUNS / f"from_{state}"
+        tag = state if args.train_steps is None else f"{state}, {args.train_steps} steps"
+        out = RUNS / ("from_" + tag.replace(", ", "_").replace(" ", ""))
         t0 = time.perf_counter()
         run(
             ADK / f"adk_{state}.pdb",
             out,
             trajectories=[xtc],
             top=top,
-            preset="quick",
+            preset=preset,
             base=base,
             tokenizer=None,
             seed=0,
@@ -241,8 +249,10 @@ def main():
             states={"closed": str(ADK / "adk_closed.pdb"), "open": str(ADK / "adk_open.pdb")},
         )
         wall = time.perf_counter() - t0
-        results[state] = {
+        results[tag] = {
             "tokenizer": "motion",
+            "train_steps": preset.train_steps,
+            "lora_rank": preset.lora_rank,
             "train": train,
             "generated": generated_stats(out, state, other),
             "decoder": decoder_stats(state, other),
@@ -250,7 +260,7 @@ def main():
         }
         for plot in ("rmsd_traces.png", "validity.png", "fes_states.png"):
             if (out / "evaluate" / plot).exists():
-                shutil.copyfile(out / "evaluate" / plot, HERE / f"from_{state}_{plot}")
+                shutil.copyfile(out / "evaluate" / plot, HERE / f"{out.name}_{plot}")
         (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
