@@ -1,6 +1,8 @@
 """Generation with motion tokens: the key frame, its fold codes in the prompt, and the guard that draws
 rejected frames again (a real GGUF model exported from a tiny PyTorch model, the shipped tokenizers)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -90,10 +92,9 @@ def test_guard_redraws_residues_that_break_the_chain(generator):
 
     kw = dict(frames=3, walkers=3, window=2, seed=6, progress=False, refine=False)
     tight = 0.3  # Å: some of the model's 64 codes move a residue this far from its neighbour's link
-    frame_only = generator.generate(
-        START, guard_limits=GuardLimits(ca_ca_tolerance_A=tight, residue_redraw=False, max_tries=0), **kw
-    )
-    ens = generator.generate(START, guard_limits=GuardLimits(ca_ca_tolerance_A=tight, max_tries=0), **kw)
+    limits = GuardLimits(residue_ca_ca_tolerance_A=tight, max_tries=0)
+    frame_only = generator.generate(START, guard_limits=replace(limits, residue_redraw=False), **kw)
+    ens = generator.generate(START, guard_limits=limits, **kw)
     g = ens.info["guard"]
     assert frame_only.info["guard"]["residues_redrawn"] == 0
     assert 0 < g["residues_redrawn"] and g["residue_redraws_kept"] < g["residues_redrawn"]

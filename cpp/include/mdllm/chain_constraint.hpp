@@ -4,7 +4,7 @@
 // rigid frame, as MotionTokenizer::decode does, before projection). Code k is allowed for residue j
 // when, on those placed coordinates (double arithmetic):
 //   (a) when residues j-1 and j are linked (same chain and key C(j-1)-N(j) <= break_nm), the distances
-//       C(j-1)-N(j) and CA(j-1)-CA(j) are within link_tolerance_nm of the key's own;
+//       C(j-1)-N(j) (unless link_cn is false) and CA(j-1)-CA(j) are within link_tolerance_nm of the key's own;
 //   (b) then residue j-1's (phi, psi), now defined (phi needs j-2 linked to j-1), is not in the outlier
 //       region of its Ramachandran class (level grid as mdllm.geometry.ramachandran.grid()), and
 //       residue j's phi, now defined too, leaves some psi outside the outlier region of j's class (when
@@ -31,6 +31,7 @@ namespace mdllm {
 
 struct ChainConstraintParams {
   double link_tolerance_nm = 0.03;   // (a): |d - d_key| for C(j-1)-N(j) and CA(j-1)-CA(j)
+  bool link_cn = true;               // (a) judges C(j-1)-N(j) too (false: CA(j-1)-CA(j) only)
   bool ramachandran = true;          // (b)
   double clash_overlap_nm = 0.07;    // (c)
   double ca_min_nm = 0.30;           // (c): non-neighbouring CA atoms closer than this clash

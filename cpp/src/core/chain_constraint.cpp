@@ -143,7 +143,7 @@ bool ChainConstraint::judge(const Scene& s, int64_t j, int32_t k) const {
   double x[12];
   place(j, k, x);
   if (s.link) {
-    if (std::abs(dist(at(s.prev + 6), at(x)) - key_cn_[j - 1]) > p_.link_tolerance_nm ||
+    if ((p_.link_cn && std::abs(dist(at(s.prev + 6), at(x)) - key_cn_[j - 1]) > p_.link_tolerance_nm) ||
         std::abs(dist(at(s.prev + 3), at(x + 3)) - key_ca_[j - 1]) > p_.link_tolerance_nm)
       return false;
     if (s.rama) {

@@ -29,6 +29,7 @@ from mdllm.tokenizer.motion import key_frames
 @dataclass(frozen=True)
 class ConstraintLimits:
     tolerance_nm: float = 0.03  # (a) C(j-1)-N(j) and CA(j-1)-CA(j) distance, each, from the key's
+    link_cn: bool = True  # (a) judges C(j-1)-N(j) too (False: CA(j-1)-CA(j) only)
     ramachandran: bool = True  # (b)
     clash_overlap_nm: float = 0.07  # (c) as mdllm.evaluate.validity.ValidityLimits (0.7 A)
     ca_min_nm: float = 0.30  # (c) non-neighbouring CA pairs closer than this clash (3.0 A)
@@ -38,8 +39,10 @@ class ConstraintLimits:
 
 
 def link_limits(tolerance_nm: float) -> ConstraintLimits:
-    """Only (a), chain continuity: what the generation guard checks residue by residue."""
-    return ConstraintLimits(tolerance_nm=tolerance_nm, ramachandran=False, local_reach=0, neighbour_cutoff_nm=0.0)
+    """Only (a) on CA-CA, chain continuity: what the generation guard checks residue by residue."""
+    return ConstraintLimits(
+        tolerance_nm=tolerance_nm, link_cn=False, ramachandran=False, local_reach=0, neighbour_cutoff_nm=0.0
+    )
 
 
 def _dihedral_deg(a, b, c, d) -> np.ndarray:
@@ -82,6 +85,7 @@ class ChainConstraint:
             limits.local_reach,
             limits.neighbour_cutoff_nm,
             limits.break_nm,
+            limits.link_cn,
         )
         key64 = self.key.astype(np.float64)
         cn = np.linalg.norm(key64[1:, 0] - key64[:-1, 2], axis=-1)
@@ -112,7 +116,8 @@ class ChainConstraint:
         ok = np.ones(len(cand), bool)
         if j > 0 and self.linked[j - 1]:
             prev = self.place(j - 1, drawn[j - 1])
-            ok &= np.abs(np.linalg.norm(cand[:, 0] - prev[2], axis=-1) - self.key_cn[j - 1]) <= lim.tolerance_nm
+            if lim.link_cn:
+                ok &= np.abs(np.linalg.norm(cand[:, 0] - prev[2], axis=-1) - self.key_cn[j - 1]) <= lim.tolerance_nm
             ok &= np.abs(np.linalg.norm(cand[:, 1] - prev[1], axis=-1) - self.key_caca[j - 1]) <= lim.tolerance_nm
             if lim.ramachandran and j >= 2 and self.linked[j - 2]:
                 before = self.place(j - 2, drawn[j - 2])
