@@ -129,7 +129,7 @@ def select_frames(state: str) -> tuple[Path, Path, dict]:
 
 def generated_stats(run_dir: Path, state: str, other: str) -> dict:
     from mdllm import load_backbone
-    from mdllm.encoding import load_tokenizers
+    from mdllm.encoding import decode_tokens, load_tokenizers
     from mdllm.evaluate import check_backbone
 
     gen_dir = run_dir / "generate"
@@ -141,9 +141,10 @@ def generated_stats(run_dir: Path, state: str, other: str) -> dict:
     saved = np.load(gen_dir / "generated.tokens.npz")
     tokens = saved["tokens"]  # (walkers, frames, L)
     walkers, per_walker = tokens.shape[:2]
-    # validity before refinement: decode the saved tokens on the saved key frame, as generation did
+    # validity before refinement: decode the saved tokens on the saved key frame as generation does
+    # (placement and projection onto the key's local geometry), as bench/realism.py's "valid raw"
     tok, _ = load_tokenizers(None)
-    raw = tok.decode(tokens.reshape(-1, tokens.shape[-1]), saved["key_xyz"])
+    raw = decode_tokens(tok, tokens.reshape(-1, tokens.shape[-1]), saved["key_xyz"])
     sequence = str(saved["sequence"])
     refined = load_backbone(gen_dir / "generated.xtc", top=gen_dir / "generated.pdb").xyz
     raw_report, refined_report = check_backbone(raw, sequence), check_backbone(refined, sequence)
