@@ -106,6 +106,9 @@ def test_guard_redraws_residues_that_break_the_chain(generator):
     ]
     assert len(broken) == g["residue_redraws_kept"]
     assert not np.array_equal(ens.tokens, frame_only.tokens)
+    # Residue redraws have their own random numbers per walker and step: the same seed, the same frames.
+    again = generator.generate(START, guard_limits=limits, **kw)
+    np.testing.assert_array_equal(again.tokens, ens.tokens)
     # The recorded likelihoods stay the unmodified model's (the same for each of its 64 codes).
     np.testing.assert_allclose(ens.token_logprobs[..., :-1], frame_only.token_logprobs[..., :-1].max(), atol=1e-4)
 
