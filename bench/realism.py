@@ -14,6 +14,9 @@ with the guard off and on:
 - JS: Jensen-Shannon distance (base 2) between the distributions of pairwise CA-RMSD within each set;
 - valid raw / refined: fraction of frames passing mdllm.evaluate.check_backbone as decoded from the
   tokens, and as mdllm run writes them (refined, mdllm.geometry.refine; the guard judges these);
+- links > 2 A: fraction of bonded residue pairs whose CA-CA distance, residues placed by their codes
+  before projection, is more than 2 Å off the key frame's (the guard's residue rule): the raw model's
+  broken links (after the guard, for guard-on rows);
 - redrawn: fraction of frames the guard drew again; residues redrawn: fraction of residue draws the
   guard drew again at once because they broke the chain (the raw model's broken links);
 - frames/s: generation speed of the language model (llama.cpp loop, guard included).
@@ -148,8 +151,8 @@ def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     return raw, refine_backbones(raw, sequence)
 
 
-def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(raw, refined) frames and info of the base model generating from ``start`` without fine-tuning."""
+def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
+    """(raw, refined) frames, info and codes of the base model generating from ``start`` without fine-tuning."""
     from mdllm.encoding import decode_tokens
     from mdllm.generate import Generator
 
@@ -159,7 +162,25 @@ def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, d
     )
     xyz = ens.backbone().xyz  # walker-major, as the pipeline writes them
     raw = decode_tokens(gen.tokenizer, ens.tokens, ens.key_xyz).reshape(xyz.shape)
-    return raw, xyz, ens.info
+    return raw, xyz, ens.info, ens.tokens
+
+
+def broken_links(tok, codes, key, sequence: str):
+    """Fraction of linked residue pairs whose CA-CA distance, residues placed by their codes (before
+    projection), is more than the guard's residue tolerance off the key's (mdllm.generate.GuardLimits):
+    the links the guard would draw again. None for tokens without a key frame."""
+    if not tok.needs_key_frame:
+        return None
+    from mdllm.generate import GuardLimits
+    from mdllm.sampling.constraint import ChainConstraint, link_limits
+
+    link = ChainConstraint(
+        tok.codebook, key, sequence, limits=link_limits(GuardLimits().residue_ca_ca_tolerance_A / 10)
+    )
+    codes = np.asarray(codes).reshape(-1, len(sequence))
+    pairs = [j for j in range(1, len(sequence)) if link.core.linked(j - 1)]
+    kept = [link.allows(j, c, c[j]) for c in codes for j in pairs]
+    return 1.0 - float(np.mean(kept)) if kept else 0.0
 
 
 def compare(frames, held, ref) -> dict:
@@ -242,10 +263,11 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     extra = {}
     if kind == "motion":
         base_dir = Path(args.motion_base) if args.motion_base else ROOT / "models" / "motion-lm"
-        base_raw, base_xyz, base_info = zero_shot(base_dir / "motion-lm.f16.gguf", start, args, guard)
+        base_raw, base_xyz, base_info, base_codes = zero_shot(base_dir / "motion-lm.f16.gguf", start, args, guard)
         extra["zero_shot"] = {
             **compare(base_xyz, held, ref),
             "valid_raw": valid_fraction(base_raw, md.sequence),
+            "broken_links": broken_links(tok, base_codes, ref, md.sequence),
             "valid_refined": valid_fraction(base_xyz, md.sequence),
             "redrawn": (base_info.get("guard") or {}).get("redraw_fraction"),
             "residues_redrawn": (base_info.get("guard") or {}).get("residue_redraw_fraction"),
@@ -268,7 +290,11 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
             "valid_raw": valid_fraction(marginal_raw, md.sequence),
             "valid_refined": valid_fraction(marginal, md.sequence),
         },
-        "round_trip": {**compare(trip, held, ref), "valid_raw": valid_fraction(trip, md.sequence)},
+        "round_trip": {
+            **compare(trip, held, ref),
+            "valid_raw": valid_fraction(trip, md.sequence),
+            "broken_links": broken_links(tok, _encode(tok, held, ref), ref, md.sequence),
+        },
         # the ceiling: the training half itself compared with the held-out half in the same way
         "md_first_half": {**compare(first, held, ref), "valid": valid_fraction(first, md.sequence)},
         "protein": protein,
@@ -280,6 +306,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "gen_rmsd_median_A": float(np.median(gen_rmsd)),
         "held_rmsd_median_A": float(np.median(held_rmsd)),
         "valid_raw": valid_fraction(raw, md.sequence),
+        "broken_links": broken_links(tok, tokens, key, md.sequence),
         "valid_refined": valid_fraction(xyz, md.sequence),
         "redrawn": g.get("redraw_fraction"),
         "residues_redrawn": g.get("residue_redraw_fraction"),
@@ -329,14 +356,15 @@ def main():
                     m = r["md_first_half"]
                     rows.append(
                         [protein, r["residues"], "MD 1st half", "-", m["in_basin"], m["rg_ratio"], m["rmsf_r"]]
-                        + [m["rmsf_ratio"], m["js_pairwise"], m["valid"], "-", "-", "-", "-"]
+                        + [m["rmsf_ratio"], m["js_pairwise"], m["valid"], "-", "-", "-", "-", "-"]
                     )
                     reference_done = True
                 if kind not in trips_done:
                     t = r["round_trip"]
                     rows.append(
                         [protein, r["residues"], f"{kind} round trip", "-", t["in_basin"], t["rg_ratio"], t["rmsf_r"]]
-                        + [t["rmsf_ratio"], t["js_pairwise"], t["valid_raw"], "-", "-", "-", "-"]
+                        + [t["rmsf_ratio"], t["js_pairwise"], t["valid_raw"], _or_dash(t.get("broken_links"))]
+                        + ["-", "-", "-", "-"]
                     )
                     for baseline in ("marginal", "surrogate", "elastic_network"):
                         b = r[baseline]
@@ -349,20 +377,27 @@ def main():
                                 b["in_basin"],
                                 b["rg_ratio"],
                             ]
-                            + [b["rmsf_r"], b["rmsf_ratio"], b["js_pairwise"], b["valid_raw"], b["valid_refined"]]
-                            + ["-", "-", "-"]
+                            + [b["rmsf_r"], b["rmsf_ratio"], b["js_pairwise"], b["valid_raw"], "-"]
+                            + [b["valid_refined"], "-", "-", "-"]
                         )
                     trips_done.add(kind)
                 if "zero_shot" in r:
                     z = r["zero_shot"]
                     rows.append(
                         [protein, r["residues"], f"{kind} base, no fine-tune", guard, z["in_basin"], z["rg_ratio"]]
-                        + [z["rmsf_r"], z["rmsf_ratio"], z["js_pairwise"], z["valid_raw"], z["valid_refined"]]
+                        + [
+                            z["rmsf_r"],
+                            z["rmsf_ratio"],
+                            z["js_pairwise"],
+                            z["valid_raw"],
+                            _or_dash(z.get("broken_links")),
+                        ]
+                        + [z["valid_refined"]]
                         + [_or_dash(z["redrawn"]), _or_dash(z.get("residues_redrawn")), z["frames_per_second"]]
                     )
                 rows.append(
                     [protein, r["residues"], kind, guard, r["in_basin"], r["rg_ratio"], r["rmsf_r"], r["rmsf_ratio"]]
-                    + [r["js_pairwise"], r["valid_raw"], r["valid_refined"]]
+                    + [r["js_pairwise"], r["valid_raw"], _or_dash(r.get("broken_links")), r["valid_refined"]]
                     + [_or_dash(r["redrawn"]), _or_dash(r.get("residues_redrawn")), r["frames_per_second"]]
                 )
     report(
@@ -378,6 +413,7 @@ def main():
             "RMSF ratio",
             "JS",
             "valid raw",
+            "links > 2 A",
             "valid refined",
             "redrawn",
             "residues redrawn",
