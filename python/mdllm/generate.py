@@ -163,7 +163,7 @@ class GuardLimits:
     # residue_ca_ca_tolerance_A off the key's CA-CA distance to the residue before it (as placed, before
     # projection and refinement) is drawn again at once without such codes, instead of the whole frame
     # (mdllm.sampling.constraint.link_limits). 2 Å would send back 0-1.5 % of the codes of real MD frames
-    # (their quantisation error; Trp-cage, BBA, villin, AdK transitions) and 5-7 % of a model's draws.
+    # (their quantisation error; Trp-cage, BBA, villin, AdK transitions) and 3-7 % of a model's draws.
     residue_redraw: bool = True
     residue_ca_ca_tolerance_A: float = 2.0
 
