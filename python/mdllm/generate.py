@@ -379,8 +379,10 @@ class Generator:
         per-residue codes leave local geometry (peptide planes, Ramachandran angles) distorted, off for
         torsion tokens, whose decoder builds ideal geometry. ``filter``: keep only acceptable frames
         (valid and globally plausible against the start, :meth:`Ensemble.check`).
-        ``guard`` (motion tokens): draw a frame again when :class:`FrameGuard` rejects it, judging the
-        frame the user gets (refined when refining); ``info["guard"]`` counts the draws and why.
+        ``guard`` (motion tokens): draw a residue again at once when it would break its link to the
+        residue before it (``GuardLimits.residue_redraw``), and a frame again when :class:`FrameGuard`
+        rejects it, judging the frame the user gets (refined when refining); ``info["guard"]`` counts the
+        draws and why.
         ``key``: the key frame (default: the start's last frame).
         ``constrain`` (motion tokens): constrained decoding; before each residue is drawn, the codes that
         would break local geometry (peptide-bond distances, Ramachandran outliers, clashes) with the
