@@ -44,7 +44,7 @@ class Preset:
     refine: bool  # restrained geometric refinement of decoded frames (mdllm generate --refine)
     rebuild: int  # generated (and as many reference) frames rebuilt all-atom and minimized in evaluation;
     # >= 20 so the sane fraction has a usable 95 % interval (seconds per frame: bench/results/rebuild-*.txt)
-    guard: bool = True  # motion tokens: draw a frame again when the guard rejects it
+    guard: bool = True  # motion tokens: draw a residue or a frame again when the guard rejects it
     # motion tokens: frames of a linear surrogate of the trajectories added to the fine-tune (mdllm.lm.surrogate)
     surrogate_frames: int = 0
     # motion tokens: soft fine-tuning targets over neighbouring codes, Gaussian width in Å (mdllm.lm.model.CodeSmoothing)
