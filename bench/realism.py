@@ -109,11 +109,11 @@ def _encode(tok, xyz, ref) -> np.ndarray:
     return tok.encode(xyz, ref[None]) if tok.needs_key_frame else tok.encode(xyz)
 
 
-def round_trip(tok, held, ref) -> np.ndarray:
-    """The held-out frames encoded and decoded as generation decodes them (motion: key = ``ref``)."""
+def round_trip(tok, held_codes, ref) -> np.ndarray:
+    """The held-out frames' codes decoded as generation decodes them (motion: key = ``ref``)."""
     from mdllm.encoding import decode_tokens
 
-    return decode_tokens(tok, _encode(tok, held, ref), ref if tok.needs_key_frame else None)
+    return decode_tokens(tok, held_codes, ref if tok.needs_key_frame else None)
 
 
 def marginal_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
@@ -172,11 +172,8 @@ def broken_links(tok, codes, key, sequence: str):
     if not tok.needs_key_frame:
         return None
     from mdllm.generate import GuardLimits
-    from mdllm.sampling.constraint import ChainConstraint, link_limits
 
-    link = ChainConstraint(
-        tok.codebook, key, sequence, limits=link_limits(GuardLimits().residue_ca_ca_tolerance_A / 10)
-    )
+    link = GuardLimits().link_constraint(tok.codebook, key, sequence)
     codes = np.asarray(codes).reshape(-1, len(sequence))
     pairs = [j for j in range(1, len(sequence)) if link.core.linked(j - 1)]
     kept = [link.allows(j, c, c[j]) for c in codes for j in pairs]
@@ -256,7 +253,8 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     g = info.get("guard") or {}
     first = md.xyz[:half]
 
-    trip = round_trip(tok, held, ref)
+    held_codes = _encode(tok, held, ref)
+    trip = round_trip(tok, held_codes, ref)
     marginal_raw, marginal = marginal_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     surrogate_raw, surrogate = surrogate_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     elastic_raw, elastic = elastic_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
@@ -293,7 +291,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "round_trip": {
             **compare(trip, held, ref),
             "valid_raw": valid_fraction(trip, md.sequence),
-            "broken_links": broken_links(tok, _encode(tok, held, ref), ref, md.sequence),
+            "broken_links": broken_links(tok, held_codes, ref, md.sequence),
         },
         # the ceiling: the training half itself compared with the held-out half in the same way
         "md_first_half": {**compare(first, held, ref), "valid": valid_fraction(first, md.sequence)},

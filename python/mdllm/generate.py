@@ -167,6 +167,14 @@ class GuardLimits:
     residue_redraw: bool = True
     residue_ca_ca_tolerance_A: float = 2.0
 
+    def link_constraint(self, codebook, key_xyz, sequence: str, chain_ids=None):
+        """The residue-level rule as a :class:`mdllm.sampling.constraint.ChainConstraint` (links only)."""
+        from mdllm.sampling.constraint import ChainConstraint, link_limits
+
+        return ChainConstraint(
+            codebook, key_xyz, sequence, chain_ids, link_limits(self.residue_ca_ca_tolerance_A / 10.0)
+        )
+
 
 class FrameGuard:
     """Checks decoded frames of motion tokens against the key frame: chain continuity (each
@@ -412,14 +420,8 @@ class Generator:
         frame_guard = FrameGuard(key_xyz, guard_limits) if guard and self.motion else None
         link_guard = None
         if frame_guard and guard_limits.residue_redraw:
-            from mdllm.sampling.constraint import ChainConstraint, link_limits
-
-            link_guard = ChainConstraint(
-                self.tokenizer.codebook,
-                key_xyz,
-                backbone.sequence,
-                backbone.chain_ids,
-                link_limits(guard_limits.residue_ca_ca_tolerance_A / 10.0),
+            link_guard = guard_limits.link_constraint(
+                self.tokenizer.codebook, key_xyz, backbone.sequence, backbone.chain_ids
             )
         finish = _Finisher(self, key_xyz, backbone.sequence, refine)
 

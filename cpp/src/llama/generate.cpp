@@ -247,6 +247,19 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   std::vector<float> subset_logits, masked_logits;
   std::vector<uint8_t> code_mask(layout.structure_end - layout.structure_begin);
   constexpr float kMasked = -std::numeric_limits<float>::infinity();
+  // Walker w's codes for residues 0 .. j-1 of frame f (0-based codes, as ChainConstraint takes them).
+  auto codes_before = [&](int64_t w, int64_t f, int64_t j) {
+    const int32_t* tokens = &out.tokens[(w * opt.frames + f) * L];
+    drawn_codes.resize(j);
+    for (int64_t i = 0; i < j; ++i) drawn_codes[i] = tokens[i] - layout.structure_begin;
+    return drawn_codes.data();
+  };
+  // Removes from one row of logits the structure codes that code_mask disallows.
+  auto mask_row = [&](float* row) {
+    float* codes = row + layout.structure_begin;
+    for (size_t k = 0; k < code_mask.size(); ++k)
+      if (!code_mask[k]) codes[k] = kMasked;
+  };
   auto draw = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base, int64_t at) {
     const int64_t n = static_cast<int64_t>(ws.size());
     const float* rows = logits.data();
@@ -267,19 +280,14 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       const auto tc = Clock::now();
       masked_logits.assign(rows, rows + n * n_vocab);
       for (int64_t r = 0; r < n; ++r) {
-        const int32_t* tokens = &out.tokens[(ws[r] * opt.frames + f) * L];
-        drawn_codes.resize(j);
-        for (int64_t i = 0; i < j; ++i) drawn_codes[i] = tokens[i] - layout.structure_begin;
-        const int64_t n_allowed = opt.constraint->mask(j, drawn_codes.data(), code_mask.data());
+        const int64_t n_allowed = opt.constraint->mask(j, codes_before(ws[r], f, j), code_mask.data());
         ++out.constrained_draws;
         out.allowed_codes += n_allowed;
         if (n_allowed == 0) {
           ++out.empty_masks;
           continue;
         }
-        float* row = &masked_logits[r * n_vocab + layout.structure_begin];
-        for (size_t k = 0; k < code_mask.size(); ++k)
-          if (!code_mask[k]) row[k] = kMasked;
+        mask_row(&masked_logits[r * n_vocab]);
       }
       out.constraint_seconds += seconds_since(tc);
       // A min_p far below any real probability (1e-30 of the most likely) draws in likelihood order.
@@ -300,19 +308,15 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       const auto tc = Clock::now();
       for (int64_t r = 0; r < n; ++r) {
         const int64_t w = ws[r];
-        const int32_t* tokens = &out.tokens[(w * opt.frames + f) * L];
-        drawn_codes.resize(j);
-        for (int64_t i = 0; i < j; ++i) drawn_codes[i] = tokens[i] - layout.structure_begin;
-        if (opt.link_guard->allows(j, drawn_codes.data(), chosen[r] - layout.structure_begin)) continue;
+        const int32_t* drawn = codes_before(w, f, j);
+        if (opt.link_guard->allows(j, drawn, chosen[r] - layout.structure_begin)) continue;
         ++out.residue_redraws[w * opt.frames + f];
-        if (opt.link_guard->mask(j, drawn_codes.data(), code_mask.data()) == 0) {
+        if (opt.link_guard->mask(j, drawn, code_mask.data()) == 0) {
           ++out.link_guard_kept;
           continue;
         }
         masked_logits.assign(rows + r * n_vocab, rows + (r + 1) * n_vocab);
-        float* row = &masked_logits[layout.structure_begin];
-        for (size_t k = 0; k < code_mask.size(); ++k)
-          if (!code_mask[k]) row[k] = kMasked;
+        mask_row(masked_logits.data());
         // Fresh random numbers: a step count no other draw uses.
         const uint64_t step = steps[r] | (uint64_t{1} << 62);
         sampling::sample(masked_logits.data(), 1, n_vocab, &structure, opt.sampling, opt.seed, &walker_ids[r], &step,
