@@ -56,7 +56,9 @@ def measure(
             constraint_limits=ConstraintLimits(tolerance_nm=tol or 0.03),
         )
         wall = time.perf_counter() - t0
-        raw = decode_tokens(gen.tokenizer, ens.tokens.reshape(-1, ens.tokens.shape[-1]), ens.key_xyz)
+        raw = decode_tokens(
+            gen.tokenizer, ens.tokens.reshape(-1, ens.tokens.shape[-1]), ens.key_xyz, sequence=md.sequence
+        )
         rep = check_backbone(raw, md.sequence)
         c = ens.info["constraint"] or {}
         rows.append(

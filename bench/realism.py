@@ -109,11 +109,11 @@ def _encode(tok, xyz, ref) -> np.ndarray:
     return tok.encode(xyz, ref[None]) if tok.needs_key_frame else tok.encode(xyz)
 
 
-def round_trip(tok, held_codes, ref) -> np.ndarray:
+def round_trip(tok, held_codes, ref, sequence: str) -> np.ndarray:
     """The held-out frames' codes decoded as generation decodes them (motion: key = ``ref``)."""
     from mdllm.encoding import decode_tokens
 
-    return decode_tokens(tok, held_codes, ref if tok.needs_key_frame else None)
+    return decode_tokens(tok, held_codes, ref if tok.needs_key_frame else None, sequence=sequence)
 
 
 def marginal_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
@@ -125,7 +125,7 @@ def marginal_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     tokens = _encode(tok, first, ref)
     rng = np.random.default_rng(seed)
     drawn = np.stack([tokens[rng.integers(0, len(tokens), n_frames), i] for i in range(tokens.shape[1])], axis=1)
-    raw = decode_tokens(tok, drawn, ref if tok.needs_key_frame else None)
+    raw = decode_tokens(tok, drawn, ref if tok.needs_key_frame else None, sequence=sequence)
     return raw, refine_backbones(raw, sequence)
 
 
@@ -136,7 +136,7 @@ def surrogate_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int)
     from mdllm.lm.surrogate import LinearSurrogate
 
     frames = LinearSurrogate.fit([first], ref).sample(n_frames, seed=seed)
-    raw = decode_tokens(tok, _encode(tok, frames, ref), ref if tok.needs_key_frame else None)
+    raw = decode_tokens(tok, _encode(tok, frames, ref), ref if tok.needs_key_frame else None, sequence=sequence)
     return raw, refine_backbones(raw, sequence)
 
 
@@ -147,7 +147,7 @@ def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     from mdllm.lm.surrogate import LinearSurrogate
 
     frames = LinearSurrogate.elastic_network(ref, rmsf_A=float(rmsf(first, ref).mean())).sample(n_frames, seed=seed)
-    raw = decode_tokens(tok, _encode(tok, frames, ref), ref if tok.needs_key_frame else None)
+    raw = decode_tokens(tok, _encode(tok, frames, ref), ref if tok.needs_key_frame else None, sequence=sequence)
     return raw, refine_backbones(raw, sequence)
 
 
@@ -160,8 +160,9 @@ def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, d
     ens = gen.generate(
         start, frames=args.frames, walkers=args.walkers, window=4, seed=args.seed, guard=guard, progress=False
     )
-    xyz = ens.backbone().xyz  # walker-major, as the pipeline writes them
-    raw = decode_tokens(gen.tokenizer, ens.tokens, ens.key_xyz).reshape(xyz.shape)
+    generated = ens.backbone()
+    xyz = generated.xyz  # walker-major, as the pipeline writes them
+    raw = decode_tokens(gen.tokenizer, ens.tokens, ens.key_xyz, sequence=generated.sequence).reshape(xyz.shape)
     return raw, xyz, ens.info, ens.tokens
 
 
@@ -249,12 +250,12 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     generated = tokenfile.load(Path(summary["generated"]).with_name("generated.tokens.npz"))
     tokens, key = generated.tokens, generated.key_xyz
     tok = load_tokenizers(KINDS[kind]["tokenizer"])[0]
-    raw = decode_tokens(tok, tokens, key).reshape(xyz.shape)
+    raw = decode_tokens(tok, tokens, key, sequence=md.sequence).reshape(xyz.shape)
     g = info.get("guard") or {}
     first = md.xyz[:half]
 
     held_codes = _encode(tok, held, ref)
-    trip = round_trip(tok, held_codes, ref)
+    trip = round_trip(tok, held_codes, ref, md.sequence)
     marginal_raw, marginal = marginal_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     surrogate_raw, surrogate = surrogate_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     elastic_raw, elastic = elastic_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)

@@ -144,8 +144,8 @@ def generated_stats(run_dir: Path, state: str, other: str) -> dict:
     # validity before refinement: decode the saved tokens on the saved key frame as generation does
     # (placement and projection onto the key's local geometry), as bench/realism.py's "valid raw"
     tok, _ = load_tokenizers(None)
-    raw = decode_tokens(tok, tokens.reshape(-1, tokens.shape[-1]), saved["key_xyz"])
     sequence = str(saved["sequence"])
+    raw = decode_tokens(tok, tokens.reshape(-1, tokens.shape[-1]), saved["key_xyz"], sequence=sequence)
     refined = load_backbone(gen_dir / "generated.xtc", top=gen_dir / "generated.pdb").xyz
     raw_report, refined_report = check_backbone(raw, sequence), check_backbone(refined, sequence)
 

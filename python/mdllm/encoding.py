@@ -93,14 +93,15 @@ def encode_backbone(bb: Backbone, tokenizer=None, key=None, fold_tokenizer=None)
     return Encoded(tok.encode(bb.xyz, key_xyz), bb, tok, key_xyz, fold.encode(key_xyz[None])[0], fold)
 
 
-def decode_tokens(tokenizer, tokens, key_xyz=None, project: bool = True) -> np.ndarray:
-    """Tokens (..., L) -> backbones (..., L, 4, 3) nm. Motion tokens are placed on ``key_xyz`` and, with
+def decode_tokens(tokenizer, tokens, key_xyz=None, project: bool = True, sequence: str | None = None) -> np.ndarray:
+    """Tokens (..., L) -> backbones (..., L, 4, 3) nm. Motion tokens are decoded on ``key_xyz`` (by the
+    tokenizer's context decoder when it has one, which reads residue classes from ``sequence``) and, with
     ``project``, brought to the key's local geometry (mdllm.geometry.projection)."""
     tokens = np.asarray(tokens)
     flat = tokens.reshape(-1, tokens.shape[-1])
     if not tokenizer.needs_key_frame:
         return tokenizer.decode(flat).reshape(*tokens.shape, 4, 3)
-    xyz = tokenizer.decode(flat, key_xyz[None])
+    xyz = tokenizer.decode(flat, key_xyz[None], sequence)
     if project:
         from mdllm.geometry.projection import project_to_key_geometry
 
@@ -140,7 +141,7 @@ def decode_file(tokens_path, out, tokenizer=None, project: bool = True) -> list:
             f"was made by tokenizer {traj.tokenizer_hash[:12]}, not by {tok.hash[:12]} (pass the matching --tokenizer)",
         )
     try:
-        xyz = decode_tokens(tok, traj.frames, traj.key_xyz, project)
+        xyz = decode_tokens(tok, traj.frames, traj.key_xyz, project, traj.sequence)
     except MdllmError as exc:
         raise in_file(tokens_path, str(exc)) from None
     n_frames, n_res = xyz.shape[:2]

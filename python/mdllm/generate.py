@@ -245,7 +245,7 @@ class _Finisher:
 
     def _finish(self, codes, progress: bool = False):
         t0 = time.perf_counter()
-        raw = self.generator.decode(codes, self.key_xyz)
+        raw = self.generator.decode(codes, self.key_xyz, self.sequence)
         self.decode_seconds += time.perf_counter() - t0
         if not self.refine:
             return raw, raw
@@ -356,11 +356,11 @@ class Generator:
             key_xyz,
         )
 
-    def decode(self, codes, key_xyz=None) -> np.ndarray:
+    def decode(self, codes, key_xyz=None, sequence: str | None = None) -> np.ndarray:
         """Structure codes (..., L) -> backbones (..., L, 4, 3) nm (mdllm.encoding.decode_tokens)."""
         from mdllm.encoding import decode_tokens
 
-        return decode_tokens(self.tokenizer, codes, key_xyz)
+        return decode_tokens(self.tokenizer, codes, key_xyz, sequence=sequence)
 
     def generate(
         self,
@@ -481,6 +481,7 @@ class Generator:
             "tokenizer": str(self.tokenizer.path),
             "tokenizer_hash": self.tokenizer.hash,
             "tokenizer_file_hash": self.tokenizer.file_hash,
+            "decoder_hash": self.tokenizer.decoder_hash,
             "codebook_size": self.tokenizer.codebook_size,
             "sequence": backbone.sequence,
             "start": str(backbone.source),

@@ -247,7 +247,7 @@ def run(
         "generate",
         {
             "export": ex.key,
-            "decoder": tok.file_hash,
+            "decoder": tok.decoder_hash,
             "start": sha256_file(start),
             **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed", "guard")},
         },

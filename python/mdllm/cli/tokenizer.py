@@ -37,7 +37,73 @@ def register(sub):
     t.add_argument("--torch-threads", type=int, default=2)
     t.add_argument("--device", default="auto", help="torsion kind: cpu, cuda or auto (a GPU when PyTorch sees one)")
     t.set_defaults(run=run_train)
+    register_train_context(tsub)
     register_eval(tsub)
+
+
+def register_train_context(tsub):
+    c = tsub.add_parser(
+        "train-context",
+        help="train the context decoder of a motion tokenizer (PyTorch)",
+        description="Train the network that decodes each residue of a motion tokenizer from its own and "
+        "its neighbours' tokens (mdllm.tokenizer.motion_context), through the projection onto the key "
+        "frame's geometry, with clash and Ramachandran penalties. Writes context_decoder.safetensors "
+        "(+ .json notes) into the tokenizer directory unless -o names a file.",
+    )
+    c.add_argument("--tokenizer", default="motiontoken", help="motion tokenizer directory (default: the shipped one)")
+    c.add_argument("--md", action="append", default=[], metavar="TRAJ[:TOP]", help="MD trajectory (repeatable)")
+    c.add_argument("--steps", type=int, default=3000)
+    c.add_argument("--window", type=int, default=3, help="neighbours on each side that a residue's decoding sees")
+    c.add_argument("--spatial", type=int, default=8, help="nearest residues in the key (beyond the window) it sees")
+    c.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers")
+    c.add_argument("--keys", type=int, default=8, help="key frames per trajectory")
+    c.add_argument("--max-swap", type=float, default=0.3, help="largest share of a frame's tokens swapped per step")
+    c.add_argument("--clash-weight", type=float, default=10.0)
+    c.add_argument("--rama-weight", type=float, default=3.0)
+    c.add_argument("-o", "--out", help="output file or directory (default: the tokenizer directory)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--torch-threads", type=int, default=2)
+    c.set_defaults(run=run_train_context)
+
+
+def run_train_context(args):
+    import torch
+
+    from mdllm.errors import MdllmError
+    from mdllm.io import load_backbone
+    from mdllm.tokenizer.api import load_tokenizer
+    from mdllm.tokenizer.motion_context_train import train_context_decoder
+
+    if not args.md:
+        raise MdllmError("the context decoder learns from MD: give trajectories with --md TRAJ[:TOP]")
+    tok = load_tokenizer(args.tokenizer)
+    torch.set_num_threads(args.torch_threads)
+    trajectories = []
+    for spec in args.md:
+        path, _, top = spec.partition(":")
+        trajectories.append(load_backbone(path, top=top or None))
+    print(f"{len(trajectories)} trajectories, {sum(b.n_frames for b in trajectories)} frames, {args.keys} keys each")
+    notes = train_context_decoder(
+        trajectories,
+        tok,
+        args.out or tok.path,
+        steps=args.steps,
+        window=args.window,
+        spatial=args.spatial,
+        hidden=args.hidden,
+        keys_per_trajectory=args.keys,
+        max_swap=args.max_swap,
+        clash_weight=args.clash_weight,
+        rama_weight=args.rama_weight,
+        seed=args.seed,
+        sources=args.md,
+    )
+    last = notes["history"][-1]
+    print(
+        f"{notes['minutes']:.1f} min; last {min(250, args.steps)} steps: mean squared atom error "
+        f"{last['mse_A2']:.3f} A^2, clash {last['clash']:.4f}, Ramachandran {last['rama']:.4f}"
+    )
+    print(f"context decoder written to {notes['file']}")
 
 
 def run_train(args):

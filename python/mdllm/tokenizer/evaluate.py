@@ -75,10 +75,11 @@ def motion_round_trip(
     tokenizer, trajectories: dict, key_frame: int = 0, robustness_tries: int = 20, seed: int = 0
 ) -> dict:
     """Motion tokenizer on MD trajectories ({name: Backbone}), each against its frame ``key_frame``:
-    round trip of the exact placement and after projection onto the key's geometry (backbone RMSD to
-    the frame superposed on the key, Å), robustness (CA-RMSD moved by replacing a random 5 % of one
+    round trip of the decoding (with the context decoder when the tokenizer has one; then also without)
+    and after projection onto the key's geometry (backbone RMSD to the frame superposed on the key, Å), robustness (CA-RMSD moved by replacing a random 5 % of one
     frame's tokens by their nearest other code, median of ``robustness_tries``), flicker (tokens that
     change between neighbouring frames) and codebook use."""
+    from mdllm.evaluate.validity import check_backbone
     from mdllm.geometry.projection import project_to_key_geometry
     from mdllm.tokenizer.motion import superpose_on_key
 
@@ -92,7 +93,7 @@ def motion_round_trip(
     for name, bb in trajectories.items():
         key = bb.xyz[key_frame]
         tok = tokenizer.encode(bb.xyz, key)
-        placed = tokenizer.decode(tok, key)
+        placed = tokenizer.decode(tok, key, bb.sequence)
         projected = project_to_key_geometry(placed, key)
         truth = superpose_on_key(bb.xyz, key)
         moved = []
@@ -101,7 +102,7 @@ def motion_round_trip(
             swapped = tok[f : f + 1].copy()
             picks = rng.choice(bb.n_residues, size=max(1, round(0.05 * bb.n_residues)), replace=False)
             swapped[0, picks] = nearest_other[swapped[0, picks]]
-            a, b = placed[f : f + 1, :, 1], tokenizer.decode(swapped, key)[:, :, 1]
+            a, b = placed[f : f + 1, :, 1], tokenizer.decode(swapped, key, bb.sequence)[:, :, 1]
             moved.append(float(np.sqrt(((a - b) ** 2).sum(-1).mean()) * 10))
         all_tokens.append(tok.ravel())
         results[name] = {
@@ -109,8 +110,13 @@ def motion_round_trip(
             "residues": int(bb.n_residues),
             "rmsd_A": _summary(backbone_rmsd_angstrom(placed, truth)),
             "rmsd_projected_A": _summary(backbone_rmsd_angstrom(projected, truth)),
+            "valid_projected": float(check_backbone(projected, bb.sequence).valid.mean()),
             "robustness_5pct_ca_A": float(np.median(moved)),
             "tokens_changed_between_neighbour_frames": float((tok[1:] != tok[:-1]).mean()) if len(tok) > 1 else None,
         }
+        if tokenizer.context_decoder is not None:  # the plain decoder beside it
+            plain = project_to_key_geometry(tokenizer.decode(tok, key, use_context=False), key)
+            results[name]["rmsd_projected_without_context_A"] = _summary(backbone_rmsd_angstrom(plain, truth))
+            results[name]["valid_projected_without_context"] = float(check_backbone(plain, bb.sequence).valid.mean())
     ppl, used = codebook_usage(np.concatenate(all_tokens), tokenizer.codebook_size)
     return {"trajectories": results, "perplexity": ppl, "codes_used": used}

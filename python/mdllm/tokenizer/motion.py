@@ -79,8 +79,13 @@ def encode_reference(xyz, key, codebook) -> np.ndarray:
 
 def decode_reference(tokens, key, codebook) -> np.ndarray:
     """Tokens (F, L) -> frames (F, L, 4, 3) nm float32 in the key's coordinates."""
+    return place_displacements(np.asarray(codebook, np.float64)[np.asarray(tokens)], key)
+
+
+def place_displacements(disp, key) -> np.ndarray:
+    """Displacements (F, L, 12) nm, each in its key residue's frame -> frames (F, L, 4, 3) nm float32."""
     rot = key_frames(key)
-    disp = np.asarray(codebook, np.float64)[np.asarray(tokens)].reshape(*np.shape(tokens), 4, 3)
+    disp = np.asarray(disp, np.float64).reshape(*np.shape(disp)[:2], 4, 3)
     return (np.asarray(key, np.float64)[None] + np.einsum("lij,flaj->flai", rot, disp)).astype(np.float32)
 
 
@@ -100,6 +105,7 @@ class MotionTokenizer:
         self.hash = token_hash(cfg, tensors)
         self.file_hash = sha256
         self.backend, self._cpp = compiled_kernels(_core_class(), path, cfg, backend, "numpy")
+        self.context_decoder = _load_context_decoder(path)
 
     @classmethod
     def load(cls, path=None, backend: str = "auto") -> "MotionTokenizer":
@@ -138,8 +144,20 @@ class MotionTokenizer:
         self._cpp.encode(xyz, key, xyz.shape[0], xyz.shape[1], out)  # bad input: MdllmError from the core
         return out
 
-    def decode(self, tokens, key) -> np.ndarray:
-        """Tokens (F, L) or (L,) -> frames float32 (F, L, 4, 3) nm, on the key."""
+    @property
+    def decoder_hash(self) -> str:
+        """sha256 of what decides the decoded frames: the weights file and the context decoder's."""
+        if self.context_decoder is None:
+            return self.file_hash
+        import hashlib
+
+        return hashlib.sha256((self.file_hash + self.context_decoder.sha256).encode()).hexdigest()
+
+    def decode(self, tokens, key, sequence: str | None = None, use_context: bool = True) -> np.ndarray:
+        """Tokens (F, L) or (L,) -> frames float32 (F, L, 4, 3) nm, on the key. With the tokenizer's
+        context decoder (and ``use_context``), each residue is decoded from its own and its neighbours'
+        tokens (mdllm.tokenizer.motion_context; ``sequence`` gives residues their Ramachandran class);
+        otherwise exactly as key + code."""
         from mdllm.tokenizer.api import _as_backbone, check_token_array
 
         tokens = check_token_array(tokens, self.codebook_size)
@@ -150,6 +168,9 @@ class MotionTokenizer:
                 f"({key.shape[0]} frames)"
             )
         key = np.ascontiguousarray(key[0])
+        if use_context and self.context_decoder is not None:
+            disp = self.context_decoder.displacements(tokens, self.codebook, key, sequence)
+            return place_displacements(disp, key)
         if self.backend == "numpy":
             return decode_reference(tokens, key, self.codebook)
         out = np.empty(tokens.shape + (4, 3), np.float32)
@@ -159,6 +180,13 @@ class MotionTokenizer:
     def zero_token(self) -> int:
         """The code closest to no motion (what the key frame encodes to, residue by residue)."""
         return int(np.argmin((self.codebook.astype(np.float64) ** 2).sum(1)))
+
+
+def _load_context_decoder(path):
+    from mdllm.tokenizer.motion_context import FILE_NAME, ContextDecoder
+
+    file = Path(path) / FILE_NAME
+    return ContextDecoder.load(file) if file.exists() else None
 
 
 def _core_class():

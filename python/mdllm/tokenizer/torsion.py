@@ -29,6 +29,7 @@ class TorsionTokenizer:
         self.path = path
         self.hash = token_hash(cfg, tensors)  # what token files and language models are tied to
         self.file_hash = sha256
+        self.decoder_hash = sha256  # what decides decoded frames: the weights file alone
         self._tensors = tensors
         self.backend, self._cpp = compiled_kernels(_core_class(), path, cfg, backend, "torch")
         self._torch_model = None

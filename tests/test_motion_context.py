@@ -1,0 +1,193 @@
+"""The context decoder of motion tokens: numpy inference against the PyTorch network it was trained as,
+locality (a token moves only residues within the window), chain breaks, the differentiable projection
+of training against the product's, the shipped decoder on held-out MD, training and bad input."""
+
+import numpy as np
+import pytest
+
+from mdllm import MdllmError
+from mdllm.io import load_backbone
+from mdllm.tokenizer.motion import MotionTokenizer, superpose_on_key
+from mdllm.tokenizer.motion_context import FILE_NAME, ContextDecoder, ContextLayout, feature_size
+
+from conftest import ROOT
+
+TRP_REP1 = ROOT / "data" / "md" / "trpcage_2JOF" / "T300K_rep1"  # held out from the tokenizer and the decoder
+
+
+@pytest.fixture(scope="module")
+def trp():
+    return load_backbone(TRP_REP1 / "trajectory.xtc", top=TRP_REP1 / "trajectory.pdb")[:60]
+
+
+def random_net(window, spatial=0, hidden=16, seed=0):
+    import torch
+
+    torch.manual_seed(seed)
+    d = feature_size(window, spatial)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(d, hidden),
+        torch.nn.GELU(approximate="tanh"),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.GELU(approximate="tanh"),
+        torch.nn.Linear(hidden, 12),
+    ).double()
+    rng = np.random.default_rng(seed)
+    mean, scale = rng.normal(size=d), rng.uniform(0.5, 2.0, size=d)
+    layers = [net[0], net[2], net[4]]
+    tensors = {f"w{i}": m.weight.detach().numpy() for i, m in enumerate(layers)}
+    tensors.update({f"b{i}": m.bias.detach().numpy() for i, m in enumerate(layers)})
+    tensors.update(mean=mean, scale=scale)
+    return net, ContextDecoder(tensors, window, spatial), mean, scale
+
+
+def test_numpy_inference_is_the_pytorch_network(trp):
+    import torch
+
+    tok = MotionTokenizer.load()
+    net, dec, mean, scale = random_net(window=2, spatial=4)
+    key = trp.xyz[0]
+    codes = tok.codebook.astype(np.float64)[tok.encode(trp.xyz[:5], key)]
+    layout = ContextLayout(key, 2, trp.sequence, spatial=4)
+    with torch.no_grad():
+        want = net((torch.tensor(layout.features(codes)) * 10 - torch.tensor(mean)) / torch.tensor(scale)) / 10
+    np.testing.assert_allclose(dec.correction(codes, layout), want.numpy(), rtol=1e-5, atol=1e-9)
+
+
+def test_a_token_moves_only_residues_within_the_window(trp):
+    tok = MotionTokenizer.load()
+    _, dec, *_ = random_net(window=2)
+    key = trp.xyz[0]
+    tokens = tok.encode(trp.xyz[:1], key)
+    changed = tokens.copy()
+    changed[0, 9] = (changed[0, 9] + 1000) % tok.codebook_size
+    a = dec.displacements(tokens, tok.codebook, key, trp.sequence)
+    b = dec.displacements(changed, tok.codebook, key, trp.sequence)
+    moved = np.flatnonzero(np.abs(a - b).max(axis=-1)[0] > 0)
+    assert moved.tolist() == [7, 8, 9, 10, 11]
+
+
+def test_spatial_neighbours_are_the_nearest_outside_the_window(trp):
+    """With ``spatial`` S, residue i also sees the S residues nearest to it in the key (by CA) that its
+    chain window does not hold; a token moves exactly the residues that see it."""
+    tok = MotionTokenizer.load()
+    key = trp.xyz[0].astype(np.float64)
+    layout = ContextLayout(key, 1, trp.sequence, spatial=3)
+    ca = key[:, 1]
+    for i in (0, 9, 19):
+        dist = np.linalg.norm(ca - ca[i], axis=1)
+        dist[max(0, i - 1) : i + 2] = np.inf
+        assert layout.neighbour[i, 3:].tolist() == np.argsort(dist, kind="stable")[:3].tolist()
+    _, dec, *_ = random_net(window=1, spatial=3)
+    tokens = tok.encode(trp.xyz[:1], key)
+    changed = tokens.copy()
+    changed[0, 5] = (changed[0, 5] + 1000) % tok.codebook_size
+    diff = dec.displacements(tokens, tok.codebook, key) - dec.displacements(changed, tok.codebook, key)
+    sees = (layout.neighbour == 5) & (layout.ok > 0)
+    np.testing.assert_array_equal(np.abs(diff).max(axis=-1)[0] > 0, sees.any(axis=1))
+
+
+def test_neighbours_across_a_chain_break_are_not_seen(trp):
+    """A residue next to a gap in the key sees only its own segment; its features do not depend on the
+    codes beyond the gap."""
+    key = trp.xyz[0].astype(np.float64).copy()
+    key[10:] += np.array([3.0, 0.0, 0.0])  # residues 10.. 3 nm away: a break between 9 and 10
+    layout = ContextLayout(key, 2, trp.sequence)
+    assert layout.ok[9].tolist() == [1, 1, 1, 0, 0] and layout.ok[10].tolist() == [0, 0, 1, 1, 1]
+    rng = np.random.default_rng(0)
+    codes = rng.normal(scale=0.05, size=(1, trp.n_residues, 12))
+    other = codes.copy()
+    other[0, 10:] += 0.1
+    f_a, f_b = layout.features(codes), layout.features(other)
+    np.testing.assert_array_equal(f_a[0, :10], f_b[0, :10])
+
+
+def test_training_projection_is_the_products(trp):
+    import torch
+
+    from mdllm.geometry.projection import project_to_key_geometry
+    from mdllm.tokenizer.motion_context_train import _Target
+
+    tok = MotionTokenizer.load()
+    key = trp.xyz[0]
+    target = _Target(trp.xyz[:4], key, trp.sequence, tok, window=1, spatial=0)
+    noisy = trp.xyz[:4] + np.random.default_rng(1).normal(scale=0.02, size=trp.xyz[:4].shape)
+    got = target.project(torch.tensor(noisy, dtype=torch.float64), 60).numpy()
+    want = project_to_key_geometry(noisy, key, backend="numpy")
+    np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_training_dihedrals_are_the_validity_checks(trp):
+    import torch
+
+    from mdllm.evaluate.validity import phi_psi_deg
+    from mdllm.tokenizer.motion_context_train import _dihedral
+
+    x = torch.tensor(trp.xyz[:3], dtype=torch.float64)
+    n, ca, c = x[..., 0, :], x[..., 1, :], x[..., 2, :]
+    phi = np.rad2deg(_dihedral(c[:, :-2], n[:, 1:-1], ca[:, 1:-1], c[:, 1:-1]).numpy())
+    psi = np.rad2deg(_dihedral(n[:, 1:-1], ca[:, 1:-1], c[:, 1:-1], n[:, 2:]).numpy())
+    ends = np.zeros(trp.n_residues, bool)
+    ends[-1] = True
+    want_phi, want_psi = phi_psi_deg(trp.xyz[:3], ends)
+    np.testing.assert_allclose(phi, want_phi[:, 1:-1], atol=1e-3)
+    np.testing.assert_allclose(psi, want_psi[:, 1:-1], atol=1e-3)
+
+
+def test_shipped_decoder_on_held_out_md(trp):
+    """Trp-cage's second 300 K run (neither the codebook nor the decoder saw it): decoding with the
+    neighbours' tokens is closer to the MD and more often valid than the code alone."""
+    from mdllm.evaluate.validity import check_backbone
+    from mdllm.geometry.projection import project_to_key_geometry
+    from mdllm.tokenizer.metrics import backbone_rmsd_angstrom
+
+    tok = MotionTokenizer.load()
+    assert tok.context_decoder is not None
+    key = trp.xyz[0]
+    tokens = tok.encode(trp.xyz, key)
+    truth = superpose_on_key(trp.xyz, key)
+    rows = {}
+    for use_context in (False, True):
+        xyz = project_to_key_geometry(tok.decode(tokens, key, trp.sequence, use_context=use_context), key)
+        rows[use_context] = (
+            np.median(backbone_rmsd_angstrom(xyz, truth)),
+            check_backbone(xyz, trp.sequence).valid.mean(),
+        )
+    assert rows[True][0] < rows[False][0] - 0.02
+    assert rows[True][1] > rows[False][1]
+
+
+def test_train_writes_a_decoder_the_tokenizer_loads(tmp_path, trp):
+    import shutil
+
+    from mdllm.tokenizer.motion_context_train import train_context_decoder
+
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(ROOT / "models" / "motiontoken" / name, tmp_path / name)
+    plain = MotionTokenizer.load(tmp_path)
+    assert plain.context_decoder is None and plain.decoder_hash == plain.file_hash
+    notes = train_context_decoder(
+        [trp[:20]], plain, tmp_path, steps=3, window=1, hidden=8, keys_per_trajectory=2, progress=False
+    )
+    assert (tmp_path / FILE_NAME).exists() and notes["steps"] == 3
+    tok = MotionTokenizer.load(tmp_path)
+    assert tok.context_decoder.window == 1
+    assert tok.hash == plain.hash  # the tokens mean the same: token files and models stay valid
+    assert tok.decoder_hash != plain.decoder_hash  # but decoded frames change
+    frames = tok.decode(tok.encode(trp.xyz[:2], trp.xyz[0]), trp.xyz[:1], trp.sequence)
+    assert frames.shape == (2, trp.n_residues, 4, 3) and np.isfinite(frames).all()
+
+
+def test_bad_input(tmp_path, trp):
+    _, dec, *_ = random_net(window=1)
+    tok = MotionTokenizer.load()
+    tokens = tok.encode(trp.xyz[:1], trp.xyz[0])
+    with pytest.raises(MdllmError, match="sequence has 3 residues"):
+        dec.displacements(tokens, tok.codebook, trp.xyz[0], "AAA")
+    bad = dict(dec.tensors)
+    bad["w1"] = bad["w1"][:, :3]
+    with pytest.raises(MdllmError, match="tensor w1"):
+        ContextDecoder(bad, 1)
+    (tmp_path / "x.safetensors").write_bytes(b"not a file")
+    with pytest.raises(MdllmError, match="x.safetensors"):
+        ContextDecoder.load(tmp_path / "x.safetensors")
