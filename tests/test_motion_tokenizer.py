@@ -55,14 +55,21 @@ def test_frames_built_from_codes_come_back_exactly(adk):
 
 
 def test_shipped_codebook_round_trip_on_md(adk, motion):
+    """The codes alone (key + code), and the shipped decoding (context decoder, then projection)."""
+    from mdllm.encoding import decode_tokens
+
     tokens = motion.encode(adk.xyz, adk.xyz[0])
-    decoded = motion.decode(tokens, adk.xyz[0])
-    err = bb_rmsd_A(decoded, superpose_on_key(adk.xyz, adk.xyz[0]))
-    assert np.median(err) < 0.5, err
+    truth = superpose_on_key(adk.xyz, adk.xyz[0])
+    plain = bb_rmsd_A(motion.decode(tokens, adk.xyz[0], use_context=False), truth)
+    assert np.median(plain) < 0.5, plain
+    shipped = bb_rmsd_A(decode_tokens(motion, tokens, adk.xyz[0], sequence=adk.sequence), truth)
+    assert np.median(shipped) < np.median(plain) - 0.05, (shipped, plain)
     assert (tokens[0] == motion.zero_token()).mean() > 0.5  # the key frame itself is (nearly) no motion
 
 
 def test_a_wrong_token_moves_only_its_residue(adk, motion):
+    """Placed by its code alone; the context decoder moves the residues within its window as well
+    (tests/test_motion_context.py)."""
     rng = np.random.default_rng(1)
     key = adk.xyz[0]
     tokens = motion.encode(adk.xyz[5:6], key)
@@ -74,7 +81,7 @@ def test_a_wrong_token_moves_only_its_residue(adk, motion):
     swapped = tokens.copy()
     picks = rng.choice(adk.n_residues, size=int(0.05 * adk.n_residues), replace=False)
     swapped[0, picks] = nearest_other[swapped[0, picks]]
-    a, b = motion.decode(tokens, key), motion.decode(swapped, key)
+    a, b = motion.decode(tokens, key, use_context=False), motion.decode(swapped, key, use_context=False)
     moved = np.linalg.norm(a - b, axis=-1).max(axis=-1)[0]  # per residue, nm
     assert (moved[np.setdiff1d(np.arange(adk.n_residues), picks)] == 0).all()
     assert bb_rmsd_A(a[:, :, 1:2], b[:, :, 1:2])[0] < 0.3

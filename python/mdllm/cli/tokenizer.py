@@ -54,10 +54,16 @@ def register_train_context(tsub):
     c.add_argument("--md", action="append", default=[], metavar="TRAJ[:TOP]", help="MD trajectory (repeatable)")
     c.add_argument("--steps", type=int, default=3000)
     c.add_argument("--window", type=int, default=3, help="neighbours on each side that a residue's decoding sees")
-    c.add_argument("--spatial", type=int, default=8, help="nearest residues in the key (beyond the window) it sees")
+    c.add_argument("--spatial", type=int, default=0, help="nearest residues in the key (beyond the window) it sees")
     c.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers")
     c.add_argument("--keys", type=int, default=8, help="key frames per trajectory")
-    c.add_argument("--max-swap", type=float, default=0.3, help="largest share of a frame's tokens swapped per step")
+    c.add_argument(
+        "--max-swap",
+        type=float,
+        default=0.0,
+        help="largest share of a frame's tokens swapped for other frames' per step (0: the encoder's tokens only; "
+        "more teaches it to smooth incoherent tokens, at the cost of damping their motion)",
+    )
     c.add_argument("--clash-weight", type=float, default=10.0)
     c.add_argument("--rama-weight", type=float, default=3.0)
     c.add_argument("-o", "--out", help="output file or directory (default: the tokenizer directory)")

@@ -4,19 +4,23 @@ A motion token is the nearest of K codes to a residue's displacement, so on its 
 code's quantisation error (0.44 Å rms on the training frames), independent from residue to residue,
 while real displacements vary smoothly along the chain. A small network that sees the codes of the
 residues within ``window`` of residue i (rotated into residue i's key frame), the key frame's local
-geometry there and residue i's Ramachandran class predicts the rest of residue i's displacement. It was
+geometry there and residue i's Ramachandran class predicts the rest of residue i's displacement. It is
 trained (``motion_context_train``) through the projection onto the key's geometry with penalties for
-backbone clashes and Ramachandran outliers, on frames whose codes were partly swapped for codes of other
-frames, so that it also turns incoherent neighbouring codes (a language model's) into a coherent chain.
+backbone clashes and Ramachandran outliers. The shipped one learned from the encoder's own tokens, so it
+sharpens what the tokens say and leaves their motion alone; trained on tokens partly swapped for other
+frames' (``max_swap``) it would also smooth a language model's incoherent draws, but damps their motion
+(models/motiontoken/RECIPE.md).
 
 Tokens keep their meaning (encoding is unchanged and the tokenizer's hash does not cover this file), so
 language models trained on the tokens stay valid. A wrong token still moves only the residues within
-``window`` of it. Inference is numpy (three dense layers over a frame's residues).
+``window`` of it. Inference is numpy (three dense layers over a frame's residues); the C++ core's
+``MotionTokenizer::decode`` is the plain placement (key + code).
 """
 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -106,9 +110,16 @@ def feature_size(window: int, spatial: int = 0) -> int:
     return (2 * window + 1 + spatial) * 12 + (2 * window + spatial) * 13 + N_CLASSES
 
 
+@lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def gelu(x):
     """GELU, tanh form (PyTorch's approximate='tanh', which training uses)."""
-    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * x * (1.0 + 0.044715 * x * x)))  # x * x: x**3 is slow
 
 
 class ContextDecoder:
@@ -139,6 +150,7 @@ class ContextDecoder:
                 got = tuple(tensors[name].shape) if name in tensors else "missing"
                 raise MdllmError(f"context decoder tensor {name}: expected shape {shape}, got {got}")
         self.tensors = {k: np.asarray(tensors[k], np.float64) for k in self.TENSORS}
+        self._layout = None  # the last key's layout: generation decodes every draw on the same key
 
     @classmethod
     def load(cls, path) -> "ContextDecoder":
@@ -183,14 +195,23 @@ class ContextDecoder:
         t = self.tensors
         x = layout.features(np.asarray(codes, np.float64)).reshape(-1, t["mean"].shape[0])
         out = np.empty((len(x), 12))
-        for s in range(0, len(x), chunk_rows):
-            h = (x[s : s + chunk_rows] * 10.0 - t["mean"]) / t["scale"]
-            h = gelu(h @ t["w0"].T + t["b0"])
-            h = gelu(h @ t["w1"].T + t["b1"])
-            out[s : s + chunk_rows] = (h @ t["w2"].T + t["b2"]) / 10.0
+        # products this small gain nothing from BLAS threads, which would fight the generation loop's own
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            for s in range(0, len(x), chunk_rows):
+                h = (x[s : s + chunk_rows] * 10.0 - t["mean"]) / t["scale"]
+                h = gelu(h @ t["w0"].T + t["b0"])
+                h = gelu(h @ t["w1"].T + t["b1"])
+                out[s : s + chunk_rows] = (h @ t["w2"].T + t["b2"]) / 10.0
         return out.reshape(np.shape(codes))
 
     def displacements(self, tokens, codebook, key, sequence: str | None = None) -> np.ndarray:
         """Tokens (F, L) -> (F, L, 12) displacements (nm) in each key residue's frame."""
         codes = np.asarray(codebook, np.float64)[np.asarray(tokens)]
-        return codes + self.correction(codes, ContextLayout(key, self.window, sequence, self.spatial))
+        return codes + self.correction(codes, self.layout(key, sequence))
+
+    def layout(self, key, sequence: str | None = None) -> ContextLayout:
+        key = np.asarray(key, np.float64)
+        last = self._layout
+        if last is None or last[1] != sequence or not np.array_equal(last[0], key):
+            self._layout = (key.copy(), sequence, ContextLayout(key, self.window, sequence, self.spatial))
+        return self._layout[2]
