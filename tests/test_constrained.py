@@ -65,11 +65,13 @@ def test_core_mask_matches_numpy_reference(tokenizer, limits):
 
 
 def test_placement_is_the_unprojected_decode(tokenizer):
+    """The constraint places a residue by its code alone, as decoding without the context decoder."""
     bb = load_backbone(TRPCAGE)
     c = ChainConstraint(tokenizer.codebook, bb.xyz[0], bb.sequence)
     codes = tokenizer.encode(bb.xyz[2:], bb.xyz[0][None])[0]
     placed = np.stack([c.place(i, codes[i]) for i in range(bb.n_residues)])
-    np.testing.assert_allclose(placed, tokenizer.decode(codes[None], bb.xyz[0][None])[0], atol=1e-6)
+    plain = tokenizer.decode(codes[None], bb.xyz[0][None], use_context=False)[0]
+    np.testing.assert_allclose(placed, plain, atol=1e-6)
 
 
 def test_chain_breaks_and_empty_masks(tokenizer):

@@ -121,14 +121,16 @@ def test_guard_judges_and_keeps_the_refined_frames(generator):
     strict = GuardLimits(ca_ca_tolerance_A=0.0, max_tries=2)  # every draw is rejected: redraws happen
     ens = generator.generate(START, frames=3, walkers=2, window=2, seed=5, progress=False, guard_limits=strict)
     assert ens.info["refine"]["frames_reused_from_the_guard"] == 6 and (ens.redraws == 2).all()
-    raw = generator.decode(ens.tokens, ens.key_xyz)
+    raw = generator.decode(ens.tokens, ens.key_xyz, ens.sequence)
     again = refine_backbones(raw.reshape(-1, 10, 4, 3), ens.sequence).reshape(raw.shape)
     np.testing.assert_allclose(ens.backbones, again, atol=1e-6)
     assert np.abs(ens.backbones - raw).max() > 1e-3  # refinement moved atoms
 
     plain = generator.generate(START, frames=3, walkers=2, window=2, seed=5, progress=False, guard=False, refine=False)
     assert plain.info["refine"] is None
-    np.testing.assert_allclose(plain.backbones, generator.decode(plain.tokens, plain.key_xyz), atol=1e-6)
+    np.testing.assert_allclose(
+        plain.backbones, generator.decode(plain.tokens, plain.key_xyz, plain.sequence), atol=1e-6
+    )
 
 
 def test_frame_guard_checks():

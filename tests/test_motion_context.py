@@ -7,7 +7,7 @@ import pytest
 
 from mdllm import MdllmError
 from mdllm.io import load_backbone
-from mdllm.tokenizer.motion import MotionTokenizer, superpose_on_key
+from mdllm.tokenizer.motion import MotionTokenizer, place_displacements, superpose_on_key
 from mdllm.tokenizer.motion_context import FILE_NAME, ContextDecoder, ContextLayout, feature_size
 
 from conftest import ROOT
@@ -191,3 +191,32 @@ def test_bad_input(tmp_path, trp):
     (tmp_path / "x.safetensors").write_bytes(b"not a file")
     with pytest.raises(MdllmError, match="x.safetensors"):
         ContextDecoder.load(tmp_path / "x.safetensors")
+
+
+@pytest.mark.parametrize("spatial", [0, 3])
+def test_cpp_core_decodes_as_the_numpy_reference(tmp_path, trp, spatial):
+    """mdllm/motion_context.hpp (for C++ pipelines) against this module, on held-out MD tokens with a
+    chain break in the key, with and without residue classes."""
+    from mdllm import _core
+    from mdllm.tokenizer.motion_context import key_segments, residue_classes
+
+    tok = MotionTokenizer.load()
+    if spatial:
+        _, dec, *_ = random_net(window=2, spatial=spatial, seed=3)
+        path = tmp_path / FILE_NAME
+        dec.save(path)
+        dec = ContextDecoder.load(path)
+    else:
+        dec, path = tok.context_decoder, tok.context_decoder.path
+    key = trp.xyz[0].copy()
+    key[12:] += np.float32([2.0, 0.0, 0.0])  # a gap between residues 12 and 13
+    tokens = tok.encode(trp.xyz[:6], key)
+    core = _core.MotionContextDecoder(str(path), tok._cpp)
+    assert (core.window, core.spatial) == (dec.window, dec.spatial)
+    classes = residue_classes(trp.sequence, key_segments(key)).astype(np.int32)
+    assert core.residue_classes(trp.sequence, key, trp.n_residues) == classes.tolist()
+    for sequence, cls in ((trp.sequence, classes), (None, None)):
+        out = np.empty((6, trp.n_residues, 4, 3), np.float32)
+        core.decode(tokens, key, cls, 6, trp.n_residues, out)
+        want = place_displacements(dec.displacements(tokens, tok.codebook, key, sequence), key)
+        np.testing.assert_allclose(out, want, atol=1e-6)

@@ -34,7 +34,7 @@ def decoded(adk):
     tokens = enc.tokens.copy()
     wrong = rng.random(tokens.shape) < 0.1
     tokens[wrong] = rng.integers(0, enc.tokenizer.codebook_size, wrong.sum())
-    return decode_tokens(enc.tokenizer, tokens, enc.key_xyz)
+    return decode_tokens(enc.tokenizer, tokens, enc.key_xyz, sequence=adk.sequence)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,9 @@ def test_energy_and_gradient_match_the_reference(adk, decoded, refined):
         e, grad = restraint_energy(xyz, decoded, adk.sequence)
         e_ref, grad_ref = _reference_energy(xyz, decoded, adk.sequence)
         assert e.sum() == pytest.approx(e_ref, rel=1e-10)
-        assert np.abs(grad - grad_ref).max() < 1e-8 * max(1.0, np.abs(grad_ref).max())
+        # 1e-14 apart without the Ramachandran term; its bicubic interpolation, computed in another order
+        # by each backend, leaves up to ~3e-7 on gradients of ~50 (and 1e-8 on a refined frame's near-zero sum)
+        assert np.abs(grad - grad_ref).max() < 1e-7 * max(1.0, np.abs(grad_ref).max())
 
 
 def test_energy_gradient_matches_finite_differences(adk, decoded):

@@ -11,8 +11,9 @@
 // - motion tokens (models/motion-lm with models/motiontoken, the default model): each residue's
 //   displacement from a key frame, the start's last frame. The prompt carries the key's fold as
 //   codes of the torsion tokenizer TORSION_DIR (default: torsiontoken beside TOKENIZER_DIR, as
-//   models/ ships them), and decoded frames are projected onto the key's local geometry
-//   (mdllm/projection.hpp), as Python decodes motion tokens.
+//   models/ ships them). Frames are decoded by the tokenizer's context decoder when its directory holds
+//   one (mdllm/motion_context.hpp, each residue from its own and its neighbours' tokens) and projected
+//   onto the key's local geometry (mdllm/projection.hpp), as Python decodes motion tokens.
 //
 // START.pdb: each MODEL is a frame (a file without MODEL records is one); the last `window` frames
 // start the generation. OUT.pdb holds one MODEL per generated frame, walker after walker: with the
@@ -36,6 +37,7 @@
 
 #include "mdllm/generate.hpp"
 #include "mdllm/gguf_keys.hpp"
+#include "mdllm/motion_context.hpp"
 #include "mdllm/motion_tokenizer.hpp"
 #include "mdllm/projection.hpp"
 #include "mdllm/torsion_tokenizer.hpp"
@@ -157,7 +159,16 @@ Tokenizer load_checked(const std::string& directory, const char* what, int64_t c
 class Codec {
  public:
   explicit Codec(mdllm::TorsionTokenizer torsion) : torsion_(std::move(torsion)) {}
-  Codec(mdllm::MotionTokenizer motion, const float* key) : motion_(std::move(motion)), key_(key) {}
+  // With a context decoder file beside the motion tokenizer, residues are decoded from their
+  // neighbours' tokens too; `sequence` gives them their Ramachandran classes.
+  Codec(mdllm::MotionTokenizer motion, const float* key, const std::string& directory, const std::string& sequence,
+        int64_t n_res)
+      : motion_(std::move(motion)), key_(key) {
+    const std::string context = directory + "/context_decoder.safetensors";
+    if (!std::filesystem::exists(context)) return;
+    context_.emplace(context, *motion_);
+    classes_ = mdllm::MotionContextDecoder::residue_classes(sequence, key, n_res);
+  }
 
   void encode(const float* xyz, int64_t n_frames, int64_t n_res, int32_t* tokens) const {
     if (motion_) return motion_->encode(xyz, n_frames, n_res, key_, tokens);
@@ -165,7 +176,10 @@ class Codec {
   }
   void decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, float* xyz) const {
     if (!motion_) return torsion_->decode(tokens, n_frames, n_res, xyz);
-    motion_->decode(tokens, n_frames, n_res, key_, xyz);
+    if (context_)
+      context_->decode(tokens, n_frames, n_res, key_, classes_.data(), xyz);
+    else
+      motion_->decode(tokens, n_frames, n_res, key_, xyz);
     // each residue is placed on its own; restore the key's bonds between them, as Python's decode does
     mdllm::projection::project_to_key_geometry(xyz, n_frames, n_res, key_, xyz);
   }
@@ -173,6 +187,8 @@ class Codec {
  private:
   std::optional<mdllm::TorsionTokenizer> torsion_;
   std::optional<mdllm::MotionTokenizer> motion_;
+  std::optional<mdllm::MotionContextDecoder> context_;
+  std::vector<int32_t> classes_;
   const float* key_ = nullptr;
 };
 
@@ -249,7 +265,8 @@ int main(int argc, char** argv) {
       std::vector<int32_t> fold_codes(L);
       fold.encode(key, 1, L, fold_codes.data());
       for (int32_t c : fold_codes) prefix.push_back(fold_offset + c);
-      codec.emplace(load_checked<mdllm::MotionTokenizer>(tokenizer_dir, kMotionWhat, codebook), key);
+      codec.emplace(load_checked<mdllm::MotionTokenizer>(tokenizer_dir, kMotionWhat, codebook), key, tokenizer_dir,
+                    start.sequence, L);
     } else {
       codec.emplace(load_checked<mdllm::TorsionTokenizer>(tokenizer_dir, kTorsionWhat, codebook));
     }

@@ -36,6 +36,7 @@ class MotionTokenizer {
   static MotionTokenizer from_directory(const std::string& directory);
 
   int64_t codebook_size() const { return k_; }
+  const std::vector<double>& codes() const { return codes_; }  // (K, 12) row-major, nanometres
 
   // tokens[F*L] from xyz[F*L*12] and key[L*12]; L >= 1, F >= 0.
   void encode(const float* xyz, int64_t n_frames, int64_t n_res, const float* key, int32_t* tokens) const;

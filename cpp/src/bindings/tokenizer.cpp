@@ -1,7 +1,13 @@
-// Thin bindings of mdllm/torsion_tokenizer.hpp and mdllm/motion_tokenizer.hpp, one class per kind;
+// Thin bindings of mdllm/torsion_tokenizer.hpp, mdllm/motion_tokenizer.hpp (one class per kind) and
+// mdllm/motion_context.hpp;
 // shapes are checked in Python (mdllm.tokenizer.api). std::invalid_argument from the core surfaces as
 // ValueError (pybind11's standard translation).
+#include <pybind11/stl.h>
+
+#include <optional>
+
 #include "common.hpp"
+#include "mdllm/motion_context.hpp"
 #include "mdllm/motion_tokenizer.hpp"
 #include "mdllm/torsion_tokenizer.hpp"
 
@@ -57,6 +63,29 @@ void register_tokenizer(py::module_& m) {
              t.decode(tokens.data(), f, l, key.data(), o);
            },
            py::arg("tokens"), py::arg("key"), py::arg("f"), py::arg("l"), py::arg("out"));
+  py::class_<MotionContextDecoder>(m, "MotionContextDecoder")
+      .def(py::init<const std::string&, const MotionTokenizer&>(), py::arg("weights_path"), py::arg("tokenizer"))
+      .def_property_readonly("window", &MotionContextDecoder::window)
+      .def_property_readonly("spatial", &MotionContextDecoder::spatial)
+      .def_static(
+          "residue_classes",
+          [](const std::string& sequence, InF32 key, int64_t l) {
+            require_size(key, l * 12, "key");
+            return MotionContextDecoder::residue_classes(sequence, key.data(), l);
+          },
+          py::arg("sequence"), py::arg("key"), py::arg("l"))
+      .def("decode",
+           [](const MotionContextDecoder& d, InI32 tokens, InF32 key, std::optional<InI32> classes, int64_t f,
+              int64_t l, py::array out) {
+             require_size(tokens, f * l, "tokens");
+             require_size(key, l * 12, "key");
+             if (classes) require_size(*classes, l, "classes");
+             float* o = output<float>(out, f * l * 12, "xyz");
+             const int32_t* c = classes ? classes->data() : nullptr;
+             py::gil_scoped_release nogil;
+             d.decode(tokens.data(), f, l, key.data(), c, o);
+           },
+           py::arg("tokens"), py::arg("key"), py::arg("classes"), py::arg("f"), py::arg("l"), py::arg("out"));
 }
 
 }  // namespace mdllm::bindings

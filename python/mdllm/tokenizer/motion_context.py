@@ -72,9 +72,8 @@ class ContextLayout:
         if spatial:
             ca = key[:, 1]
             dist = np.linalg.norm(ca[:, None] - ca[None], axis=-1)
-            seen = np.zeros((n_res, n_res), bool)
-            np.put_along_axis(seen, j, ok, axis=1)
-            seen[np.arange(n_res), np.arange(n_res)] = True
+            seen = np.eye(n_res, dtype=bool)
+            seen[np.nonzero(ok)[0], j[ok]] = True  # the window's real neighbours (clipped ones are not)
             dist[seen] = np.inf
             near = np.argsort(dist, axis=1, kind="stable")[:, :spatial]
             near_ok = np.isfinite(np.take_along_axis(dist, near, axis=1))

@@ -1,0 +1,47 @@
+// The context decoder of motion tokens (context_decoder.safetensors beside a motion tokenizer), as
+// computed by the numpy reference python/mdllm/tokenizer/motion_context.py: each residue's
+// displacement is its code plus what a small network predicts from the codes of the residues within
+// `window` of it in its chain segment (and of its `spatial` nearest residues in the key beyond that),
+// rotated into its key frame, the key's geometry around it and its Ramachandran class. Decoded frames
+// are then placed on the key as MotionTokenizer::decode places codes; project them onto the key's
+// geometry (mdllm/projection.hpp) as Python does.
+//
+// File: safetensors with metadata "window" (and "spatial", default 0) and F32 tensors w0 (H, D), b0
+// (H), w1 (H, H), b1 (H), w2 (12, H), b2 (12), mean (D), scale (D); D as feature_size(). Layouts as
+// MotionTokenizer's; classes (L) int32 in 0..3 (general, glycine, proline, pre-proline), or null for
+// all general. Bad files, shapes and out-of-range tokens or classes throw std::invalid_argument.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mdllm/motion_tokenizer.hpp"
+
+namespace mdllm {
+
+class MotionContextDecoder {
+ public:
+  // weights_path: context_decoder.safetensors; codes come from the tokenizer it belongs to.
+  MotionContextDecoder(const std::string& weights_path, const MotionTokenizer& tokenizer);
+
+  int window() const { return window_; }
+  int spatial() const { return spatial_; }
+  static int64_t feature_size(int window, int spatial);
+
+  // Ramachandran classes of a one-letter sequence (L), chains split where the key's consecutive CAs
+  // are 0.45 nm or more apart, as mdllm.geometry.ramachandran.residue_classes.
+  static std::vector<int32_t> residue_classes(const std::string& sequence, const float* key, int64_t n_res);
+
+  // xyz[F*L*12] from tokens[F*L], key[L*12] and classes[L] (or null).
+  void decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key, const int32_t* classes,
+              float* xyz) const;
+
+ private:
+  int window_ = 0, spatial_ = 0;
+  int64_t hidden_ = 0, inputs_ = 0, k_ = 0;
+  std::vector<double> codes_;  // (K, 12)
+  std::vector<double> w0_, b0_, w1_, b1_, w2_, b2_, mean_, scale_;
+};
+
+}  // namespace mdllm

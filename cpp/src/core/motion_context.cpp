@@ -1,0 +1,246 @@
+// The context decoder of motion tokens; see mdllm/motion_context.hpp and the numpy reference
+// python/mdllm/tokenizer/motion_context.py (same features in the same order, same network).
+#include "mdllm/motion_context.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+#include "mdllm/safetensors.hpp"
+#include "parallel.hpp"
+#include "vec3.hpp"
+
+namespace mdllm {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument(what); }
+
+constexpr int kC = MotionTokenizer::kComponents;
+constexpr int kClasses = 4;
+constexpr double kBreakNm = 0.45;  // key CA-CA at least this long: a chain break
+
+using V = detail::Vec3;
+using detail::cross;
+using detail::dot;
+using detail::norm;
+inline V at(const std::vector<double>& a, int64_t i) { return {a[i], a[i + 1], a[i + 2]}; }
+
+double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * x * (1.0 + 0.044715 * x * x))); }
+
+std::vector<double> tensor(const SafetensorsFile& file, const std::string& path, const std::string& name,
+                           const std::vector<int64_t>& shape) {
+  const auto it = file.tensors.find(name);
+  if (it == file.tensors.end()) bad(path + ": missing tensor " + name + " (not a motion context decoder?)");
+  if (it->second.shape != shape) bad(path + ": tensor " + name + " has the wrong shape");
+  for (float v : it->second.data)
+    if (!std::isfinite(v)) bad(path + ": tensor " + name + " holds NaN or infinite values");
+  return {it->second.data.begin(), it->second.data.end()};
+}
+
+// The key's residue frames (columns e1, e2, e3) and chain segments.
+struct KeyFrames {
+  std::vector<double> atoms;  // (L, 12)
+  std::vector<V> e1, e2, e3;
+  std::vector<int64_t> segment;
+};
+
+KeyFrames key_frames(const float* key, int64_t n_res) {
+  KeyFrames k;
+  k.atoms.assign(key, key + n_res * kC);
+  for (double v : k.atoms)
+    if (!std::isfinite(v)) bad("context decoder: key coordinates contain NaN or infinite values");
+  for (int64_t i = 0; i < n_res; ++i) {
+    const V n = at(k.atoms, i * kC), ca = at(k.atoms, i * kC + 3), c = at(k.atoms, i * kC + 6);
+    const V e1 = detail::normalized(c - ca);
+    const V u = n - ca;
+    const V e2 = detail::normalized(u - dot(u, e1) * e1);
+    k.e1.push_back(e1);
+    k.e2.push_back(e2);
+    k.e3.push_back(cross(e1, e2));
+  }
+  k.segment.assign(n_res, 0);
+  for (int64_t i = 1; i < n_res; ++i) {
+    const V d = at(k.atoms, i * kC + 3) - at(k.atoms, (i - 1) * kC + 3);
+    k.segment[i] = k.segment[i - 1] + (norm(d) < kBreakNm ? 0 : 1);
+  }
+  return k;
+}
+
+inline V to_local(const KeyFrames& k, int64_t i, const V& g) { return {dot(g, k.e1[i]), dot(g, k.e2[i]), dot(g, k.e3[i])}; }
+inline V to_global(const KeyFrames& k, int64_t i, const double* c) {
+  return (c[0] * k.e1[i] + c[1] * k.e2[i]) + c[2] * k.e3[i];
+}
+
+}  // namespace
+
+int64_t MotionContextDecoder::feature_size(int window, int spatial) {
+  return (2 * window + 1 + spatial) * 12 + (2 * window + spatial) * 13 + kClasses;
+}
+
+MotionContextDecoder::MotionContextDecoder(const std::string& path, const MotionTokenizer& tokenizer) {
+  const SafetensorsFile file = read_safetensors(path);
+  auto meta_int = [&](const char* name, int fallback) {
+    const auto it = file.metadata.find(name);
+    if (it == file.metadata.end()) {
+      if (fallback < 0) bad(path + ": no '" + name + "' in the metadata (not a motion context decoder)");
+      return fallback;
+    }
+    try {
+      return std::stoi(it->second);
+    } catch (const std::exception&) {
+      bad(path + ": metadata '" + name + "' is not an integer");
+    }
+  };
+  window_ = meta_int("window", -1);
+  spatial_ = meta_int("spatial", 0);
+  if (window_ < 0 || window_ > 64 || spatial_ < 0 || spatial_ > 256) bad(path + ": window or spatial out of range");
+  const auto w0 = file.tensors.find("w0");
+  if (w0 == file.tensors.end() || w0->second.shape.size() != 2) bad(path + ": missing or malformed tensor w0");
+  hidden_ = w0->second.shape[0];
+  inputs_ = feature_size(window_, spatial_);
+  w0_ = tensor(file, path, "w0", {hidden_, inputs_});
+  b0_ = tensor(file, path, "b0", {hidden_});
+  w1_ = tensor(file, path, "w1", {hidden_, hidden_});
+  b1_ = tensor(file, path, "b1", {hidden_});
+  w2_ = tensor(file, path, "w2", {kC, hidden_});
+  b2_ = tensor(file, path, "b2", {kC});
+  mean_ = tensor(file, path, "mean", {inputs_});
+  scale_ = tensor(file, path, "scale", {inputs_});
+  codes_ = tokenizer.codes();
+  k_ = tokenizer.codebook_size();
+}
+
+std::vector<int32_t> MotionContextDecoder::residue_classes(const std::string& sequence, const float* key,
+                                                           int64_t n_res) {
+  if (static_cast<int64_t>(sequence.size()) != n_res)
+    bad("context decoder: sequence has " + std::to_string(sequence.size()) + " residues, the key frame " +
+        std::to_string(n_res));
+  const KeyFrames k = key_frames(key, n_res);
+  std::vector<int32_t> classes(n_res, 0);
+  for (int64_t i = 0; i < n_res; ++i) {
+    if (i + 1 < n_res && sequence[i + 1] == 'P' && k.segment[i + 1] == k.segment[i]) classes[i] = 3;
+    if (sequence[i] == 'G') classes[i] = 1;
+    if (sequence[i] == 'P') classes[i] = 2;
+  }
+  return classes;
+}
+
+void MotionContextDecoder::decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key,
+                                  const int32_t* classes, float* xyz) const {
+  if (n_frames < 0 || n_res < 1) bad("context decoder: need at least one residue and a non-negative number of frames");
+  for (int64_t i = 0; i < n_frames * n_res; ++i)
+    if (tokens[i] < 0 || tokens[i] >= k_)
+      bad("context decoder: token " + std::to_string(tokens[i]) + " is out of range (codebook size " +
+          std::to_string(k_) + ")");
+  if (classes)
+    for (int64_t i = 0; i < n_res; ++i)
+      if (classes[i] < 0 || classes[i] >= kClasses) bad("context decoder: Ramachandran class out of range");
+  const KeyFrames k = key_frames(key, n_res);
+
+  // Neighbour columns per residue: the chain window (the residue itself in the middle), then the
+  // nearest residues in the key beyond it; `ok` marks real neighbours.
+  const int64_t cols = 2 * window_ + 1 + spatial_;
+  std::vector<int64_t> nb(n_res * cols, 0);
+  std::vector<char> ok(n_res * cols, 0);
+  for (int64_t i = 0; i < n_res; ++i) {
+    std::vector<char> seen(n_res, 0);
+    seen[i] = 1;
+    for (int64_t o = -window_; o <= window_; ++o) {
+      const int64_t j = std::clamp<int64_t>(i + o, 0, n_res - 1);
+      const bool real = i + o >= 0 && i + o < n_res && k.segment[j] == k.segment[i];
+      nb[i * cols + o + window_] = j;
+      ok[i * cols + o + window_] = real;
+      if (real) seen[j] = 1;
+    }
+    if (spatial_ == 0) continue;
+    std::vector<double> dist(n_res);
+    for (int64_t j = 0; j < n_res; ++j) {
+      const V d = at(k.atoms, j * kC + 3) - at(k.atoms, i * kC + 3);
+      dist[j] = seen[j] ? std::numeric_limits<double>::infinity() : norm(d);
+    }
+    std::vector<int64_t> order(n_res);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return dist[a] < dist[b]; });
+    for (int64_t s = 0; s < spatial_ && s < n_res; ++s) {
+      nb[i * cols + 2 * window_ + 1 + s] = order[s];
+      ok[i * cols + 2 * window_ + 1 + s] = std::isfinite(dist[order[s]]);
+    }
+  }
+  // The key geometry around each residue: the same for every frame.
+  const int64_t statics = (cols - 1) * 13 + kClasses;
+  std::vector<double> fixed(n_res * statics, 0.0);
+  for (int64_t i = 0; i < n_res; ++i) {
+    double* f = &fixed[i * statics];
+    int64_t n = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      if (c == window_) continue;
+      const int64_t j = nb[i * cols + c];
+      for (int a = 0; a < 4; ++a) {
+        const V l = to_local(k, i, at(k.atoms, j * kC + a * 3) - at(k.atoms, i * kC + 3));
+        const double m = ok[i * cols + c] ? 1.0 : 0.0;
+        f[n * 12 + a * 3] = l.x * m;
+        f[n * 12 + a * 3 + 1] = l.y * m;
+        f[n * 12 + a * 3 + 2] = l.z * m;
+      }
+      f[(cols - 1) * 12 + n] = ok[i * cols + c] ? 1.0 : 0.0;
+      ++n;
+    }
+    f[(cols - 1) * 13 + (classes ? classes[i] : 0)] = 1.0;
+  }
+
+  detail::parallel_for(
+      n_frames * n_res,
+      [&](int64_t begin, int64_t end) {
+        std::vector<double> x(inputs_), h0(hidden_), h1(hidden_);
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t frame = item / n_res, i = item % n_res;
+          const int32_t* t = tokens + frame * n_res;
+          for (int64_t c = 0; c < cols; ++c) {  // neighbours' codes in residue i's frame
+            const int64_t j = nb[i * cols + c];
+            const double m = ok[i * cols + c] ? 1.0 : 0.0;
+            const double* code = &codes_[static_cast<int64_t>(t[j]) * kC];
+            for (int a = 0; a < 4; ++a) {
+              const V l = to_local(k, i, to_global(k, j, code + a * 3));
+              x[c * 12 + a * 3] = l.x * m;
+              x[c * 12 + a * 3 + 1] = l.y * m;
+              x[c * 12 + a * 3 + 2] = l.z * m;
+            }
+          }
+          std::copy(&fixed[i * statics], &fixed[i * statics] + statics, x.begin() + cols * 12);
+          for (int64_t d = 0; d < inputs_; ++d) x[d] = (x[d] * 10.0 - mean_[d]) / scale_[d];
+          for (int64_t h = 0; h < hidden_; ++h) {
+            const double* w = &w0_[h * inputs_];
+            double s = b0_[h];
+            for (int64_t d = 0; d < inputs_; ++d) s += w[d] * x[d];
+            h0[h] = gelu(s);
+          }
+          for (int64_t h = 0; h < hidden_; ++h) {
+            const double* w = &w1_[h * hidden_];
+            double s = b1_[h];
+            for (int64_t d = 0; d < hidden_; ++d) s += w[d] * h0[d];
+            h1[h] = gelu(s);
+          }
+          const double* code = &codes_[static_cast<int64_t>(t[i]) * kC];
+          double disp[kC];
+          for (int o = 0; o < kC; ++o) {
+            const double* w = &w2_[o * hidden_];
+            double s = b2_[o];
+            for (int64_t d = 0; d < hidden_; ++d) s += w[d] * h1[d];
+            disp[o] = code[o] + s / 10.0;
+          }
+          for (int a = 0; a < 4; ++a) {
+            const V p = at(k.atoms, i * kC + a * 3) + to_global(k, i, disp + a * 3);
+            float* out = xyz + item * kC + a * 3;
+            out[0] = static_cast<float>(p.x);
+            out[1] = static_cast<float>(p.y);
+            out[2] = static_cast<float>(p.z);
+          }
+        }
+      },
+      16);
+}
+
+}  // namespace mdllm
