@@ -23,22 +23,14 @@ def trp():
 def random_net(window, spatial=0, hidden=16, seed=0):
     import torch
 
+    from mdllm.tokenizer.motion_context_train import network, network_tensors
+
     torch.manual_seed(seed)
     d = feature_size(window, spatial)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(d, hidden),
-        torch.nn.GELU(approximate="tanh"),
-        torch.nn.Linear(hidden, hidden),
-        torch.nn.GELU(approximate="tanh"),
-        torch.nn.Linear(hidden, 12),
-    ).double()
+    net = network(d, hidden)
     rng = np.random.default_rng(seed)
     mean, scale = rng.normal(size=d), rng.uniform(0.5, 2.0, size=d)
-    layers = [net[0], net[2], net[4]]
-    tensors = {f"w{i}": m.weight.detach().numpy() for i, m in enumerate(layers)}
-    tensors.update({f"b{i}": m.bias.detach().numpy() for i, m in enumerate(layers)})
-    tensors.update(mean=mean, scale=scale)
-    return net, ContextDecoder(tensors, window, spatial), mean, scale
+    return net, ContextDecoder(network_tensors(net, mean, scale), window, spatial), mean, scale
 
 
 def test_numpy_inference_is_the_pytorch_network(trp):

@@ -138,6 +138,28 @@ def _rama_grid():
     return grid[None], step
 
 
+def network(inputs: int, hidden: int):
+    """The PyTorch form of ContextDecoder's network (float64)."""
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(inputs, hidden),
+        torch.nn.GELU(approximate="tanh"),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.GELU(approximate="tanh"),
+        torch.nn.Linear(hidden, 12),
+    ).double()
+
+
+def network_tensors(net, mean, scale) -> dict[str, np.ndarray]:
+    """The tensors of a ContextDecoder from a :func:`network` and its input scaling."""
+    layers = [net[0], net[2], net[4]]
+    tensors = {f"w{i}": layer.weight.detach().numpy() for i, layer in enumerate(layers)}
+    tensors.update({f"b{i}": layer.bias.detach().numpy() for i, layer in enumerate(layers)})
+    tensors.update(mean=np.asarray(mean, np.float64), scale=np.asarray(scale, np.float64))
+    return tensors
+
+
 def _swap_tokens(tokens, rng, max_fraction):
     """Per frame, a fraction (uniform up to ``max_fraction``, 0 for 30 % of frames) of the residues
     take the same residue's token from a random other frame of the trajectory."""
@@ -191,13 +213,7 @@ def train_context_decoder(
     d = feature_size(window, spatial)
     sample = np.concatenate([t.layout.features(codebook[t.tokens[:8]]).reshape(-1, d) for t in targets]) * 10.0
     mean, scale = sample.mean(0), sample.std(0) + 1e-3
-    net = torch.nn.Sequential(
-        torch.nn.Linear(d, hidden),
-        torch.nn.GELU(approximate="tanh"),
-        torch.nn.Linear(hidden, hidden),
-        torch.nn.GELU(approximate="tanh"),
-        torch.nn.Linear(hidden, 12),
-    ).double()
+    net = network(d, hidden)
     torch.nn.init.zeros_(net[-1].weight)  # start from the plain decoder
     torch.nn.init.zeros_(net[-1].bias)
     opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
@@ -238,10 +254,7 @@ def train_context_decoder(
             bar.set_postfix(mse_A2=f"{mse.item():.3f}", clash=f"{clash.item():.4f}")
     if bar:
         bar.close()
-    layers = [net[0], net[2], net[4]]
-    tensors = {f"w{i}": layer.weight.detach().numpy() for i, layer in enumerate(layers)}
-    tensors.update({f"b{i}": layer.bias.detach().numpy() for i, layer in enumerate(layers)})
-    tensors.update(mean=mean, scale=scale)
+    tensors = network_tensors(net, mean, scale)
     notes = {
         "tokenizer_hash": tokenizer.hash,
         "steps": steps,
