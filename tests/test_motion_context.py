@@ -212,3 +212,41 @@ def test_cpp_core_decodes_as_the_numpy_reference(tmp_path, trp, spatial):
         core.decode(tokens, key, cls, 6, trp.n_residues, out)
         want = place_displacements(dec.displacements(tokens, tok.codebook, key, sequence), key)
         np.testing.assert_allclose(out, want, atol=1e-6)
+
+
+def test_cpp_core_fuzz_and_errors(trp):
+    """Random tokens on random backbone-like keys decode to finite frames equal to the reference's;
+    NaN or degenerate keys, out-of-range tokens and classes are refused with ValueError."""
+    from mdllm import _core
+
+    tok = MotionTokenizer.load()
+    core = _core.MotionContextDecoder(str(tok.context_decoder.path), tok._cpp)
+    rng = np.random.default_rng(7)
+    for n_res in (1, 2, 7, 30):
+        key = trp.xyz[rng.integers(len(trp.xyz))][: min(n_res, 20)].copy()
+        if n_res > 20:  # a second copy far away: two segments
+            key = np.concatenate([key, key[: n_res - 20] + np.float32([3.0, 0.0, 0.0])])
+        tokens = rng.integers(0, tok.codebook_size, size=(3, n_res)).astype(np.int32)
+        out = np.empty((3, n_res, 4, 3), np.float32)
+        core.decode(tokens, np.ascontiguousarray(key), None, 3, n_res, out)
+        assert np.isfinite(out).all()
+        np.testing.assert_allclose(out, tok.decode(tokens, key[None]), atol=1e-6)
+    key = np.ascontiguousarray(trp.xyz[0])
+    tokens = tok.encode(trp.xyz[:1], key)
+    out = np.empty((1, 20, 4, 3), np.float32)
+    bad_key = key.copy()
+    bad_key[4, 2] = bad_key[4, 1]  # C on CA
+    nan_key = key.copy()
+    nan_key[0, 0, 0] = np.nan
+    too_big = tokens.copy()
+    too_big[0, 3] = tok.codebook_size
+    for args, message in (
+        ((tokens, bad_key, None), "key residue 4"),
+        ((tokens, nan_key, None), "NaN"),
+        ((too_big, key, None), "out of range"),
+        ((tokens, key, np.full(20, 4, np.int32)), "class out of range"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            core.decode(*args, 1, 20, out)
+    with pytest.raises(ValueError, match="not a motion context decoder"):
+        _core.MotionContextDecoder(str(tok.path / "model.safetensors"), tok._cpp)

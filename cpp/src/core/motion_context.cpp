@@ -21,6 +21,7 @@ namespace {
 constexpr int kC = MotionTokenizer::kComponents;
 constexpr int kClasses = 4;
 constexpr double kBreakNm = 0.45;  // key CA-CA at least this long: a chain break
+constexpr double kMinLength = 1e-6;  // nm: a degenerate key residue, as MotionTokenizer refuses
 
 using V = detail::Vec3;
 using detail::cross;
@@ -54,9 +55,13 @@ KeyFrames key_frames(const float* key, int64_t n_res) {
     if (!std::isfinite(v)) bad("context decoder: key coordinates contain NaN or infinite values");
   for (int64_t i = 0; i < n_res; ++i) {
     const V n = at(k.atoms, i * kC), ca = at(k.atoms, i * kC + 3), c = at(k.atoms, i * kC + 6);
-    const V e1 = detail::normalized(c - ca);
     const V u = n - ca;
-    const V e2 = detail::normalized(u - dot(u, e1) * e1);
+    const bool degenerate = norm(c - ca) < kMinLength;
+    const V e1 = degenerate ? V{1, 0, 0} : detail::normalized(c - ca);
+    const V normal = u - dot(u, e1) * e1;
+    if (degenerate || norm(normal) < kMinLength)
+      bad("context decoder: key residue " + std::to_string(i) + ": N, CA, C coincide or are collinear");
+    const V e2 = detail::normalized(normal);
     k.e1.push_back(e1);
     k.e2.push_back(e2);
     k.e3.push_back(cross(e1, e2));
