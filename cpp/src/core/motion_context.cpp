@@ -236,13 +236,8 @@ void MotionContextDecoder::decode(const int32_t* tokens, int64_t n_frames, int64
             for (int64_t d = 0; d < hidden_; ++d) s += w[d] * h1[d];
             disp[o] = code[o] + s / 10.0;
           }
-          for (int a = 0; a < 4; ++a) {
-            const V p = at(k.atoms, i * kC + a * 3) + to_global(k, i, disp + a * 3);
-            float* out = xyz + item * kC + a * 3;
-            out[0] = static_cast<float>(p.x);
-            out[1] = static_cast<float>(p.y);
-            out[2] = static_cast<float>(p.z);
-          }
+          for (int a = 0; a < 4; ++a)  // placed on the key as MotionTokenizer::decode places a code
+            detail::store(at(k.atoms, i * kC + a * 3) + to_global(k, i, disp + a * 3), xyz + item * kC + a * 3);
         }
       },
       16);
