@@ -32,19 +32,27 @@ class _Target:
     def __init__(self, xyz, key, sequence, tokenizer, window, spatial):
         import torch
 
-        from mdllm.evaluate.validity import VDW_RADII_NM, ValidityLimits
-        from mdllm.geometry import ramachandran
-        from mdllm.geometry.projection import BREAK_NM, constraint_pairs
         from mdllm.tokenizer.motion import superpose_on_key
 
         key = np.asarray(key, np.float64)
-        n_res = len(key)
-        self.n_res = n_res
+        self.n_res = len(key)
         self.layout = ContextLayout(key, window, sequence, spatial)
         self.tokens = tokenizer.encode(xyz, key[None])
         self.truth = torch.tensor(superpose_on_key(xyz, key))
         self.key = torch.tensor(key)
         self.rot = torch.tensor(self.layout.rot)
+        segments = key_segments(key)
+        self._projection_pairs(key)
+        self._clash_pairs(segments)
+        self._rama_residues(sequence, segments)
+
+    def _projection_pairs(self, key):
+        """The distances mdllm.geometry.projection restores, as index and target tensors."""
+        import torch
+
+        from mdllm.geometry.projection import BREAK_NM, constraint_pairs
+
+        n_res = self.n_res
         flat = key.reshape(-1, 3)
         pairs = constraint_pairs(n_res)
         target = np.linalg.norm(flat[pairs[:, 1]] - flat[pairs[:, 0]], axis=1)
@@ -53,10 +61,16 @@ class _Target:
         self.pair_target = torch.tensor(target[keep])
         share = np.bincount(pairs[keep].ravel(), minlength=4 * n_res).astype(np.float64)
         self.share = torch.tensor(np.maximum(share, 1.0))
-        # clash pairs: atoms of residues two or more apart in one segment, limit as the check's
+
+    def _clash_pairs(self, seg):
+        """Atom pairs of residues two or more apart in one segment, with the validity check's limits."""
+        import torch
+
+        from mdllm.evaluate.validity import VDW_RADII_NM, ValidityLimits
+
+        n_res = self.n_res
         residue, atom = np.repeat(np.arange(n_res), 4), np.tile(np.arange(4), n_res)
         i, j = np.triu_indices(4 * n_res, 1)
-        seg = key_segments(key)
         far = (np.abs(residue[i] - residue[j]) >= ValidityLimits().min_separation) & (
             seg[residue[i]] == seg[residue[j]]
         )
@@ -67,7 +81,13 @@ class _Target:
         limit[both_ca] = np.maximum(limit[both_ca], CA_MIN_NM)
         self.clash_i, self.clash_j = torch.tensor(i), torch.tensor(j)
         self.clash_limit = torch.tensor(limit + CLASH_MARGIN_NM)
-        # phi and psi of residues with both neighbours in their segment
+
+    def _rama_residues(self, sequence, seg):
+        """Residues with phi and psi (both neighbours in their segment) and their Ramachandran classes."""
+        import torch
+
+        from mdllm.geometry import ramachandran
+
         ends = np.append(seg[1:] != seg[:-1], True)
         starts = np.insert(seg[1:] != seg[:-1], 0, True)
         self.rama_residues = torch.tensor(np.flatnonzero(~ends & ~starts))
