@@ -109,45 +109,42 @@ def _encode(tok, xyz, ref) -> np.ndarray:
     return tok.encode(xyz, ref[None]) if tok.needs_key_frame else tok.encode(xyz)
 
 
-def round_trip(tok, held_codes, ref, sequence: str) -> np.ndarray:
-    """The held-out frames' codes decoded as generation decodes them (motion: key = ``ref``)."""
+def _decode(tok, codes, ref, sequence: str) -> np.ndarray:
+    """Codes decoded as generation decodes them (motion: key = ``ref``)."""
     from mdllm.encoding import decode_tokens
 
-    return decode_tokens(tok, held_codes, ref if tok.needs_key_frame else None, sequence=sequence)
+    return decode_tokens(tok, codes, ref if tok.needs_key_frame else None, sequence=sequence)
 
 
 def marginal_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     """(raw, refined) frames whose residues each take a token drawn from that residue's tokens in
     ``first`` (the training half), independently of every other residue and frame."""
-    from mdllm.encoding import decode_tokens
     from mdllm.geometry.refine import refine_backbones
 
     tokens = _encode(tok, first, ref)
     rng = np.random.default_rng(seed)
     drawn = np.stack([tokens[rng.integers(0, len(tokens), n_frames), i] for i in range(tokens.shape[1])], axis=1)
-    raw = decode_tokens(tok, drawn, ref if tok.needs_key_frame else None, sequence=sequence)
+    raw = _decode(tok, drawn, ref, sequence)
     return raw, refine_backbones(raw, sequence)
 
 
 def surrogate_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     """(raw, refined) frames of a linear surrogate of ``first`` (the training half), through the tokens."""
-    from mdllm.encoding import decode_tokens
     from mdllm.geometry.refine import refine_backbones
     from mdllm.lm.surrogate import LinearSurrogate
 
     frames = LinearSurrogate.fit([first], ref).sample(n_frames, seed=seed)
-    raw = decode_tokens(tok, _encode(tok, frames, ref), ref if tok.needs_key_frame else None, sequence=sequence)
+    raw = _decode(tok, _encode(tok, frames, ref), ref, sequence)
     return raw, refine_backbones(raw, sequence)
 
 
 def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     """(raw, refined) frames of an elastic network model of ``ref`` moving as much as ``first``."""
-    from mdllm.encoding import decode_tokens
     from mdllm.geometry.refine import refine_backbones
     from mdllm.lm.surrogate import LinearSurrogate
 
     frames = LinearSurrogate.elastic_network(ref, rmsf_A=float(rmsf(first, ref).mean())).sample(n_frames, seed=seed)
-    raw = decode_tokens(tok, _encode(tok, frames, ref), ref if tok.needs_key_frame else None, sequence=sequence)
+    raw = _decode(tok, _encode(tok, frames, ref), ref, sequence)
     return raw, refine_backbones(raw, sequence)
 
 
@@ -200,7 +197,7 @@ def valid_fraction(xyz, sequence) -> float:
 
 
 def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
-    from mdllm.encoding import decode_tokens, load_tokenizers
+    from mdllm.encoding import load_tokenizers
 
     folder = ROOT / "data" / "md" / protein / run_name
     md = load_backbone(folder / "trajectory.xtc", top=folder / "trajectory.pdb")
@@ -250,12 +247,12 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     generated = tokenfile.load(Path(summary["generated"]).with_name("generated.tokens.npz"))
     tokens, key = generated.tokens, generated.key_xyz
     tok = load_tokenizers(KINDS[kind]["tokenizer"])[0]
-    raw = decode_tokens(tok, tokens, key, sequence=md.sequence).reshape(xyz.shape)
+    raw = _decode(tok, tokens, key, md.sequence).reshape(xyz.shape)
     g = info.get("guard") or {}
     first = md.xyz[:half]
 
     held_codes = _encode(tok, held, ref)
-    trip = round_trip(tok, held_codes, ref, md.sequence)
+    trip = _decode(tok, held_codes, ref, md.sequence)  # the round trip
     marginal_raw, marginal = marginal_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     surrogate_raw, surrogate = surrogate_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
     elastic_raw, elastic = elastic_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)

@@ -8,6 +8,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "mdllm/projection.hpp"
 #include "mdllm/safetensors.hpp"
 #include "parallel.hpp"
 #include "vec3.hpp"
@@ -20,11 +21,9 @@ namespace {
 
 constexpr int kC = MotionTokenizer::kComponents;
 constexpr int kClasses = 4;
-constexpr double kBreakNm = 0.45;  // key CA-CA at least this long: a chain break
 constexpr double kMinLength = 1e-6;  // nm: a degenerate key residue, as MotionTokenizer refuses
 
 using V = detail::Vec3;
-using detail::cross;
 using detail::dot;
 using detail::norm;
 inline V at(const std::vector<double>& a, int64_t i) { return {a[i], a[i + 1], a[i + 2]}; }
@@ -41,6 +40,24 @@ std::vector<double> tensor(const SafetensorsFile& file, const std::string& path,
   return {it->second.data.begin(), it->second.data.end()};
 }
 
+// Segment index of each residue: consecutive residues whose key CAs are closer than the projection's
+// kBreakNm (where it leaves their CA-CA distance free: a chain break).
+std::vector<int64_t> key_segments(const std::vector<double>& atoms, int64_t n_res) {
+  std::vector<int64_t> segment(n_res, 0);
+  for (int64_t i = 1; i < n_res; ++i) {
+    const V d = at(atoms, i * kC + 3) - at(atoms, (i - 1) * kC + 3);
+    segment[i] = segment[i - 1] + (norm(d) < projection::kBreakNm ? 0 : 1);
+  }
+  return segment;
+}
+
+std::vector<double> key_atoms(const float* key, int64_t n_res) {
+  std::vector<double> atoms(key, key + n_res * kC);
+  for (double v : atoms)
+    if (!std::isfinite(v)) bad("context decoder: key coordinates contain NaN or infinite values");
+  return atoms;
+}
+
 // The key's residue frames (columns e1, e2, e3) and chain segments.
 struct KeyFrames {
   std::vector<double> atoms;  // (L, 12)
@@ -50,27 +67,17 @@ struct KeyFrames {
 
 KeyFrames key_frames(const float* key, int64_t n_res) {
   KeyFrames k;
-  k.atoms.assign(key, key + n_res * kC);
-  for (double v : k.atoms)
-    if (!std::isfinite(v)) bad("context decoder: key coordinates contain NaN or infinite values");
+  k.atoms = key_atoms(key, n_res);
+  k.e1.resize(n_res);
+  k.e2.resize(n_res);
+  k.e3.resize(n_res);
   for (int64_t i = 0; i < n_res; ++i) {
-    const V n = at(k.atoms, i * kC), ca = at(k.atoms, i * kC + 3), c = at(k.atoms, i * kC + 6);
-    const V u = n - ca;
-    const bool degenerate = norm(c - ca) < kMinLength;
-    const V e1 = degenerate ? V{1, 0, 0} : detail::normalized(c - ca);
-    const V normal = u - dot(u, e1) * e1;
-    if (degenerate || norm(normal) < kMinLength)
+    const auto status = detail::residue_frame(at(k.atoms, i * kC), at(k.atoms, i * kC + 3), at(k.atoms, i * kC + 6),
+                                              kMinLength, k.e1[i], k.e2[i], k.e3[i]);
+    if (status != detail::FrameStatus::kOk)
       bad("context decoder: key residue " + std::to_string(i) + ": N, CA, C coincide or are collinear");
-    const V e2 = detail::normalized(normal);
-    k.e1.push_back(e1);
-    k.e2.push_back(e2);
-    k.e3.push_back(cross(e1, e2));
   }
-  k.segment.assign(n_res, 0);
-  for (int64_t i = 1; i < n_res; ++i) {
-    const V d = at(k.atoms, i * kC + 3) - at(k.atoms, (i - 1) * kC + 3);
-    k.segment[i] = k.segment[i - 1] + (norm(d) < kBreakNm ? 0 : 1);
-  }
+  k.segment = key_segments(k.atoms, n_res);
   return k;
 }
 
@@ -123,10 +130,10 @@ std::vector<int32_t> MotionContextDecoder::residue_classes(const std::string& se
   if (static_cast<int64_t>(sequence.size()) != n_res)
     bad("context decoder: sequence has " + std::to_string(sequence.size()) + " residues, the key frame " +
         std::to_string(n_res));
-  const KeyFrames k = key_frames(key, n_res);
+  const std::vector<int64_t> segment = key_segments(key_atoms(key, n_res), n_res);
   std::vector<int32_t> classes(n_res, 0);
   for (int64_t i = 0; i < n_res; ++i) {
-    if (i + 1 < n_res && sequence[i + 1] == 'P' && k.segment[i + 1] == k.segment[i]) classes[i] = 3;
+    if (i + 1 < n_res && sequence[i + 1] == 'P' && segment[i + 1] == segment[i]) classes[i] = 3;
     if (sequence[i] == 'G') classes[i] = 1;
     if (sequence[i] == 'P') classes[i] = 2;
   }

@@ -76,18 +76,15 @@ def run_train_context(args):
     import torch
 
     from mdllm.errors import MdllmError
-    from mdllm.io import load_backbone
     from mdllm.tokenizer.api import load_tokenizer
+    from mdllm.tokenizer.data import load_md_backbone
     from mdllm.tokenizer.motion_context_train import train_context_decoder
 
     if not args.md:
         raise MdllmError("the context decoder learns from MD: give trajectories with --md TRAJ[:TOP]")
     tok = load_tokenizer(args.tokenizer)
     torch.set_num_threads(args.torch_threads)
-    trajectories = []
-    for spec in args.md:
-        path, _, top = spec.partition(":")
-        trajectories.append(load_backbone(path, top=top or None))
+    trajectories = [load_md_backbone(spec) for spec in args.md]
     print(f"{len(trajectories)} trajectories, {sum(b.n_frames for b in trajectories)} frames, {args.keys} keys each")
     notes = train_context_decoder(
         trajectories,
@@ -231,14 +228,11 @@ def run_eval_motion(tok, args):
     from pathlib import Path
 
     from mdllm.files import atomic_output
-    from mdllm.io import load_backbone
+    from mdllm.tokenizer.data import load_md_backbone
     from mdllm.tokenizer.evaluate import motion_round_trip
 
     specs = args.md or [f"{x}:{x.with_suffix('.pdb')}" for x in sorted(Path(args.adk).glob("*.xtc"))]
-    trajectories = {}
-    for spec in specs:
-        path, _, top = spec.partition(":")
-        trajectories[spec] = load_backbone(path, top=top or None)
+    trajectories = {spec: load_md_backbone(spec) for spec in specs}
     report = {
         "tokenizer": str(tok.path),
         "hash": tok.hash,

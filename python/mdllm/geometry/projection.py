@@ -54,16 +54,24 @@ def project_to_key_geometry(xyz, key, iterations: int = ITERATIONS, backend: str
     return out
 
 
-def _project_numpy(xyz, key, iterations: int) -> np.ndarray:
-    n_frames, n_res = xyz.shape[:2]
-    n_atoms = 4 * n_res
-    k = key.reshape(n_atoms, 3)
-    pairs = constraint_pairs(n_res)
+def key_constraints(key):
+    """(a, b, target, share) of a key (L, 4, 3) nm: the flat atom indices of each constrained pair that
+    the key does not leave free, its key distance (nm), and each atom's number of constraints (at least
+    1), by which its summed corrections are divided."""
+    key = np.asarray(key, np.float64)
+    k = key.reshape(-1, 3)
+    pairs = constraint_pairs(len(key))
     target = np.linalg.norm(k[pairs[:, 1]] - k[pairs[:, 0]], axis=-1)
     keep = target < BREAK_NM
     a, b, target = pairs[keep, 0], pairs[keep, 1], target[keep]
-    share = np.bincount(np.concatenate([a, b]), minlength=n_atoms).astype(np.float64)
-    share[share == 0] = 1.0
+    share = np.bincount(np.concatenate([a, b]), minlength=len(k)).astype(np.float64)
+    return a, b, target, np.maximum(share, 1.0)
+
+
+def _project_numpy(xyz, key, iterations: int) -> np.ndarray:
+    n_frames, n_res = xyz.shape[:2]
+    n_atoms = 4 * n_res
+    a, b, target, share = key_constraints(key)
     x = xyz.reshape(n_frames, n_atoms, 3).astype(np.float64)
     # scatter-add of the corrections as one sparse product: (atoms x pairs) @ (pairs x 3F)
     from scipy.sparse import csr_matrix

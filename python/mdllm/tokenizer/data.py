@@ -55,12 +55,17 @@ def write_segments(npz_path, segments):
         np.savez_compressed(handle, coords=coords_A, offsets=offsets, ids=np.array([i for i, _ in segments]))
 
 
-def load_md_frames(spec: str) -> np.ndarray:
-    """(F, L, 4, 3) nm frames of a 'TRAJ' or 'TRAJ:TOP' spec (any format mdtraj reads)."""
+def load_md_backbone(spec: str):
+    """The Backbone of a 'TRAJ' or 'TRAJ:TOP' spec (any format mdtraj reads)."""
     from mdllm.io import load_backbone
 
     path, _, top = spec.partition(":")
-    return load_backbone(path, top=top or None).xyz
+    return load_backbone(path, top=top or None)
+
+
+def load_md_frames(spec: str) -> np.ndarray:
+    """(F, L, 4, 3) nm frames of a 'TRAJ' or 'TRAJ:TOP' spec (any format mdtraj reads)."""
+    return load_md_backbone(spec).xyz
 
 
 def load_dataset(npz_path, md_specs=(), val_percent=3.0) -> Dataset:

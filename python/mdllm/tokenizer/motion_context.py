@@ -26,14 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from mdllm.errors import MdllmError, in_file
+from mdllm.geometry.projection import BREAK_NM
 
 FILE_NAME = "context_decoder.safetensors"
-BREAK_NM = 0.45  # key CA-CA longer than this: a chain break, the residues are not neighbours
 N_CLASSES = 4  # Ramachandran classes (mdllm.geometry.ramachandran): general, glycine, proline, pre-proline
 
 
 def key_segments(key) -> np.ndarray:
-    """(L,) segment index of each residue: consecutive residues whose key CAs are within BREAK_NM."""
+    """(L,) segment index of each residue: consecutive residues whose key CAs are closer than the
+    projection's BREAK_NM (where it leaves their CA-CA distance free: a chain break)."""
     ca = np.asarray(key, np.float64)[:, 1]
     linked = np.linalg.norm(ca[1:] - ca[:-1], axis=1) < BREAK_NM
     return np.concatenate([[0], np.cumsum(~linked)])
@@ -162,12 +163,11 @@ class ContextDecoder:
         try:
             with safe_open(str(path), "np") as f:
                 meta = f.metadata() or {}
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         except Exception as exc:  # safetensors raises several types
             raise in_file(path, f"not a readable safetensors file: {exc}") from None
         if "window" not in meta:
             raise in_file(path, "no 'window' in the metadata (not a motion context decoder)")
-        with safe_open(str(path), "np") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         tensors = read_tensors(path, {k: shapes.get(k, (0,)) for k in cls.TENSORS})
         return cls(tensors, int(meta["window"]), int(meta.get("spatial", 0)), path, sha256_file(path))
 

@@ -50,17 +50,9 @@ class _Target:
         """The distances mdllm.geometry.projection restores, as index and target tensors."""
         import torch
 
-        from mdllm.geometry.projection import BREAK_NM, constraint_pairs
+        from mdllm.geometry.projection import key_constraints
 
-        n_res = self.n_res
-        flat = key.reshape(-1, 3)
-        pairs = constraint_pairs(n_res)
-        target = np.linalg.norm(flat[pairs[:, 1]] - flat[pairs[:, 0]], axis=1)
-        keep = target < BREAK_NM
-        self.pair_a, self.pair_b = torch.tensor(pairs[keep, 0]), torch.tensor(pairs[keep, 1])
-        self.pair_target = torch.tensor(target[keep])
-        share = np.bincount(pairs[keep].ravel(), minlength=4 * n_res).astype(np.float64)
-        self.share = torch.tensor(np.maximum(share, 1.0))
+        self.pair_a, self.pair_b, self.pair_target, self.share = map(torch.tensor, key_constraints(key))
 
     def _clash_pairs(self, seg):
         """Atom pairs of residues two or more apart in one segment, with the validity check's limits."""
@@ -180,10 +172,9 @@ def network_tensors(net, mean, scale) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _swap_tokens(tokens, rng, max_fraction):
-    """Per frame, a fraction (uniform up to ``max_fraction``, 0 for 30 % of frames) of the residues
-    take the same residue's token from a random other frame of the trajectory."""
-    pool, frames = tokens
+def _swap_tokens(pool, frames, rng, max_fraction):
+    """``frames`` (B, L) tokens, where per frame a fraction (uniform up to ``max_fraction``, 0 for 30 %
+    of frames) of the residues take the same residue's token from a random frame of ``pool`` (F, L)."""
     b, n_res = frames.shape
     fraction = rng.uniform(0, max_fraction, size=(b, 1)) * (rng.random((b, 1)) < 0.7)
     swap = rng.random((b, n_res)) < fraction
@@ -215,6 +206,7 @@ def train_context_decoder(
     import torch
 
     from mdllm.tokenizer.motion_context import FILE_NAME
+    from mdllm.tokenizer.motion_train import key_frame_indices
 
     if tokenizer.kind != "motion":
         raise MdllmError(f"a context decoder belongs to a motion tokenizer, not a {tokenizer.kind} one")
@@ -225,7 +217,7 @@ def train_context_decoder(
     for bb in trajectories:
         if len(bb.xyz) < 2:
             continue
-        keys = [0] + list(rng.choice(len(bb.xyz), size=min(keys_per_trajectory - 1, len(bb.xyz) - 1), replace=False))
+        keys = key_frame_indices(len(bb.xyz), keys_per_trajectory, rng)
         targets += [_Target(bb.xyz, bb.xyz[k], bb.sequence, tokenizer, window, spatial) for k in keys]
     if not targets:
         raise MdllmError("no trajectory with at least two frames to train a context decoder on")
@@ -251,7 +243,7 @@ def train_context_decoder(
     for step in range(steps):
         t = targets[rng.choice(len(targets), p=weights)]
         frames = rng.integers(len(t.tokens), size=max(2, min(32, residues_per_batch // t.n_res)))
-        tokens = _swap_tokens((t.tokens, t.tokens[frames]), rng, max_swap)
+        tokens = _swap_tokens(t.tokens, t.tokens[frames], rng, max_swap)
         codes = codebook[tokens]
         features = torch.tensor(t.layout.features(codes))
         disp = torch.tensor(codes) + net((features * 10.0 - mean_t) / scale_t) / 10.0

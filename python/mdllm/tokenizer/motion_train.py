@@ -29,8 +29,7 @@ def displacement_samples(
         xyz = np.asarray(xyz)
         if len(xyz) < 2:
             continue
-        keys = [0] + list(rng.choice(len(xyz), size=min(keys_per_trajectory - 1, len(xyz) - 1), replace=False))
-        for k in keys:
+        for k in key_frame_indices(len(xyz), keys_per_trajectory, rng):
             rows.append(displacements(xyz, xyz[k]).reshape(-1, 12))
     if not rows:
         raise MdllmError("no trajectory with at least two frames to learn motion from")
@@ -38,6 +37,12 @@ def displacement_samples(
     if len(samples) > max_samples:
         samples = samples[rng.choice(len(samples), max_samples, replace=False)]
     return samples.astype(np.float64)
+
+
+def key_frame_indices(n_frames: int, keys_per_trajectory: int, rng: np.random.Generator) -> list[int]:
+    """A trajectory's key frames for training: its first frame and up to ``keys_per_trajectory - 1``
+    other frames drawn at random (n_frames >= 2)."""
+    return [0] + list(rng.choice(n_frames, size=min(keys_per_trajectory - 1, n_frames - 1), replace=False))
 
 
 def _assign(x, centres, chunk: int = 16384):
