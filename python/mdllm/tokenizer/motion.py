@@ -146,12 +146,14 @@ class MotionTokenizer:
 
     @property
     def decoder_hash(self) -> str:
-        """sha256 of what decides the decoded frames: the weights file and the context decoder's."""
-        if self.context_decoder is None:
-            return self.file_hash
+        """sha256 of what decides the decoded frames: the weights file, the context decoder's and the
+        projection's iteration count (mdllm.geometry.projection)."""
         import hashlib
 
-        return hashlib.sha256((self.file_hash + self.context_decoder.sha256).encode()).hexdigest()
+        from mdllm.geometry.projection import ITERATIONS
+
+        context = self.context_decoder.sha256 if self.context_decoder is not None else ""
+        return hashlib.sha256(f"{self.file_hash}{context}projection:{ITERATIONS}".encode()).hexdigest()
 
     def decode(self, tokens, key, sequence: str | None = None, use_context: bool = True) -> np.ndarray:
         """Tokens (F, L) or (L,) -> frames float32 (F, L, 4, 3) nm, on the key. With the tokenizer's

@@ -194,7 +194,7 @@ def train_context_decoder(
     max_swap: float = 0.0,
     clash_weight: float = 10.0,
     rama_weight: float = 3.0,
-    projection_iterations: int = 60,
+    projection_iterations: int = 60,  # the product's 300 trained a decoder no better (models/motiontoken/RECIPE.md)
     residues_per_batch: int = 1200,
     seed: int = 0,
     sources=None,
