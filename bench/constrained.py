@@ -2,7 +2,7 @@
 raw validity (decode_tokens + check_backbone, no guard, no refinement) and the realism numbers of
 bench/realism.py with and without the constraint, same seed.
 
-    python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...]
+    python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...] [--link-angles]
                                 [--proteins ...]
 
 --out is a bench/realism.py output folder (its fine-tuned models OUT/<protein>/motion/export/model.gguf).
@@ -28,7 +28,14 @@ PROTEINS = ["trpcage_2JOF", "bba_1FME", "villin_2F4K"]
 
 
 def measure(
-    out: Path, protein: str, walkers: int, frames: int, tolerances: list[float], seed: int = 0, threads: int = 0
+    out: Path,
+    protein: str,
+    walkers: int,
+    frames: int,
+    tolerances: list[float],
+    seed: int = 0,
+    threads: int = 0,
+    link_angles: bool = False,
 ) -> list[dict]:
     from mdllm.encoding import decode_tokens
     from mdllm.evaluate import check_backbone
@@ -42,7 +49,8 @@ def measure(
     run = out / protein
     gen = Generator(run / "motion/export/model.gguf", threads=threads)
     rows = []
-    for tol in [None, *tolerances]:
+    settings = [(None, False)] + [(t, False) for t in tolerances] + [(t, True) for t in tolerances if link_angles]
+    for tol, angles in settings:
         t0 = time.perf_counter()
         ens = gen.generate(
             run / "start.pdb",
@@ -53,7 +61,7 @@ def measure(
             guard=False,
             refine=False,
             constrain=tol is not None,
-            constraint_limits=ConstraintLimits(tolerance_nm=tol or 0.03),
+            constraint_limits=ConstraintLimits(tolerance_nm=tol or 0.03, link_angles=angles),
         )
         wall = time.perf_counter() - t0
         raw = decode_tokens(
@@ -64,7 +72,7 @@ def measure(
         rows.append(
             dict(
                 protein=protein,
-                constraint="off" if tol is None else f"tol {tol:g} nm",
+                constraint="off" if tol is None else f"tol {tol:g} nm" + (", link angles" if angles else ""),
                 valid_raw=float(rep.valid.mean()),
                 rama_outlier_fraction=float(rep.rama_outlier_fraction.mean()),
                 clashes_per_frame=float(rep.n_clashes.mean()),
@@ -90,11 +98,23 @@ def main(argv=None) -> None:
     p.add_argument("--proteins", nargs="+", default=PROTEINS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores; 1 on a busy machine)")
+    p.add_argument(
+        "--link-angles", action="store_true", help="also each tolerance with the link's 1-3 distances judged"
+    )
     args = p.parse_args(argv)
     rows = [
         r
         for protein in args.proteins
-        for r in measure(Path(args.out), protein, args.walkers, args.frames, args.tolerance, args.seed, args.threads)
+        for r in measure(
+            Path(args.out),
+            protein,
+            args.walkers,
+            args.frames,
+            args.tolerance,
+            args.seed,
+            args.threads,
+            args.link_angles,
+        )
     ]
     columns = [
         "protein",

@@ -50,7 +50,7 @@ def test_core_mask_matches_numpy_reference(tokenizer, limits):
     md_codes = tokenizer.encode(bb.xyz[1:], key[None])  # the other NMR models' codes
     rng = np.random.default_rng(0)
     chains = [*md_codes, constrained_chain(c, rng, bb.n_residues), rng.integers(0, tokenizer.codebook_size, 20)]
-    some_masked = False
+    some_masked = relaxed = False
     for codes in chains:
         for j in range(bb.n_residues):
             core, n_core = c.mask(j, codes)
@@ -58,10 +58,13 @@ def test_core_mask_matches_numpy_reference(tokenizer, limits):
             assert n_core == n_ref
             np.testing.assert_array_equal(core, ref, err_msg=f"residue {j}")
             some_masked |= 0 < n_core < tokenizer.codebook_size
-            # allows() is one entry of the mask (before the all-allowed fallback)
+            # allows() is one entry of the mask under the strict limits (before any relaxation or fallback)
+            strict = c._reference_allowed(j, codes, limits.tolerance_nm, limits.clash_overlap_nm)
             for code in rng.integers(0, tokenizer.codebook_size, 8):
-                assert c.allows(j, codes, code) == (bool(core[code]) and n_core > 0)
+                assert c.allows(j, codes, code) == bool(strict[code])
+            relaxed |= n_core > 0 and not strict.any()
     assert some_masked
+    assert relaxed == limits.relax_when_empty  # the random chain leaves some residue nothing strict
 
 
 def test_placement_is_the_unprojected_decode(tokenizer):

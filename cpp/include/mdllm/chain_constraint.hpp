@@ -4,7 +4,10 @@
 // rigid frame, as MotionTokenizer::decode does, before projection). Code k is allowed for residue j
 // when, on those placed coordinates (double arithmetic):
 //   (a) when residues j-1 and j are linked (same chain and key C(j-1)-N(j) <= break_nm), the distances
-//       C(j-1)-N(j) (unless link_cn is false) and CA(j-1)-CA(j) are within link_tolerance_nm of the key's own;
+//       C(j-1)-N(j) (unless link_cn is false) and CA(j-1)-CA(j) are within link_tolerance_nm of the key's own,
+//       and with link_angles the 1-3 distances across the peptide bond as well (CA(j-1)-N(j), C(j-1)-CA(j),
+//       O(j-1)-N(j): the angles the projection restores, so that it moves the link, and the torsions
+//       judged in (b), little);
 //   (b) then residue j-1's (phi, psi), now defined (phi needs j-2 linked to j-1), is not in the outlier
 //       region of its Ramachandran class (level grid as mdllm.geometry.ramachandran.grid()), and
 //       residue j's phi, now defined too, leaves some psi outside the outlier region of j's class (when
@@ -14,7 +17,8 @@
 //       residue whose key CA lies within neighbour_cutoff_nm of residue j's key CA, by more than
 //       clash_overlap_nm (van der Waals radii N 0.155, CA 0.170, C 0.170, O 0.152 nm), and no such CA
 //       pair is closer than ca_min_nm (the clash rules of mdllm.evaluate.check_backbone).
-// When no code is allowed every code is (the caller counts it). The numpy reference is
+// When no code is allowed and relax_when_empty is set, the codes allowed with the link tolerance
+// doubled and clash_overlap_nm + 0.02 nm are; when still none, every code is (the caller counts it). The numpy reference is
 // python/mdllm/sampling/constraint.py; tests compare the two.
 //
 // Layouts (row-major): codebook (K, 12) float nm; key (L, 4, 3) float nm; classes (L) int32 in 0..3
@@ -33,12 +37,17 @@ struct ChainConstraintParams {
   double link_tolerance_nm = 0.03;   // (a): |d - d_key| for C(j-1)-N(j) and CA(j-1)-CA(j)
   bool link_cn = true;               // (a) judges C(j-1)-N(j) too (false: CA(j-1)-CA(j) only)
   bool ramachandran = true;          // (b)
-  double clash_overlap_nm = 0.07;    // (c)
+  double clash_overlap_nm = 0.05;    // (c): 0.2 A inside the validity check's 0.7 A, for what decoding moves
   double ca_min_nm = 0.30;           // (c): non-neighbouring CA atoms closer than this clash
   int64_t local_reach = 4;           // (c): residues j-2 .. j-local_reach are always checked (0: none)
   double neighbour_cutoff_nm = 1.0;  // (c): earlier residues with key CA this close too (0 = none)
   double break_nm = 0.2;             // key C(i)-N(i+1) longer than this: a chain break, not constrained
+  bool link_angles = true;           // (a) judges the 1-3 distances across the link too
+  bool relax_when_empty = true;      // an empty mask is built again with looser limits before all codes pass
 };
+
+inline constexpr double kRelaxTolerance = 2.0;   // relax_when_empty: link tolerance x this
+inline constexpr double kRelaxOverlapNm = 0.02;  // and clash overlap + this
 
 class ChainConstraint {
  public:
@@ -53,12 +62,13 @@ class ChainConstraint {
   bool linked(int64_t i) const { return linked_[i] != 0; }
 
   // allowed[K] (1 = allowed) for residue j given drawn[0 .. j-1], the codes of residues 0 .. j-1 in this
-  // frame (0-based codes). Returns the number of allowed codes; 0 means none was, and then every code
-  // is marked allowed. Thread-safe (const, no shared scratch).
+  // frame (0-based codes). Returns the number of allowed codes (with relax_when_empty, under the looser
+  // limits when the strict ones allowed none); 0 means none was, and then every code is marked allowed.
+  // Thread-safe (const, no shared scratch).
   int64_t mask(int64_t j, const int32_t* drawn, uint8_t* allowed) const;
 
-  // Whether code `code` is allowed for residue j given drawn[0 .. j-1] (one code of mask(); no fallback
-  // when nothing is allowed). For checking a drawn code without building the whole mask.
+  // Whether code `code` is allowed for residue j given drawn[0 .. j-1] by the strict limits (one code of
+  // mask() before any relaxation or fallback). For checking a drawn code without building the whole mask.
   bool allows(int64_t j, const int32_t* drawn, int32_t code) const;
 
   // The placed (undecoded, unprojected) coordinates out[12] of residue i with code k.
@@ -66,7 +76,7 @@ class ChainConstraint {
 
  private:
   struct Scene;
-  Scene prepare(int64_t j, const int32_t* drawn) const;
+  Scene prepare(int64_t j, const int32_t* drawn, bool relaxed) const;
   bool judge(const Scene& s, int64_t j, int32_t k) const;
 
   int64_t k_ = 0, l_ = 0, n_bins_ = 0;
@@ -80,6 +90,7 @@ class ChainConstraint {
   std::vector<uint8_t> phi_open_;  // (4, n_bins): 1 where some psi of the phi bin is not an outlier
   std::vector<uint8_t> linked_;          // (L - 1)
   std::vector<double> key_cn_, key_ca_;  // (L - 1) key C(i)-N(i+1) and CA(i)-CA(i+1)
+  std::vector<double> key_angles_;       // (L - 1, 3) key CA(i)-N(i+1), C(i)-CA(i+1), O(i)-N(i+1)
   std::vector<std::vector<int64_t>> clash_partners_;  // per residue j: earlier residues checked in (c)
 };
 

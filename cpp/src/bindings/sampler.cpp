@@ -20,7 +20,7 @@ void register_sampler(py::module_& m) {
       .def(py::init([](InF32 codebook, int64_t n_codes, InF32 key, int64_t n_res, InI32 classes, InU8 levels,
                        int64_t n_bins, double bin_deg, InU8 linked, double link_tolerance_nm, bool ramachandran,
                        double clash_overlap_nm, double ca_min_nm, int64_t local_reach, double neighbour_cutoff_nm,
-                       double break_nm, bool link_cn) {
+                       double break_nm, bool link_cn, bool link_angles, bool relax_when_empty) {
              require_size(codebook, n_codes * 12, "codebook");
              require_size(key, n_res * 12, "key");
              require_size(classes, n_res, "classes");
@@ -28,14 +28,15 @@ void register_sampler(py::module_& m) {
              require_size(linked, std::max<int64_t>(n_res - 1, 0), "linked");
              const mdllm::ChainConstraintParams p{link_tolerance_nm, link_cn, ramachandran,
                                                   clash_overlap_nm, ca_min_nm, local_reach,
-                                                  neighbour_cutoff_nm, break_nm};
+                                                  neighbour_cutoff_nm, break_nm, link_angles, relax_when_empty};
              return new mdllm::ChainConstraint(codebook.data(), n_codes, key.data(), n_res, classes.data(),
                                                levels.data(), n_bins, bin_deg, linked.data(), p);
            }),
            py::arg("codebook"), py::arg("n_codes"), py::arg("key"), py::arg("n_res"), py::arg("classes"),
            py::arg("levels"), py::arg("n_bins"), py::arg("bin_deg"), py::arg("linked"), py::arg("link_tolerance_nm"),
            py::arg("ramachandran"), py::arg("clash_overlap_nm"), py::arg("ca_min_nm"), py::arg("local_reach"),
-           py::arg("neighbour_cutoff_nm"), py::arg("break_nm"), py::arg("link_cn") = true)
+           py::arg("neighbour_cutoff_nm"), py::arg("break_nm"), py::arg("link_cn") = true, py::arg("link_angles") = false,
+           py::arg("relax_when_empty") = false)
       .def_property_readonly("codes", &mdllm::ChainConstraint::codes)
       .def_property_readonly("residues", &mdllm::ChainConstraint::residues)
       .def("linked", &mdllm::ChainConstraint::linked)

@@ -74,9 +74,15 @@ ChainConstraint::ChainConstraint(const float* codebook, int64_t n_codes, const f
   linked_.assign(std::max<int64_t>(n_res - 1, 0), 1);
   key_cn_.assign(linked_.size(), 0.0);
   key_ca_.assign(linked_.size(), 0.0);
+  key_angles_.assign(linked_.size() * 3, 0.0);
   for (int64_t i = 0; i + 1 < n_res; ++i) {
-    key_cn_[i] = dist(at(&key_[i * 12 + 6]), at(&key_[(i + 1) * 12]));
-    key_ca_[i] = dist(at(&key_[i * 12 + 3]), at(&key_[(i + 1) * 12 + 3]));
+    const double* r = &key_[i * 12];
+    const double* next = &key_[(i + 1) * 12];
+    key_cn_[i] = dist(at(r + 6), at(next));
+    key_ca_[i] = dist(at(r + 3), at(next + 3));
+    key_angles_[i * 3] = dist(at(r + 3), at(next));
+    key_angles_[i * 3 + 1] = dist(at(r + 6), at(next + 3));
+    key_angles_[i * 3 + 2] = dist(at(r + 9), at(next));
     linked_[i] = (linked == nullptr || linked[i]) && key_cn_[i] <= p_.break_nm;
   }
 
@@ -104,11 +110,12 @@ struct ChainConstraint::Scene {
   const uint8_t* level_row = nullptr;
   const uint8_t* open_row = nullptr;
   std::vector<double> others, others_reach;  // placed clash partners and their reach
+  double tolerance = 0;  // (a), nm
   double clash_dist[4][4] = {};
   double max_clash = 0;
 };
 
-ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn) const {
+ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn, bool relaxed) const {
   if (j < 0 || j >= l_) bad("residue " + std::to_string(j) + " outside 0.." + std::to_string(l_ - 1));
   for (int64_t i = 0; i < j; ++i)
     if (drawn[i] < 0 || drawn[i] >= k_) bad("drawn code " + std::to_string(drawn[i]) + " outside the codebook");
@@ -133,9 +140,11 @@ ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn)
     place(partners[p], drawn[partners[p]], &s.others[p * 12]);
     s.others_reach[p] = reach(&s.others[p * 12]);
   }
+  s.tolerance = p_.link_tolerance_nm * (relaxed ? kRelaxTolerance : 1.0);
+  const double overlap = p_.clash_overlap_nm + (relaxed ? kRelaxOverlapNm : 0.0);
   for (int a = 0; a < 4; ++a)
-    for (int b = 0; b < 4; ++b) s.clash_dist[a][b] = kRadius[a] + kRadius[b] - p_.clash_overlap_nm;
-  s.max_clash = std::max(kRadius[1] + kRadius[1] - p_.clash_overlap_nm, p_.ca_min_nm);
+    for (int b = 0; b < 4; ++b) s.clash_dist[a][b] = kRadius[a] + kRadius[b] - overlap;
+  s.max_clash = std::max(kRadius[1] + kRadius[1] - overlap, p_.ca_min_nm);
   return s;
 }
 
@@ -143,9 +152,16 @@ bool ChainConstraint::judge(const Scene& s, int64_t j, int32_t k) const {
   double x[12];
   place(j, k, x);
   if (s.link) {
-    if ((p_.link_cn && std::abs(dist(at(s.prev + 6), at(x)) - key_cn_[j - 1]) > p_.link_tolerance_nm) ||
-        std::abs(dist(at(s.prev + 3), at(x + 3)) - key_ca_[j - 1]) > p_.link_tolerance_nm)
+    if ((p_.link_cn && std::abs(dist(at(s.prev + 6), at(x)) - key_cn_[j - 1]) > s.tolerance) ||
+        std::abs(dist(at(s.prev + 3), at(x + 3)) - key_ca_[j - 1]) > s.tolerance)
       return false;
+    if (p_.link_angles) {
+      const double* want = &key_angles_[(j - 1) * 3];
+      if (std::abs(dist(at(s.prev + 3), at(x)) - want[0]) > s.tolerance ||
+          std::abs(dist(at(s.prev + 6), at(x + 3)) - want[1]) > s.tolerance ||
+          std::abs(dist(at(s.prev + 9), at(x)) - want[2]) > s.tolerance)
+        return false;
+    }
     if (s.rama) {
       const double psi = dihedral_deg(at(s.prev), at(s.prev + 3), at(s.prev + 6), at(x));
       const int64_t psi_bin =
@@ -174,19 +190,23 @@ bool ChainConstraint::judge(const Scene& s, int64_t j, int32_t k) const {
 }
 
 int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed) const {
-  const Scene s = prepare(j, drawn);
-  int64_t n_allowed = 0;
-  for (int32_t k = 0; k < k_; ++k) {
-    allowed[k] = judge(s, j, k);
-    n_allowed += allowed[k];
+  for (const bool relaxed : {false, true}) {
+    if (relaxed && !p_.relax_when_empty) break;
+    const Scene s = prepare(j, drawn, relaxed);
+    int64_t n_allowed = 0;
+    for (int32_t k = 0; k < k_; ++k) {
+      allowed[k] = judge(s, j, k);
+      n_allowed += allowed[k];
+    }
+    if (n_allowed > 0) return n_allowed;
   }
-  if (n_allowed == 0) std::fill(allowed, allowed + k_, uint8_t{1});
-  return n_allowed;
+  std::fill(allowed, allowed + k_, uint8_t{1});
+  return 0;
 }
 
 bool ChainConstraint::allows(int64_t j, const int32_t* drawn, int32_t code) const {
   if (code < 0 || code >= k_) bad("code " + std::to_string(code) + " outside the codebook");
-  return judge(prepare(j, drawn), j, code);
+  return judge(prepare(j, drawn, false), j, code);
 }
 
 }  // namespace mdllm

@@ -44,8 +44,8 @@ def register(sub):
         "--constraint-tolerance",
         type=float,
         default=0.03,
-        help="with --constrain: allowed deviation (nm) of the C-N and CA-CA distances of consecutive residues "
-        "from the key frame's (default 0.03)",
+        help="with --constrain: allowed deviation (nm) of the distances across each peptide link (C-N, CA-CA "
+        "and the 1-3 distances CA-N, C-CA, O-N) from the key frame's (default 0.03)",
     )
     p.add_argument(
         "--filter",

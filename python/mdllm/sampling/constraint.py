@@ -3,10 +3,17 @@ break local geometry with the residues already drawn in that frame are masked ou
 
 A motion code places residue j's N, CA, C, O at ``key[j] + F_j code`` (unprojected). Code k is allowed
 when (a) C(j-1)-N(j) and CA(j-1)-CA(j) stay within ``tolerance_nm`` of the key's own distances (pairs
-in one chain whose key C-N is at most ``break_nm``), (b) residue j-1's (phi, psi), now defined, is not
-a Ramachandran outlier of its class and residue j's phi (defined now) leaves some allowed psi, and (c) residue j's atoms do not clash (as
-:func:`mdllm.evaluate.check_backbone` counts clashes) with residues j-2 .. j-``local_reach`` or earlier
-residues whose key CA lies within ``neighbour_cutoff_nm``. No allowed code: all are allowed.
+in one chain whose key C-N is at most ``break_nm``), and with ``link_angles`` the 1-3 distances across
+the peptide bond too (CA(j-1)-N(j), C(j-1)-CA(j), O(j-1)-N(j)), (b) residue j-1's (phi, psi), now
+defined, is not a Ramachandran outlier of its class and residue j's phi (defined now) leaves some allowed
+psi, and (c) residue j's atoms do not overlap residues j-2 .. j-``local_reach`` or earlier residues whose
+key CA lies within ``neighbour_cutoff_nm`` by more than ``clash_overlap_nm``. No allowed code: with
+``relax_when_empty`` the mask is built again with the tolerance doubled and the overlap 0.02 nm larger;
+still none: all are allowed.
+
+The defaults are what made most of the fine-tunes' raw frames valid (bench/constrained.py): judging the
+link's angles keeps the later projection from turning the torsions judged in (b), and an overlap limit
+0.2 A inside the validity check's 0.7 A leaves room for what the context decoder and the projection move.
 
 The compiled core (``mdllm._core.ChainConstraint``, cpp/include/mdllm/chain_constraint.hpp) does the
 work inside the generation loop; :meth:`ChainConstraint.reference_mask` is the numpy reference.
@@ -31,17 +38,29 @@ class ConstraintLimits:
     tolerance_nm: float = 0.03  # (a) C(j-1)-N(j) and CA(j-1)-CA(j) distance, each, from the key's
     link_cn: bool = True  # (a) judges C(j-1)-N(j) too (False: CA(j-1)-CA(j) only)
     ramachandran: bool = True  # (b)
-    clash_overlap_nm: float = 0.07  # (c) as mdllm.evaluate.validity.ValidityLimits (0.7 A)
+    clash_overlap_nm: float = 0.05  # (c) inside mdllm.evaluate.validity.ValidityLimits' 0.7 A
     ca_min_nm: float = 0.30  # (c) non-neighbouring CA pairs closer than this clash (3.0 A)
     local_reach: int = 4  # (c) residues j-2 .. j-local_reach are always checked (0: none)
     neighbour_cutoff_nm: float = 1.0  # (c) and earlier residues whose key CA is this close (0 = none)
     break_nm: float = 0.2  # key C-N longer than this: a chain break, not constrained
+    link_angles: bool = True  # (a) the 1-3 distances across the link too (CA-N, C-CA, O-N)
+    relax_when_empty: bool = True  # no code allowed: try tolerance x 2, clash overlap + 0.02 nm, before all
+
+
+RELAX_TOLERANCE = 2.0  # relax_when_empty (the core's kRelaxTolerance, kRelaxOverlapNm)
+RELAX_OVERLAP_NM = 0.02
 
 
 def link_limits(tolerance_nm: float) -> ConstraintLimits:
     """Only (a) on CA-CA, chain continuity: what the generation guard checks residue by residue."""
     return ConstraintLimits(
-        tolerance_nm=tolerance_nm, link_cn=False, ramachandran=False, local_reach=0, neighbour_cutoff_nm=0.0
+        tolerance_nm=tolerance_nm,
+        link_cn=False,
+        ramachandran=False,
+        local_reach=0,
+        neighbour_cutoff_nm=0.0,
+        link_angles=False,
+        relax_when_empty=False,
     )
 
 
@@ -86,6 +105,8 @@ class ChainConstraint:
             limits.neighbour_cutoff_nm,
             limits.break_nm,
             limits.link_cn,
+            limits.link_angles,
+            limits.relax_when_empty,
         )
         key64 = self.key.astype(np.float64)
         cn = np.linalg.norm(key64[1:, 0] - key64[:-1, 2], axis=-1)
@@ -101,7 +122,8 @@ class ChainConstraint:
         return out.astype(bool), int(n)
 
     def allows(self, j: int, drawn, code: int) -> bool:
-        """Whether ``code`` is allowed for residue j given ``drawn`` (one entry of :meth:`mask`, no fallback)."""
+        """Whether ``code`` is allowed for residue j given ``drawn`` by the strict limits (one entry of
+        :meth:`mask` before any relaxation or fallback)."""
         return bool(self.core.allows(int(j), np.ascontiguousarray(drawn, np.int32), int(code)))
 
     def place(self, i: int, codes) -> np.ndarray:
@@ -112,13 +134,27 @@ class ChainConstraint:
     def reference_mask(self, j: int, drawn) -> tuple[np.ndarray, int]:
         """The numpy reference of :meth:`mask`."""
         lim = self.limits
+        for relaxed in (False, True) if lim.relax_when_empty else (False,):
+            tolerance = lim.tolerance_nm * (RELAX_TOLERANCE if relaxed else 1.0)
+            overlap = lim.clash_overlap_nm + (RELAX_OVERLAP_NM if relaxed else 0.0)
+            ok = self._reference_allowed(j, drawn, tolerance, overlap)
+            if ok.any():
+                return ok, int(ok.sum())
+        return np.ones(len(self.codebook), bool), 0
+
+    def _reference_allowed(self, j: int, drawn, tolerance: float, overlap: float) -> np.ndarray:
+        lim = self.limits
         cand = self.place(j, np.arange(len(self.codebook)))  # (K, 4, 3)
         ok = np.ones(len(cand), bool)
         if j > 0 and self.linked[j - 1]:
             prev = self.place(j - 1, drawn[j - 1])
             if lim.link_cn:
-                ok &= np.abs(np.linalg.norm(cand[:, 0] - prev[2], axis=-1) - self.key_cn[j - 1]) <= lim.tolerance_nm
-            ok &= np.abs(np.linalg.norm(cand[:, 1] - prev[1], axis=-1) - self.key_caca[j - 1]) <= lim.tolerance_nm
+                ok &= np.abs(np.linalg.norm(cand[:, 0] - prev[2], axis=-1) - self.key_cn[j - 1]) <= tolerance
+            ok &= np.abs(np.linalg.norm(cand[:, 1] - prev[1], axis=-1) - self.key_caca[j - 1]) <= tolerance
+            if lim.link_angles:  # CA(j-1)-N(j), C(j-1)-CA(j), O(j-1)-N(j)
+                for a, b in ((1, 0), (2, 1), (3, 0)):
+                    want = np.linalg.norm(self.key[j - 1, a].astype(np.float64) - self.key[j, b])
+                    ok &= np.abs(np.linalg.norm(cand[:, b] - prev[a], axis=-1) - want) <= tolerance
             if lim.ramachandran and j >= 2 and self.linked[j - 2]:
                 before = self.place(j - 2, drawn[j - 2])
                 phi = _dihedral_deg(before[2], prev[0], prev[1], prev[2])
@@ -133,7 +169,7 @@ class ChainConstraint:
                 i_phi_j = np.clip(np.floor((phi_j + 180.0) / self.bin_deg).astype(np.int64), 0, n_bins - 1)
                 ok &= (self.levels[self.classes[j]] != rama.OUTLIER).any(axis=1)[i_phi_j]
         radius = np.asarray(VDW_RADII_NM)
-        limit = radius[:, None] + radius[None, :] - lim.clash_overlap_nm
+        limit = radius[:, None] + radius[None, :] - overlap
         key_ca = self.key[:, 1].astype(np.float64)
         for k in range(j - 1):
             near = np.linalg.norm(key_ca[j] - key_ca[k]) < lim.neighbour_cutoff_nm
@@ -142,5 +178,4 @@ class ChainConstraint:
             other = self.place(k, drawn[k])
             d = np.linalg.norm(cand[:, :, None] - other[None, None], axis=-1)  # (K, 4, 4)
             ok &= ~((d < limit).any(axis=(1, 2)) | (d[:, 1, 1] < lim.ca_min_nm))
-        n = int(ok.sum())
-        return (ok if n else np.ones_like(ok)), n
+        return ok
