@@ -2,7 +2,7 @@
 raw validity (decode_tokens + check_backbone, no guard, no refinement) and the realism numbers of
 bench/realism.py with and without the constraint, same seed.
 
-    python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...] [--link-angles]
+    python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...] [--previous-rule]
                                 [--proteins ...]
 
 --out is a bench/realism.py output folder (its fine-tuned models OUT/<protein>/motion/export/model.gguf).
@@ -35,7 +35,7 @@ def measure(
     tolerances: list[float],
     seed: int = 0,
     threads: int = 0,
-    link_angles: bool = False,
+    previous_rule: bool = False,
 ) -> list[dict]:
     from mdllm.encoding import decode_tokens
     from mdllm.evaluate import check_backbone
@@ -49,8 +49,10 @@ def measure(
     run = out / protein
     gen = Generator(run / "motion/export/model.gguf", threads=threads)
     rows = []
-    settings = [(None, False)] + [(t, False) for t in tolerances] + [(t, True) for t in tolerances if link_angles]
-    for tol, angles in settings:
+    # the rule before 2026-12-06 (session 15): links by C-N and CA-CA only, overlap as the check, no relaxation
+    previous = dict(link_angles=False, relax_when_empty=False, clash_overlap_nm=0.07)
+    settings = [(None, {})] + [(t, {}) for t in tolerances] + [(t, previous) for t in tolerances if previous_rule]
+    for tol, rule in settings:
         t0 = time.perf_counter()
         ens = gen.generate(
             run / "start.pdb",
@@ -61,7 +63,7 @@ def measure(
             guard=False,
             refine=False,
             constrain=tol is not None,
-            constraint_limits=ConstraintLimits(tolerance_nm=tol or 0.03, link_angles=angles),
+            constraint_limits=ConstraintLimits(tolerance_nm=tol or 0.03, **rule),
         )
         wall = time.perf_counter() - t0
         raw = decode_tokens(
@@ -72,7 +74,7 @@ def measure(
         rows.append(
             dict(
                 protein=protein,
-                constraint="off" if tol is None else f"tol {tol:g} nm" + (", link angles" if angles else ""),
+                constraint="off" if tol is None else f"tol {tol:g} nm" + (", previous rule" if rule else ""),
                 valid_raw=float(rep.valid.mean()),
                 rama_outlier_fraction=float(rep.rama_outlier_fraction.mean()),
                 clashes_per_frame=float(rep.n_clashes.mean()),
@@ -99,7 +101,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores; 1 on a busy machine)")
     p.add_argument(
-        "--link-angles", action="store_true", help="also each tolerance with the link's 1-3 distances judged"
+        "--previous-rule", action="store_true", help="also each tolerance by the rule before session 15 (links only)"
     )
     args = p.parse_args(argv)
     rows = [
@@ -113,7 +115,7 @@ def main(argv=None) -> None:
             args.tolerance,
             args.seed,
             args.threads,
-            args.link_angles,
+            args.previous_rule,
         )
     ]
     columns = [

@@ -64,6 +64,14 @@ def register_train_context(tsub):
         help="largest share of a frame's tokens swapped for other frames' per step (0: the encoder's tokens only; "
         "more teaches it to smooth incoherent tokens, at the cost of damping their motion)",
     )
+    c.add_argument(
+        "--swap-target",
+        choices=("frame", "source"),
+        default="frame",
+        help="where a swapped token's residue is aimed: its own frame's position (the decoder infers it from the "
+        "neighbours) or where the token's frame had it (it follows every token; only the clash and "
+        "Ramachandran terms make neighbours agree)",
+    )
     c.add_argument("--clash-weight", type=float, default=10.0)
     c.add_argument("--rama-weight", type=float, default=3.0)
     c.add_argument("-o", "--out", help="output file or directory (default: the tokenizer directory)")
@@ -96,6 +104,7 @@ def run_train_context(args):
         hidden=args.hidden,
         keys_per_trajectory=args.keys,
         max_swap=args.max_swap,
+        swap_target=args.swap_target,
         clash_weight=args.clash_weight,
         rama_weight=args.rama_weight,
         seed=args.seed,

@@ -172,14 +172,14 @@ def network_tensors(net, mean, scale) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _swap_tokens(pool, frames, rng, max_fraction):
-    """``frames`` (B, L) tokens, where per frame a fraction (uniform up to ``max_fraction``, 0 for 30 %
-    of frames) of the residues take the same residue's token from a random frame of ``pool`` (F, L)."""
-    b, n_res = frames.shape
+def _swap_sources(frames, n_frames: int, n_res: int, rng, max_fraction):
+    """(B, L) frame whose token each residue of the B ``frames`` takes: its own, except, per frame, a
+    fraction (uniform up to ``max_fraction``, 0 for 30 % of frames) of residues that take the same
+    residue's token from a random one of ``n_frames``."""
+    b = len(frames)
     fraction = rng.uniform(0, max_fraction, size=(b, 1)) * (rng.random((b, 1)) < 0.7)
     swap = rng.random((b, n_res)) < fraction
-    other = pool[rng.integers(len(pool), size=(b, n_res)), np.arange(n_res)[None]]
-    return np.where(swap, other, frames)
+    return np.where(swap, rng.integers(n_frames, size=(b, n_res)), np.asarray(frames)[:, None])
 
 
 def train_context_decoder(
@@ -192,6 +192,7 @@ def train_context_decoder(
     hidden: int = 256,
     keys_per_trajectory: int = 8,
     max_swap: float = 0.0,
+    swap_target: str = "frame",
     clash_weight: float = 10.0,
     rama_weight: float = 3.0,
     projection_iterations: int = 60,  # the product's 300 trained a decoder no better (models/motiontoken/RECIPE.md)
@@ -202,12 +203,17 @@ def train_context_decoder(
 ) -> dict:
     """Fit a context decoder for ``tokenizer`` (a MotionTokenizer) on ``trajectories`` (Backbones,
     each seen from its first frame and ``keys_per_trajectory - 1`` random frames) and save it to
-    ``out`` (a .safetensors file; its training notes go beside it as .json)."""
+    ``out`` (a .safetensors file; its training notes go beside it as .json). A swapped token's residue is
+    aimed at its own frame's position (``swap_target`` 'frame': the decoder learns to infer it from the
+    neighbours) or at the position in the frame the token came from ('source': it follows every token
+    and only the clash and Ramachandran terms make neighbours agree)."""
     import torch
 
     from mdllm.tokenizer.motion_context import FILE_NAME
     from mdllm.tokenizer.motion_train import key_frame_indices
 
+    if swap_target not in ("frame", "source"):
+        raise MdllmError(f"swap_target is 'frame' or 'source', not {swap_target!r}")
     if tokenizer.kind != "motion":
         raise MdllmError(f"a context decoder belongs to a motion tokenizer, not a {tokenizer.kind} one")
     t0 = time.perf_counter()
@@ -243,12 +249,14 @@ def train_context_decoder(
     for step in range(steps):
         t = targets[rng.choice(len(targets), p=weights)]
         frames = rng.integers(len(t.tokens), size=max(2, min(32, residues_per_batch // t.n_res)))
-        tokens = _swap_tokens(t.tokens, t.tokens[frames], rng, max_swap)
-        codes = codebook[tokens]
+        source = _swap_sources(frames, len(t.tokens), t.n_res, rng, max_swap)
+        residues = np.arange(t.n_res)[None]
+        codes = codebook[t.tokens[source, residues]]
         features = torch.tensor(t.layout.features(codes))
         disp = torch.tensor(codes) + net((features * 10.0 - mean_t) / scale_t) / 10.0
         x = t.project(t.place(disp), projection_iterations)
-        mse = (10.0 * (x - t.truth[frames])).pow(2).sum(-1).mean()
+        truth = t.truth[source, residues] if swap_target == "source" else t.truth[frames]
+        mse = (10.0 * (x - truth)).pow(2).sum(-1).mean()
         clash = t.clash_penalty(x).mean() / t.n_res
         rama = t.rama_penalty(x, grid).mean() / t.n_res
         loss = mse + clash_weight * clash + rama_weight * rama
@@ -275,6 +283,7 @@ def train_context_decoder(
         "hidden": hidden,
         "keys_per_trajectory": keys_per_trajectory,
         "max_swap": max_swap,
+        "swap_target": swap_target,
         "clash_weight": clash_weight,
         "rama_weight": rama_weight,
         "projection_iterations": projection_iterations,
