@@ -17,9 +17,9 @@
 //       residue whose key CA lies within neighbour_cutoff_nm of residue j's key CA, by more than
 //       clash_overlap_nm (van der Waals radii N 0.155, CA 0.170, C 0.170, O 0.152 nm), and no such CA
 //       pair is closer than ca_min_nm (the clash rules of mdllm.evaluate.check_backbone).
-// When no code is allowed and relax_when_empty is set, the codes allowed with the link tolerance
-// doubled and clash_overlap_nm + 0.02 nm are; when still none, every code is (the caller counts it). The numpy reference is
-// python/mdllm/sampling/constraint.py; tests compare the two.
+// When no code is allowed and relax_when_empty is set, the codes allowed with the link tolerance times
+// kRelaxTolerance and clash_overlap_nm + kRelaxOverlapNm are; when still none, every code is (the caller
+// counts it). The numpy reference is python/mdllm/sampling/constraint.py; tests compare the two.
 //
 // Layouts (row-major): codebook (K, 12) float nm; key (L, 4, 3) float nm; classes (L) int32 in 0..3
 // (general, glycine, proline, pre-proline); levels (4, n_bins, n_bins) uint8 (0 = outlier) indexed

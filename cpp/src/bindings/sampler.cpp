@@ -35,8 +35,8 @@ void register_sampler(py::module_& m) {
            py::arg("codebook"), py::arg("n_codes"), py::arg("key"), py::arg("n_res"), py::arg("classes"),
            py::arg("levels"), py::arg("n_bins"), py::arg("bin_deg"), py::arg("linked"), py::arg("link_tolerance_nm"),
            py::arg("ramachandran"), py::arg("clash_overlap_nm"), py::arg("ca_min_nm"), py::arg("local_reach"),
-           py::arg("neighbour_cutoff_nm"), py::arg("break_nm"), py::arg("link_cn") = true, py::arg("link_angles") = false,
-           py::arg("relax_when_empty") = false)
+           py::arg("neighbour_cutoff_nm"), py::arg("break_nm"), py::arg("link_cn") = true,
+           py::arg("link_angles") = true, py::arg("relax_when_empty") = true)
       .def_property_readonly("codes", &mdllm::ChainConstraint::codes)
       .def_property_readonly("residues", &mdllm::ChainConstraint::residues)
       .def("linked", &mdllm::ChainConstraint::linked)
