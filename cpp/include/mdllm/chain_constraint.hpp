@@ -34,7 +34,7 @@
 namespace mdllm {
 
 struct ChainConstraintParams {
-  double link_tolerance_nm = 0.03;   // (a): |d - d_key| for C(j-1)-N(j) and CA(j-1)-CA(j)
+  double link_tolerance_nm = 0.03;   // (a): |d - d_key| for each distance across the link
   bool link_cn = true;               // (a) judges C(j-1)-N(j) too (false: CA(j-1)-CA(j) only)
   bool ramachandran = true;          // (b)
   double clash_overlap_nm = 0.05;    // (c): 0.2 A inside the validity check's 0.7 A, for what decoding moves

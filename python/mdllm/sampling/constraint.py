@@ -113,6 +113,8 @@ class ChainConstraint:
         self.linked = same_chain & (cn <= limits.break_nm)
         self.key_cn = cn
         self.key_caca = np.linalg.norm(key64[1:, 1] - key64[:-1, 1], axis=-1)
+        self.link_pairs = ((1, 0), (2, 1), (3, 0))  # 1-3 across the link: CA(i)-N(i+1), C(i)-CA(i+1), O(i)-N(i+1)
+        self.key_link = np.stack([np.linalg.norm(key64[1:, b] - key64[:-1, a], axis=-1) for a, b in self.link_pairs], 1)
         self._frames = key_frames(key64)
 
     def mask(self, j: int, drawn) -> tuple[np.ndarray, int]:
@@ -151,9 +153,8 @@ class ChainConstraint:
             if lim.link_cn:
                 ok &= np.abs(np.linalg.norm(cand[:, 0] - prev[2], axis=-1) - self.key_cn[j - 1]) <= tolerance
             ok &= np.abs(np.linalg.norm(cand[:, 1] - prev[1], axis=-1) - self.key_caca[j - 1]) <= tolerance
-            if lim.link_angles:  # CA(j-1)-N(j), C(j-1)-CA(j), O(j-1)-N(j)
-                for a, b in ((1, 0), (2, 1), (3, 0)):
-                    want = np.linalg.norm(self.key[j - 1, a].astype(np.float64) - self.key[j, b])
+            if lim.link_angles:
+                for (a, b), want in zip(self.link_pairs, self.key_link[j - 1]):
                     ok &= np.abs(np.linalg.norm(cand[:, b] - prev[a], axis=-1) - want) <= tolerance
             if lim.ramachandran and j >= 2 and self.linked[j - 2]:
                 before = self.place(j - 2, drawn[j - 2])
