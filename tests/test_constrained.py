@@ -59,7 +59,9 @@ def test_core_mask_matches_numpy_reference(tokenizer, limits):
             np.testing.assert_array_equal(core, ref, err_msg=f"residue {j}")
             some_masked |= 0 < n_core < tokenizer.codebook_size
             # allows() is one entry of the mask under the strict limits (before any relaxation or fallback)
-            strict = c._reference_allowed(j, codes, limits.tolerance_nm, limits.clash_overlap_nm)
+            cand = c.place(j, np.arange(tokenizer.codebook_size))
+            placed = lambda i: c.place(i, codes[i])  # noqa: B023, E731 - used at once
+            strict = c._reference_allowed(j, placed, cand, limits.tolerance_nm, limits.clash_overlap_nm)
             for code in rng.integers(0, tokenizer.codebook_size, 8):
                 assert c.allows(j, codes, code) == bool(strict[code])
             relaxed |= n_core > 0 and not strict.any()
@@ -176,3 +178,73 @@ def test_constraint_options_and_errors(generator, tmp_path):
     r = run_mdllm("generate", MOTION_LM, "--start", CHIGNOLIN, "--frames", 1, "--constrain", "--no-guard", "-o", out)
     assert r.returncode == 0, r.stderr
     assert "constraint:" in r.stdout and out.exists()
+
+
+def random_decoder(path, ahead, seed=0):
+    """A small random context decoder (window 3) that moves residues a little, saved to ``path``."""
+    import torch
+
+    from mdllm.tokenizer.motion_context import ContextDecoder, feature_size
+    from mdllm.tokenizer.motion_context_train import network, network_tensors
+
+    torch.manual_seed(seed)
+    d = feature_size(3, 0, ahead)
+    ContextDecoder(network_tensors(network(d, 16), np.zeros(d), np.full(d, 20.0)), 3, ahead=ahead).save(path)
+    return ContextDecoder.load(path)
+
+
+def test_decoded_judgement_matches_numpy_reference(tokenizer, tmp_path):
+    """allows_decoded (the core, with a causal context decoder attached) against the numpy reference on
+    the decoder's own output; a decoder that looks ahead is refused."""
+    from mdllm.tokenizer.motion import place_displacements
+    from mdllm.tokenizer.motion_context import key_segments, residue_classes
+
+    bb = load_backbone(TRPCAGE)
+    key = bb.xyz[0]
+    classes = residue_classes(bb.sequence, key_segments(key))
+    c = ChainConstraint(tokenizer.codebook, key, bb.sequence)
+    ahead = random_decoder(tmp_path / "ahead1.safetensors", ahead=1)
+    with pytest.raises(MdllmError, match="causal"):
+        c.judge_decoded(_core.MotionContextDecoder(str(ahead.path), tokenizer._cpp), classes)
+    with pytest.raises(MdllmError, match="attached decoder"):
+        c.allows_decoded(3, np.zeros(20, np.int32))
+    dec = random_decoder(tmp_path / "causal.safetensors", ahead=0)
+    c.judge_decoded(_core.MotionContextDecoder(str(dec.path), tokenizer._cpp), classes)
+    rng = np.random.default_rng(4)
+    chains = [*tokenizer.encode(bb.xyz[1:], key[None]), constrained_chain(c, rng, 20)]
+    chains.append(rng.integers(0, tokenizer.codebook_size, 20).astype(np.int32))
+    verdicts = []
+    for codes in chains:
+        decoded = place_displacements(dec.displacements(codes[None], tokenizer.codebook, key, bb.sequence), key)[0]
+        for j in range(1, 20):
+            verdict = c.allows_decoded(j, codes)
+            assert verdict == c.reference_allows_decoded(j, decoded), f"residue {j}"
+            verdicts.append(verdict)
+    assert any(verdicts) and not all(verdicts)
+
+
+@needs_llama
+def test_constrained_generation_judges_draws_as_decoded(tmp_path):
+    """With a causal context decoder beside the tokenizer, every drawn code passes allows_decoded unless
+    counted as kept after the last try; the check sends codes back and can be switched off."""
+    import shutil
+
+    if not MOTION_LM.exists():
+        pytest.skip("shipped motion model not present")
+    from mdllm.generate import Generator
+    from mdllm.tokenizer.motion_context import FILE_NAME, key_segments, residue_classes
+
+    tok_dir = tmp_path / "motiontoken"
+    shutil.copytree(ROOT / "models" / "motiontoken", tok_dir)
+    random_decoder(tok_dir / FILE_NAME, ahead=0)
+    gen = Generator(MOTION_LM, tokenizer=tok_dir)
+    kw = dict(frames=2, walkers=3, window=2, seed=1, progress=False, guard=False, refine=False, constrain=True)
+    ens = gen.generate(TRPCAGE, **kw)
+    info = ens.info["constraint"]
+    assert info["decoded_check"] and info["decoded_redraws"] > 0
+    c = ChainConstraint(gen.tokenizer.codebook, ens.key_xyz, ens.sequence)
+    c.judge_decoded(gen.tokenizer.core_context_decoder(), residue_classes(ens.sequence, key_segments(ens.key_xyz)))
+    failed = sum(not c.allows_decoded(j, codes) for codes in ens.tokens.reshape(-1, 20) for j in range(1, 20))
+    assert failed == info["decoded_kept"]
+    off = gen.generate(TRPCAGE, constraint_limits=ConstraintLimits(decoded_tries=0), **kw)
+    assert not off.info["constraint"]["decoded_check"] and off.info["constraint"]["decoded_redraws"] == 0

@@ -20,17 +20,17 @@ def trp():
     return load_backbone(TRP_REP1 / "trajectory.xtc", top=TRP_REP1 / "trajectory.pdb")[:60]
 
 
-def random_net(window, spatial=0, hidden=16, seed=0):
+def random_net(window, spatial=0, hidden=16, seed=0, ahead=None):
     import torch
 
     from mdllm.tokenizer.motion_context_train import network, network_tensors
 
     torch.manual_seed(seed)
-    d = feature_size(window, spatial)
+    d = feature_size(window, spatial, ahead)
     net = network(d, hidden)
     rng = np.random.default_rng(seed)
     mean, scale = rng.normal(size=d), rng.uniform(0.5, 2.0, size=d)
-    return net, ContextDecoder(network_tensors(net, mean, scale), window, spatial), mean, scale
+    return net, ContextDecoder(network_tensors(net, mean, scale), window, spatial, ahead=ahead), mean, scale
 
 
 def test_numpy_inference_is_the_pytorch_network(trp):
@@ -191,26 +191,27 @@ def test_bad_input(tmp_path, trp):
         ContextDecoder.load(tmp_path / "x.safetensors")
 
 
-@pytest.mark.parametrize("spatial", [0, 3])
-def test_cpp_core_decodes_as_the_numpy_reference(tmp_path, trp, spatial):
+@pytest.mark.parametrize("spatial, ahead", [(0, None), (3, None), (2, 0), (0, 1)])
+def test_cpp_core_decodes_as_the_numpy_reference(tmp_path, trp, spatial, ahead):
     """mdllm/motion_context.hpp (for C++ pipelines) against this module, on held-out MD tokens with a
-    chain break in the key, with and without residue classes."""
+    chain break in the key, with and without residue classes; symmetric and one-sided windows."""
     from mdllm import _core
     from mdllm.tokenizer.motion_context import key_segments, residue_classes
 
     tok = MotionTokenizer.load()
-    if spatial:
-        _, dec, *_ = random_net(window=2, spatial=spatial, seed=3)
+    if spatial or ahead is not None:
+        _, dec, *_ = random_net(window=2, spatial=spatial, seed=3, ahead=ahead)
         path = tmp_path / FILE_NAME
         dec.save(path)
         dec = ContextDecoder.load(path)
+        assert dec.ahead == (2 if ahead is None else ahead)
     else:
         dec, path = tok.context_decoder, tok.context_decoder.path
     key = trp.xyz[0].copy()
     key[12:] += np.float32([2.0, 0.0, 0.0])  # a gap between residues 12 and 13
     tokens = tok.encode(trp.xyz[:6], key)
     core = _core.MotionContextDecoder(str(path), tok._cpp)
-    assert (core.window, core.spatial) == (dec.window, dec.spatial)
+    assert (core.window, core.spatial, core.ahead) == (dec.window, dec.spatial, dec.ahead)
     classes = residue_classes(trp.sequence, key_segments(key)).astype(np.int32)
     assert core.residue_classes(trp.sequence, key, trp.n_residues) == classes.tolist()
     for sequence, cls in ((trp.sequence, classes), (None, None)):
@@ -218,6 +219,23 @@ def test_cpp_core_decodes_as_the_numpy_reference(tmp_path, trp, spatial):
         core.decode(tokens, key, cls, 6, trp.n_residues, out)
         want = place_displacements(dec.displacements(tokens, tok.codebook, key, sequence), key)
         np.testing.assert_allclose(out, want, atol=1e-6)
+
+
+def test_causal_decoder_reads_no_later_token(trp):
+    """With ahead 0, residue i's decoding depends on the tokens of residues up to i alone (what lets
+    constrained decoding judge a residue as decoded when it is drawn); with ahead 1 it does not."""
+    tok = MotionTokenizer.load()
+    key = trp.xyz[0]
+    tokens = tok.encode(trp.xyz[5:6], key)
+    rng = np.random.default_rng(1)
+    for ahead, independent in ((0, True), (1, False)):
+        _, dec, *_ = random_net(window=3, seed=2, ahead=ahead)
+        base = dec.displacements(tokens, tok.codebook, key, trp.sequence)[0]
+        later = tokens.copy()
+        later[0, 11:] = rng.integers(0, tok.codebook_size, trp.n_residues - 11)
+        moved = dec.displacements(later, tok.codebook, key, trp.sequence)[0]
+        np.testing.assert_array_equal(moved[:10], base[:10])
+        assert np.array_equal(moved[10], base[10]) == independent
 
 
 def test_cpp_core_fuzz_and_errors(trp):

@@ -415,6 +415,14 @@ class Generator:
             constraint = ChainConstraint(
                 self.tokenizer.codebook, key_xyz, backbone.sequence, backbone.chain_ids, constraint_limits
             )
+            decoder = self.tokenizer.context_decoder
+            if constraint_limits.decoded_tries > 0 and decoder is not None and decoder.ahead == 0:
+                from mdllm.tokenizer.motion_context import key_segments, residue_classes
+
+                classes = residue_classes(backbone.sequence, key_segments(key_xyz))
+                core_decoder = self.tokenizer.core_context_decoder()
+                if core_decoder is not None:
+                    constraint.judge_decoded(core_decoder, classes)
         prefix = prefix.astype(np.int32)
         start_ids = (start_tokens + self.vocab.structure_offset).astype(np.int32).ravel()
         frame_guard = FrameGuard(key_xyz, guard_limits) if guard and self.motion else None
@@ -459,6 +467,7 @@ class Generator:
             max_tries=guard_limits.max_tries if frame_guard else 0,
             constraint=constraint.core if constraint else None,
             link_guard=link_guard.core if link_guard else None,
+            decoded_tries=constraint_limits.decoded_tries if constraint and constraint.core.decodes else 0,
         )
         bar.close()
         codes = tokens - self.vocab.structure_offset
@@ -508,6 +517,11 @@ class Generator:
                 "empty_masks": int(timing.pop("empty_masks")),
                 "mean_allowed_codes": timing.pop("allowed_codes") / max(draws, 1),
                 "seconds": timing.pop("constraint_seconds"),
+                # Draws judged again as decoded (a causal context decoder): codes sent back, and draws
+                # kept after decoded_tries rejections.
+                "decoded_check": bool(constraint.core.decodes),
+                "decoded_redraws": int(timing.pop("decoded_redraws")),
+                "decoded_kept": int(timing.pop("decoded_kept")),
             }
         else:
             info["constraint"] = None

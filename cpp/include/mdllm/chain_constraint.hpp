@@ -21,6 +21,12 @@
 // kRelaxTolerance and clash_overlap_nm + kRelaxOverlapNm are; when still none, every code is (the caller
 // counts it). The numpy reference is python/mdllm/sampling/constraint.py; tests compare the two.
 //
+// With a causal context decoder attached (MotionContextDecoder with ahead() == 0: residue i's decoded
+// placement is final once codes 0..i are drawn), allows_decoded() judges a drawn code by the same limits
+// on the decoded coordinates of residue j and of the residues before it, which is what the frame will
+// hold before its projection. mask() stays on code-alone placements: decoding every code of the codebook
+// for every residue would cost K network evaluations per draw.
+//
 // Layouts (row-major): codebook (K, 12) float nm; key (L, 4, 3) float nm; classes (L) int32 in 0..3
 // (general, glycine, proline, pre-proline); levels (4, n_bins, n_bins) uint8 (0 = outlier) indexed
 // [class][phi bin][psi bin], bin = floor((angle_deg + 180) / bin_deg) clipped to [0, n_bins); linked
@@ -29,7 +35,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
+
+#include "mdllm/motion_context.hpp"
 
 namespace mdllm {
 
@@ -74,10 +83,21 @@ class ChainConstraint {
   // The placed (undecoded, unprojected) coordinates out[12] of residue i with code k.
   void place(int64_t i, int32_t k, double* out) const;
 
+  // Judge drawn codes as decoded by `decoder` (causal, built for this constraint's codebook; not owned,
+  // it must outlive this object) with the Ramachandran classes it decodes with (L, or null: all general;
+  // MotionContextDecoder::residue_classes). Throws std::invalid_argument for a decoder that looks ahead
+  // or has another codebook size.
+  void attach_decoder(const MotionContextDecoder& decoder, const int32_t* decoder_classes);
+  bool decodes() const { return decoder_ != nullptr; }
+  // Whether drawn[j], with drawn[0 .. j-1] before it, is allowed by the strict limits on decoded
+  // coordinates (requires an attached decoder).
+  bool allows_decoded(int64_t j, const int32_t* drawn) const;
+
  private:
   struct Scene;
-  Scene prepare(int64_t j, const int32_t* drawn, bool relaxed) const;
-  bool judge(const Scene& s, int64_t j, int32_t k) const;
+  Scene prepare(int64_t j, const int32_t* drawn, bool relaxed, bool decoded) const;
+  bool judge(const Scene& s, int64_t j, const double* x) const;
+  void place_residue(int64_t i, const int32_t* drawn, bool decoded, double* out) const;
 
   int64_t k_ = 0, l_ = 0, n_bins_ = 0;
   double bin_deg_ = 0;
@@ -92,6 +112,8 @@ class ChainConstraint {
   std::vector<double> key_cn_, key_ca_;  // (L - 1) key C(i)-N(i+1) and CA(i)-CA(i+1)
   std::vector<double> key_angles_;       // (L - 1, 3) key CA(i)-N(i+1), C(i)-CA(i+1), O(i)-N(i+1)
   std::vector<std::vector<int64_t>> clash_partners_;  // per residue j: earlier residues checked in (c)
+  const MotionContextDecoder* decoder_ = nullptr;
+  std::shared_ptr<const MotionContextDecoder::Layout> layout_;
 };
 
 }  // namespace mdllm

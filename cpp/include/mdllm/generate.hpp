@@ -43,6 +43,10 @@ struct Options {
   // and its residues() the layout's residues. Log-probabilities stay those of the unmodified model.
   // Not owned; it must outlive the call.
   const ChainConstraint* constraint = nullptr;
+  // When `constraint` has a decoder attached (ChainConstraint::attach_decoder): a code drawn under its
+  // mask is judged again as it will be decoded (allows_decoded); a rejected code is removed and residue j
+  // drawn again, up to this many times, after which the last draw is kept (counted). 0: no such check.
+  int64_t decoded_tries = 0;
   // The guard's chain continuity, residue by residue (motion tokens; null = off): a drawn code that
   // `link_guard` does not allow, given the walker's codes for residues < j of the frame, is drawn again
   // at once from the model's distribution without the codes it disallows (unless it allows none), so a
@@ -65,6 +69,8 @@ struct Trajectories {
   // Constrained decoding: draws it masked, those whose mask was empty (every code then allowed), the
   // allowed codes summed over the masked draws, and the time spent on masks.
   int64_t constrained_draws = 0, empty_masks = 0, allowed_codes = 0;
+  // The decoded check: codes it sent back, and draws kept after decoded_tries rejections.
+  int64_t decoded_redraws = 0, decoded_kept = 0;
   double constraint_seconds = 0;
 };
 

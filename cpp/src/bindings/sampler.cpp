@@ -1,5 +1,8 @@
 // Thin bindings of mdllm/sampler.hpp.
+#include <pybind11/stl.h>
+
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 #include "common.hpp"
@@ -49,6 +52,18 @@ void register_sampler(py::module_& m) {
       .def("allows", [](const mdllm::ChainConstraint& c, int64_t j, InI32 drawn, int32_t code) {
         if (drawn.size() < j) throw std::invalid_argument("allows: need the codes of residues 0 .. j-1");
         return c.allows(j, drawn.data(), code);
+      })
+      .def(
+          "attach_decoder",
+          [](mdllm::ChainConstraint& c, const mdllm::MotionContextDecoder& d, std::optional<InI32> classes) {
+            if (classes) require_size(*classes, c.residues(), "classes");
+            c.attach_decoder(d, classes ? classes->data() : nullptr);
+          },
+          py::arg("decoder"), py::arg("classes"), py::keep_alive<1, 2>())
+      .def_property_readonly("decodes", &mdllm::ChainConstraint::decodes)
+      .def("allows_decoded", [](const mdllm::ChainConstraint& c, int64_t j, InI32 drawn) {
+        if (drawn.size() <= j) throw std::invalid_argument("allows_decoded: need the codes of residues 0 .. j");
+        return c.allows_decoded(j, drawn.data());
       });
   m.def("counter_uniform", &s::counter_uniform, py::arg("seed"), py::arg("walker"), py::arg("step"));
   m.def("sample", [](InF32 logits, int64_t rows, int64_t vocab, InI32 allowed, float temperature,

@@ -67,6 +67,7 @@ void register_tokenizer(py::module_& m) {
       .def(py::init<const std::string&, const MotionTokenizer&>(), py::arg("weights_path"), py::arg("tokenizer"))
       .def_property_readonly("window", &MotionContextDecoder::window)
       .def_property_readonly("spatial", &MotionContextDecoder::spatial)
+      .def_property_readonly("ahead", &MotionContextDecoder::ahead)
       .def_static(
           "residue_classes",
           [](const std::string& sequence, InF32 key, int64_t l) {

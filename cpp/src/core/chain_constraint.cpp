@@ -115,17 +115,24 @@ struct ChainConstraint::Scene {
   double max_clash = 0;
 };
 
-ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn, bool relaxed) const {
+void ChainConstraint::place_residue(int64_t i, const int32_t* drawn, bool decoded, double* out) const {
+  if (decoded)
+    decoder_->decode_residue(*layout_, i, drawn, out);
+  else
+    place(i, drawn[i], out);
+}
+
+ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn, bool relaxed, bool decoded) const {
   if (j < 0 || j >= l_) bad("residue " + std::to_string(j) + " outside 0.." + std::to_string(l_ - 1));
   for (int64_t i = 0; i < j; ++i)
     if (drawn[i] < 0 || drawn[i] >= k_) bad("drawn code " + std::to_string(drawn[i]) + " outside the codebook");
   Scene s;
   s.link = j > 0 && linked_[j - 1];
-  if (s.link) place(j - 1, drawn[j - 1], s.prev);
+  if (s.link) place_residue(j - 1, drawn, decoded, s.prev);
   s.rama = s.link && p_.ramachandran && j >= 2 && linked_[j - 2];
   int64_t phi_bin = 0;
   if (s.rama) {
-    place(j - 2, drawn[j - 2], s.before);
+    place_residue(j - 2, drawn, decoded, s.before);
     const double phi = dihedral_deg(at(s.before + 6), at(s.prev), at(s.prev + 3), at(s.prev + 6));
     phi_bin = std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
   }
@@ -137,7 +144,7 @@ ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn,
   s.others.resize(partners.size() * 12);
   s.others_reach.resize(partners.size());
   for (size_t p = 0; p < partners.size(); ++p) {
-    place(partners[p], drawn[partners[p]], &s.others[p * 12]);
+    place_residue(partners[p], drawn, decoded, &s.others[p * 12]);
     s.others_reach[p] = reach(&s.others[p * 12]);
   }
   s.tolerance = p_.link_tolerance_nm * (relaxed ? kRelaxTolerance : 1.0);
@@ -148,9 +155,7 @@ ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn,
   return s;
 }
 
-bool ChainConstraint::judge(const Scene& s, int64_t j, int32_t k) const {
-  double x[12];
-  place(j, k, x);
+bool ChainConstraint::judge(const Scene& s, int64_t j, const double* x) const {
   if (s.link) {
     if ((p_.link_cn && std::abs(dist(at(s.prev + 6), at(x)) - key_cn_[j - 1]) > s.tolerance) ||
         std::abs(dist(at(s.prev + 3), at(x + 3)) - key_ca_[j - 1]) > s.tolerance)
@@ -192,10 +197,12 @@ bool ChainConstraint::judge(const Scene& s, int64_t j, int32_t k) const {
 int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed) const {
   for (const bool relaxed : {false, true}) {
     if (relaxed && !p_.relax_when_empty) break;
-    const Scene s = prepare(j, drawn, relaxed);
+    const Scene s = prepare(j, drawn, relaxed, false);
     int64_t n_allowed = 0;
+    double x[12];
     for (int32_t k = 0; k < k_; ++k) {
-      allowed[k] = judge(s, j, k);
+      place(j, k, x);
+      allowed[k] = judge(s, j, x);
       n_allowed += allowed[k];
     }
     if (n_allowed > 0) return n_allowed;
@@ -206,7 +213,30 @@ int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed)
 
 bool ChainConstraint::allows(int64_t j, const int32_t* drawn, int32_t code) const {
   if (code < 0 || code >= k_) bad("code " + std::to_string(code) + " outside the codebook");
-  return judge(prepare(j, drawn, false), j, code);
+  double x[12];
+  place(j, code, x);
+  return judge(prepare(j, drawn, false, false), j, x);
+}
+
+void ChainConstraint::attach_decoder(const MotionContextDecoder& decoder, const int32_t* decoder_classes) {
+  if (decoder.ahead() != 0)
+    bad("the decoder looks " + std::to_string(decoder.ahead()) +
+        " residues ahead; judging draws as decoded needs a causal one (ahead 0)");
+  if (decoder.codes() != k_)
+    bad("the decoder has " + std::to_string(decoder.codes()) + " codes, the constraint " + std::to_string(k_));
+  const std::vector<float> key(key_.begin(), key_.end());  // the float key this was built from
+  layout_ = decoder.layout(key.data(), l_, decoder_classes);
+  decoder_ = &decoder;
+}
+
+bool ChainConstraint::allows_decoded(int64_t j, const int32_t* drawn) const {
+  if (!decoder_) bad("allows_decoded needs an attached decoder");
+  if (j < 0 || j >= l_) bad("residue " + std::to_string(j) + " outside 0.." + std::to_string(l_ - 1));
+  if (drawn[j] < 0 || drawn[j] >= k_) bad("code " + std::to_string(drawn[j]) + " outside the codebook");
+  const Scene s = prepare(j, drawn, false, true);
+  double x[12];
+  decoder_->decode_residue(*layout_, j, drawn, x);
+  return judge(s, j, x);
 }
 
 }  // namespace mdllm

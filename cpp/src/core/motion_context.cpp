@@ -88,8 +88,9 @@ inline V to_global(const KeyFrames& k, int64_t i, const double* c) {
 
 }  // namespace
 
-int64_t MotionContextDecoder::feature_size(int window, int spatial) {
-  return (2 * window + 1 + spatial) * 12 + (2 * window + spatial) * 13 + kClasses;
+int64_t MotionContextDecoder::feature_size(int window, int spatial, int ahead) {
+  const int64_t columns = window + 1 + ahead + spatial;
+  return columns * 12 + (columns - 1) * 13 + kClasses;
 }
 
 MotionContextDecoder::MotionContextDecoder(const std::string& path, const MotionTokenizer& tokenizer) {
@@ -108,11 +109,13 @@ MotionContextDecoder::MotionContextDecoder(const std::string& path, const Motion
   };
   window_ = meta_int("window", -1);
   spatial_ = meta_int("spatial", 0);
-  if (window_ < 0 || window_ > 64 || spatial_ < 0 || spatial_ > 256) bad(path + ": window or spatial out of range");
+  ahead_ = meta_int("ahead", window_);
+  if (window_ < 0 || window_ > 64 || ahead_ < 0 || ahead_ > 64 || spatial_ < 0 || spatial_ > 256)
+    bad(path + ": window, ahead or spatial out of range");
   const auto w0 = file.tensors.find("w0");
   if (w0 == file.tensors.end() || w0->second.shape.size() != 2) bad(path + ": missing or malformed tensor w0");
   hidden_ = w0->second.shape[0];
-  inputs_ = feature_size(window_, spatial_);
+  inputs_ = feature_size(window_, spatial_, ahead_);
   w0_ = tensor(file, path, "w0", {hidden_, inputs_});
   b0_ = tensor(file, path, "b0", {hidden_});
   w1_ = tensor(file, path, "w1", {hidden_, hidden_});
@@ -140,31 +143,37 @@ std::vector<int32_t> MotionContextDecoder::residue_classes(const std::string& se
   return classes;
 }
 
-void MotionContextDecoder::decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key,
-                                  const int32_t* classes, float* xyz) const {
-  if (n_frames < 0 || n_res < 1) bad("context decoder: need at least one residue and a non-negative number of frames");
-  for (int64_t i = 0; i < n_frames * n_res; ++i)
-    if (tokens[i] < 0 || tokens[i] >= k_)
-      bad("context decoder: token " + std::to_string(tokens[i]) + " is out of range (codebook size " +
-          std::to_string(k_) + ")");
+struct MotionContextDecoder::Layout {
+  KeyFrames key;
+  int64_t n_res = 0, cols = 0, statics = 0;
+  std::vector<int64_t> nb;  // (L, cols) neighbour columns: the chain window (residue itself at column window), then the nearest
+  std::vector<char> ok;     // (L, cols) real neighbours
+  std::vector<double> fixed;  // (L, statics) key geometry around each residue, then its class (one-hot)
+};
+
+std::shared_ptr<const MotionContextDecoder::Layout> MotionContextDecoder::layout(const float* key, int64_t n_res,
+                                                                               const int32_t* classes) const {
+  if (n_res < 1) bad("context decoder: need at least one residue");
   if (classes)
     for (int64_t i = 0; i < n_res; ++i)
       if (classes[i] < 0 || classes[i] >= kClasses) bad("context decoder: Ramachandran class out of range");
-  const KeyFrames k = key_frames(key, n_res);
-
-  // Neighbour columns per residue: the chain window (the residue itself in the middle), then the
-  // nearest residues in the key beyond it; `ok` marks real neighbours.
-  const int64_t cols = 2 * window_ + 1 + spatial_;
-  std::vector<int64_t> nb(n_res * cols, 0);
-  std::vector<char> ok(n_res * cols, 0);
+  auto out = std::make_shared<Layout>();
+  Layout& lay = *out;
+  lay.key = key_frames(key, n_res);
+  const KeyFrames& k = lay.key;
+  const int64_t cols = window_ + 1 + ahead_ + spatial_;
+  lay.n_res = n_res;
+  lay.cols = cols;
+  lay.nb.assign(n_res * cols, 0);
+  lay.ok.assign(n_res * cols, 0);
   for (int64_t i = 0; i < n_res; ++i) {
     std::vector<char> seen(n_res, 0);
     seen[i] = 1;
-    for (int64_t o = -window_; o <= window_; ++o) {
+    for (int64_t o = -window_; o <= ahead_; ++o) {
       const int64_t j = std::clamp<int64_t>(i + o, 0, n_res - 1);
       const bool real = i + o >= 0 && i + o < n_res && k.segment[j] == k.segment[i];
-      nb[i * cols + o + window_] = j;
-      ok[i * cols + o + window_] = real;
+      lay.nb[i * cols + o + window_] = j;
+      lay.ok[i * cols + o + window_] = real;
       if (real) seen[j] = 1;
     }
     if (spatial_ == 0) continue;
@@ -177,74 +186,92 @@ void MotionContextDecoder::decode(const int32_t* tokens, int64_t n_frames, int64
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return dist[a] < dist[b]; });
     for (int64_t s = 0; s < spatial_ && s < n_res; ++s) {
-      nb[i * cols + 2 * window_ + 1 + s] = order[s];
-      ok[i * cols + 2 * window_ + 1 + s] = std::isfinite(dist[order[s]]);
+      lay.nb[i * cols + window_ + 1 + ahead_ + s] = order[s];
+      lay.ok[i * cols + window_ + 1 + ahead_ + s] = std::isfinite(dist[order[s]]);
     }
   }
   // The key geometry around each residue: the same for every frame.
-  const int64_t statics = (cols - 1) * 13 + kClasses;
-  std::vector<double> fixed(n_res * statics, 0.0);
+  lay.statics = (cols - 1) * 13 + kClasses;
+  lay.fixed.assign(n_res * lay.statics, 0.0);
   for (int64_t i = 0; i < n_res; ++i) {
-    double* f = &fixed[i * statics];
+    double* f = &lay.fixed[i * lay.statics];
     int64_t n = 0;
     for (int64_t c = 0; c < cols; ++c) {
       if (c == window_) continue;
-      const int64_t j = nb[i * cols + c];
+      const int64_t j = lay.nb[i * cols + c];
+      const double m = lay.ok[i * cols + c] ? 1.0 : 0.0;
       for (int a = 0; a < 4; ++a) {
         const V l = to_local(k, i, at(k.atoms, j * kC + a * 3) - at(k.atoms, i * kC + 3));
-        const double m = ok[i * cols + c] ? 1.0 : 0.0;
         f[n * 12 + a * 3] = l.x * m;
         f[n * 12 + a * 3 + 1] = l.y * m;
         f[n * 12 + a * 3 + 2] = l.z * m;
       }
-      f[(cols - 1) * 12 + n] = ok[i * cols + c] ? 1.0 : 0.0;
+      f[(cols - 1) * 12 + n] = m;
       ++n;
     }
     f[(cols - 1) * 13 + (classes ? classes[i] : 0)] = 1.0;
   }
+  return out;
+}
 
+void MotionContextDecoder::decode_residue(const Layout& lay, int64_t i, const int32_t* t, double* out) const {
+  const KeyFrames& k = lay.key;
+  const int64_t cols = lay.cols;
+  std::vector<double> x(inputs_), h0(hidden_), h1(hidden_);
+  for (int64_t c = 0; c < cols; ++c) {  // neighbours' codes in residue i's frame
+    const int64_t j = lay.nb[i * cols + c];
+    const double m = lay.ok[i * cols + c] ? 1.0 : 0.0;
+    const double* code = &codes_[static_cast<int64_t>(m ? t[j] : 0) * kC];  // unseen columns read no token
+    for (int a = 0; a < 4; ++a) {
+      const V l = to_local(k, i, to_global(k, j, code + a * 3));
+      x[c * 12 + a * 3] = l.x * m;
+      x[c * 12 + a * 3 + 1] = l.y * m;
+      x[c * 12 + a * 3 + 2] = l.z * m;
+    }
+  }
+  std::copy(&lay.fixed[i * lay.statics], &lay.fixed[i * lay.statics] + lay.statics, x.begin() + cols * 12);
+  for (int64_t d = 0; d < inputs_; ++d) x[d] = (x[d] * 10.0 - mean_[d]) / scale_[d];
+  for (int64_t h = 0; h < hidden_; ++h) {
+    const double* w = &w0_[h * inputs_];
+    double s = b0_[h];
+    for (int64_t d = 0; d < inputs_; ++d) s += w[d] * x[d];
+    h0[h] = gelu(s);
+  }
+  for (int64_t h = 0; h < hidden_; ++h) {
+    const double* w = &w1_[h * hidden_];
+    double s = b1_[h];
+    for (int64_t d = 0; d < hidden_; ++d) s += w[d] * h0[d];
+    h1[h] = gelu(s);
+  }
+  const double* code = &codes_[static_cast<int64_t>(t[i]) * kC];
+  double disp[kC];
+  for (int o = 0; o < kC; ++o) {
+    const double* w = &w2_[o * hidden_];
+    double s = b2_[o];
+    for (int64_t d = 0; d < hidden_; ++d) s += w[d] * h1[d];
+    disp[o] = code[o] + s / 10.0;
+  }
+  for (int a = 0; a < 4; ++a) {  // placed on the key as MotionTokenizer::decode places a code
+    const V p = at(k.atoms, i * kC + a * 3) + to_global(k, i, disp + a * 3);
+    out[a * 3] = p.x, out[a * 3 + 1] = p.y, out[a * 3 + 2] = p.z;
+  }
+}
+
+void MotionContextDecoder::decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key,
+                                  const int32_t* classes, float* xyz) const {
+  if (n_frames < 0 || n_res < 1) bad("context decoder: need at least one residue and a non-negative number of frames");
+  for (int64_t i = 0; i < n_frames * n_res; ++i)
+    if (tokens[i] < 0 || tokens[i] >= k_)
+      bad("context decoder: token " + std::to_string(tokens[i]) + " is out of range (codebook size " +
+          std::to_string(k_) + ")");
+  const auto lay = layout(key, n_res, classes);
   detail::parallel_for(
       n_frames * n_res,
       [&](int64_t begin, int64_t end) {
-        std::vector<double> x(inputs_), h0(hidden_), h1(hidden_);
+        double placed[kC];
         for (int64_t item = begin; item < end; ++item) {
-          const int64_t frame = item / n_res, i = item % n_res;
-          const int32_t* t = tokens + frame * n_res;
-          for (int64_t c = 0; c < cols; ++c) {  // neighbours' codes in residue i's frame
-            const int64_t j = nb[i * cols + c];
-            const double m = ok[i * cols + c] ? 1.0 : 0.0;
-            const double* code = &codes_[static_cast<int64_t>(t[j]) * kC];
-            for (int a = 0; a < 4; ++a) {
-              const V l = to_local(k, i, to_global(k, j, code + a * 3));
-              x[c * 12 + a * 3] = l.x * m;
-              x[c * 12 + a * 3 + 1] = l.y * m;
-              x[c * 12 + a * 3 + 2] = l.z * m;
-            }
-          }
-          std::copy(&fixed[i * statics], &fixed[i * statics] + statics, x.begin() + cols * 12);
-          for (int64_t d = 0; d < inputs_; ++d) x[d] = (x[d] * 10.0 - mean_[d]) / scale_[d];
-          for (int64_t h = 0; h < hidden_; ++h) {
-            const double* w = &w0_[h * inputs_];
-            double s = b0_[h];
-            for (int64_t d = 0; d < inputs_; ++d) s += w[d] * x[d];
-            h0[h] = gelu(s);
-          }
-          for (int64_t h = 0; h < hidden_; ++h) {
-            const double* w = &w1_[h * hidden_];
-            double s = b1_[h];
-            for (int64_t d = 0; d < hidden_; ++d) s += w[d] * h0[d];
-            h1[h] = gelu(s);
-          }
-          const double* code = &codes_[static_cast<int64_t>(t[i]) * kC];
-          double disp[kC];
-          for (int o = 0; o < kC; ++o) {
-            const double* w = &w2_[o * hidden_];
-            double s = b2_[o];
-            for (int64_t d = 0; d < hidden_; ++d) s += w[d] * h1[d];
-            disp[o] = code[o] + s / 10.0;
-          }
-          for (int a = 0; a < 4; ++a)  // placed on the key as MotionTokenizer::decode places a code
-            detail::store(at(k.atoms, i * kC + a * 3) + to_global(k, i, disp + a * 3), xyz + item * kC + a * 3);
+          decode_residue(*lay, item % n_res, tokens + (item / n_res) * n_res, placed);
+          for (int o = 0; o < kC; ++o) xyz[item * kC + o] = static_cast<float>(placed[o]);
         }
       },
       16);

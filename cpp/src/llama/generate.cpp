@@ -298,6 +298,37 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       masked_params.min_p = std::max(masked_params.min_p, 1e-30f);
       sampling::sample(masked_logits.data(), n, n_vocab, allowed.data(), masked_params, opt.seed, walker_ids.data(),
                        steps.data(), chosen.data(), chosen_logprob.data());
+      if (opt.decoded_tries > 0 && opt.constraint->decodes()) {
+        // Judge each draw as it will be decoded; a rejected code leaves the walker's masked row and the
+        // residue is drawn again with fresh random numbers (a step count no other draw uses).
+        const auto td = Clock::now();
+        for (int64_t r = 0; r < n; ++r) {
+          codes_before(ws[r], f, j);
+          drawn_codes.push_back(chosen[r] - layout.structure_begin);
+          for (int64_t t = 0; !opt.constraint->allows_decoded(j, drawn_codes.data()); ++t) {
+            if (t == opt.decoded_tries) {
+              ++out.decoded_kept;
+              break;
+            }
+            ++out.decoded_redraws;
+            float* row = &masked_logits[r * n_vocab];
+            const float rejected = row[chosen[r]];
+            row[chosen[r]] = kMasked;
+            if (std::all_of(row + layout.structure_begin, row + layout.structure_end,
+                            [&](float v) { return v == kMasked; })) {
+              row[chosen[r]] = rejected;  // nothing left to draw: keep it
+              ++out.decoded_kept;
+              break;
+            }
+            // Bit 61 and the try in bits 48+ (the guard's frame tries use bits 40-47).
+            const uint64_t step = steps[r] | (uint64_t{1} << 61) | (static_cast<uint64_t>(t) << 48);
+            sampling::sample(row, 1, n_vocab, &structure, masked_params, opt.seed, &walker_ids[r], &step, &chosen[r],
+                             &chosen_logprob[r]);
+            drawn_codes.back() = chosen[r] - layout.structure_begin;
+          }
+        }
+        out.constraint_seconds += seconds_since(td);
+      }
       sampling::token_logprobs(rows, n, n_vocab, chosen.data(), chosen_logprob.data());
     } else {
       sampling::sample(rows, n, n_vocab, allowed.data(), opt.sampling, opt.seed, walker_ids.data(), steps.data(),

@@ -48,6 +48,14 @@ def register(sub):
         "and the 1-3 distances CA-N, C-CA, O-N) from the key frame's (default 0.03)",
     )
     p.add_argument(
+        "--decoded-tries",
+        type=int,
+        default=8,
+        help="with --constrain and a causal context decoder: a drawn code whose decoded residue breaks the "
+        "same limits is removed and the residue drawn again, up to this many times (default 8; 0: judge "
+        "code-alone placements only)",
+    )
+    p.add_argument(
         "--filter",
         action="store_true",
         help="write only acceptable frames: valid by the local checks (mdllm.evaluate.check_backbone) and "
@@ -86,7 +94,7 @@ def run(args):
         refine=args.refine,
         guard=not args.no_guard,
         constrain=args.constrain,
-        constraint_limits=ConstraintLimits(tolerance_nm=args.constraint_tolerance),
+        constraint_limits=ConstraintLimits(tolerance_nm=args.constraint_tolerance, decoded_tries=args.decoded_tries),
     )
     written = ensemble.save(args.output)
     timing = ensemble.info["timing"]
@@ -115,6 +123,11 @@ def run(args):
             f"constraint: {c['constrained_draws']} draws masked, {c['mean_allowed_codes']:.0f} codes allowed on "
             f"average, {c['empty_masks']} with no allowed code (drawn unconstrained)"
         )
+        if c["decoded_check"]:
+            print(
+                f"constraint, as decoded: {c['decoded_redraws']} codes sent back, {c['decoded_kept']} draws kept "
+                "after the last try"
+            )
     if "validity" in ensemble.info:
         v = ensemble.info["validity"]
         print(

@@ -53,7 +53,13 @@ def register_train_context(tsub):
     c.add_argument("--tokenizer", default="motiontoken", help="motion tokenizer directory (default: the shipped one)")
     c.add_argument("--md", action="append", default=[], metavar="TRAJ[:TOP]", help="MD trajectory (repeatable)")
     c.add_argument("--steps", type=int, default=3000)
-    c.add_argument("--window", type=int, default=3, help="neighbours on each side that a residue's decoding sees")
+    c.add_argument("--window", type=int, default=3, help="neighbours before a residue that its decoding sees")
+    c.add_argument(
+        "--ahead",
+        type=int,
+        help="neighbours after it that it sees (default: --window; 0 makes the decoder causal, so constrained "
+        "decoding can judge each residue as it will be decoded)",
+    )
     c.add_argument("--spatial", type=int, default=0, help="nearest residues in the key (beyond the window) it sees")
     c.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers")
     c.add_argument("--keys", type=int, default=8, help="key frames per trajectory")
@@ -101,6 +107,7 @@ def run_train_context(args):
         steps=args.steps,
         window=args.window,
         spatial=args.spatial,
+        ahead=args.ahead,
         hidden=args.hidden,
         keys_per_trajectory=args.keys,
         max_swap=args.max_swap,

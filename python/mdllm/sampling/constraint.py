@@ -11,6 +11,12 @@ key CA lies within ``neighbour_cutoff_nm`` by more than ``clash_overlap_nm``. No
 ``relax_when_empty`` the mask is built again with the tolerance doubled and the overlap 0.02 nm larger;
 still none: all are allowed.
 
+With a causal context decoder (``ahead`` 0: residue i decoded from the codes of residues up to i alone)
+attached by :meth:`ChainConstraint.judge_decoded`, the generation loop also judges each drawn code by
+the same limits on the *decoded* coordinates of residue j and the residues before it (what the frame
+holds before its projection; the context decoder turns torsions by 10-20 degrees, which the code-alone
+mask cannot see) and draws residue j again without a rejected code, up to ``decoded_tries`` times.
+
 The defaults are what made most of the fine-tunes' raw frames valid (bench/constrained.py): judging the
 link's angles keeps the later projection from turning the torsions judged in (b), and an overlap limit
 0.2 A inside the validity check's 0.7 A leaves room for what the context decoder and the projection move.
@@ -45,6 +51,7 @@ class ConstraintLimits:
     break_nm: float = 0.2  # key C-N longer than this: a chain break, not constrained
     link_angles: bool = True  # (a) the 1-3 distances across the link too (CA-N, C-CA, O-N)
     relax_when_empty: bool = True  # no code allowed: try tolerance x 2, clash overlap + 0.02 nm, before all
+    decoded_tries: int = 8  # with a causal context decoder: redraws of a code rejected as decoded (0: off)
 
 
 RELAX_TOLERANCE = 2.0  # relax_when_empty (the core's kRelaxTolerance, kRelaxOverlapNm)
@@ -133,23 +140,45 @@ class ChainConstraint:
         c = self.codebook.astype(np.float64)[np.asarray(codes)].reshape(*np.shape(codes), 4, 3)
         return self.key[i].astype(np.float64) + np.einsum("rc,...ac->...ar", self._frames[i], c)
 
+    def judge_decoded(self, core_decoder, classes) -> None:
+        """Judge drawn codes as ``core_decoder`` (a causal ``_core.MotionContextDecoder`` of this codebook)
+        decodes them, with the Ramachandran ``classes`` it decodes with (L,); see the module docstring."""
+        self.core.attach_decoder(core_decoder, np.ascontiguousarray(classes, np.int32))
+
+    def allows_decoded(self, j: int, drawn) -> bool:
+        """Whether ``drawn[j]`` is allowed by the strict limits on decoded coordinates (after
+        :meth:`judge_decoded`)."""
+        return bool(self.core.allows_decoded(int(j), np.ascontiguousarray(drawn, np.int32)))
+
+    def reference_allows_decoded(self, j: int, decoded) -> bool:
+        """The numpy reference of :meth:`allows_decoded`, given the decoded residues 0..j (``decoded``
+        (>= j + 1, 4, 3) nm, e.g. from :meth:`mdllm.tokenizer.motion_context.ContextDecoder.displacements`
+        placed on the key)."""
+        decoded = np.asarray(decoded, np.float64)
+        ok = self._reference_allowed(
+            j, lambda i: decoded[i], decoded[j][None], self.limits.tolerance_nm, self.limits.clash_overlap_nm
+        )
+        return bool(ok[0])
+
     def reference_mask(self, j: int, drawn) -> tuple[np.ndarray, int]:
         """The numpy reference of :meth:`mask`."""
         lim = self.limits
+        cand = self.place(j, np.arange(len(self.codebook)))  # (K, 4, 3)
         for relaxed in (False, True) if lim.relax_when_empty else (False,):
             tolerance = lim.tolerance_nm * (RELAX_TOLERANCE if relaxed else 1.0)
             overlap = lim.clash_overlap_nm + (RELAX_OVERLAP_NM if relaxed else 0.0)
-            ok = self._reference_allowed(j, drawn, tolerance, overlap)
+            ok = self._reference_allowed(j, lambda i: self.place(i, drawn[i]), cand, tolerance, overlap)
             if ok.any():
                 return ok, int(ok.sum())
         return np.ones(len(self.codebook), bool), 0
 
-    def _reference_allowed(self, j: int, drawn, tolerance: float, overlap: float) -> np.ndarray:
+    def _reference_allowed(self, j: int, placed, cand, tolerance: float, overlap: float) -> np.ndarray:
+        """Which candidate placements ``cand`` (C, 4, 3) of residue j are allowed, the residues before it
+        placed by ``placed(i)`` (4, 3)."""
         lim = self.limits
-        cand = self.place(j, np.arange(len(self.codebook)))  # (K, 4, 3)
         ok = np.ones(len(cand), bool)
         if j > 0 and self.linked[j - 1]:
-            prev = self.place(j - 1, drawn[j - 1])
+            prev = placed(j - 1)
             if lim.link_cn:
                 ok &= np.abs(np.linalg.norm(cand[:, 0] - prev[2], axis=-1) - self.key_cn[j - 1]) <= tolerance
             ok &= np.abs(np.linalg.norm(cand[:, 1] - prev[1], axis=-1) - self.key_caca[j - 1]) <= tolerance
@@ -157,7 +186,7 @@ class ChainConstraint:
                 for (a, b), want in zip(self.link_pairs, self.key_link[j - 1]):
                     ok &= np.abs(np.linalg.norm(cand[:, b] - prev[a], axis=-1) - want) <= tolerance
             if lim.ramachandran and j >= 2 and self.linked[j - 2]:
-                before = self.place(j - 2, drawn[j - 2])
+                before = placed(j - 2)
                 phi = _dihedral_deg(before[2], prev[0], prev[1], prev[2])
                 psi = _dihedral_deg(prev[0], prev[1], prev[2], cand[:, 0])
                 n_bins = self.levels.shape[1]
@@ -176,7 +205,7 @@ class ChainConstraint:
             near = np.linalg.norm(key_ca[j] - key_ca[k]) < lim.neighbour_cutoff_nm
             if j - k > lim.local_reach and not near:
                 continue
-            other = self.place(k, drawn[k])
+            other = placed(k)
             d = np.linalg.norm(cand[:, :, None] - other[None, None], axis=-1)  # (K, 4, 4)
             ok &= ~((d < limit).any(axis=(1, 2)) | (d[:, 1, 1] < lim.ca_min_nm))
         return ok

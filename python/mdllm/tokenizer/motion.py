@@ -179,6 +179,15 @@ class MotionTokenizer:
         self._cpp.decode(tokens, key, tokens.shape[0], tokens.shape[1], out)
         return out
 
+    def core_context_decoder(self):
+        """The compiled core's twin of the context decoder (``_core.MotionContextDecoder``), or None
+        without a context decoder or a compiled core."""
+        if self.context_decoder is None or self._cpp is None:
+            return None
+        from mdllm import _core
+
+        return _core.MotionContextDecoder(str(self.context_decoder.path), self._cpp)
+
     def zero_token(self) -> int:
         """The code closest to no motion (what the key frame encodes to, residue by residue)."""
         return int(np.argmin((self.codebook.astype(np.float64) ** 2).sum(1)))

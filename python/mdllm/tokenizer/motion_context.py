@@ -54,18 +54,20 @@ def residue_classes(sequence: str | None, segments: np.ndarray) -> np.ndarray:
 
 class ContextLayout:
     """What the features of one key frame (and sequence) fix: which residues each residue sees (the
-    ``window`` before and after it in its segment, then the ``spatial`` residues nearest to it in the key
-    outside that window), the rotations between their key frames and its own, the key geometry around
-    it, and its Ramachandran class."""
+    ``window`` before it and the ``ahead`` after it in its segment (``ahead`` defaults to ``window``; 0
+    makes the decoder causal: residue i is final once codes 0..i are drawn), then the ``spatial``
+    residues nearest to it in the key outside that window), the rotations between their key frames and
+    its own, the key geometry around it, and its Ramachandran class."""
 
-    def __init__(self, key, window: int, sequence: str | None = None, spatial: int = 0):
+    def __init__(self, key, window: int, sequence: str | None = None, spatial: int = 0, ahead: int | None = None):
         from mdllm.tokenizer.motion import key_frames
 
         key = np.asarray(key, np.float64)
         n_res = len(key)
         rot = key_frames(key)
         seg = key_segments(key)
-        offsets = np.arange(-window, window + 1)
+        ahead = window if ahead is None else ahead
+        offsets = np.arange(-window, ahead + 1)
         j = np.arange(n_res)[:, None] + offsets[None]
         ok = (j >= 0) & (j < n_res)
         j = np.clip(j, 0, n_res - 1)
@@ -83,10 +85,10 @@ class ContextLayout:
                 near = np.pad(near, ((0, 0), (0, pad)))
                 near_ok = np.pad(near_ok, ((0, 0), (0, pad)))
             j, ok = np.concatenate([j, near], 1), np.concatenate([ok, near_ok], 1)
-        self.window, self.spatial = window, spatial
+        self.window, self.spatial, self.ahead = window, spatial, ahead
         self.rot = rot
         self.key = key
-        self.neighbour = j  # (L, 2W+1+S): the chain window (residue i itself in the middle), then the nearest
+        self.neighbour = j  # (L, W+1+A+S): the chain window (residue i itself at column W), then the nearest
         self.ok = ok.astype(np.float64)
         self.rel_rot = np.einsum("lji,lkjm->lkim", rot, rot[j])  # R_i^T R_j: (L, 2W+1+S, 3, 3)
         around = np.einsum("lji,lkaj->lkai", rot, key[j] - key[:, None, 1:2])  # key atoms of j in frame i
@@ -106,8 +108,9 @@ class ContextLayout:
         return np.concatenate([near, np.broadcast_to(self.static[None], (n_frames, *self.static.shape))], axis=2)
 
 
-def feature_size(window: int, spatial: int = 0) -> int:
-    return (2 * window + 1 + spatial) * 12 + (2 * window + spatial) * 13 + N_CLASSES
+def feature_size(window: int, spatial: int = 0, ahead: int | None = None) -> int:
+    columns = window + 1 + (window if ahead is None else ahead) + spatial
+    return columns * 12 + (columns - 1) * 13 + N_CLASSES
 
 
 @lru_cache(maxsize=1)
@@ -128,12 +131,19 @@ class ContextDecoder:
     TENSORS = ("w0", "b0", "w1", "b1", "w2", "b2", "mean", "scale")
 
     def __init__(
-        self, tensors: dict[str, np.ndarray], window: int, spatial: int = 0, path: Path | None = None, sha256: str = ""
+        self,
+        tensors: dict[str, np.ndarray],
+        window: int,
+        spatial: int = 0,
+        path: Path | None = None,
+        sha256: str = "",
+        ahead: int | None = None,
     ):
         self.window, self.spatial = int(window), int(spatial)
+        self.ahead = self.window if ahead is None else int(ahead)
         self.path = path
         self.sha256 = sha256
-        d = feature_size(self.window, self.spatial)
+        d = feature_size(self.window, self.spatial, self.ahead)
         hidden = tensors["w0"].shape[0]
         expected = {
             "w0": (hidden, d),
@@ -169,7 +179,9 @@ class ContextDecoder:
         if "window" not in meta:
             raise in_file(path, "no 'window' in the metadata (not a motion context decoder)")
         tensors = read_tensors(path, {k: shapes.get(k, (0,)) for k in cls.TENSORS})
-        return cls(tensors, int(meta["window"]), int(meta.get("spatial", 0)), path, sha256_file(path))
+        window = int(meta["window"])
+        ahead = int(meta.get("ahead", window))
+        return cls(tensors, window, int(meta.get("spatial", 0)), path, sha256_file(path), ahead)
 
     def save(self, path, notes: dict | None = None) -> None:
         from safetensors.numpy import save_file
@@ -182,6 +194,7 @@ class ContextDecoder:
             "version": "1",
             "window": str(self.window),
             "spatial": str(self.spatial),
+            "ahead": str(self.ahead),
         }
         with atomic_output(path) as tmp:
             save_file(arrays, str(tmp), metadata=meta)
@@ -212,5 +225,5 @@ class ContextDecoder:
         key = np.asarray(key, np.float64)
         last = self._layout
         if last is None or last[1] != sequence or not np.array_equal(last[0], key):
-            self._layout = (key.copy(), sequence, ContextLayout(key, self.window, sequence, self.spatial))
+            self._layout = (key.copy(), sequence, ContextLayout(key, self.window, sequence, self.spatial, self.ahead))
         return self._layout[2]

@@ -29,14 +29,14 @@ CA_MIN_NM = 0.30  # non-neighbouring CAs (the check's limit)
 class _Target:
     """One trajectory seen from one key frame, with what the loss needs as tensors."""
 
-    def __init__(self, xyz, key, sequence, tokenizer, window, spatial):
+    def __init__(self, xyz, key, sequence, tokenizer, window, spatial, ahead=None):
         import torch
 
         from mdllm.tokenizer.motion import superpose_on_key
 
         key = np.asarray(key, np.float64)
         self.n_res = len(key)
-        self.layout = ContextLayout(key, window, sequence, spatial)
+        self.layout = ContextLayout(key, window, sequence, spatial, ahead)
         self.tokens = tokenizer.encode(xyz, key[None])
         self.truth = torch.tensor(superpose_on_key(xyz, key))
         self.key = torch.tensor(key)
@@ -189,6 +189,7 @@ def train_context_decoder(
     steps: int = 3000,
     window: int = 3,
     spatial: int = 0,
+    ahead: int | None = None,
     hidden: int = 256,
     keys_per_trajectory: int = 8,
     max_swap: float = 0.0,
@@ -216,6 +217,7 @@ def train_context_decoder(
         raise MdllmError(f"swap_target is 'frame' or 'source', not {swap_target!r}")
     if tokenizer.kind != "motion":
         raise MdllmError(f"a context decoder belongs to a motion tokenizer, not a {tokenizer.kind} one")
+    ahead = window if ahead is None else ahead
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -224,11 +226,11 @@ def train_context_decoder(
         if len(bb.xyz) < 2:
             continue
         keys = key_frame_indices(len(bb.xyz), keys_per_trajectory, rng)
-        targets += [_Target(bb.xyz, bb.xyz[k], bb.sequence, tokenizer, window, spatial) for k in keys]
+        targets += [_Target(bb.xyz, bb.xyz[k], bb.sequence, tokenizer, window, spatial, ahead) for k in keys]
     if not targets:
         raise MdllmError("no trajectory with at least two frames to train a context decoder on")
     codebook = np.asarray(tokenizer.codebook, np.float64)
-    d = feature_size(window, spatial)
+    d = feature_size(window, spatial, ahead)
     sample = np.concatenate([t.layout.features(codebook[t.tokens[:8]]).reshape(-1, d) for t in targets]) * 10.0
     mean, scale = sample.mean(0), sample.std(0) + 1e-3
     net = network(d, hidden)
@@ -280,6 +282,7 @@ def train_context_decoder(
         "steps": steps,
         "window": window,
         "spatial": spatial,
+        "ahead": ahead,
         "hidden": hidden,
         "keys_per_trajectory": keys_per_trajectory,
         "max_swap": max_swap,
@@ -300,5 +303,5 @@ def train_context_decoder(
 
         out = str(Path(out) / FILE_NAME)
     notes["file"] = out
-    ContextDecoder(tensors, window, spatial).save(out, notes)
+    ContextDecoder(tensors, window, spatial, ahead=ahead).save(out, notes)
     return notes
