@@ -22,10 +22,14 @@
 // counts it). The numpy reference is python/mdllm/sampling/constraint.py; tests compare the two.
 //
 // With a causal context decoder attached (MotionContextDecoder with ahead() == 0: residue i's decoded
-// placement is final once codes 0..i are drawn), allows_decoded() judges a drawn code by the same limits
-// on the decoded coordinates of residue j and of the residues before it, which is what the frame will
-// hold before its projection. mask() stays on code-alone placements: decoding every code of the codebook
-// for every residue would cost K network evaluations per draw.
+// placement is final once codes 0..i are drawn), allows_decoded() judges a drawn code as the frame will
+// hold it: residues j-kDecodedWindow .. j are decoded and projected together onto the key's geometry
+// (mdllm/projection.hpp; the decoder was trained through the projection, so its raw output is not
+// chain-like), then (b) and (c) are judged on those coordinates (earlier clash partners decoded,
+// unprojected), and residue j-2's (phi, psi) too, which j moves through the projection; (a) is left to
+// the projection. Residue j-1's (phi, psi) so judged is within a few degrees
+// of the whole frame's projection (median 1-3, p90 4-8 degrees on Trp-cage draws). mask() stays on
+// code-alone placements: decoding every code of the codebook would cost K network evaluations per draw.
 //
 // Layouts (row-major): codebook (K, 12) float nm; key (L, 4, 3) float nm; classes (L) int32 in 0..3
 // (general, glycine, proline, pre-proline); levels (4, n_bins, n_bins) uint8 (0 = outlier) indexed
@@ -35,6 +39,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -57,6 +62,7 @@ struct ChainConstraintParams {
 
 inline constexpr double kRelaxTolerance = 2.0;   // relax_when_empty: link tolerance x this
 inline constexpr double kRelaxOverlapNm = 0.02;  // and clash overlap + this
+inline constexpr int64_t kDecodedWindow = 6;     // allows_decoded: residues j-6 .. j projected together
 
 class ChainConstraint {
  public:
@@ -95,9 +101,11 @@ class ChainConstraint {
 
  private:
   struct Scene;
-  Scene prepare(int64_t j, const int32_t* drawn, bool relaxed, bool decoded) const;
+  // `placed(i, out)` writes residue i's coordinates (i < j) as judged.
+  Scene prepare(int64_t j, const std::function<void(int64_t, double*)>& placed, bool relaxed) const;
   bool judge(const Scene& s, int64_t j, const double* x) const;
-  void place_residue(int64_t i, const int32_t* drawn, bool decoded, double* out) const;
+  void check_drawn(int64_t j, const int32_t* drawn, int64_t count) const;
+  int64_t angle_bin(double deg) const;  // Ramachandran grid bin of an angle
 
   int64_t k_ = 0, l_ = 0, n_bins_ = 0;
   double bin_deg_ = 0;

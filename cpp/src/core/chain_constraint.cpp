@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "mdllm/projection.hpp"
 #include "vec3.hpp"
 
 namespace mdllm {
@@ -106,6 +107,7 @@ void ChainConstraint::place(int64_t i, int32_t k, double* out) const {
 // What code k of residue j is judged against: the residues placed by their drawn codes.
 struct ChainConstraint::Scene {
   bool link = false, rama = false, ahead = false;
+  bool distances = true;  // (a); false where the projection has restored them
   double prev[12] = {}, before[12] = {};
   const uint8_t* level_row = nullptr;
   const uint8_t* open_row = nullptr;
@@ -115,26 +117,27 @@ struct ChainConstraint::Scene {
   double max_clash = 0;
 };
 
-void ChainConstraint::place_residue(int64_t i, const int32_t* drawn, bool decoded, double* out) const {
-  if (decoded)
-    decoder_->decode_residue(*layout_, i, drawn, out);
-  else
-    place(i, drawn[i], out);
+int64_t ChainConstraint::angle_bin(double deg) const {
+  return std::clamp<int64_t>(static_cast<int64_t>(std::floor((deg + 180.0) / bin_deg_)), 0, n_bins_ - 1);
 }
 
-ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn, bool relaxed, bool decoded) const {
+void ChainConstraint::check_drawn(int64_t j, const int32_t* drawn, int64_t count) const {
   if (j < 0 || j >= l_) bad("residue " + std::to_string(j) + " outside 0.." + std::to_string(l_ - 1));
-  for (int64_t i = 0; i < j; ++i)
+  for (int64_t i = 0; i < count; ++i)
     if (drawn[i] < 0 || drawn[i] >= k_) bad("drawn code " + std::to_string(drawn[i]) + " outside the codebook");
+}
+
+ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const std::function<void(int64_t, double*)>& placed,
+                                                bool relaxed) const {
   Scene s;
   s.link = j > 0 && linked_[j - 1];
-  if (s.link) place_residue(j - 1, drawn, decoded, s.prev);
+  if (s.link) placed(j - 1, s.prev);
   s.rama = s.link && p_.ramachandran && j >= 2 && linked_[j - 2];
   int64_t phi_bin = 0;
   if (s.rama) {
-    place_residue(j - 2, drawn, decoded, s.before);
+    placed(j - 2, s.before);
     const double phi = dihedral_deg(at(s.before + 6), at(s.prev), at(s.prev + 3), at(s.prev + 6));
-    phi_bin = std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
+    phi_bin = angle_bin(phi);
   }
   s.level_row = &levels_[(classes_[s.rama ? j - 1 : 0] * n_bins_ + phi_bin) * n_bins_];
   // Residue j's own phi is defined by its placement too: it must leave some psi allowed (when j has a psi).
@@ -144,7 +147,7 @@ ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn,
   s.others.resize(partners.size() * 12);
   s.others_reach.resize(partners.size());
   for (size_t p = 0; p < partners.size(); ++p) {
-    place_residue(partners[p], drawn, decoded, &s.others[p * 12]);
+    placed(partners[p], &s.others[p * 12]);
     s.others_reach[p] = reach(&s.others[p * 12]);
   }
   s.tolerance = p_.link_tolerance_nm * (relaxed ? kRelaxTolerance : 1.0);
@@ -156,7 +159,7 @@ ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const int32_t* drawn,
 }
 
 bool ChainConstraint::judge(const Scene& s, int64_t j, const double* x) const {
-  if (s.link) {
+  if (s.link && s.distances) {
     if ((p_.link_cn && std::abs(dist(at(s.prev + 6), at(x)) - key_cn_[j - 1]) > s.tolerance) ||
         std::abs(dist(at(s.prev + 3), at(x + 3)) - key_ca_[j - 1]) > s.tolerance)
       return false;
@@ -167,16 +170,15 @@ bool ChainConstraint::judge(const Scene& s, int64_t j, const double* x) const {
           std::abs(dist(at(s.prev + 9), at(x)) - want[2]) > s.tolerance)
         return false;
     }
+  }
+  if (s.link) {
     if (s.rama) {
       const double psi = dihedral_deg(at(s.prev), at(s.prev + 3), at(s.prev + 6), at(x));
-      const int64_t psi_bin =
-          std::clamp<int64_t>(static_cast<int64_t>(std::floor((psi + 180.0) / bin_deg_)), 0, n_bins_ - 1);
-      if (!s.level_row[psi_bin]) return false;
+      if (!s.level_row[angle_bin(psi)]) return false;
     }
     if (s.ahead) {
       const double phi_j = dihedral_deg(at(s.prev + 6), at(x), at(x + 3), at(x + 6));
-      if (!s.open_row[std::clamp<int64_t>(static_cast<int64_t>(std::floor((phi_j + 180.0) / bin_deg_)), 0, n_bins_ - 1)])
-        return false;
+      if (!s.open_row[angle_bin(phi_j)]) return false;
     }
   }
   const Vec3 ca = at(x + 3);
@@ -195,9 +197,11 @@ bool ChainConstraint::judge(const Scene& s, int64_t j, const double* x) const {
 }
 
 int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed) const {
+  check_drawn(j, drawn, j);
+  const auto by_code = [&](int64_t i, double* out) { place(i, drawn[i], out); };
   for (const bool relaxed : {false, true}) {
     if (relaxed && !p_.relax_when_empty) break;
-    const Scene s = prepare(j, drawn, relaxed, false);
+    const Scene s = prepare(j, by_code, relaxed);
     int64_t n_allowed = 0;
     double x[12];
     for (int32_t k = 0; k < k_; ++k) {
@@ -212,10 +216,11 @@ int64_t ChainConstraint::mask(int64_t j, const int32_t* drawn, uint8_t* allowed)
 }
 
 bool ChainConstraint::allows(int64_t j, const int32_t* drawn, int32_t code) const {
+  check_drawn(j, drawn, j);
   if (code < 0 || code >= k_) bad("code " + std::to_string(code) + " outside the codebook");
   double x[12];
   place(j, code, x);
-  return judge(prepare(j, drawn, false, false), j, x);
+  return judge(prepare(j, [&](int64_t i, double* out) { place(i, drawn[i], out); }, false), j, x);
 }
 
 void ChainConstraint::attach_decoder(const MotionContextDecoder& decoder, const int32_t* decoder_classes) {
@@ -231,12 +236,39 @@ void ChainConstraint::attach_decoder(const MotionContextDecoder& decoder, const 
 
 bool ChainConstraint::allows_decoded(int64_t j, const int32_t* drawn) const {
   if (!decoder_) bad("allows_decoded needs an attached decoder");
-  if (j < 0 || j >= l_) bad("residue " + std::to_string(j) + " outside 0.." + std::to_string(l_ - 1));
-  if (drawn[j] < 0 || drawn[j] >= k_) bad("code " + std::to_string(drawn[j]) + " outside the codebook");
-  const Scene s = prepare(j, drawn, false, true);
+  check_drawn(j, drawn, j + 1);
+  // Residues lo..j decoded and projected together (float, as decoded frames are projected).
+  const int64_t lo = std::max<int64_t>(0, j - kDecodedWindow), n = j - lo + 1;
+  std::vector<float> window(n * 12), key(n * 12);
   double x[12];
-  decoder_->decode_residue(*layout_, j, drawn, x);
-  return judge(s, j, x);
+  for (int64_t i = lo; i <= j; ++i) {
+    decoder_->decode_residue(*layout_, i, drawn, x);
+    std::copy(x, x + 12, &window[(i - lo) * 12]);
+    std::copy(&key_[i * 12], &key_[i * 12] + 12, &key[(i - lo) * 12]);
+  }
+  projection::project_to_key_geometry(window.data(), 1, n, key.data(), window.data());
+  const auto as_judged = [&](int64_t i, double* out) {
+    if (i >= lo)
+      std::copy(&window[(i - lo) * 12], &window[(i - lo) * 12] + 12, out);
+    else {  // rounded as the window is, as decoded frames are
+      decoder_->decode_residue(*layout_, i, drawn, out);
+      for (int c = 0; c < 12; ++c) out[c] = static_cast<float>(out[c]);
+    }
+  };
+  Scene s = prepare(j, as_judged, false);
+  s.distances = false;
+  as_judged(j, x);
+  if (!judge(s, j, x)) return false;
+  // Residue j-2's (phi, psi), nearer its final value now that j pulls on it through the projection,
+  // must not have become an outlier either.
+  if (!p_.ramachandran || j < 3 || !linked_[j - 3] || !linked_[j - 2] || !linked_[j - 1]) return true;
+  const auto atom = [&](int64_t i, int a) {
+    const float* p = &window[(i - lo) * 12 + a * 3];
+    return Vec3{p[0], p[1], p[2]};
+  };
+  const double phi = dihedral_deg(atom(j - 3, 2), atom(j - 2, 0), atom(j - 2, 1), atom(j - 2, 2));
+  const double psi = dihedral_deg(atom(j - 2, 0), atom(j - 2, 1), atom(j - 2, 2), atom(j - 1, 0));
+  return levels_[(classes_[j - 2] * n_bins_ + angle_bin(phi)) * n_bins_ + angle_bin(psi)] != 0;
 }
 
 }  // namespace mdllm

@@ -12,17 +12,13 @@ key CA lies within ``neighbour_cutoff_nm`` by more than ``clash_overlap_nm``. No
 still none: all are allowed.
 
 With a causal context decoder (``ahead`` 0: residue i decoded from the codes of residues up to i alone)
-attached by :meth:`ChainConstraint.judge_decoded`, the generation loop also judges each drawn code by
-the same limits on the *decoded* coordinates of residue j and the residues before it (what the frame
-holds before its projection; the context decoder turns torsions by 10-20 degrees, which the code-alone
-mask cannot see) and draws residue j again without a rejected code, up to ``decoded_tries`` times.
-
-The defaults are what made most of the fine-tunes' raw frames valid (bench/constrained.py): judging the
-link's angles keeps the later projection from turning the torsions judged in (b), and an overlap limit
-0.2 A inside the validity check's 0.7 A leaves room for what the context decoder and the projection move.
-
-The compiled core (``mdllm._core.ChainConstraint``, cpp/include/mdllm/chain_constraint.hpp) does the
-work inside the generation loop; :meth:`ChainConstraint.reference_mask` is the numpy reference.
+attached by :meth:`ChainConstraint.judge_decoded`, the generation loop also judges each drawn code as the
+frame will hold it: residues j-``DECODED_WINDOW`` .. j decoded and projected together onto the key's
+geometry (the decoder learned through the projection; its raw output is not chain-like), then (b) and
+(c) on those coordinates, and residue j-2's (phi, psi), which j moves through the projection ((a) is the
+projection's), and draws residue j again without a rejected code,
+up to ``decoded_tries`` times. The code-alone mask cannot see the 10-20 degrees by which decoding turns
+torsions.
 """
 
 from __future__ import annotations
@@ -56,6 +52,7 @@ class ConstraintLimits:
 
 RELAX_TOLERANCE = 2.0  # relax_when_empty (the core's kRelaxTolerance, kRelaxOverlapNm)
 RELAX_OVERLAP_NM = 0.02
+DECODED_WINDOW = 6  # the core's kDecodedWindow: residues projected with the one judged as decoded
 
 
 def link_limits(tolerance_nm: float) -> ConstraintLimits:
@@ -151,14 +148,28 @@ class ChainConstraint:
         return bool(self.core.allows_decoded(int(j), np.ascontiguousarray(drawn, np.int32)))
 
     def reference_allows_decoded(self, j: int, decoded) -> bool:
-        """The numpy reference of :meth:`allows_decoded`, given the decoded residues 0..j (``decoded``
-        (>= j + 1, 4, 3) nm, e.g. from :meth:`mdllm.tokenizer.motion_context.ContextDecoder.displacements`
-        placed on the key)."""
-        decoded = np.asarray(decoded, np.float64)
-        ok = self._reference_allowed(
-            j, lambda i: decoded[i], decoded[j][None], self.limits.tolerance_nm, self.limits.clash_overlap_nm
-        )
-        return bool(ok[0])
+        """The numpy reference of :meth:`allows_decoded`, given the decoded, unprojected residues 0..j
+        (``decoded`` (>= j + 1, 4, 3) nm float32, as
+        :func:`mdllm.tokenizer.motion.place_displacements` places a context decoder's output)."""
+        from mdllm.geometry.projection import project_to_key_geometry
+
+        decoded = np.asarray(decoded)
+        lo = max(0, j - DECODED_WINDOW)
+        window = project_to_key_geometry(decoded[None, lo : j + 1], self.key[lo : j + 1], backend="numpy")[0]
+        window = window.astype(np.float64)
+        placed = lambda i: window[i - lo] if i >= lo else decoded[i].astype(np.float64)  # noqa: E731
+        lim = self.limits
+        ok = self._reference_allowed(j, placed, window[-1][None], lim.tolerance_nm, lim.clash_overlap_nm, False)
+        if not ok[0] or not lim.ramachandran or j < 3 or not self.linked[j - 3 : j].all():
+            return bool(ok[0])
+        # residue j-2's (phi, psi), which j moves through the projection
+        r = j - 2 - lo
+        phi = _dihedral_deg(window[r - 1, 2], window[r, 0], window[r, 1], window[r, 2])
+        psi = _dihedral_deg(window[r, 0], window[r, 1], window[r, 2], window[r + 1, 0])
+        return bool(self.levels[self.classes[j - 2], self._bin(phi), self._bin(psi)] != rama.OUTLIER)
+
+    def _bin(self, angle_deg) -> int:
+        return int(np.clip(np.floor((angle_deg + 180.0) / self.bin_deg), 0, self.levels.shape[1] - 1))
 
     def reference_mask(self, j: int, drawn) -> tuple[np.ndarray, int]:
         """The numpy reference of :meth:`mask`."""
@@ -172,17 +183,20 @@ class ChainConstraint:
                 return ok, int(ok.sum())
         return np.ones(len(self.codebook), bool), 0
 
-    def _reference_allowed(self, j: int, placed, cand, tolerance: float, overlap: float) -> np.ndarray:
+    def _reference_allowed(
+        self, j: int, placed, cand, tolerance: float, overlap: float, distances: bool = True
+    ) -> np.ndarray:
         """Which candidate placements ``cand`` (C, 4, 3) of residue j are allowed, the residues before it
-        placed by ``placed(i)`` (4, 3)."""
+        placed by ``placed(i)`` (4, 3); ``distances`` False leaves (a) out."""
         lim = self.limits
         ok = np.ones(len(cand), bool)
         if j > 0 and self.linked[j - 1]:
             prev = placed(j - 1)
-            if lim.link_cn:
+            if distances and lim.link_cn:
                 ok &= np.abs(np.linalg.norm(cand[:, 0] - prev[2], axis=-1) - self.key_cn[j - 1]) <= tolerance
-            ok &= np.abs(np.linalg.norm(cand[:, 1] - prev[1], axis=-1) - self.key_caca[j - 1]) <= tolerance
-            if lim.link_angles:
+            if distances:
+                ok &= np.abs(np.linalg.norm(cand[:, 1] - prev[1], axis=-1) - self.key_caca[j - 1]) <= tolerance
+            if distances and lim.link_angles:
                 for (a, b), want in zip(self.link_pairs, self.key_link[j - 1]):
                     ok &= np.abs(np.linalg.norm(cand[:, b] - prev[a], axis=-1) - want) <= tolerance
             if lim.ramachandran and j >= 2 and self.linked[j - 2]:
