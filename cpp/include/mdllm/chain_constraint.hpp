@@ -26,8 +26,9 @@
 // hold it: residues j-kDecodedWindow .. j are decoded and projected together onto the key's geometry
 // (mdllm/projection.hpp; the decoder was trained through the projection, so its raw output is not
 // chain-like), then (b) and (c) are judged on those coordinates (earlier clash partners decoded,
-// unprojected), and residue j-2's (phi, psi) too, which j moves through the projection; (a) is left to
-// the projection. Residue j-1's (phi, psi) so judged is within a few degrees
+// unprojected); and j must not add faults (Ramachandran outliers, clashes) to residues lo .. j-1, which it
+// moves through the projection (the window projected without j is the comparison); (a) is left to the
+// projection. Residue j-1's (phi, psi) so judged is within a few degrees
 // of the whole frame's projection (median 1-3, p90 4-8 degrees on Trp-cage draws). mask() stays on
 // code-alone placements: decoding every code of the codebook would cost K network evaluations per draw.
 //
@@ -106,6 +107,9 @@ class ChainConstraint {
   bool judge(const Scene& s, int64_t j, const double* x) const;
   void check_drawn(int64_t j, const int32_t* drawn, int64_t count) const;
   int64_t angle_bin(double deg) const;  // Ramachandran grid bin of an angle
+  // Ramachandran outliers of residues lo+1 .. last-1 and clashing atom pairs among residues lo .. last
+  // (two or more apart) of projected window coordinates w (residues lo ..).
+  int64_t window_faults(const float* w, int64_t lo, int64_t last) const;
 
   int64_t k_ = 0, l_ = 0, n_bins_ = 0;
   double bin_deg_ = 0;

@@ -234,22 +234,46 @@ void ChainConstraint::attach_decoder(const MotionContextDecoder& decoder, const 
   decoder_ = &decoder;
 }
 
+int64_t ChainConstraint::window_faults(const float* w, int64_t lo, int64_t last) const {
+  const auto atom = [&](int64_t i, int a) {
+    const float* p = w + (i - lo) * 12 + a * 3;
+    return Vec3{p[0], p[1], p[2]};
+  };
+  int64_t faults = 0;
+  if (p_.ramachandran)
+    for (int64_t r = lo + 1; r < last; ++r) {
+      if (!linked_[r - 1] || !linked_[r]) continue;
+      const double phi = dihedral_deg(atom(r - 1, 2), atom(r, 0), atom(r, 1), atom(r, 2));
+      const double psi = dihedral_deg(atom(r, 0), atom(r, 1), atom(r, 2), atom(r + 1, 0));
+      faults += levels_[(classes_[r] * n_bins_ + angle_bin(phi)) * n_bins_ + angle_bin(psi)] == 0;
+    }
+  for (int64_t a = lo; a <= last; ++a)
+    for (int64_t b = a + 2; b <= last; ++b)
+      for (int u = 0; u < 4; ++u)
+        for (int v = 0; v < 4; ++v) {
+          const double d = dist(atom(a, u), atom(b, v));
+          faults += d < kRadius[u] + kRadius[v] - p_.clash_overlap_nm || (u == 1 && v == 1 && d < p_.ca_min_nm);
+        }
+  return faults;
+}
+
 bool ChainConstraint::allows_decoded(int64_t j, const int32_t* drawn) const {
   if (!decoder_) bad("allows_decoded needs an attached decoder");
   check_drawn(j, drawn, j + 1);
-  // Residues lo..j decoded and projected together (float, as decoded frames are projected).
+  // Residues lo..j decoded and projected together (float, as decoded frames are projected), and lo..j-1
+  // without j, to see what j changes in residues already judged.
   const int64_t lo = std::max<int64_t>(0, j - kDecodedWindow), n = j - lo + 1;
-  std::vector<float> window(n * 12), key(n * 12);
+  std::vector<float> raw(n * 12), key(n * 12), with(n * 12), without(n * 12);
   double x[12];
   for (int64_t i = lo; i <= j; ++i) {
     decoder_->decode_residue(*layout_, i, drawn, x);
-    std::copy(x, x + 12, &window[(i - lo) * 12]);
+    std::copy(x, x + 12, &raw[(i - lo) * 12]);
     std::copy(&key_[i * 12], &key_[i * 12] + 12, &key[(i - lo) * 12]);
   }
-  projection::project_to_key_geometry(window.data(), 1, n, key.data(), window.data());
+  projection::project_to_key_geometry(raw.data(), 1, n, key.data(), with.data());
   const auto as_judged = [&](int64_t i, double* out) {
     if (i >= lo)
-      std::copy(&window[(i - lo) * 12], &window[(i - lo) * 12] + 12, out);
+      std::copy(&with[(i - lo) * 12], &with[(i - lo) * 12] + 12, out);
     else {  // rounded as the window is, as decoded frames are
       decoder_->decode_residue(*layout_, i, drawn, out);
       for (int c = 0; c < 12; ++c) out[c] = static_cast<float>(out[c]);
@@ -259,16 +283,9 @@ bool ChainConstraint::allows_decoded(int64_t j, const int32_t* drawn) const {
   s.distances = false;
   as_judged(j, x);
   if (!judge(s, j, x)) return false;
-  // Residue j-2's (phi, psi), nearer its final value now that j pulls on it through the projection,
-  // must not have become an outlier either.
-  if (!p_.ramachandran || j < 3 || !linked_[j - 3] || !linked_[j - 2] || !linked_[j - 1]) return true;
-  const auto atom = [&](int64_t i, int a) {
-    const float* p = &window[(i - lo) * 12 + a * 3];
-    return Vec3{p[0], p[1], p[2]};
-  };
-  const double phi = dihedral_deg(atom(j - 3, 2), atom(j - 2, 0), atom(j - 2, 1), atom(j - 2, 2));
-  const double psi = dihedral_deg(atom(j - 2, 0), atom(j - 2, 1), atom(j - 2, 2), atom(j - 1, 0));
-  return levels_[(classes_[j - 2] * n_bins_ + angle_bin(phi)) * n_bins_ + angle_bin(psi)] != 0;
+  if (n < 2) return true;
+  projection::project_to_key_geometry(raw.data(), 1, n - 1, key.data(), without.data());
+  return window_faults(with.data(), lo, j - 1) <= window_faults(without.data(), lo, j - 1);
 }
 
 }  // namespace mdllm

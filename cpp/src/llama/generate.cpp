@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -299,33 +300,53 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       sampling::sample(masked_logits.data(), n, n_vocab, allowed.data(), masked_params, opt.seed, walker_ids.data(),
                        steps.data(), chosen.data(), chosen_logprob.data());
       if (opt.decoded_tries > 0 && opt.constraint->decodes()) {
-        // Judge each draw as it will be decoded; a rejected code leaves the walker's masked row and the
-        // residue is drawn again with fresh random numbers (a step count no other draw uses).
+        // Judge each draw as it will be decoded. A rejected code is removed and the residue drawn again
+        // with fresh random numbers (a step count no other draw uses): up to decoded_tries times among
+        // the masked codes, then as often among all codes (the code-alone mask misses codes whose
+        // decoded placement passes); after that the last draw is kept.
         const auto td = Clock::now();
+        std::vector<int32_t> rejected;
         for (int64_t r = 0; r < n; ++r) {
           codes_before(ws[r], f, j);
           drawn_codes.push_back(chosen[r] - layout.structure_begin);
-          for (int64_t t = 0; !opt.constraint->allows_decoded(j, drawn_codes.data()); ++t) {
-            if (t == opt.decoded_tries) {
-              ++out.decoded_kept;
-              break;
+          bool passed = opt.constraint->allows_decoded(j, drawn_codes.data());
+          float* row = &masked_logits[r * n_vocab];
+          rejected.clear();
+          for (int64_t t = 0; !passed && t < 2 * opt.decoded_tries; ++t) {
+            if (t == opt.decoded_tries) {  // the whole model distribution, less the codes rejected so far
+              std::copy_n(rows + r * n_vocab, n_vocab, row);
+              for (int32_t c : rejected) row[c] = kMasked;
             }
-            ++out.decoded_redraws;
-            float* row = &masked_logits[r * n_vocab];
-            const float rejected = row[chosen[r]];
+            rejected.push_back(chosen[r]);
             row[chosen[r]] = kMasked;
             if (std::all_of(row + layout.structure_begin, row + layout.structure_end,
-                            [&](float v) { return v == kMasked; })) {
-              row[chosen[r]] = rejected;  // nothing left to draw: keep it
-              ++out.decoded_kept;
-              break;
-            }
+                            [&](float v) { return v == kMasked; }))
+              break;  // nothing left to draw
+            ++out.decoded_redraws;
             // Bit 61 and the try in bits 48+ (the guard's frame tries use bits 40-47).
             const uint64_t step = steps[r] | (uint64_t{1} << 61) | (static_cast<uint64_t>(t) << 48);
             sampling::sample(row, 1, n_vocab, &structure, masked_params, opt.seed, &walker_ids[r], &step, &chosen[r],
                              &chosen_logprob[r]);
             drawn_codes.back() = chosen[r] - layout.structure_begin;
+            passed = opt.constraint->allows_decoded(j, drawn_codes.data());
           }
+          if (!passed) {  // the most likely codes not yet tried, in order, until one passes
+            std::vector<int32_t> order(layout.structure_end - layout.structure_begin);
+            std::iota(order.begin(), order.end(), layout.structure_begin);
+            const float* model_row = rows + r * n_vocab;
+            const int64_t scan = std::min<int64_t>(static_cast<int64_t>(order.size()), 32 * opt.decoded_tries);
+            std::partial_sort(order.begin(), order.begin() + scan, order.end(),
+                              [&](int32_t a, int32_t b) { return model_row[a] > model_row[b]; });
+            const int32_t last = chosen[r];
+            for (int64_t k = 0; k < scan && !passed; ++k) {
+              if (std::find(rejected.begin(), rejected.end(), order[k]) != rejected.end() || order[k] == last) continue;
+              ++out.decoded_redraws;
+              drawn_codes.back() = order[k] - layout.structure_begin;
+              if ((passed = opt.constraint->allows_decoded(j, drawn_codes.data()))) chosen[r] = order[k];
+            }
+            drawn_codes.back() = chosen[r] - layout.structure_begin;
+          }
+          out.decoded_kept += !passed;
         }
         out.constraint_seconds += seconds_since(td);
       }

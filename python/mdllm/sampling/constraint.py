@@ -15,10 +15,10 @@ With a causal context decoder (``ahead`` 0: residue i decoded from the codes of 
 attached by :meth:`ChainConstraint.judge_decoded`, the generation loop also judges each drawn code as the
 frame will hold it: residues j-``DECODED_WINDOW`` .. j decoded and projected together onto the key's
 geometry (the decoder learned through the projection; its raw output is not chain-like), then (b) and
-(c) on those coordinates, and residue j-2's (phi, psi), which j moves through the projection ((a) is the
-projection's), and draws residue j again without a rejected code,
-up to ``decoded_tries`` times. The code-alone mask cannot see the 10-20 degrees by which decoding turns
-torsions.
+(c) on those coordinates, and j must not add faults (Ramachandran outliers, clashes) to residues
+j-``DECODED_WINDOW`` .. j-1, which it moves through the projection ((a) is the projection's); a rejected
+code is removed and residue j drawn again, up to ``decoded_tries`` times. The code-alone mask cannot see
+the 10-20 degrees by which decoding turns torsions.
 """
 
 from __future__ import annotations
@@ -160,13 +160,29 @@ class ChainConstraint:
         placed = lambda i: window[i - lo] if i >= lo else decoded[i].astype(np.float64)  # noqa: E731
         lim = self.limits
         ok = self._reference_allowed(j, placed, window[-1][None], lim.tolerance_nm, lim.clash_overlap_nm, False)
-        if not ok[0] or not lim.ramachandran or j < 3 or not self.linked[j - 3 : j].all():
+        if not ok[0] or j == lo:
             return bool(ok[0])
-        # residue j-2's (phi, psi), which j moves through the projection
-        r = j - 2 - lo
-        phi = _dihedral_deg(window[r - 1, 2], window[r, 0], window[r, 1], window[r, 2])
-        psi = _dihedral_deg(window[r, 0], window[r, 1], window[r, 2], window[r + 1, 0])
-        return bool(self.levels[self.classes[j - 2], self._bin(phi), self._bin(psi)] != rama.OUTLIER)
+        without = project_to_key_geometry(decoded[None, lo:j], self.key[lo:j], backend="numpy")[0]
+        return self._window_faults(window, lo, j - 1) <= self._window_faults(without.astype(np.float64), lo, j - 1)
+
+    def _window_faults(self, w, lo: int, last: int) -> int:
+        """Ramachandran outliers of residues lo+1 .. last-1 and clashing atom pairs among residues
+        lo .. last (two or more apart) of window coordinates ``w`` (residues lo ..)."""
+        lim = self.limits
+        faults = 0
+        for r in range(lo + 1, last) if lim.ramachandran else ():
+            if self.linked[r - 1] and self.linked[r]:
+                x, before, after = w[r - lo], w[r - 1 - lo], w[r + 1 - lo]
+                phi = _dihedral_deg(before[2], x[0], x[1], x[2])
+                psi = _dihedral_deg(x[0], x[1], x[2], after[0])
+                faults += int(self.levels[self.classes[r], self._bin(phi), self._bin(psi)] == rama.OUTLIER)
+        radius = np.asarray(VDW_RADII_NM)
+        limit = radius[:, None] + radius[None, :] - lim.clash_overlap_nm
+        for a in range(lo, last + 1):
+            for b in range(a + 2, last + 1):
+                d = np.linalg.norm(w[a - lo][:, None] - w[b - lo][None], axis=-1)
+                faults += int((d < limit).sum()) + int(limit[1, 1] <= d[1, 1] < lim.ca_min_nm)  # CA-CA: either
+        return faults
 
     def _bin(self, angle_deg) -> int:
         return int(np.clip(np.floor((angle_deg + 180.0) / self.bin_deg), 0, self.levels.shape[1] - 1))
