@@ -3,7 +3,10 @@ raw validity (decode_tokens + check_backbone, no guard, no refinement) and the r
 bench/realism.py with and without the constraint, same seed.
 
     python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...] [--previous-rule]
-                                [--proteins ...]
+                                [--mask-only] [--proteins ...]
+
+With the shipped causal context decoder each draw is also judged as decoded (``decoded_tries``);
+``--mask-only`` adds rows without that check (the session-15 rule).
 
 --out is a bench/realism.py output folder (its fine-tuned models OUT/<protein>/motion/export/model.gguf).
 
@@ -36,6 +39,7 @@ def measure(
     seed: int = 0,
     threads: int = 0,
     previous_rule: bool = False,
+    mask_only: bool = False,
 ) -> list[dict]:
     from mdllm.encoding import decode_tokens
     from mdllm.evaluate import check_backbone
@@ -52,6 +56,8 @@ def measure(
     # the rule before 2026-12-06 (session 15): links by C-N and CA-CA only, overlap as the check, no relaxation
     previous = dict(link_angles=False, relax_when_empty=False, clash_overlap_nm=0.07)
     settings = [(None, {})] + [(t, {}) for t in tolerances] + [(t, previous) for t in tolerances if previous_rule]
+    # the session-15 mask without the decoded check (which needs a causal context decoder)
+    settings += [(t, dict(decoded_tries=0)) for t in tolerances if mask_only]
     for tol, rule in settings:
         t0 = time.perf_counter()
         ens = gen.generate(
@@ -74,7 +80,7 @@ def measure(
         rows.append(
             dict(
                 protein=protein,
-                constraint="off" if tol is None else f"tol {tol:g} nm" + (", previous rule" if rule else ""),
+                constraint="off" if tol is None else f"tol {tol:g} nm" + _rule_name(rule),
                 valid_raw=float(rep.valid.mean()),
                 rama_outlier_fraction=float(rep.rama_outlier_fraction.mean()),
                 clashes_per_frame=float(rep.n_clashes.mean()),
@@ -82,6 +88,7 @@ def measure(
                 **compare(raw, held, ref),
                 mean_frame_loglik=float(ens.frame_loglik.mean()),
                 empty_mask_fraction=c.get("empty_masks", 0) / max(c.get("constrained_draws", 0), 1) if c else None,
+                decoded_kept_fraction=c.get("decoded_kept", 0) / max(c.get("constrained_draws", 0), 1) if c else None,
                 mean_allowed_codes=c.get("mean_allowed_codes"),
                 frames_per_second=float(ens.info["frames_per_second"]),
                 wall_seconds=wall,
@@ -89,6 +96,12 @@ def measure(
         )
         print(rows[-1], file=sys.stderr, flush=True)
     return rows
+
+
+def _rule_name(rule: dict) -> str:
+    if "decoded_tries" in rule:
+        return ", mask only"
+    return ", previous rule" if rule else ""
 
 
 def main(argv=None) -> None:
@@ -103,6 +116,7 @@ def main(argv=None) -> None:
     p.add_argument(
         "--previous-rule", action="store_true", help="also each tolerance by the rule before session 15 (links only)"
     )
+    p.add_argument("--mask-only", action="store_true", help="also each tolerance without the decoded check")
     args = p.parse_args(argv)
     rows = [
         r
@@ -116,6 +130,7 @@ def main(argv=None) -> None:
             args.seed,
             args.threads,
             args.previous_rule,
+            args.mask_only,
         )
     ]
     columns = [
@@ -131,6 +146,7 @@ def main(argv=None) -> None:
         "rmsf_ratio",
         "mean_frame_loglik",
         "empty_mask_fraction",
+        "decoded_kept_fraction",
         "frames_per_second",
     ]
     report(
