@@ -100,6 +100,18 @@ class ChainConstraint {
   // coordinates (requires an attached decoder).
   bool allows_decoded(int64_t j, const int32_t* drawn) const;
 
+  // The same in two steps, for judging many codes of one residue: what residues 0 .. j-1 contribute
+  // (decoded once), then each code of residue j.
+  struct DecodedPrefix {
+    int64_t j = 0, lo = 0;        // residue judged; first residue of its projected window
+    std::vector<int32_t> codes;   // drawn codes 0 .. j (j's slot takes the code judged)
+    std::vector<float> raw, key;  // residues lo .. j decoded (j's slot per code) and their key atoms
+    std::vector<double> earlier;  // (lo, 12): decoded clash partners before the window
+    int64_t faults_without = 0;   // faults of residues lo .. j-1 projected without j
+  };
+  DecodedPrefix decoded_prefix(int64_t j, const int32_t* drawn) const;
+  bool allows_decoded(DecodedPrefix& prefix, int32_t code) const;
+
  private:
   struct Scene;
   // `placed(i, out)` writes residue i's coordinates (i < j) as judged.

@@ -45,8 +45,8 @@ struct Options {
   const ChainConstraint* constraint = nullptr;
   // When `constraint` has a decoder attached (ChainConstraint::attach_decoder): a code drawn under its
   // mask is judged again as it will be decoded (allows_decoded); a rejected code is removed and residue j
-  // drawn again, up to this many times among the masked codes and as many among all codes, after which
-  // the last draw is kept (counted). 0: no such check.
+  // drawn again, up to this many times among the masked codes and as many among all codes; then the
+  // most likely code that passes is taken; when none does, the last draw is kept (counted). 0: no check.
   int64_t decoded_tries = 0;
   // The guard's chain continuity, residue by residue (motion tokens; null = off): a drawn code that
   // `link_guard` does not allow, given the walker's codes for residues < j of the frame, is drawn again

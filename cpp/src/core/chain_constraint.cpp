@@ -257,35 +257,65 @@ int64_t ChainConstraint::window_faults(const float* w, int64_t lo, int64_t last)
   return faults;
 }
 
-bool ChainConstraint::allows_decoded(int64_t j, const int32_t* drawn) const {
+ChainConstraint::DecodedPrefix ChainConstraint::decoded_prefix(int64_t j, const int32_t* drawn) const {
   if (!decoder_) bad("allows_decoded needs an attached decoder");
-  check_drawn(j, drawn, j + 1);
-  // Residues lo..j decoded and projected together (float, as decoded frames are projected), and lo..j-1
-  // without j, to see what j changes in residues already judged.
-  const int64_t lo = std::max<int64_t>(0, j - kDecodedWindow), n = j - lo + 1;
-  std::vector<float> raw(n * 12), key(n * 12), with(n * 12), without(n * 12);
+  check_drawn(j, drawn, j);
+  DecodedPrefix p;
+  p.j = j;
+  p.lo = std::max<int64_t>(0, j - kDecodedWindow);
+  const int64_t n = j - p.lo + 1;
+  p.codes.assign(drawn, drawn + j);
+  p.codes.push_back(0);  // residue j's slot: the code judged
+  p.raw.assign(n * 12, 0.0f);
+  p.key.assign(n * 12, 0.0f);
   double x[12];
-  for (int64_t i = lo; i <= j; ++i) {
-    decoder_->decode_residue(*layout_, i, drawn, x);
-    std::copy(x, x + 12, &raw[(i - lo) * 12]);
-    std::copy(&key_[i * 12], &key_[i * 12] + 12, &key[(i - lo) * 12]);
-  }
-  projection::project_to_key_geometry(raw.data(), 1, n, key.data(), with.data());
-  const auto as_judged = [&](int64_t i, double* out) {
-    if (i >= lo)
-      std::copy(&with[(i - lo) * 12], &with[(i - lo) * 12] + 12, out);
-    else {  // rounded as the window is, as decoded frames are
-      decoder_->decode_residue(*layout_, i, drawn, out);
-      for (int c = 0; c < 12; ++c) out[c] = static_cast<float>(out[c]);
+  for (int64_t i = p.lo; i <= j; ++i) {
+    if (i < j) {
+      decoder_->decode_residue(*layout_, i, drawn, x);
+      std::copy(x, x + 12, &p.raw[(i - p.lo) * 12]);
     }
+    std::copy(&key_[i * 12], &key_[i * 12] + 12, &p.key[(i - p.lo) * 12]);
+  }
+  p.earlier.assign(p.lo * 12, 0.0);
+  for (int64_t i : clash_partners_[j])
+    if (i < p.lo) {  // rounded as the window is, as decoded frames are
+      decoder_->decode_residue(*layout_, i, drawn, &p.earlier[i * 12]);
+      for (int c = 0; c < 12; ++c) p.earlier[i * 12 + c] = static_cast<float>(p.earlier[i * 12 + c]);
+    }
+  if (n > 1) {  // lo .. j-1 projected without j: the faults that j must not add to
+    std::vector<float> without((n - 1) * 12);
+    projection::project_to_key_geometry(p.raw.data(), 1, n - 1, p.key.data(), without.data());
+    p.faults_without = window_faults(without.data(), p.lo, j - 1);
+  }
+  return p;
+}
+
+bool ChainConstraint::allows_decoded(DecodedPrefix& p, int32_t code) const {
+  if (code < 0 || code >= k_) bad("code " + std::to_string(code) + " outside the codebook");
+  const int64_t j = p.j, lo = p.lo, n = j - lo + 1;
+  p.codes[j] = code;
+  double x[12];
+  decoder_->decode_residue(*layout_, j, p.codes.data(), x);
+  std::copy(x, x + 12, &p.raw[(n - 1) * 12]);
+  // Residues lo..j projected together (float, as decoded frames are projected).
+  std::vector<float> with(n * 12);
+  projection::project_to_key_geometry(p.raw.data(), 1, n, p.key.data(), with.data());
+  const auto as_judged = [&](int64_t i, double* out) {
+    const double* from = nullptr;
+    if (i < lo) from = &p.earlier[i * 12];
+    for (int c = 0; c < 12; ++c) out[c] = from ? from[c] : with[(i - lo) * 12 + c];
   };
   Scene s = prepare(j, as_judged, false);
   s.distances = false;
   as_judged(j, x);
   if (!judge(s, j, x)) return false;
-  if (n < 2) return true;
-  projection::project_to_key_geometry(raw.data(), 1, n - 1, key.data(), without.data());
-  return window_faults(with.data(), lo, j - 1) <= window_faults(without.data(), lo, j - 1);
+  return n < 2 || window_faults(with.data(), lo, j - 1) <= p.faults_without;
+}
+
+bool ChainConstraint::allows_decoded(int64_t j, const int32_t* drawn) const {
+  if (j < 0 || j >= l_) bad("residue " + std::to_string(j) + " outside 0.." + std::to_string(l_ - 1));
+  DecodedPrefix p = decoded_prefix(j, drawn);
+  return allows_decoded(p, drawn[j]);
 }
 
 }  // namespace mdllm
