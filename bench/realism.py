@@ -45,10 +45,12 @@ is the MD's own validity.
 Usage: python bench/realism.py [--proteins villin_2F4K ntl9_2HBB gb1_1GB1] [--frames 100 --walkers 4]
                                [--train-steps 200] [--surrogate-frames 0] [--code-smoothing 0]
                                [--motion-base models/motion-lm]
-                               [--kinds motion torsion]
+                               [--kinds motion torsion] [--constrain]
                                [--out runs/realism]
 Proteins are data/md/<name>/T300K_gpu0 (or the run given by --run). Runs are cached by mdllm run's stages;
-the guard-off and guard-on rows of a kind generate from the same fine-tuned model.
+the guard-off and guard-on rows of a kind generate from the same fine-tuned model. ``--constrain``:
+motion tokens drawn with constrained decoding (``mdllm run --constrain``, each residue judged as it will
+be decoded; the "base, no fine-tune" row too); the rows say "constrained".
 """
 
 from __future__ import annotations
@@ -155,7 +157,14 @@ def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, d
 
     gen = Generator(base, threads=args.threads)
     ens = gen.generate(
-        start, frames=args.frames, walkers=args.walkers, window=4, seed=args.seed, guard=guard, progress=False
+        start,
+        frames=args.frames,
+        walkers=args.walkers,
+        window=4,
+        seed=args.seed,
+        guard=guard,
+        progress=False,
+        constrain=args.constrain,
     )
     generated = ens.backbone()
     xyz = generated.xyz  # walker-major, as the pipeline writes them
@@ -217,6 +226,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         refine=True,
         rebuild=0,
         guard=guard,
+        constrain=args.constrain and kind == "motion",
         train_window=4,
         window=4,
         lora_rank=PRESETS["quick"].lora_rank if args.lora_rank is None else args.lora_rank,
@@ -298,6 +308,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "md_frames": md.n_frames,
         "kind": kind,
         "guard": guard,
+        "constrain": args.constrain and kind == "motion",
         **compare(xyz, held, ref),
         "gen_rmsd_median_A": float(np.median(gen_rmsd)),
         "held_rmsd_median_A": float(np.median(held_rmsd)),
@@ -335,6 +346,9 @@ def main():
         "--code-smoothing", type=float, default=0.0, help="width (Å) of the soft fine-tuning targets over codes"
     )
     p.add_argument("--motion-base", help="base model folder of the motion kind (default: models/motion-lm)")
+    p.add_argument(
+        "--constrain", action="store_true", help="motion tokens: constrained decoding (mdllm run --constrain)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"))
@@ -347,6 +361,7 @@ def main():
                 if kind == "torsion" and guard == "on":
                     continue  # the guard needs a key frame: motion tokens only
                 r = measure(protein, args.run, kind, guard == "on", args)
+                label = f"{kind}, constrained" if r["constrain"] else kind
                 results.append(r)
                 if not reference_done:
                     m = r["md_first_half"]
@@ -380,7 +395,7 @@ def main():
                 if "zero_shot" in r:
                     z = r["zero_shot"]
                     rows.append(
-                        [protein, r["residues"], f"{kind} base, no fine-tune", guard, z["in_basin"], z["rg_ratio"]]
+                        [protein, r["residues"], f"{label} base, no fine-tune", guard, z["in_basin"], z["rg_ratio"]]
                         + [
                             z["rmsf_r"],
                             z["rmsf_ratio"],
@@ -392,7 +407,7 @@ def main():
                         + [_or_dash(z["redrawn"]), _or_dash(z.get("residues_redrawn")), z["frames_per_second"]]
                     )
                 rows.append(
-                    [protein, r["residues"], kind, guard, r["in_basin"], r["rg_ratio"], r["rmsf_r"], r["rmsf_ratio"]]
+                    [protein, r["residues"], label, guard, r["in_basin"], r["rg_ratio"], r["rmsf_r"], r["rmsf_ratio"]]
                     + [r["js_pairwise"], r["valid_raw"], _or_dash(r.get("broken_links")), r["valid_refined"]]
                     + [_or_dash(r["redrawn"]), _or_dash(r.get("residues_redrawn")), r["frames_per_second"]]
                 )

@@ -395,8 +395,10 @@ class Generator:
         ``constrain`` (motion tokens): constrained decoding; before each residue is drawn, the codes that
         would break local geometry (peptide-bond distances, Ramachandran outliers, clashes) with the
         residues already drawn in the frame are masked (:mod:`mdllm.sampling.constraint`,
-        ``constraint_limits``); likelihoods stay the model's and ``info["constraint"]`` counts the draws
-        whose mask was empty (drawn unconstrained)."""
+        ``constraint_limits``); with a causal context decoder each drawn code is also judged as it will be
+        decoded and drawn again when rejected (``ConstraintLimits.decoded_tries``). Likelihoods stay the
+        model's; ``info["constraint"]`` counts the draws whose mask was empty (drawn unconstrained), the
+        codes the decoded check sent back and the draws it kept after finding no code that passes."""
         if frames < 1 or walkers < 1 or window < 1:
             raise MdllmError("frames, walkers and window must be at least 1")
         refine = self.motion if refine is None else refine

@@ -45,6 +45,8 @@ class Preset:
     rebuild: int  # generated (and as many reference) frames rebuilt all-atom and minimized in evaluation;
     # >= 20 so the sane fraction has a usable 95 % interval (seconds per frame: bench/results/rebuild-*.txt)
     guard: bool = True  # motion tokens: draw a residue or a frame again when the guard rejects it
+    # motion tokens: constrained decoding, each residue's draw judged as decoded (mdllm generate --constrain)
+    constrain: bool = False
     # motion tokens: frames of a linear surrogate of the trajectories added to the fine-tune (mdllm.lm.surrogate)
     surrogate_frames: int = 0
     # motion tokens: soft fine-tuning targets over neighbouring codes, Gaussian width in Å (mdllm.lm.model.CodeSmoothing)
@@ -249,7 +251,7 @@ def run(
             "export": ex.key,
             "decoder": tok.decoder_hash,
             "start": sha256_file(start),
-            **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed", "guard")},
+            **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed", "guard", "constrain")},
         },
     )
     gen_results = gen.run(lambda d: _generate(ex_results["model"], tok, start, d, p, seed, threads))
@@ -378,7 +380,14 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
     from mdllm.generate import Generator
 
     ens = Generator(model, tok, threads=threads).generate(
-        start, frames=p.frames, walkers=p.walkers, window=p.window, seed=seed, refine=p.refine, guard=p.guard
+        start,
+        frames=p.frames,
+        walkers=p.walkers,
+        window=p.window,
+        seed=seed,
+        refine=p.refine,
+        guard=p.guard,
+        constrain=p.constrain and tok.needs_key_frame,
     )
     out = d / "generated.xtc"
     ens.save(out)
@@ -388,6 +397,7 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
         "mean_frame_loglik": float(ens.frame_loglik.mean()),
         "frames_per_second": ens.info["frames_per_second"],
         "guard": ens.info.get("guard"),
+        "constraint": ens.info.get("constraint"),
     }
 
 

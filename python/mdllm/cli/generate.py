@@ -51,9 +51,10 @@ def register(sub):
         "--decoded-tries",
         type=int,
         default=8,
-        help="with --constrain and a causal context decoder: a drawn code whose decoded residue breaks the "
-        "same limits is removed and the residue drawn again, up to this many times (default 8; 0: judge "
-        "code-alone placements only)",
+        help="with --constrain and a causal context decoder (the shipped one): each drawn code is judged as "
+        "the frame will decode it (the last residues decoded and projected together: Ramachandran outliers, "
+        "clashes); a rejected code is drawn again up to this many times among the masked codes, as many among "
+        "all codes, then the most likely code that passes is taken (default 8; 0: the code-alone mask only)",
     )
     p.add_argument(
         "--filter",

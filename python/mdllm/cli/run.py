@@ -33,6 +33,12 @@ def register(sub):
         "tokenizer's kind, models/motion-lm or models/structure-lm)",
     )
     p.add_argument("--no-guard", action="store_true", help="generate without the guard (motion tokens)")
+    p.add_argument(
+        "--constrain",
+        action="store_true",
+        help="motion tokens: constrained decoding, each residue's draw judged as it will be decoded "
+        "(mdllm generate --constrain; slower, far more frames valid before refinement)",
+    )
     p.add_argument("--tokenizer", help="structure tokenizer directory (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     for name, kind, what in [
@@ -72,6 +78,8 @@ def run(args):
     }
     if args.no_guard:
         overrides["guard"] = False
+    if args.constrain:
+        overrides["constrain"] = True
     run_pipeline(
         args.start,
         args.output,

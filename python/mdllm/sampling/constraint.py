@@ -17,8 +17,10 @@ frame will hold it: residues j-``DECODED_WINDOW`` .. j decoded and projected tog
 geometry (the decoder learned through the projection; its raw output is not chain-like), then (b) and
 (c) on those coordinates, and j must not add faults (Ramachandran outliers, clashes) to residues
 j-``DECODED_WINDOW`` .. j-1, which it moves through the projection ((a) is the projection's); a rejected
-code is removed and residue j drawn again, up to ``decoded_tries`` times. The code-alone mask cannot see
-the 10-20 degrees by which decoding turns torsions.
+code is removed and residue j drawn again, up to ``decoded_tries`` times among the masked codes and as
+many among all codes, then the most likely code that passes is taken (the generation loop,
+cpp/src/llama/generate.cpp). The code-alone mask cannot see the 10-20 degrees by which decoding turns
+torsions.
 """
 
 from __future__ import annotations

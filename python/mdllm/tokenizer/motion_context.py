@@ -3,18 +3,22 @@
 A motion token is the nearest of K codes to a residue's displacement, so on its own it carries the
 code's quantisation error (0.44 Å rms on the training frames), independent from residue to residue,
 while real displacements vary smoothly along the chain. A small network that sees the codes of the
-residues within ``window`` of residue i (rotated into residue i's key frame), the key frame's local
-geometry there and residue i's Ramachandran class predicts the rest of residue i's displacement. It is
-trained (``motion_context_train``) through the projection onto the key's geometry with penalties for
-backbone clashes and Ramachandran outliers. The shipped one learned from the encoder's own tokens, so it
+residues from ``window`` before residue i to ``ahead`` after it (rotated into residue i's key frame), the
+key frame's local geometry there and residue i's Ramachandran class predicts the rest of residue i's
+displacement. It is trained (``motion_context_train``) through the projection onto the key's geometry
+with penalties for backbone clashes and Ramachandran outliers. The shipped one is causal (window 3, ahead
+0): a residue is decoded from its own code and the three before it, so constrained decoding can judge
+each residue as it will be decoded when it is drawn (mdllm.sampling.constraint), for a round trip within
+0.01-0.04 Å of the symmetric decoder's (models/motiontoken/RECIPE.md). It learned from the encoder's own tokens, so it
 sharpens what the tokens say and leaves their motion alone; trained on tokens partly swapped for other
 frames' (``max_swap``) it would also smooth a language model's incoherent draws, but damps their motion
 (models/motiontoken/RECIPE.md).
 
 Tokens keep their meaning (encoding is unchanged and the tokenizer's hash does not cover this file), so
 language models trained on the tokens stay valid. A wrong token still moves only the residues within
-``window`` of it. Inference is numpy (three dense layers over a frame's residues); the C++ core's
-``MotionTokenizer::decode`` is the plain placement (key + code).
+the window of it. Inference is numpy (three dense layers over a frame's residues); the C++ core's
+``MotionTokenizer::decode`` is the plain placement (key + code) and ``MotionContextDecoder`` this
+decoder (mdllm/motion_context.hpp).
 """
 
 from __future__ import annotations
