@@ -25,11 +25,13 @@
 // placement is final once codes 0..i are drawn), allows_decoded() judges a drawn code as the frame will
 // hold it: residues j-kDecodedWindow .. j are decoded and projected together onto the key's geometry
 // (mdllm/projection.hpp; the decoder was trained through the projection, so its raw output is not
-// chain-like), then (b) and (c) are judged on those coordinates (earlier clash partners decoded,
-// unprojected); and j must not add faults (Ramachandran outliers, clashes) to residues lo .. j-1, which it
-// moves through the projection (the window projected without j is the comparison); (a) is left to the
-// projection. Residue j-1's (phi, psi) so judged is within a few degrees
-// of the whole frame's projection (median 1-3, p90 4-8 degrees on Trp-cage draws). mask() stays on
+// chain-like: atoms up to 4 A from where the frame's projection puts them), then (b) and (c) are judged
+// on those coordinates (a clash partner i before that window as residues i-3 .. i+3 projected together
+// place it, cached); and j must not add faults (Ramachandran outliers, clashes among them and with their
+// earlier partners) to residues j-6 .. j-1, which it moves through the projection (the window projected
+// without j is the comparison); (a) is left to the projection. Residue j-1's (phi, psi) so judged is
+// within a few degrees of the whole frame's projection (median 1-3, p90 4-8 degrees on Trp-cage draws).
+// mask() stays on
 // code-alone placements: decoding every code of the codebook would cost K network evaluations per draw.
 //
 // Layouts (row-major): codebook (K, 12) float nm; key (L, 4, 3) float nm; classes (L) int32 in 0..3
@@ -39,9 +41,12 @@
 // input throws std::invalid_argument.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "mdllm/motion_context.hpp"
@@ -64,6 +69,7 @@ struct ChainConstraintParams {
 inline constexpr double kRelaxTolerance = 2.0;   // relax_when_empty: link tolerance x this
 inline constexpr double kRelaxOverlapNm = 0.02;  // and clash overlap + this
 inline constexpr int64_t kDecodedWindow = 6;     // allows_decoded: residues j-6 .. j projected together
+inline constexpr int64_t kSettleReach = 3;       // clash partners before that window: i-3 .. i+3 projected
 
 class ChainConstraint {
  public:
@@ -120,8 +126,12 @@ class ChainConstraint {
   void check_drawn(int64_t j, const int32_t* drawn, int64_t count) const;
   int64_t angle_bin(double deg) const;  // Ramachandran grid bin of an angle
   // Ramachandran outliers of residues lo+1 .. last-1 and clashing atom pairs among residues lo .. last
-  // (two or more apart) of projected window coordinates w (residues lo ..).
-  int64_t window_faults(const float* w, int64_t lo, int64_t last) const;
+  // (two or more apart) of projected window coordinates w (residues lo ..), and between them and their
+  // clash partners before lo at earlier[(i, 12)].
+  int64_t window_faults(const float* w, int64_t lo, int64_t last, const double* earlier) const;
+  // Residue i decoded and projected with residues i-kSettleReach .. i+kSettleReach (all drawn): where an
+  // earlier clash partner sits, nearly as the whole frame's projection will put it.
+  void settled(int64_t i, const int32_t* drawn, double* out) const;
 
   int64_t k_ = 0, l_ = 0, n_bins_ = 0;
   double bin_deg_ = 0;
@@ -137,6 +147,12 @@ class ChainConstraint {
   std::vector<double> key_angles_;       // (L - 1, 3) key CA(i)-N(i+1), C(i)-CA(i+1), O(i)-N(i+1)
   std::vector<std::vector<int64_t>> clash_partners_;  // per residue j: earlier residues checked in (c)
   const MotionContextDecoder* decoder_ = nullptr;
+  // settled() results by (i, codes of i-3 .. i+3): each is asked for again at every later residue whose
+  // clash partner it is. Cleared when it holds more than kSettledCacheSize entries.
+  using SettledKey = std::array<int32_t, 2 * kSettleReach + 2>;
+  static constexpr size_t kSettledCacheSize = 200000;
+  mutable std::map<SettledKey, std::array<double, 12>> settled_cache_;
+  mutable std::mutex settled_mutex_;
   std::shared_ptr<const MotionContextDecoder::Layout> layout_;
 };
 

@@ -234,8 +234,9 @@ void ChainConstraint::attach_decoder(const MotionContextDecoder& decoder, const 
   decoder_ = &decoder;
 }
 
-int64_t ChainConstraint::window_faults(const float* w, int64_t lo, int64_t last) const {
+int64_t ChainConstraint::window_faults(const float* w, int64_t lo, int64_t last, const double* earlier) const {
   const auto atom = [&](int64_t i, int a) {
+    if (i < lo) return at(earlier + i * 12 + a * 3);
     const float* p = w + (i - lo) * 12 + a * 3;
     return Vec3{p[0], p[1], p[2]};
   };
@@ -247,13 +248,20 @@ int64_t ChainConstraint::window_faults(const float* w, int64_t lo, int64_t last)
       const double psi = dihedral_deg(atom(r, 0), atom(r, 1), atom(r, 2), atom(r + 1, 0));
       faults += levels_[(classes_[r] * n_bins_ + angle_bin(phi)) * n_bins_ + angle_bin(psi)] == 0;
     }
-  for (int64_t a = lo; a <= last; ++a)
-    for (int64_t b = a + 2; b <= last; ++b)
-      for (int u = 0; u < 4; ++u)
-        for (int v = 0; v < 4; ++v) {
-          const double d = dist(atom(a, u), atom(b, v));
-          faults += d < kRadius[u] + kRadius[v] - p_.clash_overlap_nm || (u == 1 && v == 1 && d < p_.ca_min_nm);
-        }
+  const auto clashes = [&](int64_t a, int64_t b) {
+    int64_t n = 0;
+    for (int u = 0; u < 4; ++u)
+      for (int v = 0; v < 4; ++v) {
+        const double d = dist(atom(a, u), atom(b, v));
+        n += d < kRadius[u] + kRadius[v] - p_.clash_overlap_nm || (u == 1 && v == 1 && d < p_.ca_min_nm);
+      }
+    return n;
+  };
+  for (int64_t b = lo; b <= last; ++b) {
+    for (int64_t a = lo; a + 2 <= b; ++a) faults += clashes(a, b);
+    for (int64_t a : clash_partners_[b])  // and the window's clash partners before it, as they settled
+      if (a < lo) faults += clashes(a, b);
+  }
   return faults;
 }
 
@@ -276,18 +284,46 @@ ChainConstraint::DecodedPrefix ChainConstraint::decoded_prefix(int64_t j, const 
     }
     std::copy(&key_[i * 12], &key_[i * 12] + 12, &p.key[(i - p.lo) * 12]);
   }
-  p.earlier.assign(p.lo * 12, 0.0);
-  for (int64_t i : clash_partners_[j])
-    if (i < p.lo) {  // rounded as the window is, as decoded frames are
-      decoder_->decode_residue(*layout_, i, drawn, &p.earlier[i * 12]);
-      for (int c = 0; c < 12; ++c) p.earlier[i * 12 + c] = static_cast<float>(p.earlier[i * 12 + c]);
-    }
+  p.earlier.assign(p.lo * 12, 0.0);  // the window's clash partners before it, as they settled
+  std::vector<char> done(p.lo, 0);
+  for (int64_t r = p.lo; r <= j; ++r)
+    for (int64_t i : clash_partners_[r])
+      if (i < p.lo && !done[i]) settled(i, drawn, &p.earlier[i * 12]), done[i] = 1;
   if (n > 1) {  // lo .. j-1 projected without j: the faults that j must not add to
     std::vector<float> without((n - 1) * 12);
     projection::project_to_key_geometry(p.raw.data(), 1, n - 1, p.key.data(), without.data());
-    p.faults_without = window_faults(without.data(), p.lo, j - 1);
+    p.faults_without = window_faults(without.data(), p.lo, j - 1, p.earlier.data());
   }
   return p;
+}
+
+void ChainConstraint::settled(int64_t i, const int32_t* drawn, double* out) const {
+  const int64_t lo = std::max<int64_t>(0, i - kSettleReach), n = i + kSettleReach - lo + 1;
+  SettledKey key{};
+  key[0] = static_cast<int32_t>(i);
+  for (int64_t r = lo; r < lo + n; ++r) key[1 + r - lo] = drawn[r];
+  {
+    const std::lock_guard<std::mutex> lock(settled_mutex_);
+    const auto it = settled_cache_.find(key);
+    if (it != settled_cache_.end()) {
+      std::copy(it->second.begin(), it->second.end(), out);
+      return;
+    }
+  }
+  std::vector<float> raw(n * 12), keys(n * 12);
+  double x[12];
+  for (int64_t r = lo; r < lo + n; ++r) {
+    decoder_->decode_residue(*layout_, r, drawn, x);
+    std::copy(x, x + 12, &raw[(r - lo) * 12]);
+    std::copy(&key_[r * 12], &key_[r * 12] + 12, &keys[(r - lo) * 12]);
+  }
+  projection::project_to_key_geometry(raw.data(), 1, n, keys.data(), raw.data());
+  std::array<double, 12> value;
+  std::copy(&raw[(i - lo) * 12], &raw[(i - lo) * 12] + 12, value.begin());
+  std::copy(value.begin(), value.end(), out);
+  const std::lock_guard<std::mutex> lock(settled_mutex_);
+  if (settled_cache_.size() > kSettledCacheSize) settled_cache_.clear();
+  settled_cache_.emplace(key, value);
 }
 
 bool ChainConstraint::allows_decoded(DecodedPrefix& p, int32_t code) const {
@@ -309,7 +345,7 @@ bool ChainConstraint::allows_decoded(DecodedPrefix& p, int32_t code) const {
   s.distances = false;
   as_judged(j, x);
   if (!judge(s, j, x)) return false;
-  return n < 2 || window_faults(with.data(), lo, j - 1) <= p.faults_without;
+  return n < 2 || window_faults(with.data(), lo, j - 1, p.earlier.data()) <= p.faults_without;
 }
 
 bool ChainConstraint::allows_decoded(int64_t j, const int32_t* drawn) const {

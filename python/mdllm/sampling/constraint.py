@@ -15,8 +15,9 @@ With a causal context decoder (``ahead`` 0: residue i decoded from the codes of 
 attached by :meth:`ChainConstraint.judge_decoded`, the generation loop also judges each drawn code as the
 frame will hold it: residues j-``DECODED_WINDOW`` .. j decoded and projected together onto the key's
 geometry (the decoder learned through the projection; its raw output is not chain-like), then (b) and
-(c) on those coordinates, and j must not add faults (Ramachandran outliers, clashes) to residues
-j-``DECODED_WINDOW`` .. j-1, which it moves through the projection ((a) is the projection's); a rejected
+(c) on those coordinates (an earlier clash partner i as residues i-``SETTLE_REACH`` .. i+``SETTLE_REACH``
+projected together place it), and j must not add faults (Ramachandran outliers, clashes among them and
+with their earlier partners) to residues j-``DECODED_WINDOW`` .. j-1, which it moves through the projection ((a) is the projection's); a rejected
 code is removed and residue j drawn again, up to ``decoded_tries`` times among the masked codes and as
 many among all codes, then the most likely code that passes is taken (the generation loop,
 cpp/src/llama/generate.cpp). The code-alone mask cannot see the 10-20 degrees by which decoding turns
@@ -55,6 +56,7 @@ class ConstraintLimits:
 RELAX_TOLERANCE = 2.0  # relax_when_empty (the core's kRelaxTolerance, kRelaxOverlapNm)
 RELAX_OVERLAP_NM = 0.02
 DECODED_WINDOW = 6  # the core's kDecodedWindow: residues projected with the one judged as decoded
+SETTLE_REACH = 3  # the core's kSettleReach: earlier clash partners projected with 3 residues each side
 
 
 def link_limits(tolerance_nm: float) -> ConstraintLimits:
@@ -159,17 +161,37 @@ class ChainConstraint:
         lo = max(0, j - DECODED_WINDOW)
         window = project_to_key_geometry(decoded[None, lo : j + 1], self.key[lo : j + 1], backend="numpy")[0]
         window = window.astype(np.float64)
-        placed = lambda i: window[i - lo] if i >= lo else decoded[i].astype(np.float64)  # noqa: E731
+
+        def placed(i):  # a clash partner before the window: as residues i-3 .. i+3 projected together place it
+            if i >= lo:
+                return window[i - lo]
+            first = max(0, i - SETTLE_REACH)
+            part = decoded[None, first : i + SETTLE_REACH + 1]
+            return project_to_key_geometry(part, self.key[first : i + SETTLE_REACH + 1], backend="numpy")[0, i - first]
+
         lim = self.limits
         ok = self._reference_allowed(j, placed, window[-1][None], lim.tolerance_nm, lim.clash_overlap_nm, False)
         if not ok[0] or j == lo:
             return bool(ok[0])
         without = project_to_key_geometry(decoded[None, lo:j], self.key[lo:j], backend="numpy")[0]
-        return self._window_faults(window, lo, j - 1) <= self._window_faults(without.astype(np.float64), lo, j - 1)
+        earlier = {i: placed(i) for r in range(lo, j) for i in self._clash_partners(r) if i < lo}
+        faults_with = self._window_faults(window, lo, j - 1, earlier)
+        return faults_with <= self._window_faults(without.astype(np.float64), lo, j - 1, earlier)
 
-    def _window_faults(self, w, lo: int, last: int) -> int:
+    def _clash_partners(self, j: int) -> list[int]:
+        """Earlier residues whose overlaps with residue j (c) judges."""
+        lim = self.limits
+        key_ca = self.key[:, 1].astype(np.float64)
+        return [
+            k
+            for k in range(j - 1)
+            if j - k <= lim.local_reach or np.linalg.norm(key_ca[j] - key_ca[k]) < lim.neighbour_cutoff_nm
+        ]
+
+    def _window_faults(self, w, lo: int, last: int, earlier: dict) -> int:
         """Ramachandran outliers of residues lo+1 .. last-1 and clashing atom pairs among residues
-        lo .. last (two or more apart) of window coordinates ``w`` (residues lo ..)."""
+        lo .. last (two or more apart) of window coordinates ``w`` (residues lo ..), and between them and
+        their clash partners before lo (``earlier[i]``)."""
         lim = self.limits
         faults = 0
         for r in range(lo + 1, last) if lim.ramachandran else ():
@@ -180,9 +202,10 @@ class ChainConstraint:
                 faults += int(self.levels[self.classes[r], self._bin(phi), self._bin(psi)] == rama.OUTLIER)
         radius = np.asarray(VDW_RADII_NM)
         limit = radius[:, None] + radius[None, :] - lim.clash_overlap_nm
-        for a in range(lo, last + 1):
-            for b in range(a + 2, last + 1):
-                d = np.linalg.norm(w[a - lo][:, None] - w[b - lo][None], axis=-1)
+        for b in range(lo, last + 1):
+            others = [w[a - lo] for a in range(lo, b - 1)] + [earlier[a] for a in self._clash_partners(b) if a < lo]
+            for other in others:
+                d = np.linalg.norm(other[:, None] - w[b - lo][None], axis=-1)
                 faults += int((d < limit).sum()) + int(limit[1, 1] <= d[1, 1] < lim.ca_min_nm)  # CA-CA: either
         return faults
 
@@ -232,11 +255,7 @@ class ChainConstraint:
                 ok &= (self.levels[self.classes[j]] != rama.OUTLIER).any(axis=1)[i_phi_j]
         radius = np.asarray(VDW_RADII_NM)
         limit = radius[:, None] + radius[None, :] - overlap
-        key_ca = self.key[:, 1].astype(np.float64)
-        for k in range(j - 1):
-            near = np.linalg.norm(key_ca[j] - key_ca[k]) < lim.neighbour_cutoff_nm
-            if j - k > lim.local_reach and not near:
-                continue
+        for k in self._clash_partners(j):
             other = placed(k)
             d = np.linalg.norm(cand[:, :, None] - other[None, None], axis=-1)  # (K, 4, 4)
             ok &= ~((d < limit).any(axis=(1, 2)) | (d[:, 1, 1] < lim.ca_min_nm))
