@@ -519,8 +519,8 @@ class Generator:
                 "empty_masks": int(timing.pop("empty_masks")),
                 "mean_allowed_codes": timing.pop("allowed_codes") / max(draws, 1),
                 "seconds": timing.pop("constraint_seconds"),
-                # Draws judged again as decoded (a causal context decoder): codes sent back, and draws
-                # kept after decoded_tries rejections.
+                # Draws judged again as decoded (a causal context decoder): codes judged after the first
+                # draw (redraws and the scan of all codes), and draws kept failing because none passed.
                 "decoded_check": bool(constraint.core.decodes),
                 "decoded_redraws": int(timing.pop("decoded_redraws")),
                 "decoded_kept": int(timing.pop("decoded_kept")),

@@ -31,8 +31,8 @@
 // earlier partners) to residues j-6 .. j-1, which it moves through the projection (the window projected
 // without j is the comparison); (a) is left to the projection. Residue j-1's (phi, psi) so judged is
 // within a few degrees of the whole frame's projection (median 1-3, p90 4-8 degrees on Trp-cage draws).
-// mask() stays on
-// code-alone placements: decoding every code of the codebook would cost K network evaluations per draw.
+// mask() stays on code-alone placements: decoding every code of the codebook would cost K network
+// evaluations per draw.
 //
 // Layouts (row-major): codebook (K, 12) float nm; key (L, 4, 3) float nm; classes (L) int32 in 0..3
 // (general, glycine, proline, pre-proline); levels (4, n_bins, n_bins) uint8 (0 = outlier) indexed
@@ -132,6 +132,8 @@ class ChainConstraint {
   // Residue i decoded and projected with residues i-kSettleReach .. i+kSettleReach (all drawn): where an
   // earlier clash partner sits, nearly as the whole frame's projection will put it.
   void settled(int64_t i, const int32_t* drawn, double* out) const;
+  // Residues lo .. end-1 decoded (raw, float as decoded frames are) and their key atoms.
+  void decode_span(int64_t lo, int64_t end, const int32_t* drawn, float* raw, float* keys) const;
 
   int64_t k_ = 0, l_ = 0, n_bins_ = 0;
   double bin_deg_ = 0;

@@ -70,7 +70,8 @@ struct Trajectories {
   // Constrained decoding: draws it masked, those whose mask was empty (every code then allowed), the
   // allowed codes summed over the masked draws, and the time spent on masks.
   int64_t constrained_draws = 0, empty_masks = 0, allowed_codes = 0;
-  // The decoded check: codes it sent back, and draws kept after decoded_tries rejections.
+  // The decoded check: codes it judged after the first draw (redraws and the scan), and draws kept
+  // failing because no code passed.
   int64_t decoded_redraws = 0, decoded_kept = 0;
   double constraint_seconds = 0;
 };

@@ -265,6 +265,15 @@ int64_t ChainConstraint::window_faults(const float* w, int64_t lo, int64_t last,
   return faults;
 }
 
+void ChainConstraint::decode_span(int64_t lo, int64_t end, const int32_t* drawn, float* raw, float* keys) const {
+  double x[12];
+  for (int64_t r = lo; r < end; ++r) {
+    decoder_->decode_residue(*layout_, r, drawn, x);
+    std::copy(x, x + 12, raw + (r - lo) * 12);
+    std::copy(&key_[r * 12], &key_[r * 12] + 12, keys + (r - lo) * 12);
+  }
+}
+
 ChainConstraint::DecodedPrefix ChainConstraint::decoded_prefix(int64_t j, const int32_t* drawn) const {
   if (!decoder_) bad("allows_decoded needs an attached decoder");
   check_drawn(j, drawn, j);
@@ -276,14 +285,8 @@ ChainConstraint::DecodedPrefix ChainConstraint::decoded_prefix(int64_t j, const 
   p.codes.push_back(0);  // residue j's slot: the code judged
   p.raw.assign(n * 12, 0.0f);
   p.key.assign(n * 12, 0.0f);
-  double x[12];
-  for (int64_t i = p.lo; i <= j; ++i) {
-    if (i < j) {
-      decoder_->decode_residue(*layout_, i, drawn, x);
-      std::copy(x, x + 12, &p.raw[(i - p.lo) * 12]);
-    }
-    std::copy(&key_[i * 12], &key_[i * 12] + 12, &p.key[(i - p.lo) * 12]);
-  }
+  decode_span(p.lo, j, drawn, p.raw.data(), p.key.data());
+  std::copy(&key_[j * 12], &key_[j * 12] + 12, &p.key[(n - 1) * 12]);
   p.earlier.assign(p.lo * 12, 0.0);  // the window's clash partners before it, as they settled
   std::vector<char> done(p.lo, 0);
   for (int64_t r = p.lo; r <= j; ++r)
@@ -311,12 +314,7 @@ void ChainConstraint::settled(int64_t i, const int32_t* drawn, double* out) cons
     }
   }
   std::vector<float> raw(n * 12), keys(n * 12);
-  double x[12];
-  for (int64_t r = lo; r < lo + n; ++r) {
-    decoder_->decode_residue(*layout_, r, drawn, x);
-    std::copy(x, x + 12, &raw[(r - lo) * 12]);
-    std::copy(&key_[r * 12], &key_[r * 12] + 12, &keys[(r - lo) * 12]);
-  }
+  decode_span(lo, lo + n, drawn, raw.data(), keys.data());
   projection::project_to_key_geometry(raw.data(), 1, n, keys.data(), raw.data());
   std::array<double, 12> value;
   std::copy(&raw[(i - lo) * 12], &raw[(i - lo) * 12] + 12, value.begin());
