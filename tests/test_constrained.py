@@ -249,3 +249,23 @@ def test_constrained_generation_judges_draws_as_decoded(tmp_path):
     assert failed == info["decoded_kept"]
     off = gen.generate(TRPCAGE, constraint_limits=ConstraintLimits(decoded_tries=0), **kw)
     assert not off.info["constraint"]["decoded_check"] and off.info["constraint"]["decoded_redraws"] == 0
+
+
+@needs_llama
+def test_constrained_generation_across_a_chain_gap(generator, tmp_path):
+    """The shipped (causal) decoder judges draws as decoded on a start structure with missing residues:
+    the check runs, frames come out, and the gap stays a gap."""
+    import mdtraj
+
+    traj = mdtraj.load(str(TRPCAGE))
+    gapped = traj.atom_slice(traj.topology.select("not (resid 8 to 9)"))[0]
+    start = tmp_path / "gap.pdb"
+    gapped.save_pdb(str(start))
+    ens = generator.generate(
+        start, frames=2, walkers=2, window=1, seed=0, progress=False, guard=False, refine=False, constrain=True
+    )
+    info = ens.info["constraint"]
+    assert info["decoded_check"] and info["constrained_draws"] == 2 * 2 * 17  # 18 residues, no draw judged at 0
+    raw = decode_tokens(generator.tokenizer, ens.tokens.reshape(-1, 18), ens.key_xyz, sequence=ens.sequence)
+    gap = np.linalg.norm(raw[:, 8, 0] - raw[:, 7, 2], axis=-1)  # C(7)-N(8) across the missing residues
+    assert (gap > 0.3).all()
