@@ -261,6 +261,53 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
     for (size_t k = 0; k < code_mask.size(); ++k)
       if (!code_mask[k]) codes[k] = kMasked;
   };
+  // Constrained decoding with a causal decoder: judge walker w's draw `chosen` of residue j as it will be
+  // decoded. A rejected code is removed and the residue drawn again with fresh random numbers (a step
+  // count no other draw uses): up to decoded_tries times among the masked codes (`row`, the walker's
+  // masked logits), then as often among all codes (`model_row`; the code-alone mask misses codes whose
+  // decoded placement passes); then every code not yet tried is judged, most likely first, and the first
+  // that passes is taken (1-25 % of all codes pass where the model's likely ones do not). Returns whether
+  // the code finally in `chosen` passes (when none does, the last draw is kept).
+  std::vector<int32_t> rejected;
+  auto judge_as_decoded = [&](int64_t w, int64_t f, int64_t j, const float* model_row, float* row, uint64_t step_r,
+                              const sampling::Params& params, uint64_t& walker_id, int32_t& chosen_token,
+                              float& chosen_lp) {
+    auto prefix = opt.constraint->decoded_prefix(j, codes_before(w, f, j));
+    const auto passes = [&](int32_t token) {
+      return opt.constraint->allows_decoded(prefix, token - layout.structure_begin);
+    };
+    bool passed = passes(chosen_token);
+    rejected.clear();
+    for (int64_t t = 0; !passed && t < 2 * opt.decoded_tries; ++t) {
+      if (t == opt.decoded_tries) {  // the whole model distribution, less the codes rejected so far
+        std::copy_n(model_row, n_vocab, row);
+        for (int32_t c : rejected) row[c] = kMasked;
+      }
+      rejected.push_back(chosen_token);
+      row[chosen_token] = kMasked;
+      if (std::all_of(row + layout.structure_begin, row + layout.structure_end, [&](float v) { return v == kMasked; }))
+        break;  // nothing left to draw
+      ++out.decoded_redraws;
+      // Bit 61 and the try in bits 48+ (the guard's frame tries use bits 40-47).
+      const uint64_t step = step_r | (uint64_t{1} << 61) | (static_cast<uint64_t>(t) << 48);
+      sampling::sample(row, 1, n_vocab, &structure, params, opt.seed, &walker_id, &step, &chosen_token, &chosen_lp);
+      passed = passes(chosen_token);
+    }
+    if (passed) return true;
+    std::vector<int32_t> order(layout.structure_end - layout.structure_begin);
+    std::iota(order.begin(), order.end(), layout.structure_begin);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return model_row[a] > model_row[b]; });
+    const int32_t last = chosen_token;
+    for (const int32_t token : order) {
+      if (token == last || std::find(rejected.begin(), rejected.end(), token) != rejected.end()) continue;
+      ++out.decoded_redraws;
+      if (passes(token)) {
+        chosen_token = token;
+        return true;
+      }
+    }
+    return false;
+  };
   auto draw = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base, int64_t at) {
     const int64_t n = static_cast<int64_t>(ws.size());
     const float* rows = logits.data();
@@ -300,55 +347,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       sampling::sample(masked_logits.data(), n, n_vocab, allowed.data(), masked_params, opt.seed, walker_ids.data(),
                        steps.data(), chosen.data(), chosen_logprob.data());
       if (opt.decoded_tries > 0 && opt.constraint->decodes()) {
-        // Judge each draw as it will be decoded. A rejected code is removed and the residue drawn again
-        // with fresh random numbers (a step count no other draw uses): up to decoded_tries times among
-        // the masked codes, then as often among all codes (the code-alone mask misses codes whose
-        // decoded placement passes); then every code not yet tried is judged, most likely first, and the
-        // first that passes is taken (1-25 % of all codes pass where the model's likely ones do not);
-        // when none does, the last draw is kept.
         const auto td = Clock::now();
-        std::vector<int32_t> rejected;
-        for (int64_t r = 0; r < n; ++r) {
-          auto prefix = opt.constraint->decoded_prefix(j, codes_before(ws[r], f, j));
-          const auto passes = [&](int32_t token) {
-            return opt.constraint->allows_decoded(prefix, token - layout.structure_begin);
-          };
-          bool passed = passes(chosen[r]);
-          float* row = &masked_logits[r * n_vocab];
-          rejected.clear();
-          for (int64_t t = 0; !passed && t < 2 * opt.decoded_tries; ++t) {
-            if (t == opt.decoded_tries) {  // the whole model distribution, less the codes rejected so far
-              std::copy_n(rows + r * n_vocab, n_vocab, row);
-              for (int32_t c : rejected) row[c] = kMasked;
-            }
-            rejected.push_back(chosen[r]);
-            row[chosen[r]] = kMasked;
-            if (std::all_of(row + layout.structure_begin, row + layout.structure_end,
-                            [&](float v) { return v == kMasked; }))
-              break;  // nothing left to draw
-            ++out.decoded_redraws;
-            // Bit 61 and the try in bits 48+ (the guard's frame tries use bits 40-47).
-            const uint64_t step = steps[r] | (uint64_t{1} << 61) | (static_cast<uint64_t>(t) << 48);
-            sampling::sample(row, 1, n_vocab, &structure, masked_params, opt.seed, &walker_ids[r], &step, &chosen[r],
-                             &chosen_logprob[r]);
-            passed = passes(chosen[r]);
-          }
-          if (!passed) {  // every code not yet tried, most likely first, until one passes
-            std::vector<int32_t> order(layout.structure_end - layout.structure_begin);
-            std::iota(order.begin(), order.end(), layout.structure_begin);
-            const float* model_row = rows + r * n_vocab;
-            std::stable_sort(order.begin(), order.end(),
-                             [&](int32_t a, int32_t b) { return model_row[a] > model_row[b]; });
-            const int32_t last = chosen[r];
-            for (size_t k = 0; k < order.size() && !passed; ++k) {
-              if (order[k] == last || std::find(rejected.begin(), rejected.end(), order[k]) != rejected.end())
-                continue;
-              ++out.decoded_redraws;
-              if ((passed = passes(order[k]))) chosen[r] = order[k];
-            }
-          }
-          out.decoded_kept += !passed;
-        }
+        for (int64_t r = 0; r < n; ++r)
+          out.decoded_kept += !judge_as_decoded(ws[r], f, j, rows + r * n_vocab, &masked_logits[r * n_vocab], steps[r],
+                                                masked_params, walker_ids[r], chosen[r], chosen_logprob[r]);
         out.constraint_seconds += seconds_since(td);
       }
       sampling::token_logprobs(rows, n, n_vocab, chosen.data(), chosen_logprob.data());
