@@ -28,7 +28,7 @@
 // chain-like: atoms up to 4 A from where the frame's projection puts them), then (b) and (c) are judged
 // on those coordinates (a clash partner i before that window as residues i-3 .. i+3 projected together
 // place it, cached); and j must not add faults (Ramachandran outliers, clashes among them and with their
-// earlier partners) to residues j-6 .. j-1, which it moves through the projection (the window projected
+// earlier partners) to residues j-10 .. j-1, which it moves through the projection (the window projected
 // without j is the comparison); (a) is left to the projection. Residue j-1's (phi, psi) so judged is
 // within a few degrees of the whole frame's projection (median 1-3, p90 4-8 degrees on Trp-cage draws).
 // mask() stays on code-alone placements: decoding every code of the codebook would cost K network
@@ -68,7 +68,7 @@ struct ChainConstraintParams {
 
 inline constexpr double kRelaxTolerance = 2.0;   // relax_when_empty: link tolerance x this
 inline constexpr double kRelaxOverlapNm = 0.02;  // and clash overlap + this
-inline constexpr int64_t kDecodedWindow = 6;     // allows_decoded: residues j-6 .. j projected together
+inline constexpr int64_t kDecodedWindow = 10;    // allows_decoded: residues j-10 .. j projected together
 inline constexpr int64_t kSettleReach = 3;       // clash partners before that window: i-3 .. i+3 projected
 
 class ChainConstraint {

@@ -55,7 +55,7 @@ class ConstraintLimits:
 
 RELAX_TOLERANCE = 2.0  # relax_when_empty (the core's kRelaxTolerance, kRelaxOverlapNm)
 RELAX_OVERLAP_NM = 0.02
-DECODED_WINDOW = 6  # the core's kDecodedWindow: residues projected with the one judged as decoded
+DECODED_WINDOW = 10  # the core's kDecodedWindow: residues projected with the one judged as decoded
 SETTLE_REACH = 3  # the core's kSettleReach: earlier clash partners projected with 3 residues each side
 
 
