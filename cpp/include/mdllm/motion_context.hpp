@@ -7,10 +7,10 @@
 // are then placed on the key as MotionTokenizer::decode places codes; project them onto the key's
 // geometry (mdllm/projection.hpp) as Python does.
 //
-// File: safetensors with metadata "window" (and "spatial", default 0; "ahead", default window) and F32 tensors w0 (H, D), b0
-// (H), w1 (H, H), b1 (H), w2 (12, H), b2 (12), mean (D), scale (D); D as feature_size(). Layouts as
-// MotionTokenizer's; classes (L) int32 in 0..3 (general, glycine, proline, pre-proline), or null for
-// all general. Bad files, shapes and out-of-range tokens or classes throw std::invalid_argument.
+// File: safetensors with metadata "window" (and "spatial", default 0; "ahead", default window) and F32
+// tensors w0 (H, D), b0 (H), w1 (H, H), b1 (H), w2 (12, H), b2 (12), mean (D), scale (D); D as
+// feature_size(). Layouts as MotionTokenizer's; classes (L) int32 in 0..3 (general, glycine, proline,
+// pre-proline), or null for all general. Bad files, shapes and out-of-range tokens or classes throw std::invalid_argument.
 #pragma once
 
 #include <cstdint>

@@ -335,9 +335,10 @@ bool ChainConstraint::allows_decoded(DecodedPrefix& p, int32_t code) const {
   std::vector<float> with(n * 12);
   projection::project_to_key_geometry(p.raw.data(), 1, n, p.key.data(), with.data());
   const auto as_judged = [&](int64_t i, double* out) {
-    const double* from = nullptr;
-    if (i < lo) from = &p.earlier[i * 12];
-    for (int c = 0; c < 12; ++c) out[c] = from ? from[c] : with[(i - lo) * 12 + c];
+    if (i < lo)
+      std::copy_n(&p.earlier[i * 12], 12, out);
+    else
+      std::copy_n(&with[(i - lo) * 12], 12, out);
   };
   Scene s = prepare(j, as_judged, false);
   s.distances = false;
@@ -347,7 +348,6 @@ bool ChainConstraint::allows_decoded(DecodedPrefix& p, int32_t code) const {
 }
 
 bool ChainConstraint::allows_decoded(int64_t j, const int32_t* drawn) const {
-  if (j < 0 || j >= l_) bad("residue " + std::to_string(j) + " outside 0.." + std::to_string(l_ - 1));
   DecodedPrefix p = decoded_prefix(j, drawn);
   return allows_decoded(p, drawn[j]);
 }

@@ -17,11 +17,11 @@ frame will hold it: residues j-``DECODED_WINDOW`` .. j decoded and projected tog
 geometry (the decoder learned through the projection; its raw output is not chain-like), then (b) and
 (c) on those coordinates (an earlier clash partner i as residues i-``SETTLE_REACH`` .. i+``SETTLE_REACH``
 projected together place it), and j must not add faults (Ramachandran outliers, clashes among them and
-with their earlier partners) to residues j-``DECODED_WINDOW`` .. j-1, which it moves through the projection ((a) is the projection's); a rejected
-code is removed and residue j drawn again, up to ``decoded_tries`` times among the masked codes and as
-many among all codes, then the most likely code that passes is taken (the generation loop,
-cpp/src/llama/generate.cpp). The code-alone mask cannot see the 10-20 degrees by which decoding turns
-torsions.
+with their earlier partners) to residues j-``DECODED_WINDOW`` .. j-1, which it moves through the
+projection ((a) is the projection's); a rejected code is removed and residue j drawn again, up to
+``decoded_tries`` times among the masked codes and as many among all codes, then the most likely code
+that passes is taken (the generation loop, cpp/src/llama/generate.cpp). The code-alone mask cannot see the
+10-20 degrees by which decoding turns torsions.
 """
 
 from __future__ import annotations
@@ -162,19 +162,18 @@ class ChainConstraint:
         window = project_to_key_geometry(decoded[None, lo : j + 1], self.key[lo : j + 1], backend="numpy")[0]
         window = window.astype(np.float64)
 
-        def placed(i):  # a clash partner before the window: as residues i-3 .. i+3 projected together place it
-            if i >= lo:
-                return window[i - lo]
-            first = max(0, i - SETTLE_REACH)
-            part = decoded[None, first : i + SETTLE_REACH + 1]
-            return project_to_key_geometry(part, self.key[first : i + SETTLE_REACH + 1], backend="numpy")[0, i - first]
+        earlier = {}  # the window's clash partners before it, as residues i-3 .. i+3 projected together place them
+        for i in {i for r in range(lo, j + 1) for i in self._clash_partners(r) if i < lo}:
+            first, end = max(0, i - SETTLE_REACH), i + SETTLE_REACH + 1
+            part = project_to_key_geometry(decoded[None, first:end], self.key[first:end], backend="numpy")
+            earlier[i] = part[0, i - first]
 
         lim = self.limits
+        placed = lambda i: window[i - lo] if i >= lo else earlier[i]  # noqa: E731
         ok = self._reference_allowed(j, placed, window[-1][None], lim.tolerance_nm, lim.clash_overlap_nm, False)
         if not ok[0] or j == lo:
             return bool(ok[0])
         without = project_to_key_geometry(decoded[None, lo:j], self.key[lo:j], backend="numpy")[0]
-        earlier = {i: placed(i) for r in range(lo, j) for i in self._clash_partners(r) if i < lo}
         faults_with = self._window_faults(window, lo, j - 1, earlier)
         return faults_with <= self._window_faults(without.astype(np.float64), lo, j - 1, earlier)
 
@@ -209,8 +208,10 @@ class ChainConstraint:
                 faults += int((d < limit).sum()) + int(limit[1, 1] <= d[1, 1] < lim.ca_min_nm)  # CA-CA: either
         return faults
 
-    def _bin(self, angle_deg) -> int:
-        return int(np.clip(np.floor((angle_deg + 180.0) / self.bin_deg), 0, self.levels.shape[1] - 1))
+    def _bin(self, angle_deg):
+        """Ramachandran grid bin(s) of angle(s) in degrees (the core's angle_bin)."""
+        bins = np.floor((np.asarray(angle_deg) + 180.0) / self.bin_deg).astype(np.int64)
+        return np.clip(bins, 0, self.levels.shape[1] - 1)
 
     def reference_mask(self, j: int, drawn) -> tuple[np.ndarray, int]:
         """The numpy reference of :meth:`mask`."""
@@ -244,15 +245,10 @@ class ChainConstraint:
                 before = placed(j - 2)
                 phi = _dihedral_deg(before[2], prev[0], prev[1], prev[2])
                 psi = _dihedral_deg(prev[0], prev[1], prev[2], cand[:, 0])
-                n_bins = self.levels.shape[1]
-                i_phi = int(np.clip(np.floor((phi + 180.0) / self.bin_deg), 0, n_bins - 1))
-                i_psi = np.clip(np.floor((psi + 180.0) / self.bin_deg).astype(np.int64), 0, n_bins - 1)
-                ok &= self.levels[self.classes[j - 1], i_phi, i_psi] != rama.OUTLIER
+                ok &= self.levels[self.classes[j - 1], self._bin(phi), self._bin(psi)] != rama.OUTLIER
             if lim.ramachandran and j + 1 < len(self.key) and self.linked[j]:  # j's own phi leaves some psi
                 phi_j = _dihedral_deg(prev[2], cand[:, 0], cand[:, 1], cand[:, 2])
-                n_bins = self.levels.shape[1]
-                i_phi_j = np.clip(np.floor((phi_j + 180.0) / self.bin_deg).astype(np.int64), 0, n_bins - 1)
-                ok &= (self.levels[self.classes[j]] != rama.OUTLIER).any(axis=1)[i_phi_j]
+                ok &= (self.levels[self.classes[j]] != rama.OUTLIER).any(axis=1)[self._bin(phi_j)]
         radius = np.asarray(VDW_RADII_NM)
         limit = radius[:, None] + radius[None, :] - overlap
         for k in self._clash_partners(j):
