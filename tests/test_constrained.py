@@ -227,12 +227,14 @@ def test_decoded_judgement_matches_numpy_reference(tokenizer, tmp_path):
 @needs_llama
 def test_constrained_generation_judges_draws_as_decoded(tmp_path):
     """With a causal context decoder beside the tokenizer, every drawn code passes allows_decoded unless
-    counted as kept after the last try; the check sends codes back and can be switched off."""
+    counted as kept after the last try; judging in parallel draws what judging serially does; the check
+    sends codes back and can be switched off."""
     import shutil
 
     if not MOTION_LM.exists():
         pytest.skip("shipped motion model not present")
     from mdllm.generate import Generator
+    from mdllm.geometry import set_num_threads
     from mdllm.tokenizer.motion_context import FILE_NAME, key_segments, residue_classes
 
     tok_dir = tmp_path / "motiontoken"
@@ -247,6 +249,13 @@ def test_constrained_generation_judges_draws_as_decoded(tmp_path):
     c.judge_decoded(gen.tokenizer.core_context_decoder(), residue_classes(ens.sequence, key_segments(ens.key_xyz)))
     failed = sum(not c.allows_decoded(j, codes) for codes in ens.tokens.reshape(-1, 20) for j in range(1, 20))
     assert failed == info["decoded_kept"]
+    set_num_threads(1)  # walkers and scanned codes judged one at a time: the same draws and counts
+    try:
+        serial = gen.generate(TRPCAGE, **kw)
+    finally:
+        set_num_threads(0)
+    assert np.array_equal(serial.tokens, ens.tokens)
+    assert serial.info["constraint"]["decoded_redraws"] == info["decoded_redraws"]
     off = gen.generate(TRPCAGE, constraint_limits=ConstraintLimits(decoded_tries=0), **kw)
     assert not off.info["constraint"]["decoded_check"] and off.info["constraint"]["decoded_redraws"] == 0
 

@@ -1,6 +1,7 @@
 // Rolling-window generation on llama.cpp (see mdllm/generate.hpp).
 #include "mdllm/generate.hpp"
 #include "mdllm/gguf_keys.hpp"
+#include "../core/parallel.hpp"
 
 #include <llama.h>
 
@@ -249,12 +250,13 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   std::vector<uint8_t> code_mask(layout.structure_end - layout.structure_begin);
   constexpr float kMasked = -std::numeric_limits<float>::infinity();
   // Walker w's codes for residues 0 .. j-1 of frame f (0-based codes, as ChainConstraint takes them).
-  auto codes_before = [&](int64_t w, int64_t f, int64_t j) {
+  auto codes_into = [&](int64_t w, int64_t f, int64_t j, std::vector<int32_t>& codes) {
     const int32_t* tokens = &out.tokens[(w * opt.frames + f) * L];
-    drawn_codes.resize(j);
-    for (int64_t i = 0; i < j; ++i) drawn_codes[i] = tokens[i] - layout.structure_begin;
-    return drawn_codes.data();
+    codes.resize(j);
+    for (int64_t i = 0; i < j; ++i) codes[i] = tokens[i] - layout.structure_begin;
+    return codes.data();
   };
+  auto codes_before = [&](int64_t w, int64_t f, int64_t j) { return codes_into(w, f, j, drawn_codes); };
   // Removes from one row of logits the structure codes that code_mask disallows.
   auto mask_row = [&](float* row) {
     float* codes = row + layout.structure_begin;
@@ -265,14 +267,12 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   // decoded. A rejected code is removed and the residue drawn again with fresh random numbers (a step
   // count no other draw uses): up to decoded_tries times among the masked codes (`row`, the walker's
   // masked logits), then as often among all codes (`model_row`; the code-alone mask misses codes whose
-  // decoded placement passes); then every code not yet tried is judged, most likely first, and the first
-  // that passes is taken (1-25 % of all codes pass where the model's likely ones do not). Returns whether
-  // the code finally in `chosen` passes (when none does, the last draw is kept).
-  std::vector<int32_t> rejected;
-  auto judge_as_decoded = [&](int64_t w, int64_t f, int64_t j, const float* model_row, float* row, uint64_t step_r,
-                              const sampling::Params& params, uint64_t& walker_id, int32_t& chosen_token,
-                              float& chosen_lp) {
-    auto prefix = opt.constraint->decoded_prefix(j, codes_before(w, f, j));
+  // decoded placement passes). Returns whether the code finally in `chosen` passes; `rejected` gets the
+  // codes sent back. Walkers are judged in parallel: a call writes only its own arguments.
+  auto redraw_as_decoded = [&](ChainConstraint::DecodedPrefix& prefix, const float* model_row, float* row,
+                               uint64_t step_r, const sampling::Params& params, uint64_t& walker_id,
+                               int32_t& chosen_token, float& chosen_lp, std::vector<int32_t>& rejected,
+                               int64_t& redraws) {
     const auto passes = [&](int32_t token) {
       return opt.constraint->allows_decoded(prefix, token - layout.structure_begin);
     };
@@ -287,25 +287,49 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       row[chosen_token] = kMasked;
       if (std::all_of(row + layout.structure_begin, row + layout.structure_end, [&](float v) { return v == kMasked; }))
         break;  // nothing left to draw
-      ++out.decoded_redraws;
+      ++redraws;
       // Bit 61 and the try in bits 48+ (the guard's frame tries use bits 40-47).
       const uint64_t step = step_r | (uint64_t{1} << 61) | (static_cast<uint64_t>(t) << 48);
       sampling::sample(row, 1, n_vocab, &structure, params, opt.seed, &walker_id, &step, &chosen_token, &chosen_lp);
       passed = passes(chosen_token);
     }
-    if (passed) return true;
-    std::vector<int32_t> order(layout.structure_end - layout.structure_begin);
-    std::iota(order.begin(), order.end(), layout.structure_begin);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return model_row[a] > model_row[b]; });
-    const int32_t last = chosen_token;
-    for (const int32_t token : order) {
-      if (token == last || std::find(rejected.begin(), rejected.end(), token) != rejected.end()) continue;
-      ++out.decoded_redraws;
-      if (passes(token)) {
-        chosen_token = token;
+    return passed;
+  };
+  // When no redraw passed: every code not yet tried is judged, most likely first, and the first that
+  // passes is taken (1-25 % of all codes pass where the model's likely ones do not); `redraws` counts the
+  // codes judged up to it. Codes are judged in parallel batches, each thread on its own copy of the
+  // prefix; the code taken is the same as judging them one by one. Returns whether one passed (when none
+  // does, the last draw is kept).
+  std::vector<ChainConstraint::DecodedPrefix> scan_prefixes;
+  std::vector<int32_t> scan_order;
+  std::vector<uint8_t> scan_passed;
+  auto scan_as_decoded = [&](const ChainConstraint::DecodedPrefix& prefix, const float* model_row,
+                             const std::vector<int32_t>& rejected, int32_t& chosen_token, int64_t& redraws) {
+    scan_order.clear();
+    for (int32_t token = layout.structure_begin; token < layout.structure_end; ++token)
+      if (token != chosen_token && std::find(rejected.begin(), rejected.end(), token) == rejected.end())
+        scan_order.push_back(token);
+    std::stable_sort(scan_order.begin(), scan_order.end(),
+                     [&](int32_t a, int32_t b) { return model_row[a] > model_row[b]; });
+    const int64_t threads = std::max(1, num_threads()), batch = 8 * threads;
+    scan_prefixes.assign(threads, prefix);
+    for (int64_t first = 0; first < static_cast<int64_t>(scan_order.size()); first += batch) {
+      const int64_t count = std::min<int64_t>(batch, static_cast<int64_t>(scan_order.size()) - first);
+      scan_passed.assign(count, 0);
+      detail::parallel_for(threads, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t)
+          for (int64_t k = t; k < count; k += threads)
+            scan_passed[k] = opt.constraint->allows_decoded(scan_prefixes[t],
+                                                            scan_order[first + k] - layout.structure_begin);
+      });
+      const auto hit = std::find(scan_passed.begin(), scan_passed.end(), 1);
+      if (hit != scan_passed.end()) {
+        redraws += (first + (hit - scan_passed.begin())) + 1;
+        chosen_token = scan_order[first + (hit - scan_passed.begin())];
         return true;
       }
     }
+    redraws += static_cast<int64_t>(scan_order.size());
     return false;
   };
   auto draw = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base, int64_t at) {
@@ -348,9 +372,23 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
                        steps.data(), chosen.data(), chosen_logprob.data());
       if (opt.decoded_tries > 0 && opt.constraint->decodes()) {
         const auto td = Clock::now();
-        for (int64_t r = 0; r < n; ++r)
-          out.decoded_kept += !judge_as_decoded(ws[r], f, j, rows + r * n_vocab, &masked_logits[r * n_vocab], steps[r],
-                                                masked_params, walker_ids[r], chosen[r], chosen_logprob[r]);
+        std::vector<int64_t> redraws(n, 0);
+        std::vector<uint8_t> passed(n, 1);
+        std::vector<ChainConstraint::DecodedPrefix> prefixes(n);
+        std::vector<std::vector<int32_t>> rejected(n);
+        detail::parallel_for(n, [&](int64_t begin, int64_t end) {
+          std::vector<int32_t> codes;
+          for (int64_t r = begin; r < end; ++r) {
+            prefixes[r] = opt.constraint->decoded_prefix(j, codes_into(ws[r], f, j, codes));
+            passed[r] = redraw_as_decoded(prefixes[r], rows + r * n_vocab, &masked_logits[r * n_vocab], steps[r],
+                                          masked_params, walker_ids[r], chosen[r], chosen_logprob[r], rejected[r],
+                                          redraws[r]);
+          }
+        });
+        for (int64_t r = 0; r < n; ++r) {
+          if (!passed[r]) passed[r] = scan_as_decoded(prefixes[r], rows + r * n_vocab, rejected[r], chosen[r], redraws[r]);
+          out.decoded_kept += !passed[r], out.decoded_redraws += redraws[r];
+        }
         out.constraint_seconds += seconds_since(td);
       }
       sampling::token_logprobs(rows, n, n_vocab, chosen.data(), chosen_logprob.data());
