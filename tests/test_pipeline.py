@@ -182,6 +182,10 @@ def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
     assert generated["constraint"] is None  # constrained decoding is opt-in (mdllm run --constrain)
     stage = json.loads((tmp_path / "run" / "generate" / "stage.json").read_text())
     assert stage["inputs"]["constrain"] is False
+    # frames drawn by other code (a new constraint rule, an upgrade) are not reused
+    from mdllm.pipeline import generation_code_digest
+
+    assert stage["inputs"]["code"] == generation_code_digest()
     tuned = json.loads((tmp_path / "run" / "finetune" / "config.json").read_text())
     assert (tuned["lora"] or {}).get("rank", 0) == (0 if shape == "gap" else 4)
     out = md.load(summary["generated"], top=summary["generated"].replace(".xtc", ".pdb"))

@@ -15,6 +15,7 @@ import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 from mdllm.errors import MdllmError, in_file
@@ -118,6 +119,21 @@ def tree_digest(path) -> str:
     digest = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(str(f.relative_to(path)).encode())
+        digest.update(sha256_file(f).encode())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def generation_code_digest() -> str:
+    """sha256 of the code that draws and finishes frames: the compiled core and the package's Python
+    files. Part of the generate stage's key, so a changed sampling or constraint rule (or any upgrade)
+    generates again instead of reusing frames the old code drew."""
+    from mdllm import _core
+
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256(sha256_file(_core.__file__).encode())
+    for f in sorted(package.rglob("*.py")):
+        digest.update(str(f.relative_to(package)).encode())
         digest.update(sha256_file(f).encode())
     return digest.hexdigest()
 
@@ -250,6 +266,7 @@ def run(
         {
             "export": ex.key,
             "decoder": tok.decoder_hash,
+            "code": generation_code_digest(),
             "start": sha256_file(start),
             **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed", "guard", "constrain")},
         },

@@ -53,7 +53,7 @@ class MotionContextDecoder {
   int window_ = 0, spatial_ = 0, ahead_ = 0;
   int64_t hidden_ = 0, inputs_ = 0, k_ = 0;
   std::vector<double> codes_;  // (K, 12)
-  std::vector<double> w0_, b0_, w1_, b1_, w2_, b2_, mean_, scale_;
+  std::vector<double> w0t_, b0_, w1t_, b1_, w2_, b2_, mean_, scale_;  // w0, w1 input-major (transposed)
 };
 
 }  // namespace mdllm

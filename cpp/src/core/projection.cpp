@@ -47,7 +47,7 @@ void project_to_key_geometry(const float* xyz, int64_t n_frames, int64_t n_res, 
 
   std::vector<double> share(n_atoms, 0.0);  // constraints per atom; each atom's corrections are averaged
   for (const auto& c : pairs) share[c.a] += 1, share[c.b] += 1;
-  for (auto& s : share) s = s == 0 ? 1.0 : s;
+  for (auto& s : share) s = s == 0 ? 1.0 : 1.0 / s;  // as a reciprocal: multiplied in the loop below
 
   detail::parallel_for(n_frames, [&](int64_t begin, int64_t end) {
     std::vector<double> x(n_atoms * 3), delta(n_atoms * 3);
@@ -61,10 +61,11 @@ void project_to_key_geometry(const float* xyz, int64_t n_frames, int64_t n_res, 
           const double* q = &x[c.b * 3];
           const double dist = distance(p, q);
           const double scale = 0.5 * (dist - c.target) / std::max(dist, 1e-9);
+          const double to_a = scale * share[c.a], to_b = scale * share[c.b];
           for (int d = 0; d < 3; ++d) {
-            const double corr = scale * (q[d] - p[d]);
-            delta[c.a * 3 + d] += corr / share[c.a];
-            delta[c.b * 3 + d] -= corr / share[c.b];
+            const double step = q[d] - p[d];
+            delta[c.a * 3 + d] += to_a * step;
+            delta[c.b * 3 + d] -= to_b * step;
           }
         }
         for (int64_t j = 0; j < n_atoms * 3; ++j) x[j] += delta[j];
