@@ -2,7 +2,8 @@
 tokens/s against window size (KV shift vs naive re-evaluation) and against walkers; the sampler alone
 (C++ vs numpy); and llama.cpp's raw decode speed for the same model, so the loop's overhead shows.
 First, the shipped motion-token model against the torsion-token baseline in the same run: the
-language model alone and end to end (decode, geometry projection and the guard included). Then what a
+language model alone and end to end (decode, geometry projection and the guard included), and the
+motion model with constrained decoding (``--constrain``, guard off). Then what a
 user sees: ``mdllm generate`` in a fresh process, 4 walkers x 100 frames, with and without refinement
 (``--refine``, the default for motion tokens, refines every draw the guard judges) and the guard, its
 wall time beside the model's own (prompt and sampling; the guard's decoding, refinement and checks
@@ -187,20 +188,22 @@ def main():
     # The shipped models side by side: 4 walkers x 8 frames, window 4.
     compare = {}
     torsion_model = model_path("structure-lm", "structure-lm.f16.gguf")
-    for name, path, guard in (
-        ("motion", model, True),
-        ("motion, guard off", model, False),
-        ("torsion", torsion_model, False),
+    for name, path, guard, constrain in (
+        ("motion", model, True, False),
+        ("motion, guard off", model, False, False),
+        ("motion, constrained, guard off", model, False, True),  # mdllm generate --constrain --no-guard
+        ("torsion", torsion_model, False, False),
     ):
         g = Generator(path, threads=args.threads)
         t0 = time.perf_counter()
-        ens = g.generate(start, frames=8, walkers=4, window=4, seed=1, progress=False, guard=guard)
+        ens = g.generate(start, frames=8, walkers=4, window=4, seed=1, progress=False, guard=guard, constrain=constrain)
         total = time.perf_counter() - t0
         n = ens.tokens.shape[0] * ens.tokens.shape[1]
         compare[name] = {
             "model_frames_per_s": ens.info["frames_per_second"],
             "end_to_end_frames_per_s": n / total,
             "guard": ens.info.get("guard"),
+            "constraint": ens.info.get("constraint"),
         }
         rows.append([f"{name} tokens, 4 walkers, window 4", "model only", ens.info["frames_per_second"], float("nan")])
         rows.append([f"{name} tokens, 4 walkers, window 4", "end to end", n / total, float("nan")])
