@@ -45,12 +45,13 @@ is the MD's own validity.
 Usage: python bench/realism.py [--proteins villin_2F4K ntl9_2HBB gb1_1GB1] [--frames 100 --walkers 4]
                                [--train-steps 200] [--surrogate-frames 0] [--code-smoothing 0]
                                [--motion-base models/motion-lm]
-                               [--kinds motion torsion] [--constrain]
+                               [--kinds motion torsion] [--constrain] [--sampling-temperature 1.0]
                                [--out runs/realism]
 Proteins are data/md/<name>/T300K_gpu0 (or the run given by --run). Runs are cached by mdllm run's stages;
 the guard-off and guard-on rows of a kind generate from the same fine-tuned model. ``--constrain``:
 motion tokens drawn with constrained decoding (``mdllm run --constrain``, each residue judged as it will
-be decoded; the "base, no fine-tune" row too); the rows say "constrained".
+be decoded; the "base, no fine-tune" row too); the rows say "constrained". ``--sampling-temperature``:
+of every generated row (``mdllm run --sampling-temperature``; recorded in the JSON line).
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, d
     """(raw, refined) frames, info and codes of the base model generating from ``start`` without fine-tuning."""
     from mdllm.encoding import decode_tokens
     from mdllm.generate import Generator
+    from mdllm.sampling import SamplingParams
 
     gen = Generator(base, threads=args.threads)
     ens = gen.generate(
@@ -165,6 +167,7 @@ def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, d
         guard=guard,
         progress=False,
         constrain=args.constrain,
+        params=SamplingParams(temperature=args.sampling_temperature),
     )
     generated = ens.backbone()
     xyz = generated.xyz  # walker-major, as the pipeline writes them
@@ -227,6 +230,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         rebuild=0,
         guard=guard,
         constrain=args.constrain and kind == "motion",
+        sampling_temperature=args.sampling_temperature,
         train_window=4,
         window=4,
         lora_rank=PRESETS["quick"].lora_rank if args.lora_rank is None else args.lora_rank,
@@ -309,6 +313,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "kind": kind,
         "guard": guard,
         "constrain": args.constrain and kind == "motion",
+        "sampling_temperature": args.sampling_temperature,
         **compare(xyz, held, ref),
         "gen_rmsd_median_A": float(np.median(gen_rmsd)),
         "held_rmsd_median_A": float(np.median(held_rmsd)),
@@ -349,6 +354,7 @@ def main():
     p.add_argument(
         "--constrain", action="store_true", help="motion tokens: constrained decoding (mdllm run --constrain)"
     )
+    p.add_argument("--sampling-temperature", type=float, default=1.0, help="of the language models' draws (mdllm run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"))

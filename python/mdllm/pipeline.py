@@ -48,6 +48,7 @@ class Preset:
     guard: bool = True  # motion tokens: draw a residue or a frame again when the guard rejects it
     # motion tokens: constrained decoding, each residue's draw judged as decoded (mdllm generate --constrain)
     constrain: bool = False
+    sampling_temperature: float = 1.0  # of the language model's draws (mdllm generate --temperature)
     # motion tokens: frames of a linear surrogate of the trajectories added to the fine-tune (mdllm.lm.surrogate)
     surrogate_frames: int = 0
     # motion tokens: soft fine-tuning targets over neighbouring codes, Gaussian width in Å (mdllm.lm.model.CodeSmoothing)
@@ -268,7 +269,10 @@ def run(
             "decoder": tok.decoder_hash,
             "code": generation_code_digest(),
             "start": sha256_file(start),
-            **{k: settings[k] for k in ("frames", "walkers", "window", "refine", "seed", "guard", "constrain")},
+            **{
+                k: settings[k]
+                for k in ("frames", "walkers", "window", "refine", "seed", "guard", "constrain", "sampling_temperature")
+            },
         },
     )
     gen_results = gen.run(lambda d: _generate(ex_results["model"], tok, start, d, p, seed, threads))
@@ -395,6 +399,7 @@ def _export(model_dir, d) -> dict:
 
 def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
     from mdllm.generate import Generator
+    from mdllm.sampling import SamplingParams
 
     ens = Generator(model, tok, threads=threads).generate(
         start,
@@ -405,6 +410,7 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
         refine=p.refine,
         guard=p.guard,
         constrain=p.constrain and tok.needs_key_frame,
+        params=SamplingParams(temperature=p.sampling_temperature),
     )
     out = d / "generated.xtc"
     ens.save(out)

@@ -47,6 +47,7 @@ def register(sub):
         ("train-steps", int, "fine-tuning steps"),
         ("lora-rank", int, "LoRA rank of the fine-tune (0: all weights)"),
         ("simulate-ns", float, "ns per temperature"),
+        ("sampling-temperature", float, "sampling temperature of the language model (1: its own distribution)"),
         ("surrogate-frames", int, "frames of the linear surrogate added to the fine-tune (motion tokens; 0: none)"),
         (
             "code-smoothing",
@@ -71,6 +72,7 @@ def run(args):
             ("train_steps", args.train_steps),
             ("lora_rank", args.lora_rank),
             ("simulate_ns", args.simulate_ns),
+            ("sampling_temperature", args.sampling_temperature),
             ("surrogate_frames", args.surrogate_frames),
             ("code_smoothing_A", args.code_smoothing),
         ]
