@@ -3,7 +3,7 @@ raw validity (decode_tokens + check_backbone, no guard, no refinement) and the r
 bench/realism.py with and without the constraint, same seed.
 
     python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...] [--previous-rule]
-                                [--mask-only] [--proteins ...]
+                                [--mask-only] [--proteins ...] [--seed 0] [--sampling-temperature 1.0]
 
 With the shipped causal context decoder each draw is also judged as decoded (``decoded_tries``);
 ``--mask-only`` adds rows without that check (the session-15 rule).
@@ -40,11 +40,13 @@ def measure(
     threads: int = 0,
     previous_rule: bool = False,
     mask_only: bool = False,
+    temperature: float = 1.0,
 ) -> list[dict]:
     from mdllm.encoding import decode_tokens
     from mdllm.evaluate import check_backbone
     from mdllm.generate import Generator
     from mdllm.io import load_backbone
+    from mdllm.sampling import SamplingParams
     from mdllm.sampling.constraint import ConstraintLimits
 
     md_dir = ROOT / "data/md" / protein / "T300K_rep1"
@@ -70,6 +72,7 @@ def measure(
             refine=False,
             constrain=tol is not None,
             constraint_limits=ConstraintLimits(tolerance_nm=tol or 0.03, **rule),
+            params=SamplingParams(temperature=temperature),
         )
         wall = time.perf_counter() - t0
         raw = decode_tokens(
@@ -117,6 +120,7 @@ def main(argv=None) -> None:
         "--previous-rule", action="store_true", help="also each tolerance by the rule before session 15 (links only)"
     )
     p.add_argument("--mask-only", action="store_true", help="also each tolerance without the decoded check")
+    p.add_argument("--sampling-temperature", type=float, default=1.0, help="of every row's draws")
     args = p.parse_args(argv)
     rows = [
         r
@@ -131,6 +135,7 @@ def main(argv=None) -> None:
             args.threads,
             args.previous_rule,
             args.mask_only,
+            args.sampling_temperature,
         )
     ]
     columns = [
@@ -150,10 +155,18 @@ def main(argv=None) -> None:
         "frames_per_second",
     ]
     report(
-        f"constrained decoding: {args.walkers} walkers x {args.frames} frames, guard off, refine off, seed {args.seed}",
+        f"constrained decoding: {args.walkers} walkers x {args.frames} frames, guard off, refine off, seed {args.seed}, "
+        f"sampling temperature {args.sampling_temperature:g}",
         columns,
         [[r[c] if r[c] is not None else "-" for c in columns] for r in rows],
-        {"bench": "constrained", "walkers": args.walkers, "frames": args.frames, "rows": rows},
+        {
+            "bench": "constrained",
+            "walkers": args.walkers,
+            "frames": args.frames,
+            "seed": args.seed,
+            "sampling_temperature": args.sampling_temperature,
+            "rows": rows,
+        },
     )
 
 
