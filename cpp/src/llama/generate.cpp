@@ -263,12 +263,12 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
     for (size_t k = 0; k < code_mask.size(); ++k)
       if (!code_mask[k]) codes[k] = kMasked;
   };
-  // Constrained decoding with a causal decoder: judge walker w's draw `chosen` of residue j as it will be
-  // decoded. A rejected code is removed and the residue drawn again with fresh random numbers (a step
-  // count no other draw uses): up to decoded_tries times among the masked codes (`row`, the walker's
-  // masked logits), then as often among all codes (`model_row`; the code-alone mask misses codes whose
-  // decoded placement passes). Returns whether the code finally in `chosen` passes; `rejected` gets the
-  // codes sent back. Walkers are judged in parallel: a call writes only its own arguments.
+  // Constrained decoding with a causal decoder: judge a walker's draw `chosen_token` of residue prefix.j
+  // as it will be decoded. A rejected code is removed and the residue drawn again with fresh random
+  // numbers (a step count no other draw uses): up to decoded_tries times among the masked codes (`row`,
+  // the walker's masked logits), then as often among all codes (`model_row`; the code-alone mask misses
+  // codes whose decoded placement passes). Returns whether the code finally in `chosen_token` passes; `rejected`
+  // gets the codes sent back. Walkers are judged in parallel: a call writes only its own arguments.
   auto redraw_as_decoded = [&](ChainConstraint::DecodedPrefix& prefix, const float* model_row, float* row,
                                uint64_t step_r, const sampling::Params& params, uint64_t& walker_id,
                                int32_t& chosen_token, float& chosen_lp, std::vector<int32_t>& rejected,
