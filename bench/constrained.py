@@ -3,7 +3,7 @@ raw validity (decode_tokens + check_backbone, no guard, no refinement) and the r
 bench/realism.py with and without the constraint, same seed.
 
     python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...] [--previous-rule]
-                                [--mask-only] [--proteins ...] [--seed 0] [--sampling-temperature 1.0]
+                                [--mask-only] [--proteins ...] [--seed 0] [--sampling-temperature 0.8]
 
 With the shipped causal context decoder each draw is also judged as decoded (``decoded_tries``);
 ``--mask-only`` adds rows without that check (the session-15 rule).
@@ -108,6 +108,8 @@ def _rule_name(rule: dict) -> str:
 
 
 def main(argv=None) -> None:
+    from mdllm.generate import MOTION_SAMPLING_TEMPERATURE
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--walkers", type=int, default=4)
     p.add_argument("--frames", type=int, default=100)
@@ -120,7 +122,12 @@ def main(argv=None) -> None:
         "--previous-rule", action="store_true", help="also each tolerance by the rule before session 15 (links only)"
     )
     p.add_argument("--mask-only", action="store_true", help="also each tolerance without the decoded check")
-    p.add_argument("--sampling-temperature", type=float, default=1.0, help="of every row's draws")
+    p.add_argument(
+        "--sampling-temperature",
+        type=float,
+        default=MOTION_SAMPLING_TEMPERATURE,
+        help=f"of every row's draws (default {MOTION_SAMPLING_TEMPERATURE:g}, as mdllm generate's for motion tokens)",
+    )
     args = p.parse_args(argv)
     rows = [
         r

@@ -45,13 +45,14 @@ is the MD's own validity.
 Usage: python bench/realism.py [--proteins villin_2F4K ntl9_2HBB gb1_1GB1] [--frames 100 --walkers 4]
                                [--train-steps 200] [--surrogate-frames 0] [--code-smoothing 0]
                                [--motion-base models/motion-lm]
-                               [--kinds motion torsion] [--constrain] [--sampling-temperature 1.0]
+                               [--kinds motion torsion] [--constrain] [--sampling-temperature T]
                                [--out runs/realism]
 Proteins are data/md/<name>/T300K_gpu0 (or the run given by --run). Runs are cached by mdllm run's stages;
 the guard-off and guard-on rows of a kind generate from the same fine-tuned model. ``--constrain``:
 motion tokens drawn with constrained decoding (``mdllm run --constrain``, each residue judged as it will
 be decoded; the "base, no fine-tune" row too); the rows say "constrained". ``--sampling-temperature``:
-of every generated row (``mdllm run --sampling-temperature``; recorded in the JSON line).
+of every generated row (``mdllm run --sampling-temperature``; default: the model's, 0.8 for motion and
+1 for torsion tokens; each row records the one it used).
 """
 
 from __future__ import annotations
@@ -151,6 +152,15 @@ def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
     return raw, refine_backbones(raw, sequence)
 
 
+def sampling_temperature(args, kind: str) -> float:
+    """The temperature a row of ``kind`` draws at: ``--sampling-temperature`` or the model's default."""
+    from mdllm.generate import MOTION_SAMPLING_TEMPERATURE
+
+    if args.sampling_temperature is not None:
+        return args.sampling_temperature
+    return MOTION_SAMPLING_TEMPERATURE if kind == "motion" else 1.0
+
+
 def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
     """(raw, refined) frames, info and codes of the base model generating from ``start`` without fine-tuning."""
     from mdllm.encoding import decode_tokens
@@ -167,7 +177,7 @@ def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, d
         guard=guard,
         progress=False,
         constrain=args.constrain,
-        params=SamplingParams(temperature=args.sampling_temperature),
+        params=SamplingParams(temperature=sampling_temperature(args, "motion")),
     )
     generated = ens.backbone()
     xyz = generated.xyz  # walker-major, as the pipeline writes them
@@ -313,7 +323,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "kind": kind,
         "guard": guard,
         "constrain": args.constrain and kind == "motion",
-        "sampling_temperature": args.sampling_temperature,
+        "sampling_temperature": sampling_temperature(args, kind),
         **compare(xyz, held, ref),
         "gen_rmsd_median_A": float(np.median(gen_rmsd)),
         "held_rmsd_median_A": float(np.median(held_rmsd)),
@@ -354,7 +364,11 @@ def main():
     p.add_argument(
         "--constrain", action="store_true", help="motion tokens: constrained decoding (mdllm run --constrain)"
     )
-    p.add_argument("--sampling-temperature", type=float, default=1.0, help="of the language models' draws (mdllm run)")
+    p.add_argument(
+        "--sampling-temperature",
+        type=float,
+        help="of the language models' draws (mdllm run; default: the model's, 0.8 motion, 1 torsion)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"))

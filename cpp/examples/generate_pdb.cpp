@@ -17,7 +17,8 @@
 //
 // START.pdb: each MODEL is a frame (a file without MODEL records is one); the last `window` frames
 // start the generation. OUT.pdb holds one MODEL per generated frame, walker after walker: with the
-// same seed, the frames of the Python API's Generator.generate(..., guard=False, refine=False). For
+// same seed and the same default sampling temperature (0.8 for motion models, 1 for torsion models), the
+// frames of the Python API's Generator.generate(..., guard=False, refine=False). For
 // motion models Python's default also redraws frames its guard rejects and refines the frames
 // (mdllm.geometry.refine: ideal bonds and angles, allowed Ramachandran regions); both rest on data and
 // checks that live in Python (the Ramachandran grid, the global plausibility checks), so this example
@@ -281,6 +282,8 @@ int main(int argc, char** argv) {
     options.walkers = walkers;
     options.window = window;
     options.seed = seed;
+    // Python's default sampling temperature (mdllm.generate.MOTION_SAMPLING_TEMPERATURE; 1 for torsion models)
+    if (fold_codebook > 0) options.sampling.temperature = 0.8f;
     const auto result = model.generate(prefix, codes, layout, options);
 
     std::vector<int32_t> generated(result.tokens);

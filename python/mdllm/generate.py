@@ -283,6 +283,12 @@ class _Finisher:
         return self._finish(codes, progress=progress)
 
 
+# Default sampling temperature of motion-token models. On held-out MD (bench/realism.py, four proteins,
+# two fine-tune seeds) 0.8 kept the worst protein's motion pattern (NTL9 RMSF r 0.50-0.59 at 1.0 with the
+# guard, 0.61-0.70 at 0.8) and the others within noise; torsion models keep their own distribution (1.0).
+MOTION_SAMPLING_TEMPERATURE = 0.8
+
+
 class Generator:
     """A GGUF model and its structure tokenizer, loaded once for many generate/score calls."""
 
@@ -324,6 +330,12 @@ class Generator:
                 self.fold_tokenizer.codebook_size, self.fold_tokenizer.hash, source=str(self.fold_tokenizer.path)
             )
         self.model_hash = sha256_file(self.path)
+
+    @property
+    def default_temperature(self) -> float:
+        """Sampling temperature when the caller gives no :class:`SamplingParams`: 0.8 for motion tokens
+        (``MOTION_SAMPLING_TEMPERATURE``), 1.0 (the model's own distribution) for torsion tokens."""
+        return MOTION_SAMPLING_TEMPERATURE if self.motion else 1.0
 
     def layout(self, n_residues: int):
         from mdllm import _core
@@ -369,7 +381,7 @@ class Generator:
         frames: int = 100,
         walkers: int = 1,
         window: int = 4,
-        params: SamplingParams = SamplingParams(),
+        params: SamplingParams | None = None,
         seed: int = 0,
         kv_shift: bool = True,
         progress: bool = True,
@@ -392,6 +404,7 @@ class Generator:
         rejects it, judging the frame the user gets (refined when refining); ``info["guard"]`` counts the
         draws and why.
         ``key``: the key frame (default: the start's last frame).
+        ``params``: sampling (default: :attr:`default_temperature`, no top-k, top-p or min-p).
         ``constrain`` (motion tokens): constrained decoding; before each residue is drawn, the codes that
         would break local geometry (peptide-bond distances, Ramachandran outliers, clashes) with the
         residues already drawn in the frame are masked (:mod:`mdllm.sampling.constraint`,
@@ -402,6 +415,7 @@ class Generator:
         if frames < 1 or walkers < 1 or window < 1:
             raise MdllmError("frames, walkers and window must be at least 1")
         refine = self.motion if refine is None else refine
+        params = SamplingParams(temperature=self.default_temperature) if params is None else params
         if constrain and not self.motion:
             raise MdllmError(
                 f"{self.path}: constrained decoding needs a motion-token model (codes placed on a key "

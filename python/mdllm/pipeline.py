@@ -48,7 +48,8 @@ class Preset:
     guard: bool = True  # motion tokens: draw a residue or a frame again when the guard rejects it
     # motion tokens: constrained decoding, each residue's draw judged as decoded (mdllm generate --constrain)
     constrain: bool = False
-    sampling_temperature: float = 1.0  # of the language model's draws (mdllm generate --temperature)
+    # of the language model's draws (mdllm generate --temperature); None: the model's default (motion 0.8)
+    sampling_temperature: float | None = None
     # motion tokens: frames of a linear surrogate of the trajectories added to the fine-tune (mdllm.lm.surrogate)
     surrogate_frames: int = 0
     # motion tokens: soft fine-tuning targets over neighbouring codes, Gaussian width in Å (mdllm.lm.model.CodeSmoothing)
@@ -410,7 +411,7 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
         refine=p.refine,
         guard=p.guard,
         constrain=p.constrain and tok.needs_key_frame,
-        params=SamplingParams(temperature=p.sampling_temperature),
+        params=None if p.sampling_temperature is None else SamplingParams(temperature=p.sampling_temperature),
     )
     out = d / "generated.xtc"
     ens.save(out)

@@ -12,7 +12,11 @@ def register(sub):
     p.add_argument("--frames", type=int, default=100, help="new frames per walker (default 100)")
     p.add_argument("--walkers", type=int, default=1, help="independent trajectories, decoded in one batch")
     p.add_argument("--window", type=int, default=4, help="frames of context (default 4)")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help="sampling temperature, 0 = greedy (default: 0.8 for motion tokens, 1 for torsion tokens)",
+    )
     p.add_argument("--top-k", type=int, default=0, help="0 = off")
     p.add_argument("--top-p", type=float, default=1.0, help="1 = off")
     p.add_argument("--min-p", type=float, default=0.0, help="0 = off")
@@ -80,8 +84,9 @@ def run(args):
 
     if Path(args.output).suffix.lower() not in WRITABLE_SUFFIXES:
         raise MdllmError(f"{args.output}: output must end in one of {', '.join(WRITABLE_SUFFIXES)}")
-    params = SamplingParams(args.temperature, args.top_k, args.top_p, args.min_p)
     gen = Generator(args.model, args.tokenizer, gpu_layers=args.gpu_layers, threads=args.threads)
+    temperature = gen.default_temperature if args.temperature is None else args.temperature
+    params = SamplingParams(temperature, args.top_k, args.top_p, args.min_p)
     ensemble = gen.generate(
         args.start,
         args.top,

@@ -47,7 +47,11 @@ def register(sub):
         ("train-steps", int, "fine-tuning steps"),
         ("lora-rank", int, "LoRA rank of the fine-tune (0: all weights)"),
         ("simulate-ns", float, "ns per temperature"),
-        ("sampling-temperature", float, "sampling temperature of the language model (1: its own distribution)"),
+        (
+            "sampling-temperature",
+            float,
+            "sampling temperature of the language model (default: 0.8 for motion tokens, 1 for torsion tokens)",
+        ),
         ("surrogate-frames", int, "frames of the linear surrogate added to the fine-tune (motion tokens; 0: none)"),
         (
             "code-smoothing",
