@@ -45,12 +45,17 @@ def machine() -> dict:
 
 def report(title: str, columns: list[str], rows: list[list], result: dict) -> None:
     """Print a fixed-width table, then the result as one JSON line (always the last line)."""
+    table(title, columns, rows)
+    print(json.dumps(result))
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> None:
+    """Print a title and a fixed-width table."""
     print(title)
     widths = [max(len(str(c)), *(len(_fmt(r[i])) for r in rows)) for i, c in enumerate(columns)]
     print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths)))
     for r in rows:
         print("  ".join(_fmt(v).ljust(w) for v, w in zip(r, widths)))
-    print(json.dumps(result))
 
 
 def _fmt(v) -> str:

@@ -3,10 +3,14 @@ raw validity (decode_tokens + check_backbone, no guard, no refinement) and the r
 bench/realism.py with and without the constraint, same seed.
 
     python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...] [--previous-rule]
-                                [--mask-only] [--proteins ...] [--seed 0] [--sampling-temperature 0.8]
+                                [--mask-only] [--proteins ...] [--seed 0 [1 2 3]] [--sampling-temperature 0.8]
 
 With the shipped causal context decoder each draw is also judged as decoded (``decoded_tries``);
 ``--mask-only`` adds rows without that check (the session-15 rule).
+
+Several generation seeds (``--seed 0 1 2 3``) give one row per seed and a summary per protein and
+setting: the mean and the worst seed of each number (one seed's RMSF r on 4 x 100 frames varies by
+about 0.1).
 
 --out is a bench/realism.py output folder (its fine-tuned models OUT/<protein>/motion/export/model.gguf).
 
@@ -24,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import report  # noqa: E402
+from common import report, table  # noqa: E402
 from realism import compare  # noqa: E402
 
 PROTEINS = ["trpcage_2JOF", "bba_1FME", "villin_2F4K"]
@@ -83,6 +87,7 @@ def measure(
         rows.append(
             dict(
                 protein=protein,
+                seed=seed,
                 constraint="off" if tol is None else f"tol {tol:g} nm" + _rule_name(rule),
                 valid_raw=float(rep.valid.mean()),
                 rama_outlier_fraction=float(rep.rama_outlier_fraction.mean()),
@@ -116,7 +121,7 @@ def main(argv=None) -> None:
     p.add_argument("--tolerance", type=float, nargs="+", default=[0.03], help="constraint tolerances (nm)")
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"), help="output folder of bench/realism.py")
     p.add_argument("--proteins", nargs="+", default=PROTEINS)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, nargs="+", default=[0], help="generation seeds (one row each, then a summary)")
     p.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: all cores; 1 on a busy machine)")
     p.add_argument(
         "--previous-rule", action="store_true", help="also each tolerance by the rule before session 15 (links only)"
@@ -132,13 +137,14 @@ def main(argv=None) -> None:
     rows = [
         r
         for protein in args.proteins
+        for seed in args.seed
         for r in measure(
             Path(args.out),
             protein,
             args.walkers,
             args.frames,
             args.tolerance,
-            args.seed,
+            seed,
             args.threads,
             args.previous_rule,
             args.mask_only,
@@ -147,6 +153,7 @@ def main(argv=None) -> None:
     ]
     columns = [
         "protein",
+        "seed",
         "constraint",
         "valid_raw",
         "rama_outlier_fraction",
@@ -161,20 +168,74 @@ def main(argv=None) -> None:
         "decoded_kept_fraction",
         "frames_per_second",
     ]
+    title = (
+        f"constrained decoding: {args.walkers} walkers x {args.frames} frames, guard off, refine off, "
+        f"seeds {' '.join(map(str, args.seed))}, sampling temperature {args.sampling_temperature:g}"
+    )
+    rows_table = [[r[c] if r[c] is not None else "-" for c in columns] for r in rows]
+    summary = summarize(rows)
+    if len(args.seed) > 1:
+        table(title, columns, rows_table)
+        print()
+        title += ": mean over seeds, and the worst seed ('min' / 'max')"
+        columns = list(summary[0])
+        rows_table = [list(r.values()) for r in summary]
     report(
-        f"constrained decoding: {args.walkers} walkers x {args.frames} frames, guard off, refine off, seed {args.seed}, "
-        f"sampling temperature {args.sampling_temperature:g}",
+        title,
         columns,
-        [[r[c] if r[c] is not None else "-" for c in columns] for r in rows],
+        rows_table,
         {
             "bench": "constrained",
             "walkers": args.walkers,
             "frames": args.frames,
-            "seed": args.seed,
+            "seeds": args.seed,
             "sampling_temperature": args.sampling_temperature,
             "rows": rows,
+            "summary": summary,
         },
     )
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per protein and constraint setting: the seeds' mean of each number and the worst seed's value
+    (lowest valid fraction, basin fraction and RMSF r; Rg ratio furthest from 1)."""
+    import numpy as np
+
+    out = []
+    for key in dict.fromkeys((r["protein"], r["constraint"]) for r in rows):
+        group = [r for r in rows if (r["protein"], r["constraint"]) == key]
+        col = {
+            name: np.array([r[name] for r in group], float)
+            for name in (
+                "valid_raw",
+                "in_basin",
+                "rg_ratio",
+                "rmsf_r",
+                "rmsf_ratio",
+                "js_pairwise",
+                "frames_per_second",
+            )
+        }
+        rg = col["rg_ratio"]
+        out.append(
+            {
+                "protein": key[0],
+                "constraint": key[1],
+                "seeds": len(group),
+                "valid_raw": float(col["valid_raw"].mean()),
+                "valid_raw_min": float(col["valid_raw"].min()),
+                "in_basin": float(col["in_basin"].mean()),
+                "in_basin_min": float(col["in_basin"].min()),
+                "rg_ratio": float(rg.mean()),
+                "rg_ratio_worst": float(rg[np.abs(rg - 1).argmax()]),
+                "rmsf_r": float(col["rmsf_r"].mean()),
+                "rmsf_r_min": float(col["rmsf_r"].min()),
+                "rmsf_ratio": float(col["rmsf_ratio"].mean()),
+                "js_pairwise": float(col["js_pairwise"].mean()),
+                "frames_per_second": float(col["frames_per_second"].mean()),
+            }
+        )
+    return out
 
 
 if __name__ == "__main__":
