@@ -177,7 +177,7 @@ def main(argv=None) -> None:
     if len(args.seed) > 1:
         table(title, columns, rows_table)
         print()
-        title += ": mean over seeds, and the worst seed ('min' / 'max')"
+        title += ": mean over seeds; *_min and *_worst: the worst seed"
         columns = list(summary[0])
         rows_table = [list(r.values()) for r in summary]
     report(
