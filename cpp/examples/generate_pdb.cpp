@@ -282,8 +282,7 @@ int main(int argc, char** argv) {
     options.walkers = walkers;
     options.window = window;
     options.seed = seed;
-    // Python's default sampling temperature (mdllm.generate.MOTION_SAMPLING_TEMPERATURE; 1 for torsion models)
-    if (fold_codebook > 0) options.sampling.temperature = 0.8f;
+    if (fold_codebook > 0) options.sampling.temperature = mdllm::generation::kMotionSamplingTemperature;
     const auto result = model.generate(prefix, codes, layout, options);
 
     std::vector<int32_t> generated(result.tokens);

@@ -286,7 +286,7 @@ class _Finisher:
 # Default sampling temperature of motion-token models. On held-out MD (bench/realism.py, four proteins,
 # two fine-tune seeds) 0.8 kept the worst protein's motion pattern (NTL9 RMSF r 0.50-0.59 at 1.0 with the
 # guard, 0.61-0.70 at 0.8) and the others within noise; torsion models keep their own distribution (1.0).
-MOTION_SAMPLING_TEMPERATURE = 0.8
+MOTION_SAMPLING_TEMPERATURE = 0.8  # C++: mdllm::generation::kMotionSamplingTemperature
 
 
 class Generator:

@@ -29,6 +29,10 @@ struct FrameLayout {
   int64_t residues = 0;         // structure tokens per frame
 };
 
+// The sampling temperature the Python API draws motion-token models at unless told otherwise
+// (mdllm.generate.MOTION_SAMPLING_TEMPERATURE); torsion-token models draw at 1, their own distribution.
+inline constexpr float kMotionSamplingTemperature = 0.8f;
+
 struct Options {
   int64_t frames = 10;   // new frames per walker
   int64_t walkers = 1;
