@@ -9,8 +9,8 @@ With the shipped causal context decoder each draw is also judged as decoded (``d
 ``--mask-only`` adds rows without that check (the session-15 rule).
 
 Several generation seeds (``--seed 0 1 2 3``) give one row per seed and a summary per protein and
-setting: the mean and the worst seed of each number (one seed's RMSF r on 4 x 100 frames varies by
-about 0.1).
+setting: the mean and the worst seed of each number (one seed's RMSF r on 4 x 100 frames moves by up
+to 0.2 on NTL9).
 
 --out is a bench/realism.py output folder (its fine-tuned models OUT/<protein>/motion/export/model.gguf).
 
