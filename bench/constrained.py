@@ -44,7 +44,7 @@ def measure(
     threads: int = 0,
     previous_rule: bool = False,
     mask_only: bool = False,
-    temperature: float = 1.0,
+    temperature: float | None = None,  # None: the model's default
 ) -> list[dict]:
     from mdllm.encoding import decode_tokens
     from mdllm.evaluate import check_backbone
@@ -76,7 +76,7 @@ def measure(
             refine=False,
             constrain=tol is not None,
             constraint_limits=ConstraintLimits(tolerance_nm=tol or 0.03, **rule),
-            params=SamplingParams(temperature=temperature),
+            params=None if temperature is None else SamplingParams(temperature=temperature),
         )
         wall = time.perf_counter() - t0
         raw = decode_tokens(

@@ -154,11 +154,11 @@ def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
 
 def sampling_temperature(args, kind: str) -> float:
     """The temperature a row of ``kind`` draws at: ``--sampling-temperature`` or the model's default."""
-    from mdllm.generate import MOTION_SAMPLING_TEMPERATURE
+    from mdllm.generate import default_temperature
 
     if args.sampling_temperature is not None:
         return args.sampling_temperature
-    return MOTION_SAMPLING_TEMPERATURE if kind == "motion" else 1.0
+    return default_temperature(kind == "motion")
 
 
 def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:

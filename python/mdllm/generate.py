@@ -289,6 +289,12 @@ class _Finisher:
 MOTION_SAMPLING_TEMPERATURE = 0.8  # C++: mdllm::generation::kMotionSamplingTemperature
 
 
+def default_temperature(motion: bool) -> float:
+    """Sampling temperature of a model read without :class:`SamplingParams`: ``MOTION_SAMPLING_TEMPERATURE``
+    for motion tokens, 1.0 (the model's own distribution) for torsion tokens."""
+    return MOTION_SAMPLING_TEMPERATURE if motion else 1.0
+
+
 class Generator:
     """A GGUF model and its structure tokenizer, loaded once for many generate/score calls."""
 
@@ -333,9 +339,8 @@ class Generator:
 
     @property
     def default_temperature(self) -> float:
-        """Sampling temperature when the caller gives no :class:`SamplingParams`: 0.8 for motion tokens
-        (``MOTION_SAMPLING_TEMPERATURE``), 1.0 (the model's own distribution) for torsion tokens."""
-        return MOTION_SAMPLING_TEMPERATURE if self.motion else 1.0
+        """Sampling temperature when the caller gives no :class:`SamplingParams` (:func:`default_temperature`)."""
+        return default_temperature(self.motion)
 
     def layout(self, n_residues: int):
         from mdllm import _core
