@@ -28,6 +28,7 @@ from mdllm.io import Backbone, load_backbone, save
 from mdllm.lm import gguf_keys
 from mdllm.sampling import SamplingParams
 from mdllm.sampling.constraint import ConstraintLimits
+from mdllm.sampling.repair import RepairLimits
 from mdllm.tokenfile import TokenFile
 
 
@@ -397,6 +398,8 @@ class Generator:
         key=None,
         constrain: bool = False,
         constraint_limits: ConstraintLimits = ConstraintLimits(),
+        repair: bool = False,
+        repair_limits: RepairLimits = RepairLimits(),
     ) -> Ensemble:
         """``refine``: restrained geometric refinement of the decoded backbones (ideal bonds, angles,
         peptide planes, no overlaps; mdllm.geometry.refine); tokens and likelihoods are unchanged and
@@ -416,11 +419,17 @@ class Generator:
         ``constraint_limits``); with a causal context decoder each drawn code is also judged as it will be
         decoded and drawn again when rejected (``ConstraintLimits.decoded_tries``). Likelihoods stay the
         model's; ``info["constraint"]`` counts the draws whose mask was empty (drawn unconstrained), the
-        codes the decoded check sent back and the draws it kept after finding no code that passes."""
+        codes the decoded check sent back and the draws it kept after finding no code that passes.
+        ``repair`` (motion tokens): frame repair; once a frame is drawn, residues that carry a validity fault
+        (as the frame decodes) take other codes among the model's most likely there, until the frame passes
+        (:mod:`mdllm.sampling.repair`, ``repair_limits``); the frame is then evaluated again so the next one
+        follows it. ``info["repair"]`` counts the frames and codes changed and the frames it could not fix."""
         if frames < 1 or walkers < 1 or window < 1:
             raise MdllmError("frames, walkers and window must be at least 1")
         refine = self.motion if refine is None else refine
         params = SamplingParams(temperature=self.default_temperature) if params is None else params
+        if repair and not self.motion:
+            raise MdllmError(f"{self.path}: frame repair needs a motion-token model; this is a torsion-token model")
         if constrain and not self.motion:
             raise MdllmError(
                 f"{self.path}: constrained decoding needs a motion-token model (codes placed on a key "
@@ -444,6 +453,11 @@ class Generator:
                 core_decoder = self.tokenizer.core_context_decoder()
                 if core_decoder is not None:
                     constraint.judge_decoded(core_decoder, classes)
+        repairer = None
+        if repair:
+            from mdllm.sampling.repair import FrameRepair
+
+            repairer = FrameRepair(self.tokenizer, key_xyz, backbone.sequence, backbone.chain_ids, repair_limits)
         prefix = prefix.astype(np.int32)
         start_ids = (start_tokens + self.vocab.structure_offset).astype(np.int32).ravel()
         frame_guard = FrameGuard(key_xyz, guard_limits) if guard and self.motion else None
@@ -489,6 +503,7 @@ class Generator:
             constraint=constraint.core if constraint else None,
             link_guard=link_guard.core if link_guard else None,
             decoded_tries=constraint_limits.decoded_tries if constraint and constraint.core.decodes else 0,
+            repair=repairer.core if repairer else None,
         )
         bar.close()
         codes = tokens - self.vocab.structure_offset
@@ -546,6 +561,21 @@ class Generator:
             }
         else:
             info["constraint"] = None
+        if repairer:
+            changed = timing.pop("repaired")
+            info["repair"] = {
+                "limits": asdict(repair_limits),
+                "frames": int(changed.size),
+                "frames_repaired": int((changed > 0).sum()),
+                "codes_changed": int(changed.sum()),
+                "code_fraction_changed": float(changed.sum() / max(tokens.size, 1)),
+                # frames (each draw the guard judged counts) still invalid after the repair's last change
+                "frames_left_invalid": int(timing.pop("repair_failed")),
+                "codes_judged": int(timing.pop("repair_judged")),
+                "seconds": timing.pop("repair_seconds"),
+            }
+        elif self.motion:
+            info["repair"] = None
         if frame_guard:
             info["guard"] = {
                 "limits": asdict(guard_limits),

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "mdllm/chain_constraint.hpp"
+#include "mdllm/frame_repair.hpp"
 #include "mdllm/sampler.hpp"
 
 namespace mdllm::generation {
@@ -57,6 +58,12 @@ struct Options {
   // at once from the model's distribution without the codes it disallows (unless it allows none), so a
   // frame is not sent back whole for one broken link. Same size rules as `constraint`; not owned.
   const ChainConstraint* link_guard = nullptr;
+  // Frame repair (motion tokens; null = off): once a walker has drawn a frame's structure tokens (and
+  // before the guard judges it), FrameRepair::repair changes the codes of residues that carry a fault,
+  // choosing among the model's most likely codes at each (its logits as the residue was drawn); the
+  // walker's frame is then evaluated again by llama.cpp so the next frame sees the codes it holds.
+  // residues() must be the layout's residues and codes() its structure-token count. Not owned.
+  const FrameRepair* repair = nullptr;
 };
 
 struct Trajectories {
@@ -78,6 +85,11 @@ struct Trajectories {
   // failing because no code passed.
   int64_t decoded_redraws = 0, decoded_kept = 0;
   double constraint_seconds = 0;
+  // Frame repair: codes it changed per frame (walkers, frames), frames it could not make valid, codes it
+  // judged, and the time it took (KV re-evaluation included).
+  std::vector<int32_t> repaired;
+  int64_t repair_failed = 0, repair_judged = 0;
+  double repair_seconds = 0;
 };
 
 struct ModelOptions {

@@ -7,6 +7,7 @@
 
 #include "common.hpp"
 #include "mdllm/chain_constraint.hpp"
+#include "mdllm/frame_repair.hpp"
 #include "mdllm/sampler.hpp"
 
 namespace mdllm::bindings {
@@ -64,6 +65,72 @@ void register_sampler(py::module_& m) {
       .def("allows_decoded", [](const mdllm::ChainConstraint& c, int64_t j, InI32 drawn) {
         if (drawn.size() <= j) throw std::invalid_argument("allows_decoded: need the codes of residues 0 .. j");
         return c.allows_decoded(j, drawn.data());
+      });
+  // Frame repair of motion tokens (mdllm/frame_repair.hpp); shapes are checked in mdllm.sampling.repair.
+  py::class_<mdllm::FrameRepair>(m, "FrameRepair")
+      .def(py::init([](const mdllm::MotionTokenizer& tokenizer, const mdllm::MotionContextDecoder* decoder, InF32 key,
+                       int64_t n_res, InI32 classes, std::optional<InI32> decoder_classes, InI32 chain, InU8 levels,
+                       int64_t n_bins, double bin_deg, InF32 ideal, float max_z, double break_nm,
+                       double clash_overlap_nm, double ca_min_nm, int64_t min_separation, double max_rama_fraction,
+                       int64_t max_changes, int64_t candidates) {
+             require_size(key, n_res * 12, "key");
+             require_size(classes, n_res, "classes");
+             if (decoder_classes) require_size(*decoder_classes, n_res, "decoder classes");
+             require_size(chain, n_res, "chain");
+             require_size(levels, 4 * n_bins * n_bins, "levels");
+             require_size(ideal, 16, "ideal geometry");
+             mdllm::validity::IdealGeometry g;
+             std::copy(ideal.data(), ideal.data() + 4, g.bond);
+             std::copy(ideal.data() + 4, ideal.data() + 8, g.bond_sigma);
+             std::copy(ideal.data() + 8, ideal.data() + 12, g.angle);
+             std::copy(ideal.data() + 12, ideal.data() + 16, g.angle_sigma);
+             const mdllm::FrameRepairParams p{max_z,          break_nm,          clash_overlap_nm, ca_min_nm,
+                                              min_separation, max_rama_fraction, max_changes,      candidates};
+             return new mdllm::FrameRepair(tokenizer, decoder, key.data(), n_res, classes.data(),
+                                           decoder_classes ? decoder_classes->data() : nullptr, chain.data(),
+                                           levels.data(), n_bins, bin_deg, g, p);
+           }),
+           py::arg("tokenizer"), py::arg("decoder"), py::arg("key"), py::arg("n_res"), py::arg("classes"),
+           py::arg("decoder_classes"), py::arg("chain"), py::arg("levels"), py::arg("n_bins"), py::arg("bin_deg"),
+           py::arg("ideal"), py::arg("max_z"), py::arg("break_nm"), py::arg("clash_overlap_nm"), py::arg("ca_min_nm"),
+           py::arg("min_separation"), py::arg("max_rama_fraction"), py::arg("max_changes"), py::arg("candidates"),
+           py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
+      .def_property_readonly("residues", &mdllm::FrameRepair::residues)
+      .def_property_readonly("codes", &mdllm::FrameRepair::codes)
+      .def("decode", [](const mdllm::FrameRepair& r, InI32 codes, py::array out) {
+        require_size(codes, r.residues(), "codes");
+        for (int64_t i = 0; i < r.residues(); ++i)
+          if (codes.data()[i] < 0 || codes.data()[i] >= r.codes()) throw std::invalid_argument("code out of range");
+        float* xyz = output<float>(out, r.residues() * 12, "out");
+        py::gil_scoped_release nogil;
+        r.decode(codes.data(), xyz);
+      })
+      .def("faults", [](const mdllm::FrameRepair& r, InF32 xyz) {
+        require_size(xyz, r.residues() * 12, "xyz");
+        const auto f = r.faults(xyz.data());
+        py::dict d;
+        d["rama"] = f.rama;
+        d["geometry"] = f.geometry;
+        d["clashes"] = f.clashes;
+        d["defined"] = f.defined;
+        d["score"] = f.score();
+        d["valid"] = f.valid(r.params().max_rama_fraction);
+        return d;
+      })
+      .def("repair", [](const mdllm::FrameRepair& r, py::array codes, InF32 logits) {
+        int32_t* c = output<int32_t>(codes, r.residues(), "codes");
+        require_size(logits, r.residues() * r.codes(), "logits");
+        mdllm::FrameRepair::Outcome o;
+        {
+          py::gil_scoped_release nogil;
+          o = r.repair(c, logits.data(), r.codes());
+        }
+        py::dict d;
+        d["changed"] = o.changed;
+        d["judged"] = o.judged;
+        d["valid"] = o.valid;
+        d["was_valid"] = o.was_valid;
+        return d;
       });
   m.def("counter_uniform", &s::counter_uniform, py::arg("seed"), py::arg("walker"), py::arg("step"));
   m.def("sample", [](InF32 logits, int64_t rows, int64_t vocab, InI32 allowed, float temperature,

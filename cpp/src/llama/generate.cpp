@@ -186,6 +186,11 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
                                 " tokens is not a whole number of frames of " + std::to_string(L));
   check_tokens(prefix, 0, n_vocab, "prefix");
   check_tokens(start_frames, layout.structure_begin, layout.structure_end, "start frames");
+  if (opt.repair && (opt.repair->codes() != layout.structure_end - layout.structure_begin || opt.repair->residues() != L))
+    throw std::invalid_argument("frame repair: built for " + std::to_string(opt.repair->residues()) + " residues and " +
+                                std::to_string(opt.repair->codes()) + " codes, the frames have " + std::to_string(L) +
+                                " residues and " + std::to_string(layout.structure_end - layout.structure_begin) +
+                                " structure tokens");
   for (const auto& [name, cc] : {std::pair{"constraint", opt.constraint}, std::pair{"link guard", opt.link_guard}})
     if (cc && (cc->codes() != layout.structure_end - layout.structure_begin || cc->residues() != L))
       throw std::invalid_argument(std::string(name) + ": built for " + std::to_string(cc->residues()) +
@@ -207,8 +212,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   const int64_t rebuild = N * per_sequence;  // naive re-evaluation submits every walker's window at once
 
   Context c;
-  impl_->open(c, N, per_sequence, std::max<int64_t>({static_cast<int64_t>(prompt.size()), N, opt.kv_shift ? 0 : rebuild}),
-              impl_->rope_scale(L));
+  // A repaired frame is evaluated again in one batch of L tokens.
+  const int64_t max_batch = std::max<int64_t>({static_cast<int64_t>(prompt.size()), N, opt.kv_shift ? 0 : rebuild,
+                                               opt.repair ? L : 0});
+  impl_->open(c, N, per_sequence, max_batch, impl_->rope_scale(L));
   llama_memory_t mem = llama_get_memory(c.ctx);
 
   Trajectories out;
@@ -220,7 +227,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
 
   // Evaluate the shared prompt once on sequence 0, then copy it to every walker.
   auto t0 = Clock::now();
-  Batch batch(static_cast<int32_t>(std::max<int64_t>({static_cast<int64_t>(prompt.size()), N, rebuild})));
+  Batch batch(static_cast<int32_t>(std::max<int64_t>({max_batch, rebuild})));
   for (size_t i = 0; i < prompt.size(); ++i)
     batch.add(prompt[i], static_cast<llama_pos>(i), 0, i + 1 == prompt.size());
   decode(c.ctx, batch);
@@ -332,8 +339,12 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
     redraws += static_cast<int64_t>(scan_order.size());
     return false;
   };
+  // Frame repair chooses among the codes the model found likely where each residue was drawn.
+  std::vector<float> frame_logits(opt.repair ? N * L * n_vocab : 0);
   auto draw = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base, int64_t at) {
     const int64_t n = static_cast<int64_t>(ws.size());
+    if (opt.repair)
+      for (int64_t w : ws) std::memcpy(&frame_logits[(w * L + j) * n_vocab], &logits[w * n_vocab], sizeof(float) * n_vocab);
     const float* rows = logits.data();
     if (n != N) {
       subset_logits.resize(n * n_vocab);
@@ -433,6 +444,51 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
                   sizeof(float) * n_vocab);
   };
 
+  // Frame repair of the walkers `ws` in frame f (drawn at frame_pos ..): codes changed in parallel, then
+  // each changed frame evaluated again so that llama.cpp's cache and the next logits follow the codes kept.
+  out.repaired.assign(opt.repair ? N * opt.frames : 0, 0);
+  std::vector<FrameRepair::Outcome> outcomes;
+  std::vector<int32_t> repair_codes;
+  auto repair_frames = [&](const std::vector<int64_t>& ws, int64_t f, int64_t frame_pos) {
+    const auto tr = Clock::now();
+    const int64_t n = static_cast<int64_t>(ws.size());
+    outcomes.assign(n, {});
+    repair_codes.resize(n * L);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t j = 0; j < L; ++j)
+        repair_codes[r * L + j] = out.tokens[(ws[r] * opt.frames + f) * L + j] - layout.structure_begin;
+    detail::parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        outcomes[r] = opt.repair->repair(&repair_codes[r * L], &frame_logits[ws[r] * L * n_vocab + layout.structure_begin],
+                                         n_vocab);
+    });
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t w = ws[r];
+      out.repair_judged += outcomes[r].judged;
+      out.repair_failed += !outcomes[r].valid;
+      out.repaired[w * opt.frames + f] = static_cast<int32_t>(outcomes[r].changed);
+      if (outcomes[r].changed == 0) continue;
+      batch.clear();
+      for (int64_t j = 0; j < L; ++j) {
+        int32_t token = repair_codes[r * L + j] + layout.structure_begin;
+        const int64_t at = (w * opt.frames + f) * L + j;
+        if (token != out.tokens[at]) {
+          out.tokens[at] = token;
+          sampling::token_logprobs(&frame_logits[(w * L + j) * n_vocab], 1, n_vocab, &token,
+                                   &out.logprobs[(w * opt.frames + f) * stride + j]);
+        }
+        batch.add(token, static_cast<llama_pos>(frame_pos + j), static_cast<llama_seq_id>(w), j + 1 == L);
+      }
+      if (!opt.kv_shift)
+        std::copy_n(&out.tokens[(w * opt.frames + f) * L], L, window_tokens[w].end() - L);
+      llama_memory_seq_rm(mem, static_cast<llama_seq_id>(w), static_cast<llama_pos>(frame_pos), -1);
+      decode(c.ctx, batch);
+      out.tokens_decoded += L;
+      std::memcpy(&logits[w * n_vocab], llama_get_logits_ith(c.ctx, -1), sizeof(float) * n_vocab);
+    }
+    out.repair_seconds += seconds_since(tr);
+  };
+
   std::vector<int64_t> everyone(N);
   for (int64_t w = 0; w < N; ++w) everyone[w] = w;
   const bool guarded = check && opt.max_tries > 0;
@@ -446,6 +502,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
     const int64_t frame_pos = pos;
     if (guarded) frame_start_logits = logits;
     for (int64_t j = 0; j < L; ++j) draw(everyone, f, j, 0, pos++);
+    if (opt.repair) repair_frames(everyone, f, frame_pos);
 
     // The guard: re-draw rejected frames from the context they were drawn in.
     if (guarded) {
@@ -474,6 +531,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
         // Each attempt has its own random numbers: a step count no plain draw reaches.
         const uint64_t step_base = static_cast<uint64_t>(attempt) << 40;
         for (int64_t j = 0; j < L; ++j) draw(again, f, j, step_base, frame_pos + j);
+        if (opt.repair) repair_frames(again, f, frame_pos);
       }
     }
 
@@ -533,8 +591,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   out.generate_seconds = seconds_since(t0);
   if (out.frames < opt.frames) {  // stopped early: keep the finished frames of every walker
     std::vector<int32_t> tokens(N * out.frames * L), redraws(N * out.frames), residue_redraws(N * out.frames);
+    std::vector<int32_t> repaired(out.repaired.empty() ? 0 : N * out.frames);
     std::vector<float> logprobs(N * out.frames * stride);
     for (int64_t w = 0; w < N; ++w) {
+      if (!repaired.empty()) std::copy_n(&out.repaired[w * opt.frames], out.frames, &repaired[w * out.frames]);
       std::copy_n(&out.tokens[w * opt.frames * L], out.frames * L, &tokens[w * out.frames * L]);
       std::copy_n(&out.logprobs[w * opt.frames * stride], out.frames * stride, &logprobs[w * out.frames * stride]);
       std::copy_n(&out.redraws[w * opt.frames], out.frames, &redraws[w * out.frames]);
@@ -544,6 +604,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
     out.logprobs.swap(logprobs);
     out.redraws.swap(redraws);
     out.residue_redraws.swap(residue_redraws);
+    out.repaired.swap(repaired);
   }
   return out;
 }

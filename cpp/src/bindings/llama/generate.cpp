@@ -37,12 +37,13 @@ void register_generate(py::module_& m) {
                           int64_t frames, int64_t walkers, int64_t window, float temperature, int32_t top_k,
                           float top_p, float min_p, uint64_t seed, bool kv_shift, py::object progress,
                           py::object frame_check, int64_t max_tries, py::object constraint,
-                          py::object link_guard, int64_t decoded_tries) {
+                          py::object link_guard, int64_t decoded_tries, py::object repair) {
         gen::Options opt{frames, walkers, window, {temperature, top_k, top_p, min_p}, seed, kv_shift, max_tries};
         // Constrained decoding: a ChainConstraint (held alive by the caller's reference for the call)
         if (!constraint.is_none()) opt.constraint = constraint.cast<const mdllm::ChainConstraint*>();
         opt.decoded_tries = decoded_tries;
         if (!link_guard.is_none()) opt.link_guard = link_guard.cast<const mdllm::ChainConstraint*>();
+        if (!repair.is_none()) opt.repair = repair.cast<const mdllm::FrameRepair*>();
         gen::Progress callback;
         if (!progress.is_none())
           callback = [progress](int64_t done) {
@@ -88,6 +89,14 @@ void register_generate(py::module_& m) {
           timing["decoded_redraws"] = t.decoded_redraws;
           timing["decoded_kept"] = t.decoded_kept;
         }
+        if (opt.repair) {
+          py::array_t<int32_t> repaired({t.walkers, t.frames});
+          std::copy(t.repaired.begin(), t.repaired.end(), repaired.mutable_data());
+          timing["repaired"] = repaired;
+          timing["repair_failed"] = t.repair_failed;
+          timing["repair_judged"] = t.repair_judged;
+          timing["repair_seconds"] = t.repair_seconds;
+        }
         if (opt.link_guard) {
           timing["link_guard_seconds"] = t.link_guard_seconds;
           timing["link_guard_kept"] = t.link_guard_kept;
@@ -98,7 +107,7 @@ void register_generate(py::module_& m) {
            py::arg("window"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
            py::arg("seed"), py::arg("kv_shift") = true, py::arg("progress") = py::none(),
            py::arg("frame_check") = py::none(), py::arg("max_tries") = 0, py::arg("constraint") = py::none(),
-           py::arg("link_guard") = py::none(), py::arg("decoded_tries") = 0)
+           py::arg("link_guard") = py::none(), py::arg("decoded_tries") = 0, py::arg("repair") = py::none())
       .def("score", [](gen::Model& model, InI32 prefix, InI32 frames, const gen::FrameLayout& layout, int64_t window) {
         const auto p = to_vector(prefix), f = to_vector(frames);
         std::vector<float> lp = [&] {

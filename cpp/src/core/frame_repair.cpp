@@ -1,0 +1,168 @@
+// Frame repair of motion tokens (see mdllm/frame_repair.hpp).
+#include "mdllm/frame_repair.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "mdllm/projection.hpp"
+#include "vec3.hpp"
+
+namespace mdllm {
+
+namespace {
+
+constexpr double kRadius[4] = {0.155, 0.170, 0.170, 0.152};  // N, CA, C, O (mdllm.geometry.ideal.VDW_RADII_NM)
+constexpr double kPi = 3.14159265358979323846;
+
+void bad(const std::string& what) { throw std::invalid_argument("frame repair: " + what); }
+
+using detail::Vec3;
+
+}  // namespace
+
+bool FrameRepair::Faults::valid(double max_rama_fraction) const {
+  const double fraction = static_cast<double>(rama.size()) / static_cast<double>(std::max<int64_t>(defined, 1));
+  return geometry.empty() && clashes.empty() && fraction <= max_rama_fraction;
+}
+
+FrameRepair::FrameRepair(const MotionTokenizer& tokenizer, const MotionContextDecoder* decoder, const float* key,
+                         int64_t n_res, const int32_t* classes, const int32_t* decoder_classes, const int32_t* chain,
+                         const uint8_t* levels, int64_t n_bins, double bin_deg, const validity::IdealGeometry& ideal,
+                         const FrameRepairParams& params)
+    : tokenizer_(tokenizer), decoder_(decoder), l_(n_res), n_bins_(n_bins), bin_deg_(bin_deg), p_(params), ideal_(ideal) {
+  if (n_res < 1) bad("need at least one residue");
+  if (n_bins < 1 || !(bin_deg > 0)) bad("the Ramachandran grid needs bins of positive width");
+  if (p_.max_changes < 0 || p_.candidates < 1 || !(p_.max_z > 0) || !(p_.break_nm > 0) || p_.min_separation < 1)
+    bad("max_changes must be >= 0, candidates >= 1, max_z and break_nm positive, min_separation >= 1");
+  if (decoder_ && decoder_->codes() != tokenizer_.codebook_size()) bad("the decoder belongs to another codebook");
+  key_.assign(key, key + n_res * 12);
+  for (float v : key_)
+    if (!std::isfinite(v)) bad("key coordinates contain NaN or infinite values");
+  classes_.assign(classes, classes + n_res);
+  for (int32_t c : classes_)
+    if (c < 0 || c > 3) bad("Ramachandran class " + std::to_string(c) + " outside 0..3");
+  if (decoder_classes) decoder_classes_.assign(decoder_classes, decoder_classes + n_res);
+  chain_.assign(chain, chain + n_res);
+  chain_end_.assign(n_res, 1);
+  for (int64_t i = 0; i + 1 < n_res; ++i) chain_end_[i] = chain_[i] != chain_[i + 1];
+  levels_.assign(levels, levels + 4 * n_bins * n_bins);
+}
+
+void FrameRepair::decode(const int32_t* codes, float* out) const {
+  if (decoder_)
+    decoder_->decode(codes, 1, l_, key_.data(), decoder_classes_.empty() ? nullptr : decoder_classes_.data(), out);
+  else
+    tokenizer_.decode(codes, 1, l_, key_.data(), out);
+  projection::project_to_key_geometry(out, 1, l_, key_.data(), out);
+}
+
+FrameRepair::Faults FrameRepair::faults(const float* xyz) const {
+  Faults f;
+  auto atom = [&](int64_t i, int a) { return detail::load(xyz + (i * 4 + a) * 3); };
+  auto outlier = [&](double value, float ideal, float sigma) { return std::fabs(value - ideal) / sigma > p_.max_z; };
+  // Geometry, as validity::check_bonds judges it.
+  for (int64_t i = 0; i < l_; ++i) {
+    const Vec3 n = atom(i, 0), ca = atom(i, 1), c = atom(i, 2), o = atom(i, 3);
+    if (outlier(detail::norm(ca - n), ideal_.bond[0], ideal_.bond_sigma[0]) ||
+        outlier(detail::norm(c - ca), ideal_.bond[1], ideal_.bond_sigma[1]) ||
+        outlier(detail::norm(o - c), ideal_.bond[3], ideal_.bond_sigma[3]) ||
+        outlier(detail::angle(n, ca, c), ideal_.angle[0], ideal_.angle_sigma[0]) ||
+        outlier(detail::angle(ca, c, o), ideal_.angle[3], ideal_.angle_sigma[3]))
+      f.geometry.emplace_back(i, i);
+    if (i + 1 >= l_ || chain_end_[i]) continue;
+    const Vec3 n1 = atom(i + 1, 0), ca1 = atom(i + 1, 1);
+    const double peptide = detail::norm(n1 - c);
+    if (peptide > p_.break_nm || outlier(peptide, ideal_.bond[2], ideal_.bond_sigma[2]) ||
+        outlier(detail::angle(ca, c, n1), ideal_.angle[1], ideal_.angle_sigma[1]) ||
+        outlier(detail::angle(c, n1, ca1), ideal_.angle[2], ideal_.angle_sigma[2]))
+      f.geometry.emplace_back(i, i + 1);
+  }
+  // Clashes, as validity::find_clashes judges them (one entry per residue pair).
+  // CA pairs further apart than the largest clash distance plus two atoms' reach from their CA (O: 0.24 nm)
+  // cannot hold a clashing atom pair.
+  const double reach = 2 * kRadius[1] - p_.clash_overlap_nm + 2 * 0.26;
+  for (int64_t i = 0; i < l_; ++i)
+    for (int64_t j = i + 1; j < l_; ++j) {
+      if (chain_[i] == chain_[j] && j - i < p_.min_separation) continue;
+      const double ca_ca = detail::norm(atom(i, 1) - atom(j, 1));
+      if (ca_ca > std::max(reach, p_.ca_min_nm)) continue;
+      bool clash = ca_ca < p_.ca_min_nm;
+      for (int a = 0; a < 4 && !clash; ++a)
+        for (int b = 0; b < 4 && !clash; ++b)
+          clash = detail::norm(atom(i, a) - atom(j, b)) < kRadius[a] + kRadius[b] - p_.clash_overlap_nm;
+      if (clash) f.clashes.emplace_back(i, j);
+    }
+  // Ramachandran outliers of residues with both angles defined.
+  for (int64_t i = 1; i + 1 < l_; ++i) {
+    if (chain_end_[i - 1] || chain_end_[i]) continue;
+    const double phi = detail::dihedral(atom(i - 1, 2), atom(i, 0), atom(i, 1), atom(i, 2)) * 180.0 / kPi;
+    const double psi = detail::dihedral(atom(i, 0), atom(i, 1), atom(i, 2), atom(i + 1, 0)) * 180.0 / kPi;
+    if (!std::isfinite(phi) || !std::isfinite(psi)) continue;
+    ++f.defined;
+    auto bin = [&](double deg) {
+      return std::clamp<int64_t>(static_cast<int64_t>(std::floor((deg + 180.0) / bin_deg_)), 0, n_bins_ - 1);
+    };
+    if (levels_[(classes_[i] * n_bins_ + bin(phi)) * n_bins_ + bin(psi)] == 0) f.rama.push_back(i);
+  }
+  return f;
+}
+
+FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, int64_t row_stride) const {
+  const int64_t K = tokenizer_.codebook_size();
+  if (row_stride < K) bad("logit rows shorter than the codebook");
+  for (int64_t i = 0; i < l_; ++i)
+    if (codes[i] < 0 || codes[i] >= K) bad("code " + std::to_string(codes[i]) + " outside 0.." + std::to_string(K - 1));
+  Outcome out;
+  std::vector<float> xyz(l_ * 12);
+  decode(codes, xyz.data());
+  Faults now = faults(xyz.data());
+  out.was_valid = out.valid = now.valid(p_.max_rama_fraction);
+  std::vector<std::vector<int32_t>> order(l_);  // each residue's most likely codes, built when first needed
+  const int64_t n_cand = std::min(p_.candidates, K);
+  for (int64_t change = 0; !out.valid && change < p_.max_changes; ++change) {
+    std::vector<int64_t> residues;
+    for (const auto& [a, b] : now.geometry) residues.insert(residues.end(), {b, a});
+    for (const auto& [a, b] : now.clashes) residues.insert(residues.end(), {b, a});
+    for (int64_t r : now.rama) residues.insert(residues.end(), {r, r + 1, r - 1});
+    std::vector<uint8_t> seen(l_, 0);
+    bool improved = false;
+    for (int64_t r : residues) {
+      if (r < 0 || r >= l_ || seen[r]) continue;
+      seen[r] = 1;
+      if (order[r].empty()) {
+        const float* row = logits + r * row_stride;
+        order[r].resize(K);
+        std::iota(order[r].begin(), order[r].end(), 0);
+        std::partial_sort(order[r].begin(), order[r].begin() + n_cand, order[r].end(),
+                          [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+        order[r].resize(n_cand);
+      }
+      const int32_t kept = codes[r];
+      for (int32_t c : order[r]) {
+        if (c == kept) continue;
+        codes[r] = c;
+        ++out.judged;
+        decode(codes, xyz.data());
+        Faults trial = faults(xyz.data());
+        if (trial.score() < now.score()) {
+          now = std::move(trial);
+          improved = true;
+          break;
+        }
+      }
+      if (improved) {
+        ++out.changed;
+        break;
+      }
+      codes[r] = kept;
+    }
+    if (!improved) break;
+    out.valid = now.valid(p_.max_rama_fraction);
+  }
+  return out;
+}
+
+}  // namespace mdllm
