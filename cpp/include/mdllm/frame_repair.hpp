@@ -16,9 +16,11 @@
 // A frame is valid with no geometry fault, no clash and Ramachandran outliers on at most
 // max_rama_fraction of the residues with both angles defined. Score = rama + 3 (geometry + clashes).
 // Residues are tried in the order their faults list them (geometry, clashes, then Ramachandran), each
-// with its `candidates` most likely codes, most likely first; the first code that lowers the score is
-// kept and the faults are found again, up to max_changes times; when no tried code lowers it, the frame
-// is kept as it is (the caller counts it).
+// with its `candidates` most likely codes, most likely first, then (when none lowers the score) each with
+// the codes ranked after those up to `wide_candidates`; the first code that lowers the score is kept and
+// the faults are found again, up to max_changes times; when no tried code lowers it, the frame is kept as
+// it is (the caller counts it). A changed code is judged by decoding again only the residues whose
+// decoder sees it, then projecting the whole frame.
 //
 // Layouts (row-major): key (L, 4, 3) float nm; classes (L) int32 Ramachandran classes 0..3 (general,
 // glycine, proline, pre-proline) of the validity check; decoder_classes (L) those the context decoder
@@ -28,6 +30,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "mdllm/motion_context.hpp"
@@ -45,6 +49,7 @@ struct FrameRepairParams {
   double max_rama_fraction = 0.05;   // ValidityLimits.max_rama_outlier_fraction
   int64_t max_changes = 40;          // codes changed per frame at most
   int64_t candidates = 64;           // most likely codes tried per residue
+  int64_t wide_candidates = 512;     // when none of those lowers the score: the codes ranked up to this
 };
 
 class FrameRepair {
@@ -92,6 +97,12 @@ class FrameRepair {
   std::vector<int32_t> classes_, decoder_classes_, chain_;
   std::vector<uint8_t> levels_;
   std::vector<uint8_t> chain_end_;  // (L) 1 at the last residue of a chain
+  std::shared_ptr<const MotionContextDecoder::Layout> layout_;  // with a decoder
+
+  // Residues first .. last-1 of codes decoded (unprojected) into raw[L*12].
+  void decode_raw(const int32_t* codes, int64_t first, int64_t last, float* raw) const;
+  // The residues whose decoded placement depends on residue r's code: [first, last).
+  std::pair<int64_t, int64_t> seen_by(int64_t r) const;
 };
 
 }  // namespace mdllm

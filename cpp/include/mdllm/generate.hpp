@@ -61,7 +61,8 @@ struct Options {
   // Frame repair (motion tokens; null = off): once a walker has drawn a frame's structure tokens (and
   // before the guard judges it), FrameRepair::repair changes the codes of residues that carry a fault,
   // choosing among the model's most likely codes at each (its logits as the residue was drawn); the
-  // walker's frame is then evaluated again by llama.cpp so the next frame sees the codes it holds.
+  // walker's frame is then evaluated again by llama.cpp so the next frame sees the codes it holds, and
+  // its log-probabilities become the model's of the codes kept.
   // residues() must be the layout's residues and codes() its structure-token count. Not owned.
   const FrameRepair* repair = nullptr;
 };

@@ -72,7 +72,7 @@ void register_sampler(py::module_& m) {
                        int64_t n_res, InI32 classes, std::optional<InI32> decoder_classes, InI32 chain, InU8 levels,
                        int64_t n_bins, double bin_deg, InF32 ideal, float max_z, double break_nm,
                        double clash_overlap_nm, double ca_min_nm, int64_t min_separation, double max_rama_fraction,
-                       int64_t max_changes, int64_t candidates) {
+                       int64_t max_changes, int64_t candidates, int64_t wide_candidates) {
              require_size(key, n_res * 12, "key");
              require_size(classes, n_res, "classes");
              if (decoder_classes) require_size(*decoder_classes, n_res, "decoder classes");
@@ -84,8 +84,9 @@ void register_sampler(py::module_& m) {
              std::copy(ideal.data() + 4, ideal.data() + 8, g.bond_sigma);
              std::copy(ideal.data() + 8, ideal.data() + 12, g.angle);
              std::copy(ideal.data() + 12, ideal.data() + 16, g.angle_sigma);
-             const mdllm::FrameRepairParams p{max_z,          break_nm,          clash_overlap_nm, ca_min_nm,
-                                              min_separation, max_rama_fraction, max_changes,      candidates};
+             const mdllm::FrameRepairParams p{max_z,         break_nm,          clash_overlap_nm, ca_min_nm,
+                                              min_separation, max_rama_fraction, max_changes,      candidates,
+                                              wide_candidates};
              return new mdllm::FrameRepair(tokenizer, decoder, key.data(), n_res, classes.data(),
                                            decoder_classes ? decoder_classes->data() : nullptr, chain.data(),
                                            levels.data(), n_bins, bin_deg, g, p);
@@ -94,6 +95,7 @@ void register_sampler(py::module_& m) {
            py::arg("decoder_classes"), py::arg("chain"), py::arg("levels"), py::arg("n_bins"), py::arg("bin_deg"),
            py::arg("ideal"), py::arg("max_z"), py::arg("break_nm"), py::arg("clash_overlap_nm"), py::arg("ca_min_nm"),
            py::arg("min_separation"), py::arg("max_rama_fraction"), py::arg("max_changes"), py::arg("candidates"),
+           py::arg("wide_candidates"),
            py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
       .def_property_readonly("residues", &mdllm::FrameRepair::residues)
       .def_property_readonly("codes", &mdllm::FrameRepair::codes)

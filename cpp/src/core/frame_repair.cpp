@@ -35,8 +35,10 @@ FrameRepair::FrameRepair(const MotionTokenizer& tokenizer, const MotionContextDe
     : tokenizer_(tokenizer), decoder_(decoder), l_(n_res), n_bins_(n_bins), bin_deg_(bin_deg), p_(params), ideal_(ideal) {
   if (n_res < 1) bad("need at least one residue");
   if (n_bins < 1 || !(bin_deg > 0)) bad("the Ramachandran grid needs bins of positive width");
-  if (p_.max_changes < 0 || p_.candidates < 1 || !(p_.max_z > 0) || !(p_.break_nm > 0) || p_.min_separation < 1)
-    bad("max_changes must be >= 0, candidates >= 1, max_z and break_nm positive, min_separation >= 1");
+  if (p_.max_changes < 0 || p_.candidates < 1 || p_.wide_candidates < 0 || !(p_.max_z > 0) || !(p_.break_nm > 0) ||
+      p_.min_separation < 1)
+    bad("max_changes must be >= 0, candidates >= 1, wide_candidates >= 0, max_z and break_nm positive, "
+        "min_separation >= 1");
   if (decoder_ && decoder_->codes() != tokenizer_.codebook_size()) bad("the decoder belongs to another codebook");
   key_.assign(key, key + n_res * 12);
   for (float v : key_)
@@ -49,13 +51,29 @@ FrameRepair::FrameRepair(const MotionTokenizer& tokenizer, const MotionContextDe
   chain_end_.assign(n_res, 1);
   for (int64_t i = 0; i + 1 < n_res; ++i) chain_end_[i] = chain_[i] != chain_[i + 1];
   levels_.assign(levels, levels + 4 * n_bins * n_bins);
+  if (decoder_) layout_ = decoder_->layout(key_.data(), l_, decoder_classes_.empty() ? nullptr : decoder_classes_.data());
+}
+
+void FrameRepair::decode_raw(const int32_t* codes, int64_t first, int64_t last, float* raw) const {
+  if (!decoder_) {
+    tokenizer_.decode(codes + first, 1, last - first, key_.data() + first * 12, raw + first * 12);
+    return;
+  }
+  double placed[12];
+  for (int64_t i = first; i < last; ++i) {
+    decoder_->decode_residue(*layout_, i, codes, placed);
+    for (int o = 0; o < 12; ++o) raw[i * 12 + o] = static_cast<float>(placed[o]);
+  }
+}
+
+std::pair<int64_t, int64_t> FrameRepair::seen_by(int64_t r) const {
+  if (!decoder_) return {r, r + 1};
+  if (decoder_->spatial() > 0) return {0, l_};  // nearest residues in space see it too
+  return {std::max<int64_t>(0, r - decoder_->ahead()), std::min<int64_t>(l_, r + decoder_->window() + 1)};
 }
 
 void FrameRepair::decode(const int32_t* codes, float* out) const {
-  if (decoder_)
-    decoder_->decode(codes, 1, l_, key_.data(), decoder_classes_.empty() ? nullptr : decoder_classes_.data(), out);
-  else
-    tokenizer_.decode(codes, 1, l_, key_.data(), out);
+  decode_raw(codes, 0, l_, out);
   projection::project_to_key_geometry(out, 1, l_, key_.data(), out);
 }
 
@@ -116,50 +134,67 @@ FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, in
   for (int64_t i = 0; i < l_; ++i)
     if (codes[i] < 0 || codes[i] >= K) bad("code " + std::to_string(codes[i]) + " outside 0.." + std::to_string(K - 1));
   Outcome out;
-  std::vector<float> xyz(l_ * 12);
-  decode(codes, xyz.data());
+  std::vector<float> raw(l_ * 12), trial_raw, xyz(l_ * 12);
+  decode_raw(codes, 0, l_, raw.data());
+  projection::project_to_key_geometry(raw.data(), 1, l_, key_.data(), xyz.data());
   Faults now = faults(xyz.data());
   out.was_valid = out.valid = now.valid(p_.max_rama_fraction);
-  std::vector<std::vector<int32_t>> order(l_);  // each residue's most likely codes, built when first needed
-  const int64_t n_cand = std::min(p_.candidates, K);
+  // Each residue's codes by the model's logits, most likely first, sorted when first needed.
+  const int64_t narrow = std::min(p_.candidates, K), wide = std::min(std::max(p_.wide_candidates, narrow), K);
+  std::vector<std::vector<int32_t>> order(l_);
+  auto ranked = [&](int64_t r) -> const std::vector<int32_t>& {
+    if (order[r].empty()) {
+      const float* row = logits + r * row_stride;
+      order[r].resize(K);
+      std::iota(order[r].begin(), order[r].end(), 0);
+      std::partial_sort(order[r].begin(), order[r].begin() + wide, order[r].end(),
+                        [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+      order[r].resize(wide);
+    }
+    return order[r];
+  };
+  // Code c at residue r: decoded where the decoder sees it, the frame projected and judged.
+  auto judge = [&](int64_t r, int32_t c) {
+    const int32_t kept = codes[r];
+    codes[r] = c;
+    trial_raw = raw;
+    const auto [first, last] = seen_by(r);
+    decode_raw(codes, first, last, trial_raw.data());
+    projection::project_to_key_geometry(trial_raw.data(), 1, l_, key_.data(), xyz.data());
+    codes[r] = kept;
+    ++out.judged;
+    return faults(xyz.data());
+  };
   for (int64_t change = 0; !out.valid && change < p_.max_changes; ++change) {
     std::vector<int64_t> residues;
-    for (const auto& [a, b] : now.geometry) residues.insert(residues.end(), {b, a});
-    for (const auto& [a, b] : now.clashes) residues.insert(residues.end(), {b, a});
-    for (int64_t r : now.rama) residues.insert(residues.end(), {r, r + 1, r - 1});
     std::vector<uint8_t> seen(l_, 0);
+    auto implicate = [&](int64_t r) {
+      if (r >= 0 && r < l_ && !seen[r]) seen[r] = 1, residues.push_back(r);
+    };
+    for (const auto& [a, b] : now.geometry) implicate(b), implicate(a);
+    for (const auto& [a, b] : now.clashes) implicate(b), implicate(a);
+    for (int64_t r : now.rama) implicate(r), implicate(r + 1), implicate(r - 1);
     bool improved = false;
-    for (int64_t r : residues) {
-      if (r < 0 || r >= l_ || seen[r]) continue;
-      seen[r] = 1;
-      if (order[r].empty()) {
-        const float* row = logits + r * row_stride;
-        order[r].resize(K);
-        std::iota(order[r].begin(), order[r].end(), 0);
-        std::partial_sort(order[r].begin(), order[r].begin() + n_cand, order[r].end(),
-                          [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
-        order[r].resize(n_cand);
-      }
-      const int32_t kept = codes[r];
-      for (int32_t c : order[r]) {
-        if (c == kept) continue;
-        codes[r] = c;
-        ++out.judged;
-        decode(codes, xyz.data());
-        Faults trial = faults(xyz.data());
-        if (trial.score() < now.score()) {
-          now = std::move(trial);
-          improved = true;
-          break;
+    for (const auto& [begin, end] : {std::pair{int64_t{0}, narrow}, std::pair{narrow, wide}}) {
+      for (int64_t r : residues) {
+        const auto& codes_r = ranked(r);
+        for (int64_t k = begin; k < end && !improved; ++k) {
+          if (codes_r[k] == codes[r]) continue;
+          Faults trial = judge(r, codes_r[k]);
+          if (trial.score() < now.score()) {
+            codes[r] = codes_r[k];
+            const auto [first, last] = seen_by(r);
+            decode_raw(codes, first, last, raw.data());
+            now = std::move(trial);
+            improved = true;
+          }
         }
+        if (improved) break;
       }
-      if (improved) {
-        ++out.changed;
-        break;
-      }
-      codes[r] = kept;
+      if (improved) break;
     }
     if (!improved) break;
+    ++out.changed;
     out.valid = now.valid(p_.max_rama_fraction);
   }
   return out;

@@ -468,23 +468,23 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       out.repair_failed += !outcomes[r].valid;
       out.repaired[w * opt.frames + f] = static_cast<int32_t>(outcomes[r].changed);
       if (outcomes[r].changed == 0) continue;
+      // The frame's codes as kept, evaluated again with every output: residue j's log-probability is then
+      // the model's given the kept codes before it (residue 0's context did not change).
+      int32_t* tokens = &out.tokens[(w * opt.frames + f) * L];
+      float* lp = &out.logprobs[(w * opt.frames + f) * stride];
       batch.clear();
       for (int64_t j = 0; j < L; ++j) {
-        int32_t token = repair_codes[r * L + j] + layout.structure_begin;
-        const int64_t at = (w * opt.frames + f) * L + j;
-        if (token != out.tokens[at]) {
-          out.tokens[at] = token;
-          sampling::token_logprobs(&frame_logits[(w * L + j) * n_vocab], 1, n_vocab, &token,
-                                   &out.logprobs[(w * opt.frames + f) * stride + j]);
-        }
-        batch.add(token, static_cast<llama_pos>(frame_pos + j), static_cast<llama_seq_id>(w), j + 1 == L);
+        tokens[j] = repair_codes[r * L + j] + layout.structure_begin;
+        batch.add(tokens[j], static_cast<llama_pos>(frame_pos + j), static_cast<llama_seq_id>(w), true);
       }
-      if (!opt.kv_shift)
-        std::copy_n(&out.tokens[(w * opt.frames + f) * L], L, window_tokens[w].end() - L);
+      if (!opt.kv_shift) std::copy_n(tokens, L, window_tokens[w].end() - L);
       llama_memory_seq_rm(mem, static_cast<llama_seq_id>(w), static_cast<llama_pos>(frame_pos), -1);
       decode(c.ctx, batch);
       out.tokens_decoded += L;
-      std::memcpy(&logits[w * n_vocab], llama_get_logits_ith(c.ctx, -1), sizeof(float) * n_vocab);
+      sampling::token_logprobs(&frame_logits[w * L * n_vocab], 1, n_vocab, &tokens[0], &lp[0]);
+      for (int64_t j = 1; j < L; ++j)
+        sampling::token_logprobs(llama_get_logits_ith(c.ctx, static_cast<int32_t>(j - 1)), 1, n_vocab, &tokens[j], &lp[j]);
+      std::memcpy(&logits[w * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(L - 1)), sizeof(float) * n_vocab);
     }
     out.repair_seconds += seconds_since(tr);
   };

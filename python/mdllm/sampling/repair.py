@@ -6,7 +6,8 @@ geometry) and judged by the rules of :func:`mdllm.evaluate.check_backbone` (:cla
 residue by residue: bond and angle outliers and chain breaks implicate the residues they span, clashes
 the two residues, a Ramachandran outlier at residue i residues i, i+1 and i-1. While the frame fails, the
 implicated residues are tried in that order, each with its ``candidates`` most likely codes (the model's
-logits as the residue was drawn), most likely first; the first code that lowers the frame's fault score
+logits as the residue was drawn), most likely first, then with the codes ranked up to ``wide_candidates``;
+the first code that lowers the frame's fault score
 (Ramachandran outliers + 3 x (geometry faults + clashing pairs)) is kept, up to ``max_changes`` times.
 
 Why after the frame, not before each residue (constrained decoding, :mod:`mdllm.sampling.constraint`): a
@@ -34,6 +35,7 @@ from mdllm.geometry.ideal import VDW_RADII_NM
 class RepairLimits:
     max_changes: int = 40  # codes changed per frame at most
     candidates: int = 64  # the model's most likely codes tried per residue
+    wide_candidates: int = 512  # when none of those lowers the score: the codes ranked up to this
 
 
 class FrameRepair:
@@ -58,7 +60,9 @@ class FrameRepair:
         if self.key.shape != (n_res, 4, 3):
             raise MdllmError(f"frame repair: key frame of shape {self.key.shape}, expected ({n_res}, 4, 3)")
         if validity.rg_range_A is not None or validity.max_geometry_outliers != 0 or validity.max_clashes != 0:
-            raise MdllmError("frame repair judges frames by the default rules: no geometry outlier, no clash, no Rg range")
+            raise MdllmError(
+                "frame repair judges frames by the default rules: no geometry outlier, no clash, no Rg range"
+            )
         self.sequence, self.limits, self.validity = sequence, limits, validity
         self.chain_index, self.chain_ends = _chain_layout(n_res, chain_ids)
         self.classes = rama.residue_classes(sequence, self.chain_ends).astype(np.int32)
@@ -87,6 +91,7 @@ class FrameRepair:
             validity.max_rama_outlier_fraction,
             limits.max_changes,
             limits.candidates,
+            limits.wide_candidates,
         )
 
     def decode(self, codes) -> np.ndarray:
@@ -160,4 +165,11 @@ def reference_faults(xyz, sequence: str, chain_ids=None, limits: ValidityLimits 
     outliers = [int(i) for i in np.flatnonzero(levels == rama.OUTLIER)]
     score = len(outliers) + 3 * (len(geometry) + len(clashes))
     valid = not geometry and not clashes and len(outliers) / max(defined, 1) <= limits.max_rama_outlier_fraction
-    return {"rama": outliers, "geometry": geometry, "clashes": clashes, "defined": defined, "score": score, "valid": valid}
+    return {
+        "rama": outliers,
+        "geometry": geometry,
+        "clashes": clashes,
+        "defined": defined,
+        "score": score,
+        "valid": valid,
+    }
