@@ -3,10 +3,12 @@ raw validity (decode_tokens + check_backbone, no guard, no refinement) and the r
 bench/realism.py with and without the constraint, same seed.
 
     python bench/constrained.py [--out runs/realism] [--walkers 4] [--frames 100] [--tolerance 0.03 ...] [--previous-rule]
-                                [--mask-only] [--proteins ...] [--seed 0 [1 2 3]] [--sampling-temperature 0.8]
+                                [--mask-only] [--repair] [--proteins ...] [--seed 0 [1 2 3]] [--sampling-temperature 0.8]
 
 With the shipped causal context decoder each draw is also judged as decoded (``decoded_tries``);
-``--mask-only`` adds rows without that check (the session-15 rule).
+``--mask-only`` adds rows without that check (the session-15 rule). ``--repair`` adds rows of frame
+repair (mdllm.sampling.repair: unconstrained draws, then residues with a validity fault redrawn among the
+model's likely codes), "codes_repaired" the fraction of codes it changed.
 
 Several generation seeds (``--seed 0 1 2 3``) give one row per seed and a summary per protein and
 setting: the mean and the worst seed of each number (one seed's RMSF r on 4 x 100 frames moves by up
@@ -45,6 +47,7 @@ def measure(
     previous_rule: bool = False,
     mask_only: bool = False,
     temperature: float | None = None,  # None: the model's default
+    repair: bool = False,
 ) -> list[dict]:
     from mdllm.encoding import decode_tokens
     from mdllm.evaluate import check_backbone
@@ -64,8 +67,11 @@ def measure(
     settings = [(None, {})] + [(t, {}) for t in tolerances] + [(t, previous) for t in tolerances if previous_rule]
     # the session-15 mask without the decoded check (which needs a causal context decoder)
     settings += [(t, dict(decoded_tries=0)) for t in tolerances if mask_only]
+    settings += [(None, dict(repair=True))] if repair else []  # frame repair instead of the constraint
     for tol, rule in settings:
         t0 = time.perf_counter()
+        rule = dict(rule)
+        repaired = rule.pop("repair", False)
         ens = gen.generate(
             run / "start.pdb",
             frames=frames,
@@ -76,6 +82,7 @@ def measure(
             refine=False,
             constrain=tol is not None,
             constraint_limits=ConstraintLimits(tolerance_nm=tol or 0.03, **rule),
+            repair=repaired,
             params=None if temperature is None else SamplingParams(temperature=temperature),
         )
         wall = time.perf_counter() - t0
@@ -88,7 +95,7 @@ def measure(
             dict(
                 protein=protein,
                 seed=seed,
-                constraint="off" if tol is None else f"tol {tol:g} nm" + _rule_name(rule),
+                constraint="repair" if repaired else "off" if tol is None else f"tol {tol:g} nm" + _rule_name(rule),
                 valid_raw=float(rep.valid.mean()),
                 rama_outlier_fraction=float(rep.rama_outlier_fraction.mean()),
                 clashes_per_frame=float(rep.n_clashes.mean()),
@@ -97,6 +104,7 @@ def measure(
                 mean_frame_loglik=float(ens.frame_loglik.mean()),
                 empty_mask_fraction=c.get("empty_masks", 0) / max(c.get("constrained_draws", 0), 1) if c else None,
                 decoded_kept_fraction=c.get("decoded_kept", 0) / max(c.get("constrained_draws", 0), 1) if c else None,
+                codes_repaired=(ens.info.get("repair") or {}).get("code_fraction_changed"),
                 mean_allowed_codes=c.get("mean_allowed_codes"),
                 frames_per_second=float(ens.info["frames_per_second"]),
                 wall_seconds=wall,
@@ -118,7 +126,13 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--walkers", type=int, default=4)
     p.add_argument("--frames", type=int, default=100)
-    p.add_argument("--tolerance", type=float, nargs="+", default=[0.03], help="constraint tolerances (nm)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        nargs="*",
+        default=[0.03],
+        help="constraint tolerances (nm; none: no constrained rows)",
+    )
     p.add_argument("--out", default=str(ROOT / "runs" / "realism"), help="output folder of bench/realism.py")
     p.add_argument("--proteins", nargs="+", default=PROTEINS)
     p.add_argument("--seed", type=int, nargs="+", default=[0], help="generation seeds (one row each, then a summary)")
@@ -127,6 +141,9 @@ def main(argv=None) -> None:
         "--previous-rule", action="store_true", help="also each tolerance by the rule before session 15 (links only)"
     )
     p.add_argument("--mask-only", action="store_true", help="also each tolerance without the decoded check")
+    p.add_argument(
+        "--repair", action="store_true", help="also frame repair of unconstrained draws (mdllm generate --repair)"
+    )
     p.add_argument(
         "--sampling-temperature",
         type=float,
@@ -149,6 +166,7 @@ def main(argv=None) -> None:
             args.previous_rule,
             args.mask_only,
             args.sampling_temperature,
+            args.repair,
         )
     ]
     columns = [
@@ -166,6 +184,7 @@ def main(argv=None) -> None:
         "mean_frame_loglik",
         "empty_mask_fraction",
         "decoded_kept_fraction",
+        "codes_repaired",
         "frames_per_second",
     ]
     title = (

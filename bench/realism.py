@@ -45,12 +45,15 @@ is the MD's own validity.
 Usage: python bench/realism.py [--proteins villin_2F4K ntl9_2HBB gb1_1GB1] [--frames 100 --walkers 4]
                                [--train-steps 200] [--surrogate-frames 0] [--code-smoothing 0]
                                [--motion-base models/motion-lm]
-                               [--kinds motion torsion] [--constrain] [--sampling-temperature T]
+                               [--kinds motion torsion] [--constrain] [--repair] [--sampling-temperature T]
                                [--out runs/realism]
 Proteins are data/md/<name>/T300K_gpu0 (or the run given by --run). Runs are cached by mdllm run's stages;
 the guard-off and guard-on rows of a kind generate from the same fine-tuned model. ``--constrain``:
 motion tokens drawn with constrained decoding (``mdllm run --constrain``, each residue judged as it will
-be decoded; the "base, no fine-tune" row too); the rows say "constrained". ``--sampling-temperature``:
+be decoded; the "base, no fine-tune" row too); the rows say "constrained". ``--repair``: frame repair
+(``mdllm run --repair``: residues with a validity fault redrawn among the model's likely codes once each
+frame is drawn); the rows say "repaired" and "codes repaired" is the fraction of codes it changed.
+``--sampling-temperature``:
 of every generated row (``mdllm run --sampling-temperature``; default: the model's, 0.8 for motion and
 1 for torsion tokens; each row records the one it used).
 """
@@ -177,6 +180,7 @@ def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, d
         guard=guard,
         progress=False,
         constrain=args.constrain,
+        repair=args.repair,
         params=SamplingParams(temperature=sampling_temperature(args, "motion")),
     )
     generated = ens.backbone()
@@ -240,6 +244,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         rebuild=0,
         guard=guard,
         constrain=args.constrain and kind == "motion",
+        repair=args.repair and kind == "motion",
         sampling_temperature=args.sampling_temperature,
         train_window=4,
         window=4,
@@ -291,6 +296,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
             "valid_refined": valid_fraction(base_xyz, md.sequence),
             "redrawn": (base_info.get("guard") or {}).get("redraw_fraction"),
             "residues_redrawn": (base_info.get("guard") or {}).get("residue_redraw_fraction"),
+            "codes_repaired": (base_info.get("repair") or {}).get("code_fraction_changed"),
             "frames_per_second": base_info["frames_per_second"],
         }
     return {
@@ -323,6 +329,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "kind": kind,
         "guard": guard,
         "constrain": args.constrain and kind == "motion",
+        "repair": args.repair and kind == "motion",
         "sampling_temperature": sampling_temperature(args, kind),
         **compare(xyz, held, ref),
         "gen_rmsd_median_A": float(np.median(gen_rmsd)),
@@ -332,6 +339,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "valid_refined": valid_fraction(xyz, md.sequence),
         "redrawn": g.get("redraw_fraction"),
         "residues_redrawn": g.get("residue_redraw_fraction"),
+        "codes_repaired": (info.get("repair") or {}).get("code_fraction_changed"),
         "frames_per_second": info["frames_per_second"],
         "wall_seconds": time.perf_counter() - t0,
         "generated": str(gen_dir),
@@ -365,6 +373,9 @@ def main():
         "--constrain", action="store_true", help="motion tokens: constrained decoding (mdllm run --constrain)"
     )
     p.add_argument(
+        "--repair", action="store_true", help="motion tokens: frame repair of each drawn frame (mdllm run --repair)"
+    )
+    p.add_argument(
         "--sampling-temperature",
         type=float,
         help="of the language models' draws (mdllm run; default: the model's, 0.8 motion, 1 torsion)",
@@ -381,13 +392,13 @@ def main():
                 if kind == "torsion" and guard == "on":
                     continue  # the guard needs a key frame: motion tokens only
                 r = measure(protein, args.run, kind, guard == "on", args)
-                label = f"{kind}, constrained" if r["constrain"] else kind
+                label = kind + (", constrained" if r["constrain"] else "") + (", repaired" if r["repair"] else "")
                 results.append(r)
                 if not reference_done:
                     m = r["md_first_half"]
                     rows.append(
                         [protein, r["residues"], "MD 1st half", "-", m["in_basin"], m["rg_ratio"], m["rmsf_r"]]
-                        + [m["rmsf_ratio"], m["js_pairwise"], m["valid"], "-", "-", "-", "-", "-"]
+                        + [m["rmsf_ratio"], m["js_pairwise"], m["valid"], "-", "-", "-", "-", "-", "-"]
                     )
                     reference_done = True
                 if kind not in trips_done:
@@ -395,7 +406,7 @@ def main():
                     rows.append(
                         [protein, r["residues"], f"{kind} round trip", "-", t["in_basin"], t["rg_ratio"], t["rmsf_r"]]
                         + [t["rmsf_ratio"], t["js_pairwise"], t["valid_raw"], _or_dash(t.get("broken_links"))]
-                        + ["-", "-", "-", "-"]
+                        + ["-", "-", "-", "-", "-"]
                     )
                     for baseline in ("marginal", "surrogate", "elastic_network"):
                         b = r[baseline]
@@ -409,7 +420,7 @@ def main():
                                 b["rg_ratio"],
                             ]
                             + [b["rmsf_r"], b["rmsf_ratio"], b["js_pairwise"], b["valid_raw"], "-"]
-                            + [b["valid_refined"], "-", "-", "-"]
+                            + [b["valid_refined"], "-", "-", "-", "-"]
                         )
                     trips_done.add(kind)
                 if "zero_shot" in r:
@@ -424,12 +435,14 @@ def main():
                             _or_dash(z.get("broken_links")),
                         ]
                         + [z["valid_refined"]]
-                        + [_or_dash(z["redrawn"]), _or_dash(z.get("residues_redrawn")), z["frames_per_second"]]
+                        + [_or_dash(z["redrawn"]), _or_dash(z.get("residues_redrawn"))]
+                        + [_or_dash(z.get("codes_repaired")), z["frames_per_second"]]
                     )
                 rows.append(
                     [protein, r["residues"], label, guard, r["in_basin"], r["rg_ratio"], r["rmsf_r"], r["rmsf_ratio"]]
                     + [r["js_pairwise"], r["valid_raw"], _or_dash(r.get("broken_links")), r["valid_refined"]]
-                    + [_or_dash(r["redrawn"]), _or_dash(r.get("residues_redrawn")), r["frames_per_second"]]
+                    + [_or_dash(r["redrawn"]), _or_dash(r.get("residues_redrawn"))]
+                    + [_or_dash(r.get("codes_repaired")), r["frames_per_second"]]
                 )
     report(
         "Generated ensembles against held-out MD (second half of each trajectory)",
@@ -448,6 +461,7 @@ def main():
             "valid refined",
             "redrawn",
             "residues redrawn",
+            "codes repaired",
             "frames/s",
         ],
         rows,

@@ -109,7 +109,7 @@ needs_llama = pytest.mark.skipif(not getattr(_core, "has_llama", False), reason=
 
 
 @needs_llama
-def test_repaired_generation_is_valid_and_its_context_follows_the_codes_kept():
+def test_repaired_generation_is_valid_and_its_context_follows_the_codes_kept(tmp_path):
     if not MOTION_LM.exists():
         pytest.skip("shipped motion model not present")
     from mdllm.generate import Generator
@@ -154,3 +154,10 @@ def test_repaired_generation_is_valid_and_its_context_follows_the_codes_kept():
     if TORSION_LM.exists():
         with pytest.raises(MdllmError, match="motion-token model"):
             Generator(TORSION_LM).generate(TRPCAGE, repair=True, **kw)
+
+    from conftest import run_mdllm
+
+    out = tmp_path / "r.pdb"
+    r = run_mdllm("generate", MOTION_LM, "--start", TRPCAGE, "--frames", 1, "--repair", "--no-guard", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "repair:" in r.stdout and out.exists()

@@ -48,6 +48,8 @@ class Preset:
     guard: bool = True  # motion tokens: draw a residue or a frame again when the guard rejects it
     # motion tokens: constrained decoding, each residue's draw judged as decoded (mdllm generate --constrain)
     constrain: bool = False
+    # motion tokens: frame repair, faulty residues redrawn among the model's likely codes (mdllm generate --repair)
+    repair: bool = False
     # of the language model's draws (mdllm generate --temperature); None: the model's default (motion 0.8)
     sampling_temperature: float | None = None
     # motion tokens: frames of a linear surrogate of the trajectories added to the fine-tune (mdllm.lm.surrogate)
@@ -272,7 +274,17 @@ def run(
             "start": sha256_file(start),
             **{
                 k: settings[k]
-                for k in ("frames", "walkers", "window", "refine", "seed", "guard", "constrain", "sampling_temperature")
+                for k in (
+                    "frames",
+                    "walkers",
+                    "window",
+                    "refine",
+                    "seed",
+                    "guard",
+                    "constrain",
+                    "repair",
+                    "sampling_temperature",
+                )
             },
         },
     )
@@ -411,6 +423,7 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
         refine=p.refine,
         guard=p.guard,
         constrain=p.constrain and tok.needs_key_frame,
+        repair=p.repair and tok.needs_key_frame,
         params=None if p.sampling_temperature is None else SamplingParams(temperature=p.sampling_temperature),
     )
     out = d / "generated.xtc"
@@ -422,6 +435,7 @@ def _generate(model, tok, start, d, p: Preset, seed, threads) -> dict:
         "frames_per_second": ens.info["frames_per_second"],
         "guard": ens.info.get("guard"),
         "constraint": ens.info.get("constraint"),
+        "repair": ens.info.get("repair"),
     }
 
 

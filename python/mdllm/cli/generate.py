@@ -61,6 +61,13 @@ def register(sub):
         "all codes, then the most likely code that passes is taken (default 8; 0: the code-alone mask only)",
     )
     p.add_argument(
+        "--repair",
+        action="store_true",
+        help="motion tokens: frame repair; once a frame is drawn, residues with a validity fault (bond or angle "
+        "outlier, clash, Ramachandran outlier, as the frame decodes) take other codes among the model's most "
+        "likely there until the frame passes; keeps more of the model's motion than --constrain",
+    )
+    p.add_argument(
         "--filter",
         action="store_true",
         help="write only acceptable frames: valid by the local checks (mdllm.evaluate.check_backbone) and "
@@ -101,6 +108,7 @@ def run(args):
         guard=not args.no_guard,
         constrain=args.constrain,
         constraint_limits=ConstraintLimits(tolerance_nm=args.constraint_tolerance, decoded_tries=args.decoded_tries),
+        repair=args.repair,
     )
     written = ensemble.save(args.output)
     timing = ensemble.info["timing"]
@@ -134,6 +142,12 @@ def run(args):
                 f"constraint, as decoded: {c['decoded_redraws']} codes sent back, {c['decoded_kept']} draws kept "
                 "after the last try"
             )
+    if ensemble.info.get("repair"):
+        r = ensemble.info["repair"]
+        print(
+            f"repair: {r['frames_repaired']} of {r['frames']} frames repaired, {r['codes_changed']} codes changed "
+            f"({100 * r['code_fraction_changed']:.1f} % of codes), {r['frames_left_invalid']} draws left invalid"
+        )
     if "validity" in ensemble.info:
         v = ensemble.info["validity"]
         print(

@@ -39,6 +39,12 @@ def register(sub):
         help="motion tokens: constrained decoding, each residue's draw judged as it will be decoded "
         "(mdllm generate --constrain; slower, far more frames valid before refinement)",
     )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="motion tokens: frame repair, residues with a validity fault redrawn among the model's likely codes "
+        "once each frame is drawn (mdllm generate --repair; slower, far more frames valid before refinement)",
+    )
     p.add_argument("--tokenizer", help="structure tokenizer directory (default: the shipped one)")
     p.add_argument("--seed", type=int, default=0)
     for name, kind, what in [
@@ -86,6 +92,8 @@ def run(args):
         overrides["guard"] = False
     if args.constrain:
         overrides["constrain"] = True
+    if args.repair:
+        overrides["repair"] = True
     run_pipeline(
         args.start,
         args.output,
