@@ -188,15 +188,26 @@ def main():
     # The shipped models side by side: 4 walkers x 8 frames, window 4.
     compare = {}
     torsion_model = model_path("structure-lm", "structure-lm.f16.gguf")
-    for name, path, guard, constrain in (
-        ("motion", model, True, False),
-        ("motion, guard off", model, False, False),
-        ("motion, constrained, guard off", model, False, True),  # mdllm generate --constrain --no-guard
-        ("torsion", torsion_model, False, False),
+    for name, path, guard, constrain, repair in (
+        ("motion", model, True, False, False),
+        ("motion, guard off", model, False, False, False),
+        ("motion, constrained, guard off", model, False, True, False),  # mdllm generate --constrain --no-guard
+        ("motion, repaired, guard off", model, False, False, True),  # mdllm generate --repair --no-guard
+        ("torsion", torsion_model, False, False, False),
     ):
         g = Generator(path, threads=args.threads)
         t0 = time.perf_counter()
-        ens = g.generate(start, frames=8, walkers=4, window=4, seed=1, progress=False, guard=guard, constrain=constrain)
+        ens = g.generate(
+            start,
+            frames=8,
+            walkers=4,
+            window=4,
+            seed=1,
+            progress=False,
+            guard=guard,
+            constrain=constrain,
+            repair=repair,
+        )
         total = time.perf_counter() - t0
         n = ens.tokens.shape[0] * ens.tokens.shape[1]
         compare[name] = {
@@ -204,6 +215,7 @@ def main():
             "end_to_end_frames_per_s": n / total,
             "guard": ens.info.get("guard"),
             "constraint": ens.info.get("constraint"),
+            "repair": ens.info.get("repair"),
         }
         rows.append([f"{name} tokens, 4 walkers, window 4", "model only", ens.info["frames_per_second"], float("nan")])
         rows.append([f"{name} tokens, 4 walkers, window 4", "end to end", n / total, float("nan")])

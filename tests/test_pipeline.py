@@ -182,6 +182,7 @@ def test_run_motion_tokens_on_gaps_and_complexes(motion_base, tmp_path, shape):
     assert generated["constraint"] is None  # constrained decoding is opt-in (mdllm run --constrain)
     stage = json.loads((tmp_path / "run" / "generate" / "stage.json").read_text())
     assert stage["inputs"]["constrain"] is False and stage["inputs"]["sampling_temperature"] is None
+    assert generated["repair"] is None and stage["inputs"]["repair"] is False  # frame repair is opt-in too
     assert generated["temperature"] == 0.8  # the motion model's default sampling temperature
     # frames drawn by other code (a new constraint rule, an upgrade) are not reused
     from mdllm.pipeline import generation_code_digest

@@ -53,7 +53,7 @@ class FrameRepair:
         from mdllm import _core
         from mdllm.tokenizer.motion_context import key_segments, residue_classes
 
-        if not tokenizer.needs_key_frame or tokenizer._cpp is None:
+        if not tokenizer.needs_key_frame or tokenizer.core_tokenizer() is None:
             raise MdllmError("frame repair needs a motion tokenizer with the compiled core")
         self.key = np.ascontiguousarray(key_xyz, np.float32)
         n_res = len(sequence)
@@ -72,7 +72,7 @@ class FrameRepair:
         if self._decoder is not None:
             decoder_classes = residue_classes(sequence, key_segments(self.key)).astype(np.int32)
         self.core = _core.FrameRepair(
-            tokenizer._cpp,
+            tokenizer.core_tokenizer(),
             self._decoder,
             self.key,
             n_res,

@@ -179,6 +179,10 @@ class MotionTokenizer:
         self._cpp.decode(tokens, key, tokens.shape[0], tokens.shape[1], out)
         return out
 
+    def core_tokenizer(self):
+        """The compiled core's tokenizer (``_core.MotionTokenizer``), or None without a compiled core."""
+        return self._cpp
+
     def core_context_decoder(self):
         """The compiled core's twin of the context decoder (``_core.MotionContextDecoder``), or None
         without a context decoder or a compiled core."""
