@@ -19,6 +19,9 @@ constexpr double kPi = 3.14159265358979323846;
 
 void bad(const std::string& what) { throw std::invalid_argument("frame repair: " + what); }
 
+// Residues each side of a changed code that its first judgement projects (a chain longer than 2 x this + 1).
+constexpr int64_t kRepairReach = 12;
+
 using detail::Vec3;
 
 }  // namespace
@@ -165,6 +168,28 @@ FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, in
     ++out.judged;
     return faults(xyz.data());
   };
+  // In a long chain a code is first judged on the residues within kRepairReach of it projected alone, the
+  // rest of the frame as it stands (`settled`); only a code that lowers that score is projected whole.
+  std::vector<float> settled = xyz, local(l_ * 12);
+  auto window_of = [&](int64_t r) {
+    return std::pair{std::max<int64_t>(0, r - kRepairReach), std::min<int64_t>(l_, r + kRepairReach + 1)};
+  };
+  auto local_score = [&](int64_t r, const std::vector<float>& from) {
+    const auto [lo, hi] = window_of(r);
+    local = settled;
+    projection::project_to_key_geometry(from.data() + lo * 12, 1, hi - lo, key_.data() + lo * 12, local.data() + lo * 12);
+    return faults(local.data()).score();
+  };
+  auto local_judge = [&](int64_t r, int32_t c) {
+    const int32_t kept = codes[r];
+    codes[r] = c;
+    trial_raw = raw;
+    const auto [first, last] = seen_by(r);
+    decode_raw(codes, first, last, trial_raw.data());
+    codes[r] = kept;
+    ++out.judged;
+    return local_score(r, trial_raw);
+  };
   for (int64_t change = 0; !out.valid && change < p_.max_changes; ++change) {
     std::vector<int64_t> residues;
     std::vector<uint8_t> seen(l_, 0);
@@ -178,14 +203,19 @@ FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, in
     for (const auto& [begin, end] : {std::pair{int64_t{0}, narrow}, std::pair{narrow, wide}}) {
       for (int64_t r : residues) {
         const auto& codes_r = ranked(r);
+        const auto [lo, hi] = window_of(r);
+        const bool windowed = hi - lo < l_;
+        const int64_t local_now = windowed ? local_score(r, raw) : 0;
         for (int64_t k = begin; k < end && !improved; ++k) {
           if (codes_r[k] == codes[r]) continue;
+          if (windowed && local_judge(r, codes_r[k]) >= local_now) continue;
           Faults trial = judge(r, codes_r[k]);
           if (trial.score() < now.score()) {
             codes[r] = codes_r[k];
             const auto [first, last] = seen_by(r);
             decode_raw(codes, first, last, raw.data());
             now = std::move(trial);
+            settled = xyz;
             improved = true;
           }
         }
