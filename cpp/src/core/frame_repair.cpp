@@ -156,16 +156,19 @@ FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, in
     }
     return order[r];
   };
-  // Code c at residue r: decoded where the decoder sees it, the frame projected and judged.
-  auto judge = [&](int64_t r, int32_t c) {
+  // Code c at residue r decoded into trial_raw, where the decoder sees it (the rest as raw).
+  auto decode_trial = [&](int64_t r, int32_t c) {
     const int32_t kept = codes[r];
     codes[r] = c;
     trial_raw = raw;
     const auto [first, last] = seen_by(r);
     decode_raw(codes, first, last, trial_raw.data());
-    projection::project_to_key_geometry(trial_raw.data(), 1, l_, key_.data(), xyz.data());
     codes[r] = kept;
     ++out.judged;
+  };
+  // ... then the whole frame projected and judged.
+  auto judge_trial = [&] {
+    projection::project_to_key_geometry(trial_raw.data(), 1, l_, key_.data(), xyz.data());
     return faults(xyz.data());
   };
   // In a long chain a code is first judged on the residues within kRepairReach of it projected alone, the
@@ -179,16 +182,6 @@ FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, in
     local = settled;
     projection::project_to_key_geometry(from.data() + lo * 12, 1, hi - lo, key_.data() + lo * 12, local.data() + lo * 12);
     return faults(local.data()).score();
-  };
-  auto local_judge = [&](int64_t r, int32_t c) {
-    const int32_t kept = codes[r];
-    codes[r] = c;
-    trial_raw = raw;
-    const auto [first, last] = seen_by(r);
-    decode_raw(codes, first, last, trial_raw.data());
-    codes[r] = kept;
-    ++out.judged;
-    return local_score(r, trial_raw);
   };
   for (int64_t change = 0; !out.valid && change < p_.max_changes; ++change) {
     std::vector<int64_t> residues;
@@ -208,12 +201,12 @@ FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, in
         const int64_t local_now = windowed ? local_score(r, raw) : 0;
         for (int64_t k = begin; k < end && !improved; ++k) {
           if (codes_r[k] == codes[r]) continue;
-          if (windowed && local_judge(r, codes_r[k]) >= local_now) continue;
-          Faults trial = judge(r, codes_r[k]);
+          decode_trial(r, codes_r[k]);
+          if (windowed && local_score(r, trial_raw) >= local_now) continue;
+          Faults trial = judge_trial();
           if (trial.score() < now.score()) {
             codes[r] = codes_r[k];
-            const auto [first, last] = seen_by(r);
-            decode_raw(codes, first, last, raw.data());
+            raw.swap(trial_raw);
             now = std::move(trial);
             settled = xyz;
             improved = true;
