@@ -9,6 +9,8 @@ implicated residues are tried in that order, each with its ``candidates`` most l
 logits as the residue was drawn), most likely first, then with the codes ranked up to ``wide_candidates``;
 the first code that lowers the frame's fault score
 (Ramachandran outliers + 3 x (geometry faults + clashing pairs)) is kept, up to ``max_changes`` times.
+A code is judged first on the 25 residues around it projected alone (the rest of the frame as it stands);
+only one that lowers that score is projected and judged on the whole frame.
 
 Why after the frame, not before each residue (constrained decoding, :mod:`mdllm.sampling.constraint`): a
 mask built from code placements forbids most large moves (a code's own placement error grows with its
