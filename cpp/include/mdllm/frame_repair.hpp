@@ -20,7 +20,8 @@
 // the codes ranked after those up to `wide_candidates`; the first code that lowers the score is kept and
 // the faults are found again, up to max_changes times; when no tried code lowers it, the frame is kept as
 // it is (the caller counts it). A changed code is judged by decoding again only the residues whose
-// decoder sees it, then projecting the whole frame.
+// decoder sees it; it is first judged with the 25 residues around it projected alone (the rest of the
+// frame as it stands) and, only when that lowers the score, with the whole frame projected.
 //
 // Layouts (row-major): key (L, 4, 3) float nm; classes (L) int32 Ramachandran classes 0..3 (general,
 // glycine, proline, pre-proline) of the validity check; decoder_classes (L) those the context decoder
