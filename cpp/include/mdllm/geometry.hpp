@@ -21,6 +21,8 @@ namespace geometry {
 
 constexpr int kAtomsPerResidue = 4;  // N, CA, C, O
 constexpr int kN = 0, kCA = 1, kC = 2, kO = 3;
+// Van der Waals radii (nm) of N, CA, C, O that the clash checks use (mdllm.geometry.ideal.VDW_RADII_NM).
+constexpr double kVdwRadiusNm[kAtomsPerResidue] = {0.155, 0.170, 0.170, 0.152};
 
 // Per-residue rigid frames by Gram-Schmidt: x along CA->C, y in the N-CA-C plane, z = x cross y.
 void rigid_frames(const float* xyz, int64_t n_frames, int64_t n_res, float* rotations,

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "mdllm/geometry.hpp"
 #include "mdllm/projection.hpp"
 #include "vec3.hpp"
 
@@ -13,8 +14,7 @@ namespace mdllm {
 
 namespace {
 
-constexpr double kRadius[4] = {0.155, 0.170, 0.170, 0.152};  // N, CA, C, O (mdllm.geometry.ideal.VDW_RADII_NM)
-constexpr double kPi = 3.14159265358979323846;
+constexpr const double* kRadius = geometry::kVdwRadiusNm;  // N, CA, C, O
 
 void bad(const std::string& what) { throw std::invalid_argument("chain constraint: " + what); }
 
@@ -22,7 +22,6 @@ using detail::Vec3;
 
 inline Vec3 at(const double* p) { return {p[0], p[1], p[2]}; }
 inline double dist(Vec3 a, Vec3 b) { return detail::norm(a - b); }
-inline double dihedral_deg(Vec3 a, Vec3 b, Vec3 c, Vec3 d) { return detail::dihedral(a, b, c, d) * 180.0 / kPi; }
 
 // Largest distance of a residue's atoms from its CA.
 double reach(const double* r) {
@@ -136,7 +135,7 @@ ChainConstraint::Scene ChainConstraint::prepare(int64_t j, const std::function<v
   int64_t phi_bin = 0;
   if (s.rama) {
     placed(j - 2, s.before);
-    const double phi = dihedral_deg(at(s.before + 6), at(s.prev), at(s.prev + 3), at(s.prev + 6));
+    const double phi = detail::dihedral_deg(at(s.before + 6), at(s.prev), at(s.prev + 3), at(s.prev + 6));
     phi_bin = angle_bin(phi);
   }
   s.level_row = &levels_[(classes_[s.rama ? j - 1 : 0] * n_bins_ + phi_bin) * n_bins_];
@@ -173,11 +172,11 @@ bool ChainConstraint::judge(const Scene& s, int64_t j, const double* x) const {
   }
   if (s.link) {
     if (s.rama) {
-      const double psi = dihedral_deg(at(s.prev), at(s.prev + 3), at(s.prev + 6), at(x));
+      const double psi = detail::dihedral_deg(at(s.prev), at(s.prev + 3), at(s.prev + 6), at(x));
       if (!s.level_row[angle_bin(psi)]) return false;
     }
     if (s.ahead) {
-      const double phi_j = dihedral_deg(at(s.prev + 6), at(x), at(x + 3), at(x + 6));
+      const double phi_j = detail::dihedral_deg(at(s.prev + 6), at(x), at(x + 3), at(x + 6));
       if (!s.open_row[angle_bin(phi_j)]) return false;
     }
   }
@@ -244,8 +243,8 @@ int64_t ChainConstraint::window_faults(const float* w, int64_t lo, int64_t last,
   if (p_.ramachandran)
     for (int64_t r = lo + 1; r < last; ++r) {
       if (!linked_[r - 1] || !linked_[r]) continue;
-      const double phi = dihedral_deg(atom(r - 1, 2), atom(r, 0), atom(r, 1), atom(r, 2));
-      const double psi = dihedral_deg(atom(r, 0), atom(r, 1), atom(r, 2), atom(r + 1, 0));
+      const double phi = detail::dihedral_deg(atom(r - 1, 2), atom(r, 0), atom(r, 1), atom(r, 2));
+      const double psi = detail::dihedral_deg(atom(r, 0), atom(r, 1), atom(r, 2), atom(r + 1, 0));
       faults += levels_[(classes_[r] * n_bins_ + angle_bin(phi)) * n_bins_ + angle_bin(psi)] == 0;
     }
   const auto clashes = [&](int64_t a, int64_t b) {

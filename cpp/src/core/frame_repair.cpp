@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "mdllm/geometry.hpp"
 #include "mdllm/projection.hpp"
 #include "vec3.hpp"
 
@@ -14,8 +15,7 @@ namespace mdllm {
 
 namespace {
 
-constexpr double kRadius[4] = {0.155, 0.170, 0.170, 0.152};  // N, CA, C, O (mdllm.geometry.ideal.VDW_RADII_NM)
-constexpr double kPi = 3.14159265358979323846;
+constexpr const double* kRadius = geometry::kVdwRadiusNm;  // N, CA, C, O
 
 void bad(const std::string& what) { throw std::invalid_argument("frame repair: " + what); }
 
@@ -119,8 +119,8 @@ FrameRepair::Faults FrameRepair::faults(const float* xyz) const {
   // Ramachandran outliers of residues with both angles defined.
   for (int64_t i = 1; i + 1 < l_; ++i) {
     if (chain_end_[i - 1] || chain_end_[i]) continue;
-    const double phi = detail::dihedral(atom(i - 1, 2), atom(i, 0), atom(i, 1), atom(i, 2)) * 180.0 / kPi;
-    const double psi = detail::dihedral(atom(i, 0), atom(i, 1), atom(i, 2), atom(i + 1, 0)) * 180.0 / kPi;
+    const double phi = detail::dihedral_deg(atom(i - 1, 2), atom(i, 0), atom(i, 1), atom(i, 2));
+    const double psi = detail::dihedral_deg(atom(i, 0), atom(i, 1), atom(i, 2), atom(i + 1, 0));
     if (!std::isfinite(phi) || !std::isfinite(psi)) continue;
     ++f.defined;
     auto bin = [&](double deg) {

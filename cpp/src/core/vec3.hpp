@@ -38,6 +38,11 @@ inline double dihedral(Vec3 a, Vec3 b, Vec3 c, Vec3 d) {
   return std::atan2(norm(b2) * dot(b1, n2), dot(n1, n2));
 }
 
+// The same in degrees, (-180, 180], as Ramachandran grids are binned.
+inline double dihedral_deg(Vec3 a, Vec3 b, Vec3 c, Vec3 d) {
+  return dihedral(a, b, c, d) * 180.0 / 3.14159265358979323846;
+}
+
 // A residue's rigid frame as motion tokens use it: e1 along CA->C, e2 the part of N-CA normal to e1,
 // e3 = e1 x e2. Degenerate residues (|C - CA| or that normal part shorter than min_length) are reported,
 // not framed.
