@@ -5,8 +5,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+
+#include "mdllm/validity.hpp"
 
 namespace mdllm::bindings {
 
@@ -20,6 +23,18 @@ void require_size(const Array& a, int64_t expected, const char* name) {
   if (a.size() != expected)
     throw py::value_error(std::string(name) + ": expected " + std::to_string(expected) +
                           " elements, got " + std::to_string(a.size()));
+}
+
+// The 16 floats of mdllm.evaluate.validity's ideal table (bonds, their sigmas, angles, their sigmas) as
+// the core's struct.
+inline validity::IdealGeometry ideal_geometry(const InF32& ideal) {
+  require_size(ideal, 16, "ideal (bond, bond_sigma, angle, angle_sigma)");
+  validity::IdealGeometry g;
+  std::copy(ideal.data(), ideal.data() + 4, g.bond);
+  std::copy(ideal.data() + 4, ideal.data() + 8, g.bond_sigma);
+  std::copy(ideal.data() + 8, ideal.data() + 12, g.angle);
+  std::copy(ideal.data() + 12, ideal.data() + 16, g.angle_sigma);
+  return g;
 }
 
 // An output array is written in place, so it must already be of the right dtype, C-contiguous,

@@ -78,12 +78,7 @@ void register_sampler(py::module_& m) {
              if (decoder_classes) require_size(*decoder_classes, n_res, "decoder classes");
              require_size(chain, n_res, "chain");
              require_size(levels, 4 * n_bins * n_bins, "levels");
-             require_size(ideal, 16, "ideal geometry");
-             mdllm::validity::IdealGeometry g;
-             std::copy(ideal.data(), ideal.data() + 4, g.bond);
-             std::copy(ideal.data() + 4, ideal.data() + 8, g.bond_sigma);
-             std::copy(ideal.data() + 8, ideal.data() + 12, g.angle);
-             std::copy(ideal.data() + 12, ideal.data() + 16, g.angle_sigma);
+             const mdllm::validity::IdealGeometry g = ideal_geometry(ideal);
              const mdllm::FrameRepairParams p{max_z,         break_nm,          clash_overlap_nm, ca_min_nm,
                                               min_separation, max_rama_fraction, max_changes,      candidates,
                                               wide_candidates};

@@ -16,12 +16,7 @@ void register_validity(py::module_& m) {
                           py::array worst_bond_res, py::array worst_angle_res) {
     require_size(xyz, f * l * 12, "xyz");
     require_size(chain_end, l, "chain_end");
-    require_size(ideal, 16, "ideal (bond, bond_sigma, angle, angle_sigma)");
-    v::IdealGeometry g;
-    std::copy(ideal.data(), ideal.data() + 4, g.bond);
-    std::copy(ideal.data() + 4, ideal.data() + 8, g.bond_sigma);
-    std::copy(ideal.data() + 8, ideal.data() + 12, g.angle);
-    std::copy(ideal.data() + 12, ideal.data() + 16, g.angle_sigma);
+    const v::IdealGeometry g = ideal_geometry(ideal);
     int32_t* nb = output<int32_t>(n_bond, f, "n_bond_outliers");
     int32_t* na = output<int32_t>(n_angle, f, "n_angle_outliers");
     int32_t* nk = output<int32_t>(n_breaks, f, "n_breaks");
