@@ -38,6 +38,7 @@ def register(sub):
     t.add_argument("--device", default="auto", help="torsion kind: cpu, cuda or auto (a GPU when PyTorch sees one)")
     t.set_defaults(run=run_train)
     register_train_context(tsub)
+    register_train_fine(tsub)
     register_eval(tsub)
 
 
@@ -123,6 +124,61 @@ def run_train_context(args):
         f"{last['mse_A2']:.3f} A^2, clash {last['clash']:.4f}, Ramachandran {last['rama']:.4f}"
     )
     print(f"context decoder written to {notes['file']}")
+
+
+def register_train_fine(tsub):
+    f = tsub.add_parser(
+        "train-fine",
+        help="train the fine codes of a motion tokenizer (a second token for residues that move far)",
+        description="Fit a residual codebook (k-means) on what the first motion code leaves of every "
+        "training displacement whose first code moves more than --threshold Å, so that residues far from "
+        "the key get a second, fine token (mdllm.tokenizer.motion_fine). With the first stage's --md "
+        "trajectories, --keys and --seed the samples are the first stage's own. Writes "
+        "fine_codes.safetensors (+ .json notes) into the tokenizer directory unless -o names a file.",
+    )
+    f.add_argument("--tokenizer", default="motiontoken", help="motion tokenizer directory (default: the shipped one)")
+    f.add_argument("--md", action="append", default=[], metavar="TRAJ[:TOP]", help="MD trajectory (repeatable)")
+    f.add_argument("--codebook", type=int, default=1024, help="fine codes K2")
+    f.add_argument(
+        "--threshold", type=float, default=2.0, help="first codes moving more than this (Å) take a fine code"
+    )
+    f.add_argument("--keys", type=int, default=8, help="key frames per trajectory")
+    f.add_argument("--kmeans-iters", type=int, default=20, help="Lloyd iterations")
+    f.add_argument("--max-samples", type=int, default=400_000, help="residues sampled before the threshold")
+    f.add_argument("-o", "--out", help="output file or directory (default: the tokenizer directory)")
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(run=run_train_fine)
+
+
+def run_train_fine(args):
+    from mdllm.errors import MdllmError
+    from mdllm.tokenizer.data import load_md_frames
+    from mdllm.tokenizer.motion import MotionTokenizer
+    from mdllm.tokenizer.motion_fine import train_fine_codes
+
+    if not args.md:
+        raise MdllmError("fine codes learn from MD: give trajectories with --md TRAJ[:TOP]")
+    tok = MotionTokenizer.load(args.tokenizer)
+    trajectories = [load_md_frames(spec) for spec in args.md]
+    print(f"{len(trajectories)} trajectories, {sum(len(t) for t in trajectories)} frames, {args.keys} keys each")
+    notes = train_fine_codes(
+        trajectories,
+        tok,
+        args.out or tok.path,
+        codebook_size=args.codebook,
+        threshold_A=args.threshold,
+        keys_per_trajectory=args.keys,
+        max_samples=args.max_samples,
+        iterations=args.kmeans_iters,
+        seed=args.seed,
+        sources=args.md,
+    )
+    print(
+        f"k-means: {notes['fine_samples']} of {notes['samples']} displacements move more than {args.threshold} A "
+        f"({notes['first_codes_followed']} first codes take a fine code); residual RMS atom error "
+        f"{notes['rms_atom_error_A']:.3f} A, {notes['minutes']:.1f} min"
+    )
+    print(f"fine codes written to {notes['file']}")
 
 
 def run_train(args):

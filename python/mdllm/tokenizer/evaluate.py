@@ -84,11 +84,7 @@ def motion_round_trip(
     from mdllm.tokenizer.motion import superpose_on_key
 
     rng = np.random.default_rng(seed)
-    cb = tokenizer.codebook.astype(np.float64)
-    sq = (cb**2).sum(1)
-    dist = sq[:, None] + sq[None] - 2 * cb @ cb.T
-    np.fill_diagonal(dist, np.inf)
-    nearest_other = dist.argmin(1)
+    nearest_other = _nearest_other(tokenizer.codebook)
     results, all_tokens = {}, []
     for name, bb in trajectories.items():
         key = bb.xyz[key_frame]
@@ -118,5 +114,59 @@ def motion_round_trip(
             plain = project_to_key_geometry(tokenizer.decode(tok, key, use_context=False), key)
             results[name]["rmsd_projected_without_context_A"] = _summary(backbone_rmsd_angstrom(plain, truth))
             results[name]["valid_projected_without_context"] = float(check_backbone(plain, bb.sequence).valid.mean())
+        if tokenizer.fine_codes is not None:
+            results[name]["fine"] = _fine_round_trip(tokenizer, bb, key, truth, rng, robustness_tries)
     ppl, used = codebook_usage(np.concatenate(all_tokens), tokenizer.codebook_size)
     return {"trajectories": results, "perplexity": ppl, "codes_used": used}
+
+
+def _fine_round_trip(tokenizer, bb, key, truth, rng, tries: int) -> dict:
+    """The same measurements with the fine codes (mdllm.tokenizer.motion_fine): round trip after
+    projection, validity, the share of residues with a fine token, robustness (5 % of all the frame's
+    tokens, first and fine, replaced by their stage's nearest other code; a first code that then takes a
+    fine code gets the fine code nearest no correction, one that no longer does loses it) and flicker."""
+    from mdllm.evaluate.validity import check_backbone
+    from mdllm.geometry.projection import project_to_key_geometry
+
+    fine_codes = tokenizer.fine_codes
+    first_other = _nearest_other(tokenizer.codebook)
+    fine_other = _nearest_other(fine_codes.codebook)
+    tok, fine = tokenizer.encode_fine(bb.xyz, key)
+    projected = project_to_key_geometry(tokenizer.decode(tok, key, bb.sequence, fine=fine), key)
+    placed_ca = tokenizer.decode(tok, key, bb.sequence, fine=fine)[:, :, 1]
+    moved = []
+    for _ in range(tries):
+        f = rng.integers(len(tok))
+        t, c = tok[f].copy(), fine[f].copy()
+        slots = [(i, 0) for i in range(len(t))] + [(i, 1) for i in np.flatnonzero(c >= 0)]
+        for k in rng.choice(len(slots), size=max(1, round(0.05 * len(slots))), replace=False):
+            i, stage = slots[k]
+            if stage == 1:
+                c[i] = fine_other[c[i]] if c[i] >= 0 else c[i]  # its first code may have dropped it
+                continue
+            t[i] = first_other[t[i]]
+            if not fine_codes.follows[t[i]]:
+                c[i] = -1
+            elif c[i] < 0:
+                c[i] = fine_codes.zero_code()
+        b = tokenizer.decode(t[None], key, bb.sequence, fine=c[None])[0, :, 1]
+        moved.append(float(np.sqrt(((placed_ca[f] - b) ** 2).sum(-1).mean()) * 10))
+    has = fine >= 0
+    return {
+        "rmsd_projected_A": _summary(backbone_rmsd_angstrom(projected, truth)),
+        "valid_projected": float(check_backbone(projected, bb.sequence).valid.mean()),
+        "residues_with_fine_token": float(has.mean()),
+        "robustness_5pct_ca_A": float(np.median(moved)),
+        "fine_tokens_changed_between_neighbour_frames": (
+            float((fine[1:] != fine[:-1])[has[1:] & has[:-1]].mean()) if (has[1:] & has[:-1]).any() else None
+        ),
+    }
+
+
+def _nearest_other(codebook) -> np.ndarray:
+    """(K,) each code's nearest other code of the same codebook."""
+    cb = np.asarray(codebook, np.float64)
+    sq = (cb**2).sum(1)
+    dist = sq[:, None] + sq[None] - 2 * cb @ cb.T
+    np.fill_diagonal(dist, np.inf)
+    return dist.argmin(1)

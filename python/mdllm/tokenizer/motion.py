@@ -106,6 +106,7 @@ class MotionTokenizer:
         self.file_hash = sha256
         self.backend, self._cpp = compiled_kernels(_core_class(), path, cfg, backend, "numpy")
         self.context_decoder = _load_context_decoder(path)
+        self.fine_codes = _load_fine_codes(path, self)
 
     @classmethod
     def load(cls, path=None, backend: str = "auto") -> "MotionTokenizer":
@@ -144,6 +145,23 @@ class MotionTokenizer:
         self._cpp.encode(xyz, key, xyz.shape[0], xyz.shape[1], out)  # bad input: MdllmError from the core
         return out
 
+    def encode_fine(self, xyz, key) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens, fine tokens), both int32 (F, L): the first tokens of :meth:`encode` and the fine stage's
+        second token where the first code moves far (mdllm.tokenizer.motion_fine; -1 elsewhere)."""
+        if self.fine_codes is None:
+            raise in_file(self.path, "this motion tokenizer has no fine codes (mdllm tokenizer train-fine)")
+        tokens = self.encode(xyz, key)
+        xyz, key = self._check(xyz, key)
+        return tokens, self.fine_codes.encode(displacements(xyz, key), tokens, self.codebook)
+
+    def code_vectors(self, tokens, fine=None) -> np.ndarray:
+        """(F, L, 12) nm float64: each residue's code displacement, c1 (+ c2 where ``fine`` has one)."""
+        if fine is None:
+            return self.codebook.astype(np.float64)[np.asarray(tokens)]
+        if self.fine_codes is None:
+            raise in_file(self.path, "fine tokens given, but this motion tokenizer has no fine codes")
+        return self.fine_codes.vectors(tokens, self.fine_codes.check(tokens, fine), self.codebook)
+
     @property
     def decoder_hash(self) -> str:
         """sha256 of what decides the decoded frames: the weights file, the context decoder's and the
@@ -155,14 +173,18 @@ class MotionTokenizer:
         context = self.context_decoder.sha256 if self.context_decoder is not None else ""
         return hashlib.sha256(f"{self.file_hash}{context}projection:{ITERATIONS}".encode()).hexdigest()
 
-    def decode(self, tokens, key, sequence: str | None = None, use_context: bool = True) -> np.ndarray:
+    def decode(self, tokens, key, sequence: str | None = None, use_context: bool = True, fine=None) -> np.ndarray:
         """Tokens (F, L) or (L,) -> frames float32 (F, L, 4, 3) nm, on the key. With the tokenizer's
         context decoder (and ``use_context``), each residue is decoded from its own and its neighbours'
         tokens (mdllm.tokenizer.motion_context; ``sequence`` gives residues their Ramachandran class);
-        otherwise exactly as key + code."""
+        otherwise exactly as key + code. ``fine``: the fine tokens of :meth:`encode_fine` (same shape),
+        added to the first codes before either decoding."""
         from mdllm.tokenizer.api import _as_backbone, check_token_array
 
         tokens = check_token_array(tokens, self.codebook_size)
+        if fine is not None:
+            fine = np.asarray(fine)
+            fine = fine[None] if fine.ndim == 1 else fine
         key = _as_backbone(key)
         if key.shape[0] != 1 or key.shape[1] != tokens.shape[1]:
             raise MdllmError(
@@ -170,6 +192,11 @@ class MotionTokenizer:
                 f"({key.shape[0]} frames)"
             )
         key = np.ascontiguousarray(key[0])
+        if fine is not None:
+            codes = self.code_vectors(tokens, fine)
+            if use_context and self.context_decoder is not None:
+                codes = codes + self.context_decoder.correction(codes, self.context_decoder.layout(key, sequence))
+            return place_displacements(codes, key)
         if use_context and self.context_decoder is not None:
             disp = self.context_decoder.displacements(tokens, self.codebook, key, sequence)
             return place_displacements(disp, key)
@@ -202,6 +229,13 @@ def _load_context_decoder(path):
 
     file = Path(path) / FILE_NAME
     return ContextDecoder.load(file) if file.exists() else None
+
+
+def _load_fine_codes(path, first_stage):
+    from mdllm.tokenizer.motion_fine import FILE_NAME, FineCodes
+
+    file = Path(path) / FILE_NAME
+    return FineCodes.load(file, first_stage) if file.exists() else None
 
 
 def _core_class():
