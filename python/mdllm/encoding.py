@@ -26,6 +26,7 @@ class Encoded:
     key_xyz: np.ndarray | None = None  # (L, 4, 3) nm
     key_tokens: np.ndarray | None = None  # (L,) torsion codes of the key
     fold_tokenizer: object = None
+    fine: np.ndarray | None = None  # (F, L) fine codes of a motion tokenizer with them (-1: none)
 
     def token_file(self) -> TokenFile:
         bb = self.backbone
@@ -41,6 +42,9 @@ class Encoded:
         if self.key_xyz is not None:
             tf.key_xyz, tf.key_tokens = self.key_xyz, self.key_tokens
             tf.key_tokenizer_hash, tf.key_codebook_size = self.fold_tokenizer.hash, self.fold_tokenizer.codebook_size
+        if self.fine is not None:
+            fine = self.tokenizer.fine_codes
+            tf.fine, tf.fine_hash, tf.fine_codebook_size = self.fine, fine.hash, fine.size
         return tf
 
     def save(self, path) -> None:
@@ -90,18 +94,26 @@ def encode_backbone(bb: Backbone, tokenizer=None, key=None, fold_tokenizer=None)
     if not tok.needs_key_frame:
         return Encoded(tok.encode(bb), bb, tok)
     key_xyz = as_key(key, bb)
-    return Encoded(tok.encode(bb.xyz, key_xyz), bb, tok, key_xyz, fold.encode(key_xyz[None])[0], fold)
+    fold_tokens = fold.encode(key_xyz[None])[0]
+    if tok.fine_codes is None:
+        return Encoded(tok.encode(bb.xyz, key_xyz), bb, tok, key_xyz, fold_tokens, fold)
+    tokens, fine = tok.encode_fine(bb.xyz, key_xyz)
+    return Encoded(tokens, bb, tok, key_xyz, fold_tokens, fold, fine)
 
 
-def decode_tokens(tokenizer, tokens, key_xyz=None, project: bool = True, sequence: str | None = None) -> np.ndarray:
+def decode_tokens(
+    tokenizer, tokens, key_xyz=None, project: bool = True, sequence: str | None = None, fine=None
+) -> np.ndarray:
     """Tokens (..., L) -> backbones (..., L, 4, 3) nm. Motion tokens are decoded on ``key_xyz`` (by the
-    tokenizer's context decoder when it has one, which reads residue classes from ``sequence``) and, with
-    ``project``, brought to the key's local geometry (mdllm.geometry.projection)."""
+    tokenizer's context decoder when it has one, which reads residue classes from ``sequence``; with their
+    ``fine`` codes, same shape, when given) and, with ``project``, brought to the key's local geometry
+    (mdllm.geometry.projection)."""
     tokens = np.asarray(tokens)
     flat = tokens.reshape(-1, tokens.shape[-1])
     if not tokenizer.needs_key_frame:
         return tokenizer.decode(flat).reshape(*tokens.shape, 4, 3)
-    xyz = tokenizer.decode(flat, key_xyz[None], sequence)
+    fine = None if fine is None else np.asarray(fine).reshape(flat.shape)
+    xyz = tokenizer.decode(flat, key_xyz[None], sequence, fine=fine)
     if project:
         from mdllm.geometry.projection import project_to_key_geometry
 
@@ -140,8 +152,13 @@ def decode_file(tokens_path, out, tokenizer=None, project: bool = True) -> list:
             tokens_path,
             f"was made by tokenizer {traj.tokenizer_hash[:12]}, not by {tok.hash[:12]} (pass the matching --tokenizer)",
         )
+    fine = None
+    if traj.fine is not None and getattr(tok, "fine_codes", None) is not None:
+        if traj.fine_hash != tok.fine_codes.hash:
+            raise in_file(tokens_path, f"fine codes from stage {traj.fine_hash[:12]}, not the tokenizer's own")
+        fine = traj.fine_frames
     try:
-        xyz = decode_tokens(tok, traj.frames, traj.key_xyz, project, traj.sequence)
+        xyz = decode_tokens(tok, traj.frames, traj.key_xyz, project, traj.sequence, fine)
     except MdllmError as exc:
         raise in_file(tokens_path, str(exc)) from None
     n_frames, n_res = xyz.shape[:2]

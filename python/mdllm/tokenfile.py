@@ -14,10 +14,14 @@ key_xyz              float32 (L, 4, 3) motion tokens: the key frame (nm) they ar
 key_tokens           int32 (L,)        the key frame's fold as torsion codes (with the two keys below)
 key_tokenizer_hash   str               hash of the torsion tokenizer of ``key_tokens``
 key_codebook_size    int               its codebook size
+fine                 int32 like tokens motion tokens: fine codes (-1: none; mdllm.tokenizer.motion_fine)
+fine_hash            str               hash of the fine stage of ``fine``
+fine_codebook_size   int               its codebook size
 residue_ids          int (L,)          optional: residue numbers
 chain_ids            str (L,)          optional: chain of each residue
 time                 float64 (F,)      optional: time of each frame (ps)
 token_logprobs       float32 (W, F, L + 1)  generation: log-probability of each chosen token and separator
+fine_logprobs        float32 (W, F, L)  generation with fine codes: log-probability of each fine token (0: none)
 loglik               float32 (W, F)    generation: per-frame log-likelihood
 valid                bool (W, F)       generation: frames that passed the checks (the trajectory written)
 redraws              int32 (W, F)      generation: draws of each frame the guard rejected
@@ -37,7 +41,18 @@ from mdllm.errors import MdllmError, in_file
 
 REQUIRED = ("tokens", "sequence", "tokenizer_hash", "codebook_size")
 KEY_FOLD = ("key_tokens", "key_tokenizer_hash", "key_codebook_size")  # all or none, and only with key_xyz
-OPTIONAL_ARRAYS = ("key_xyz", "residue_ids", "chain_ids", "time", "token_logprobs", "loglik", "valid", "redraws")
+FINE = ("fine", "fine_hash", "fine_codebook_size")  # all or none
+OPTIONAL_ARRAYS = (
+    "key_xyz",
+    "residue_ids",
+    "chain_ids",
+    "time",
+    "token_logprobs",
+    "fine_logprobs",
+    "loglik",
+    "valid",
+    "redraws",
+)
 
 
 @dataclass
@@ -51,10 +66,14 @@ class TokenFile:
     key_tokens: np.ndarray | None = None  # (L,) torsion codes of the key frame
     key_tokenizer_hash: str = ""
     key_codebook_size: int = 0
+    fine: np.ndarray | None = None  # like tokens: fine codes, -1 where a residue has none
+    fine_hash: str = ""
+    fine_codebook_size: int = 0
     residue_ids: np.ndarray | None = None
     chain_ids: np.ndarray | None = None
     time: np.ndarray | None = None  # (F,) ps
     token_logprobs: np.ndarray | None = None
+    fine_logprobs: np.ndarray | None = None
     loglik: np.ndarray | None = None
     valid: np.ndarray | None = None
     redraws: np.ndarray | None = None
@@ -67,6 +86,11 @@ class TokenFile:
     def frames(self) -> np.ndarray:
         """Tokens as (frames, L): the walkers of a generated file one after another."""
         return self.tokens.reshape(-1, self.n_residues)
+
+    @property
+    def fine_frames(self) -> np.ndarray | None:
+        """Fine codes as (frames, L) like :attr:`frames`, or None."""
+        return None if self.fine is None else self.fine.reshape(-1, self.n_residues)
 
     def kept_loglik(self) -> np.ndarray | None:
         """Per-frame log-likelihoods of the frames in the trajectory written beside (walker-major; only
@@ -97,6 +121,12 @@ class TokenFile:
                 key_tokens=np.asarray(self.key_tokens, np.int32),
                 key_tokenizer_hash=np.array(self.key_tokenizer_hash),
                 key_codebook_size=np.array(int(self.key_codebook_size)),
+            )
+        if self.fine is not None:
+            arrays.update(
+                fine=np.asarray(self.fine, np.int32),
+                fine_hash=np.array(self.fine_hash),
+                fine_codebook_size=np.array(int(self.fine_codebook_size)),
             )
         for name in OPTIONAL_ARRAYS:
             value = getattr(self, name)
@@ -141,6 +171,13 @@ def load(path) -> TokenFile:
             tf.key_tokens = values.pop("key_tokens")
             tf.key_tokenizer_hash = str(values.pop("key_tokenizer_hash"))
             tf.key_codebook_size = int(values.pop("key_codebook_size"))
+        fine = [k for k in FINE if k in values]
+        if fine and len(fine) != len(FINE):
+            raise in_file(path, f"token file has fine codes but lacks {', '.join(k for k in FINE if k not in values)}")
+        if fine:
+            tf.fine = values.pop("fine")
+            tf.fine_hash = str(values.pop("fine_hash"))
+            tf.fine_codebook_size = int(values.pop("fine_codebook_size"))
         for name, value in values.items():
             setattr(tf, name, value)
     except (TypeError, ValueError) as exc:
@@ -162,6 +199,12 @@ def _check(tf: TokenFile, path) -> None:
         raise in_file(path, f"{L} tokens per frame but sequence has {len(tf.sequence)} residues")
     if t.size and (t.min() < 0 or t.max() >= tf.codebook_size):
         raise in_file(path, f"token outside 0..{tf.codebook_size - 1}")
+    if tf.fine is not None:
+        fine = np.asarray(tf.fine)
+        if fine.shape != t.shape or not np.issubdtype(fine.dtype, np.integer):
+            raise in_file(path, f"fine codes of {fine.dtype} {fine.shape} do not match tokens {t.shape}")
+        if fine.size and (fine.min() < -1 or fine.max() >= tf.fine_codebook_size):
+            raise in_file(path, f"fine code outside -1..{tf.fine_codebook_size - 1}")
     expected = {
         "key_xyz": (L, 4, 3),
         "key_tokens": (L,),
@@ -171,6 +214,7 @@ def _check(tf: TokenFile, path) -> None:
         "loglik": t.shape[:-1],
         "valid": t.shape[:-1],
         "redraws": t.shape[:-1],
+        "fine_logprobs": t.shape,
     }
     for name, shape in expected.items():
         value = getattr(tf, name)

@@ -27,19 +27,23 @@ def load_token_files(paths, vocab: Vocabulary | None = None) -> list[TokenFile]:
             )
         ref.check_tokenizer(t.codebook_size, t.tokenizer_hash, source=t.source)
         ref.check_key_tokenizer(t.key_codebook_size, t.key_tokenizer_hash, source=t.source)
+        ref.check_fine(t.fine_codebook_size, t.fine_hash, source=t.source)
         if ref.key_codebook_size and t.key_tokens is None:
             raise in_file(t.source, "motion tokens without their key frame (re-encode with `mdllm encode`)")
     return trajs
 
 
 def vocabulary_for(traj: TokenFile, n_conditioning: int = 8) -> Vocabulary:
-    """The vocabulary of a new model for tokens like ``traj``'s (with key-frame fold codes for motion tokens)."""
+    """The vocabulary of a new model for tokens like ``traj``'s (with key-frame fold codes for motion tokens,
+    and fine codes when the file has them)."""
     return Vocabulary(
         traj.codebook_size,
         traj.tokenizer_hash,
         n_conditioning,
         key_codebook_size=traj.key_codebook_size,
         key_tokenizer_hash=traj.key_tokenizer_hash,
+        fine_codebook_size=traj.fine_codebook_size,
+        fine_hash=traj.fine_hash,
     )
 
 
@@ -53,13 +57,19 @@ def windows(
     for t in trajs:
         F = t.tokens.shape[0]
         n_val = int(round(F * val_fraction)) if F > 1 else 0
-        for part, out in ((t.tokens[: F - n_val], train), (t.tokens[F - n_val :], val)):
-            n = part.shape[0]
+        fine = t.fine if vocab.fine_codebook_size else None  # a model without fine codes reads the first ones
+        for lo, hi, out in ((0, F - n_val, train), (F - n_val, F, val)):
+            n = hi - lo
             if n == 0:
                 continue
             w = min(window, n)
-            for start in range(0, n - w + 1, stride):
-                out.append(vocab.example(t.sequence, part[start : start + w], key_tokens=t.key_tokens))
+            for start in range(lo, hi - w + 1, stride):
+                part = slice(start, start + w)
+                out.append(
+                    vocab.example(
+                        t.sequence, t.tokens[part], key_tokens=t.key_tokens, fine=None if fine is None else fine[part]
+                    )
+                )
     return train, val
 
 

@@ -64,8 +64,13 @@ def _new_model(trajs, spec: NewModel, window: int):
     if spec.preset not in PRESETS:
         raise MdllmError(f"unknown preset {spec.preset!r}; choose from {', '.join(PRESETS)}")
     vocab = vocabulary_for(trajs[0], spec.n_conditioning)
+
+    def frame_tokens(t):  # the longest frame: residues, separator and (a model with them) fine codes
+        fine = int((t.fine >= 0).sum(-1).max()) if vocab.fine_codebook_size and t.fine is not None else 0
+        return t.tokens.shape[1] + 1 + fine
+
     longest = max(
-        len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + min(window, len(t.tokens)) * (t.tokens.shape[1] + 1)
+        len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + min(window, len(t.tokens)) * frame_tokens(t)
         for t in trajs
     )
     shape = dict(PRESETS[spec.preset])
@@ -83,7 +88,10 @@ def _new_model(trajs, spec: NewModel, window: int):
 
         motion = load_tokenizer(spec.motion_tokenizer)
         vocab.check_tokenizer(motion.codebook_size, motion.hash, source=str(motion.path))
-        init_motion_codes(model, motion.codebook)
+        fine = motion.fine_codes if vocab.fine_codebook_size else None
+        if fine is not None:
+            vocab.check_fine(fine.size, fine.hash, source=str(motion.path))
+        init_motion_codes(model, motion.codebook, fine_codebook=None if fine is None else fine.codebook)
     return model
 
 

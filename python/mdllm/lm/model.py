@@ -208,14 +208,20 @@ class MistralLM(nn.Module):
         frame_span / (L + 1), L the amino-acid tokens of the row (as llama.cpp's rope_freq_scale does)."""
         T = ids.shape[1]
         plain = torch.arange(T, device=ids.device)
+        fine = self.vocab is not None and self.vocab.fine_codebook_size > 0
+        if fine:  # two positions per residue slot (mdllm.lm.text.token_positions)
+            from mdllm.lm.text import token_positions
+
+            plain = token_positions(ids, self.vocab.fine_offset, self.vocab.fine_codebook_size)
         if not self.config.frame_span:
-            return plain
+            return plain[:, None, :] if fine else plain
         if self.vocab is None:
             raise MdllmError("frame-scaled positions need the model's vocabulary to find the sequence")
         from mdllm.lm.text import frame_position_scale, residue_count
 
         residues = residue_count(ids, self.vocab.amino_acid_offset).float()
-        return (plain[None, :] * frame_position_scale(self.config.frame_span, residues[:, None]))[:, None, :]
+        scale = frame_position_scale(self.config.frame_span, residues[:, None], fine)
+        return ((plain if fine else plain[None, :]) * scale)[:, None, :]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T) -> logits (B, T, vocab)."""
@@ -318,23 +324,30 @@ def loss_and_accuracy(logits, targets, ignore_index: int = -100, smoothing: Code
     return loss_sum, correct, counted.sum()
 
 
-def init_motion_codes(model: "MistralLM", codebook, scale: float = 1.0) -> None:
+def init_motion_codes(model: "MistralLM", codebook, scale: float = 1.0, fine_codebook=None) -> None:
     """Give the motion codes of a new model the geometry of their displacements.
 
     Embedding and output rows of code k start as its displacement c_k (12 numbers, Å) and, in the next
     dimension, -|c_k|^2 / 2, so that a hidden state [m / s^2, 1 / s^2, 0 ...] scores every code by
     -|c_k - m|^2 / (2 s^2): a Gaussian around a predicted displacement m. Codes that are close in space
     then start close in the model, which a one-hot vocabulary of thousands of codes cannot learn from
-    the little MD a protein has. The remaining dimensions keep their random start."""
+    the little MD a protein has. The remaining dimensions keep their random start. Fine codes
+    (``fine_codebook``, a model with them) start the same way from their own displacements."""
     vocab = model.vocab
-    cb = torch.as_tensor(np.asarray(codebook, np.float64) * 10.0, dtype=torch.float32)  # nm -> Å
-    if cb.shape != (vocab.codebook_size, 12):
-        raise MdllmError(f"codebook of shape {tuple(cb.shape)} for {vocab.codebook_size} motion codes")
     if model.config.hidden_size < 13:
         raise MdllmError("the hidden size must be at least 13 to hold the motion codes' geometry")
-    rows = slice(vocab.structure_offset, vocab.structure_offset + vocab.codebook_size)
-    features = torch.cat([cb, -(cb * cb).sum(1, keepdim=True) / 2], dim=1)
-    features = features / features.std() * scale * 0.02 * 4  # a few times the random rows' spread
-    with torch.no_grad():
-        model.model.embed_tokens.weight[rows, :13] = features
-        model.lm_head.weight[rows, :13] = features
+    books = [(codebook, vocab.structure_offset, vocab.codebook_size)]
+    if vocab.fine_codebook_size:
+        if fine_codebook is None:
+            raise MdllmError("this model has fine codes: give their codebook too")
+        books.append((fine_codebook, vocab.fine_offset, vocab.fine_codebook_size))
+    for book, offset, size in books:
+        cb = torch.as_tensor(np.asarray(book, np.float64) * 10.0, dtype=torch.float32)  # nm -> Å
+        if cb.shape != (size, 12):
+            raise MdllmError(f"codebook of shape {tuple(cb.shape)} for {size} motion codes")
+        rows = slice(offset, offset + size)
+        features = torch.cat([cb, -(cb * cb).sum(1, keepdim=True) / 2], dim=1)
+        features = features / features.std() * scale * 0.02 * 4  # a few times the random rows' spread
+        with torch.no_grad():
+            model.model.embed_tokens.weight[rows, :13] = features
+            model.lm_head.weight[rows, :13] = features

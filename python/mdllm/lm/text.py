@@ -8,15 +8,19 @@ the base vocabulary size when a Hugging Face checkpoint is extended with our tok
     amino acids   A C D E F G H I K L M N P Q R S T V W Y X     (X = unknown residue)
     key fold      <k_0> ... <k_{J-1}>           torsion codes of the key frame (motion models only)
     structure     <t_0> ... <t_{K-1}>           the K codes of the structure tokenizer
+    fine          <f_0> ... <f_{K2-1}>          fine motion codes (mdllm.tokenizer.motion_fine; 0 or K2)
 
 A training example is
 
     <s> <seq> a_1 ... a_L </seq> [k_1 ... k_L] [conditioning] t_1,1 ... t_1,L <frame> ... t_W,1 ... t_W,L <frame>
 
-so the frame length L is fixed by the sequence prefix: every frame has exactly as many structure
-tokens as the prefix has residues, then one frame separator. With a motion tokenizer the structure
-codes are displacements from a key frame, and the key frame's own fold follows the sequence as L
-torsion codes (``key_codebook_size`` > 0), so that one model can learn how different folds move.
+so every frame has exactly as many structure tokens as the prefix has residues, then one frame
+separator. With a motion tokenizer the structure codes are displacements from a key frame, and the key
+frame's own fold follows the sequence as L torsion codes (``key_codebook_size`` > 0), so that one model
+can learn how different folds move. With fine codes (``fine_codebook_size`` > 0) a residue whose first
+code moves far is followed by its fine token, ``t_i,j f_i,j``: frames then differ in length, and
+positions (:func:`token_positions`) count two per residue slot so that a frame still spans a fixed
+number of them.
 """
 
 from __future__ import annotations
@@ -40,10 +44,20 @@ def residue_count(ids, amino_acid_offset: int):
     return ((ids >= amino_acid_offset) & (ids < amino_acid_offset + len(AMINO_ACIDS + UNKNOWN_RESIDUE))).sum(-1)
 
 
-def frame_position_scale(frame_span: int, residues):
+def frame_position_scale(frame_span: int, residues, fine: bool = False):
     """Rotary position scale of a frame-span model (ModelConfig.frame_span) for frames of ``residues``
-    tokens + separator: one frame then spans ``frame_span`` positions (llama.cpp's rope_freq_scale)."""
-    return frame_span / (residues + 1)
+    tokens + separator: one frame then spans ``frame_span`` positions (llama.cpp's rope_freq_scale).
+    With fine codes every slot counts two positions (:func:`token_positions`)."""
+    return frame_span / ((2 if fine else 1) * (residues + 1))
+
+
+def token_positions(ids, fine_offset: int, fine_size: int):
+    """Integer positions of ids (numpy or torch, along the last axis) of a model with fine codes: the
+    token at slot s of the sequence without fine tokens sits at 2 s, a fine token at 2 s + 1 after its
+    first code, so every frame spans 2 (L + 1) positions whatever its fine tokens."""
+    is_fine = (ids >= fine_offset) & (ids < fine_offset + fine_size)
+    slot = (~is_fine).cumsum(-1) - 1
+    return 2 * slot + is_fine
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,8 @@ class Vocabulary:
     offset: int = 0
     key_codebook_size: int = 0  # torsion codes describing the key frame in the prompt (0: no key frame)
     key_tokenizer_hash: str = ""
+    fine_codebook_size: int = 0  # fine motion codes after a first code that moves far (0: none)
+    fine_hash: str = ""
 
     def __post_init__(self):
         if self.codebook_size < 1:
@@ -64,6 +80,8 @@ class Vocabulary:
             raise MdllmError("a vocabulary needs the hash of its structure tokenizer")
         if self.key_codebook_size and not self.key_tokenizer_hash:
             raise MdllmError("a vocabulary with key-frame fold codes needs the hash of their tokenizer")
+        if self.fine_codebook_size and not self.fine_hash:
+            raise MdllmError("a vocabulary with fine codes needs the hash of their fine stage")
 
     # --- ids -----------------------------------------------------------------------------------
     @property
@@ -107,9 +125,13 @@ class Vocabulary:
         return self.key_offset + self.key_codebook_size
 
     @property
+    def fine_offset(self) -> int:
+        return self.structure_offset + self.codebook_size
+
+    @property
     def size(self) -> int:
         """Total number of ids, including the ``offset`` ids of a base vocabulary."""
-        return self.structure_offset + self.codebook_size
+        return self.fine_offset + self.fine_codebook_size
 
     def conditioning_id(self, slot: int) -> int:
         if not 0 <= slot < self.n_conditioning:
@@ -126,6 +148,7 @@ class Vocabulary:
             + [UNKNOWN_RESIDUE]
             + [f"<k_{i}>" for i in range(self.key_codebook_size)]
             + [f"<t_{i}>" for i in range(self.codebook_size)]
+            + [f"<f_{i}>" for i in range(self.fine_codebook_size)]
         )
 
     # --- encoding ------------------------------------------------------------------------------
@@ -150,8 +173,9 @@ class Vocabulary:
         parts.append([self.conditioning_id(c) for c in conditioning])
         return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
 
-    def frames(self, tokens: np.ndarray) -> np.ndarray:
-        """(W, L) structure codes -> W * (L + 1) ids, each frame closed by the frame separator."""
+    def frames(self, tokens: np.ndarray, fine=None) -> np.ndarray:
+        """(W, L) structure codes -> W * (L + 1) ids, each frame closed by the frame separator; with
+        ``fine`` (W, L) fine codes (-1: none) each fine code follows its residue's structure code."""
         tokens = np.asarray(tokens)
         if tokens.ndim != 2:
             raise MdllmError(f"structure tokens must have shape (frames, residues), got {tokens.shape}")
@@ -159,12 +183,26 @@ class Vocabulary:
             raise MdllmError(
                 f"structure token outside 0..{self.codebook_size - 1} (min {tokens.min()}, max {tokens.max()})"
             )
+        if bool(self.fine_codebook_size) != (fine is not None):
+            raise MdllmError(
+                "this model's frames hold fine codes; none were given (encode with the fine stage)"
+                if self.fine_codebook_size
+                else "fine codes given to a model without them"
+            )
         ids = tokens.astype(np.int64) + self.structure_offset
         sep = np.full((tokens.shape[0], 1), self.frame_id, dtype=np.int64)
-        return np.concatenate([ids, sep], axis=1).reshape(-1)
+        if fine is None:
+            return np.concatenate([ids, sep], axis=1).reshape(-1)
+        fine = np.asarray(fine)
+        if fine.shape != tokens.shape or (fine.size and (fine.min() < -1 or fine.max() >= self.fine_codebook_size)):
+            raise MdllmError(f"fine codes of shape {fine.shape} outside -1..{self.fine_codebook_size - 1}")
+        pairs = np.stack([ids, np.where(fine >= 0, fine.astype(np.int64) + self.fine_offset, -1)], axis=-1)
+        pairs = np.concatenate([pairs.reshape(len(ids), -1), np.concatenate([sep, np.full_like(sep, -1)], 1)], 1)
+        flat = pairs.reshape(-1)
+        return flat[flat >= 0]
 
     def example(
-        self, sequence: str, tokens: np.ndarray, conditioning: tuple[int, ...] = (), key_tokens=None
+        self, sequence: str, tokens: np.ndarray, conditioning: tuple[int, ...] = (), key_tokens=None, fine=None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(input ids, targets) of one training window; the loss is taken on frames only, since the
         prefix is given by the user at generation time."""
@@ -174,10 +212,18 @@ class Vocabulary:
                 f"frames have {tokens.shape[-1]} residue tokens but the sequence has {len(sequence)} residues"
             )
         prefix = self.prefix(sequence, conditioning, key_tokens)
-        ids = np.concatenate([prefix, self.frames(tokens)])
+        ids = np.concatenate([prefix, self.frames(tokens, fine)])
         targets = ids.copy()
         targets[: len(prefix)] = IGNORE
         return ids, targets
+
+    def positions(self, ids) -> np.ndarray:
+        """Integer positions of numpy ids (along the last axis): 0, 1, 2, ... or, with fine codes,
+        :func:`token_positions`."""
+        ids = np.asarray(ids)
+        if not self.fine_codebook_size:
+            return np.broadcast_to(np.arange(ids.shape[-1]), ids.shape).copy()
+        return token_positions(ids, self.fine_offset, self.fine_codebook_size)
 
     def decode_frames(self, ids: np.ndarray, n_residues: int) -> np.ndarray:
         """Ids of whole frames (each L structure ids + separator) -> (W, L) structure codes."""
@@ -196,6 +242,16 @@ class Vocabulary:
             raise MdllmError(
                 f"{source}: made by tokenizer {str(tokenizer_hash)[:12]} (K={codebook_size}) but the model "
                 f"was trained with tokenizer {self.tokenizer_hash[:12]} (K={self.codebook_size})"
+            )
+
+    def check_fine(self, codebook_size: int, fine_hash: str, source: str = "tokens") -> None:
+        """Refuse fine codes of another fine stage than this model's (or none where it needs them)."""
+        if not self.fine_codebook_size:
+            return
+        if int(codebook_size) != self.fine_codebook_size or str(fine_hash) != self.fine_hash:
+            raise MdllmError(
+                f"{source}: fine codes from stage {str(fine_hash)[:12] or 'none'} (K2={codebook_size}) but the "
+                f"model knows {self.fine_hash[:12]} (K2={self.fine_codebook_size}); encode with its tokenizer"
             )
 
     def check_key_tokenizer(self, codebook_size: int, tokenizer_hash: str, source: str = "tokens") -> None:
@@ -217,6 +273,7 @@ class Vocabulary:
             conditioning_offset=self.conditioning_offset,
             amino_acid_offset=self.amino_acid_offset,
             structure_offset=self.structure_offset,
+            fine_offset=self.fine_offset,
             frame_id=self.frame_id,
         )
         return d
@@ -230,6 +287,8 @@ class Vocabulary:
             offset=int(d.get("offset", 0)),
             key_codebook_size=int(d.get("key_codebook_size", 0)),
             key_tokenizer_hash=str(d.get("key_tokenizer_hash", "")),
+            fine_codebook_size=int(d.get("fine_codebook_size", 0)),
+            fine_hash=str(d.get("fine_hash", "")),
         )
         if "size" in d and int(d["size"]) != vocab.size:
             raise MdllmError(f"vocabulary layout says {d['size']} ids but it has {vocab.size}")

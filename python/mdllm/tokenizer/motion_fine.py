@@ -46,6 +46,17 @@ class FineCodes:
     def size(self) -> int:
         return len(self.codebook)
 
+    @property
+    def hash(self) -> str:
+        """sha256 of what decides the fine tokens (codes, which first codes take one, the first stage);
+        token files and language models with fine codes are tied to it."""
+        import hashlib
+
+        digest = hashlib.sha256(self.first_stage_hash.encode())
+        digest.update(np.ascontiguousarray(self.codebook, np.float32).tobytes())
+        digest.update(np.ascontiguousarray(self.follows, np.uint8).tobytes())
+        return digest.hexdigest()
+
     @classmethod
     def load(cls, path, first_stage) -> "FineCodes":
         """Read ``path``, checked against the first stage (a MotionTokenizer) it was trained for."""

@@ -1,0 +1,106 @@
+"""Language models of motion tokens with fine codes (mdllm.tokenizer.motion_fine): the vocabulary, the
+token text with a fine token after each first code that moves far, positions that give every frame the
+same span, token files and training windows from real MD."""
+
+import numpy as np
+import pytest
+import torch
+
+from mdllm import MdllmError
+from mdllm.encoding import encode_backbone
+from mdllm.io import load_backbone
+from mdllm.lm.data import load_token_files, vocabulary_for, windows
+from mdllm.lm.model import MistralLM, ModelConfig
+from mdllm.lm.text import Vocabulary, token_positions
+
+from conftest import ROOT
+
+BBA = ROOT / "data/md/bba_1FME/T300K_rep1"
+
+
+@pytest.fixture(scope="module")
+def encoded():
+    bb = load_backbone(BBA / "trajectory.xtc", top=BBA / "trajectory.pdb", stride=25)
+    return encode_backbone(bb)
+
+
+def fine_vocab(K=16, K2=8):
+    return Vocabulary(K, "h", key_codebook_size=4, key_tokenizer_hash="k", fine_codebook_size=K2, fine_hash="f")
+
+
+def test_fine_tokens_follow_their_first_code_and_every_frame_spans_the_same_positions():
+    v = fine_vocab()
+    assert v.fine_offset == v.structure_offset + 16 and v.size == v.fine_offset + 8
+    assert v.token_strings()[-8:] == [f"<f_{i}>" for i in range(8)]
+    tokens = np.array([[1, 2, 3], [4, 5, 6]])
+    fine = np.array([[-1, 7, -1], [0, 1, 2]])
+    ids = v.frames(tokens, fine)
+    s, f = v.structure_offset, v.fine_offset
+    expected = [s + 1, s + 2, f + 7, s + 3, v.frame_id, s + 4, f + 0, s + 5, f + 1, s + 6, f + 2, v.frame_id]
+    np.testing.assert_array_equal(ids, expected)
+    pos = v.positions(ids)
+    # First codes at even positions 2 j of their frame, fine codes right after, separator at 2 L.
+    np.testing.assert_array_equal(pos, [0, 2, 3, 4, 6, 8, 9, 10, 11, 12, 13, 14])
+    np.testing.assert_array_equal(token_positions(torch.as_tensor(ids), f, 8).numpy(), pos)
+    with pytest.raises(MdllmError, match="hold fine codes"):
+        v.frames(tokens)
+    with pytest.raises(MdllmError, match="outside"):
+        v.frames(tokens, np.full((2, 3), 8))
+    with pytest.raises(MdllmError, match="without them"):
+        Vocabulary(16, "h").frames(tokens, fine)
+
+
+def test_model_positions_scale_two_per_slot_and_ignore_fine_tokens_for_later_slots():
+    v = fine_vocab()
+    model = MistralLM(
+        ModelConfig(
+            vocab_size=v.size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            frame_span=64,
+        )
+    )
+    model.vocab = v
+    prefix = v.prefix("ACD", key_tokens=[0, 1, 2])
+    a = np.concatenate([prefix, v.frames(np.array([[1, 2, 3]]), np.array([[-1, -1, -1]]))])
+    b = np.concatenate([prefix, v.frames(np.array([[1, 2, 3]]), np.array([[5, -1, 6]]))])
+    pa = model.positions(torch.as_tensor(a)[None])[0, 0]
+    pb = model.positions(torch.as_tensor(b)[None])[0, 0]
+    scale = 64 / (2 * 4)  # frame_span / (2 (L + 1))
+    np.testing.assert_allclose(pa.numpy(), np.arange(len(a)) * 2 * scale)
+    first = ~((b >= v.fine_offset) & (b < v.fine_offset + 8))
+    np.testing.assert_allclose(pb[torch.as_tensor(first)].numpy(), pa.numpy())  # same slots, same positions
+    assert torch.isfinite(model(torch.as_tensor(b)[None])).all()
+
+
+def test_token_files_and_training_windows_carry_fine_codes_from_real_md(tmp_path, encoded):
+    assert encoded.fine is not None and (encoded.fine >= 0).any()
+    path = tmp_path / "bba.npz"
+    encoded.save(path)
+    trajs = load_token_files([path])
+    t = trajs[0]
+    np.testing.assert_array_equal(t.fine, encoded.fine)
+    assert t.fine_hash == encoded.tokenizer.fine_codes.hash and t.fine_codebook_size == 1024
+    vocab = vocabulary_for(t)
+    assert vocab.fine_codebook_size == 1024
+    train, val = windows(trajs, vocab, window=3, stride=1, val_fraction=0.2)
+    ids, targets = train[0]
+    n_fine = int((encoded.fine[:3] >= 0).sum())
+    assert len(ids) == len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + 3 * (t.n_residues + 1) + n_fine
+    # A model without fine codes reads the same files' first codes only.
+    plain = Vocabulary(
+        vocab.codebook_size,
+        vocab.tokenizer_hash,
+        key_codebook_size=vocab.key_codebook_size,
+        key_tokenizer_hash=vocab.key_tokenizer_hash,
+    )
+    ids0, _ = windows(load_token_files([path], plain), plain, 3, 1, 0.2)[0][0]
+    assert len(ids0) == len(ids) - n_fine
+    # And a model with fine codes refuses files without them.
+    t.fine, t.fine_hash, t.fine_codebook_size = None, "", 0
+    t.save(tmp_path / "first_only.npz")
+    with pytest.raises(MdllmError, match="fine codes from stage none"):
+        load_token_files([tmp_path / "first_only.npz"], vocab)
