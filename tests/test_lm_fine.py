@@ -1,6 +1,6 @@
 """Language models of motion tokens with fine codes (mdllm.tokenizer.motion_fine): the vocabulary, the
-token text with a fine token after each first code that moves far, positions that give every frame the
-same span, token files and training windows from real MD."""
+token text with a fine token after each first code that moves far, token files and training windows from
+real MD."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ from mdllm.encoding import encode_backbone
 from mdllm.io import load_backbone
 from mdllm.lm.data import load_token_files, vocabulary_for, windows
 from mdllm.lm.model import MistralLM, ModelConfig
-from mdllm.lm.text import Vocabulary, token_positions
+from mdllm.lm.text import Vocabulary
 
 from conftest import ROOT
 
@@ -28,7 +28,7 @@ def fine_vocab(K=16, K2=8):
     return Vocabulary(K, "h", key_codebook_size=4, key_tokenizer_hash="k", fine_codebook_size=K2, fine_hash="f")
 
 
-def test_fine_tokens_follow_their_first_code_and_every_frame_spans_the_same_positions():
+def test_fine_tokens_follow_their_first_code():
     v = fine_vocab()
     assert v.fine_offset == v.structure_offset + 16 and v.size == v.fine_offset + 8
     assert v.token_strings()[-8:] == [f"<f_{i}>" for i in range(8)]
@@ -38,20 +38,12 @@ def test_fine_tokens_follow_their_first_code_and_every_frame_spans_the_same_posi
     s, f = v.structure_offset, v.fine_offset
     expected = [s + 1, s + 2, f + 7, s + 3, v.frame_id, s + 4, f + 0, s + 5, f + 1, s + 6, f + 2, v.frame_id]
     np.testing.assert_array_equal(ids, expected)
-    pos = v.positions(ids)
-    # First codes at even positions 2 j of their frame, fine codes right after, separator at 2 L.
-    np.testing.assert_array_equal(pos, [0, 2, 3, 4, 6, 8, 9, 10, 11, 12, 13, 14])
-    np.testing.assert_array_equal(token_positions(torch.as_tensor(ids), f, 8).numpy(), pos)
     with pytest.raises(MdllmError, match="hold fine codes"):
         v.frames(tokens)
     with pytest.raises(MdllmError, match="outside"):
         v.frames(tokens, np.full((2, 3), 8))
     with pytest.raises(MdllmError, match="without them"):
         Vocabulary(16, "h").frames(tokens, fine)
-
-
-def test_model_positions_scale_two_per_slot_and_ignore_fine_tokens_for_later_slots():
-    v = fine_vocab()
     model = MistralLM(
         ModelConfig(
             vocab_size=v.size,
@@ -64,16 +56,8 @@ def test_model_positions_scale_two_per_slot_and_ignore_fine_tokens_for_later_slo
         )
     )
     model.vocab = v
-    prefix = v.prefix("ACD", key_tokens=[0, 1, 2])
-    a = np.concatenate([prefix, v.frames(np.array([[1, 2, 3]]), np.array([[-1, -1, -1]]))])
-    b = np.concatenate([prefix, v.frames(np.array([[1, 2, 3]]), np.array([[5, -1, 6]]))])
-    pa = model.positions(torch.as_tensor(a)[None])[0, 0]
-    pb = model.positions(torch.as_tensor(b)[None])[0, 0]
-    scale = 64 / (2 * 4)  # frame_span / (2 (L + 1))
-    np.testing.assert_allclose(pa.numpy(), np.arange(len(a)) * 2 * scale)
-    first = ~((b >= v.fine_offset) & (b < v.fine_offset + 8))
-    np.testing.assert_allclose(pb[torch.as_tensor(first)].numpy(), pa.numpy())  # same slots, same positions
-    assert torch.isfinite(model(torch.as_tensor(b)[None])).all()
+    example, _ = v.example("ACD", tokens, key_tokens=[0, 1, 2], fine=fine)
+    assert torch.isfinite(model(torch.as_tensor(example)[None])).all()
 
 
 def test_token_files_and_training_windows_carry_fine_codes_from_real_md(tmp_path, encoded):
@@ -104,3 +88,38 @@ def test_token_files_and_training_windows_carry_fine_codes_from_real_md(tmp_path
     t.save(tmp_path / "first_only.npz")
     with pytest.raises(MdllmError, match="fine codes from stage none"):
         load_token_files([tmp_path / "first_only.npz"], vocab)
+
+
+def test_gguf_of_a_fine_code_model_matches_pytorch(tmp_path):
+    pytest.importorskip("gguf")
+    pytest.importorskip("llama_cpp")
+    from mdllm.lm.export import read_metadata, write_gguf
+    from mdllm.lm.gguf_eval import gguf_logits
+
+    torch.manual_seed(0)
+    v = fine_vocab(K=40, K2=24)
+    model = MistralLM(
+        ModelConfig(
+            vocab_size=v.size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            frame_span=64,
+        )
+    )
+    model.vocab = v
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2) if p.ndim == 2 else None
+    path = write_gguf(model, tmp_path / "fine.gguf", "f32")
+    meta = read_metadata(path)
+    assert meta["fine_codebook_size"] == 24 and meta["fine_offset"] == v.fine_offset and meta["fine_hash"] == "f"
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 40, (3, 7))
+    fine = np.where(rng.random((3, 7)) < 0.4, rng.integers(0, 24, (3, 7)), -1)
+    ids, _ = v.example("ACDEFGH", tokens, key_tokens=rng.integers(0, 4, 7), fine=fine)
+    with torch.no_grad():
+        expected = model(torch.as_tensor(ids)[None])[0].numpy()
+    assert np.abs(gguf_logits(path, ids) - expected).max() <= 1e-3

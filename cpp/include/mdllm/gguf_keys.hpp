@@ -21,6 +21,9 @@ inline constexpr const char* kFrameRule = "mdllm.frame_rule";
 inline constexpr const char* kNResidues = "mdllm.n_residues";
 inline constexpr const char* kTrainSequences = "mdllm.train_sequences";
 inline constexpr const char* kFrameSpan = "mdllm.frame_span";
+inline constexpr const char* kFineCodebookSize = "mdllm.fine_codebook_size";
+inline constexpr const char* kFineOffset = "mdllm.fine_offset";
+inline constexpr const char* kFineHash = "mdllm.fine_hash";
 inline constexpr const char* kConfig = "mdllm.config";
 
 // llama.cpp's own key for the beginning-of-text token.

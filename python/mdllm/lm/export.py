@@ -31,7 +31,8 @@ LLAMA_FTYPE_MOSTLY_Q8_0 = 7  # llama.h enum llama_ftype
 
 FRAME_RULE = (
     "after the prefix '<s> <seq> residues </seq> [conditioning]', every frame is exactly "
-    "L structure tokens (L = number of residues in the prefix) followed by one <frame> token"
+    "L structure tokens (L = number of residues in the prefix) followed by one <frame> token; "
+    "with fine codes a fine token follows each structure token whose code takes one"
 )
 
 
@@ -146,6 +147,10 @@ def _write(model: MistralLM, path: Path, dtype: str, name: str) -> None:
     w.add_string(keys.FRAME_RULE, FRAME_RULE)
     if cfg.frame_span:  # llama.cpp runs it as rope_freq_scale = frame_span / (residues + 1) per protein
         w.add_uint32(keys.FRAME_SPAN, cfg.frame_span)
+    if vocab.fine_codebook_size:  # frames of varying length: a fine token after each first code that takes one
+        w.add_uint32(keys.FINE_CODEBOOK_SIZE, vocab.fine_codebook_size)
+        w.add_uint32(keys.FINE_OFFSET, vocab.fine_offset)
+        w.add_string(keys.FINE_HASH, vocab.fine_hash)
     # The proteins the model was (last) trained on; one residue count means a single-protein model.
     sequences = list((model.meta.get("training") or {}).get("sequences") or [])
     lengths = {len(s) for s in sequences}

@@ -20,6 +20,9 @@ FRAME_RULE = "mdllm.frame_rule"  # string: how a frame is laid out in text
 N_RESIDUES = "mdllm.n_residues"  # uint32: residues of a single-protein model, 0 for several lengths
 TRAIN_SEQUENCES = "mdllm.train_sequences"  # string array: the proteins the model was last trained on
 FRAME_SPAN = "mdllm.frame_span"  # uint32: rotary positions per frame (ModelConfig.frame_span); absent: 0
+FINE_CODEBOOK_SIZE = "mdllm.fine_codebook_size"  # uint32: fine motion codes (absent: none)
+FINE_OFFSET = "mdllm.fine_offset"  # uint32: fine code 0 (with FINE_CODEBOOK_SIZE)
+FINE_HASH = "mdllm.fine_hash"  # string: hash of the fine stage (with FINE_CODEBOOK_SIZE)
 CONFIG = "mdllm.config"  # string: JSON of the model config, vocabulary, merged LoRA and training record
 
 # llama.cpp's own key (written by gguf.GGUFWriter.add_bos_token_id), read by C++ programs.

@@ -208,20 +208,14 @@ class MistralLM(nn.Module):
         frame_span / (L + 1), L the amino-acid tokens of the row (as llama.cpp's rope_freq_scale does)."""
         T = ids.shape[1]
         plain = torch.arange(T, device=ids.device)
-        fine = self.vocab is not None and self.vocab.fine_codebook_size > 0
-        if fine:  # two positions per residue slot (mdllm.lm.text.token_positions)
-            from mdllm.lm.text import token_positions
-
-            plain = token_positions(ids, self.vocab.fine_offset, self.vocab.fine_codebook_size)
         if not self.config.frame_span:
-            return plain[:, None, :] if fine else plain
+            return plain
         if self.vocab is None:
             raise MdllmError("frame-scaled positions need the model's vocabulary to find the sequence")
         from mdllm.lm.text import frame_position_scale, residue_count
 
         residues = residue_count(ids, self.vocab.amino_acid_offset).float()
-        scale = frame_position_scale(self.config.frame_span, residues[:, None], fine)
-        return ((plain if fine else plain[None, :]) * scale)[:, None, :]
+        return (plain[None, :] * frame_position_scale(self.config.frame_span, residues[:, None]))[:, None, :]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T) -> logits (B, T, vocab)."""

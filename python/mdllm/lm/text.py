@@ -18,9 +18,9 @@ so every frame has exactly as many structure tokens as the prefix has residues, 
 separator. With a motion tokenizer the structure codes are displacements from a key frame, and the key
 frame's own fold follows the sequence as L torsion codes (``key_codebook_size`` > 0), so that one model
 can learn how different folds move. With fine codes (``fine_codebook_size`` > 0) a residue whose first
-code moves far is followed by its fine token, ``t_i,j f_i,j``: frames then differ in length, and
-positions (:func:`token_positions`) count two per residue slot so that a frame still spans a fixed
-number of them.
+code moves far is followed by its fine token, ``t_i,j f_i,j``: frames then differ in length. Positions
+stay the token index (llama.cpp requires consecutive positions in a sequence), so a frame with fine
+tokens spans a little more of them than ``frame_span``.
 """
 
 from __future__ import annotations
@@ -44,20 +44,10 @@ def residue_count(ids, amino_acid_offset: int):
     return ((ids >= amino_acid_offset) & (ids < amino_acid_offset + len(AMINO_ACIDS + UNKNOWN_RESIDUE))).sum(-1)
 
 
-def frame_position_scale(frame_span: int, residues, fine: bool = False):
+def frame_position_scale(frame_span: int, residues):
     """Rotary position scale of a frame-span model (ModelConfig.frame_span) for frames of ``residues``
-    tokens + separator: one frame then spans ``frame_span`` positions (llama.cpp's rope_freq_scale).
-    With fine codes every slot counts two positions (:func:`token_positions`)."""
-    return frame_span / ((2 if fine else 1) * (residues + 1))
-
-
-def token_positions(ids, fine_offset: int, fine_size: int):
-    """Integer positions of ids (numpy or torch, along the last axis) of a model with fine codes: the
-    token at slot s of the sequence without fine tokens sits at 2 s, a fine token at 2 s + 1 after its
-    first code, so every frame spans 2 (L + 1) positions whatever its fine tokens."""
-    is_fine = (ids >= fine_offset) & (ids < fine_offset + fine_size)
-    slot = (~is_fine).cumsum(-1) - 1
-    return 2 * slot + is_fine
+    tokens + separator: one frame then spans ``frame_span`` positions (llama.cpp's rope_freq_scale)."""
+    return frame_span / (residues + 1)
 
 
 @dataclass(frozen=True)
@@ -216,14 +206,6 @@ class Vocabulary:
         targets = ids.copy()
         targets[: len(prefix)] = IGNORE
         return ids, targets
-
-    def positions(self, ids) -> np.ndarray:
-        """Integer positions of numpy ids (along the last axis): 0, 1, 2, ... or, with fine codes,
-        :func:`token_positions`."""
-        ids = np.asarray(ids)
-        if not self.fine_codebook_size:
-            return np.broadcast_to(np.arange(ids.shape[-1]), ids.shape).copy()
-        return token_positions(ids, self.fine_offset, self.fine_codebook_size)
 
     def decode_frames(self, ids: np.ndarray, n_residues: int) -> np.ndarray:
         """Ids of whole frames (each L structure ids + separator) -> (W, L) structure codes."""
