@@ -146,7 +146,7 @@ def test_constrained_generation_is_more_valid_and_keeps_the_model_likelihood(gen
 
     # Log-probabilities are the unmodified model's: teacher-forced scoring of the same tokens.
     bb = load_backbone(TRPCAGE)[-2:]
-    prefix, start_codes, _ = generator._context(bb)
+    prefix, start_codes, _, _ = generator._context(bb)
     layout = generator.layout(20)
     offset = generator.vocab.structure_offset
     for w in range(4):

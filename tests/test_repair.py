@@ -147,7 +147,7 @@ def test_repaired_generation_is_valid_and_its_context_follows_the_codes_kept(tmp
     # one: teacher-forced scoring of the whole trajectory reproduces them (it would not if llama.cpp's
     # cache still held the codes first drawn).
     bb = load_backbone(TRPCAGE)[-2:]
-    prefix, start_codes, _ = gen._context(bb)
+    prefix, start_codes, _, _ = gen._context(bb)
     offset = gen.vocab.structure_offset
     for w in range(3):
         ids = (np.concatenate([start_codes, ens.tokens[w]]) + offset).astype(np.int32)

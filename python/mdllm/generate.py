@@ -48,7 +48,9 @@ class Ensemble:
 
     backbones (walkers, frames, L, 4, 3) nm; tokens (walkers, frames, L) structure codes;
     token_logprobs (walkers, frames, L + 1) natural-log probabilities of each chosen token (the last
-    column is the frame separator) under the unmodified model distribution.
+    column is the frame separator) under the unmodified model distribution. A model with fine codes
+    (mdllm.tokenizer.motion_fine) also gives ``fine`` (walkers, frames, L; -1 where a residue has none)
+    and their ``fine_logprobs`` (0 where none).
     """
 
     backbones: np.ndarray
@@ -61,6 +63,8 @@ class Ensemble:
     redraws: np.ndarray | None = None  # (walkers, frames): draws of each frame the guard rejected
     chain_ids: np.ndarray | None = None  # (L,) of the start structure (None: one chain A)
     residue_ids: np.ndarray | None = None
+    fine: np.ndarray | None = None  # (walkers, frames, L) fine codes, -1 where none
+    fine_logprobs: np.ndarray | None = None
 
     def check(self, start_xyz=None) -> None:
         """Judge every frame with :func:`mdllm.evaluate.check_backbone` (local checks) and, against the
@@ -98,8 +102,9 @@ class Ensemble:
 
     @property
     def frame_loglik(self) -> np.ndarray:
-        """(walkers, frames) log-likelihood of each generated frame (its tokens and separator)."""
-        return self.token_logprobs.sum(axis=-1)
+        """(walkers, frames) log-likelihood of each generated frame (its tokens, fine tokens and separator)."""
+        total = self.token_logprobs.sum(axis=-1)
+        return total if self.fine_logprobs is None else total + self.fine_logprobs.sum(axis=-1)
 
     def backbone(self, walker: int | None = None, only_valid: bool = False) -> Backbone:
         """One walker's trajectory, or all walkers one after another (walker-major); with
@@ -140,6 +145,10 @@ class Ensemble:
             loglik=self.frame_loglik,
             valid=self.valid,
             redraws=self.redraws,
+            fine=self.fine,
+            fine_hash=self.info.get("fine_hash", ""),
+            fine_codebook_size=self.info.get("fine_codebook_size", 0),
+            fine_logprobs=self.fine_logprobs,
         ).save(stem.with_name(stem.name + ".tokens.npz"), compress=True)
         meta = stem.with_name(stem.name + ".json")
         with atomic_output(meta) as tmp:
@@ -244,9 +253,9 @@ class _Finisher:
         self.committed: list[tuple] = []  # per finished frame: (codes, frames, raw), walkers first
         self.reused = 0
 
-    def _finish(self, codes, progress: bool = False):
+    def _finish(self, codes, progress: bool = False, fine=None):
         t0 = time.perf_counter()
-        raw = self.generator.decode(codes, self.key_xyz, self.sequence)
+        raw = self.generator.decode(codes, self.key_xyz, self.sequence, fine=fine)
         self.decode_seconds += time.perf_counter() - t0
         if not self.refine:
             return raw, raw
@@ -258,12 +267,14 @@ class _Finisher:
         self.refine_seconds += time.perf_counter() - t0
         return done, raw
 
-    def frames(self, frame_tokens, rows) -> np.ndarray:
-        """Frames (len(rows), L, 4, 3) nm of the walkers ``rows`` of one draw (structure-token ids)."""
+    def frames(self, frame_tokens, rows, frame_fine=None) -> np.ndarray:
+        """Frames (len(rows), L, 4, 3) nm of the walkers ``rows`` of one draw (structure-token ids, and
+        fine-token ids with fine codes)."""
         codes = frame_tokens[rows] - self.generator.vocab.structure_offset
-        done, raw = self._finish(codes)
-        for w, c, d, r in zip(rows, codes, done, raw):
-            self.current[int(w)] = (c, d, r)
+        fine = None if frame_fine is None else self.generator.fine_codes_of(frame_fine[rows])
+        done, raw = self._finish(codes, fine=fine)
+        for i, (w, d, r) in enumerate(zip(rows, done, raw)):
+            self.current[int(w)] = (codes[i] if fine is None else np.stack([codes[i], fine[i]]), d, r)
         return done
 
     def commit(self) -> None:
@@ -273,15 +284,16 @@ class _Finisher:
             self.committed.append(tuple(np.stack([self.current[w][k] for w in walkers]) for k in range(3)))
             self.current = {}
 
-    def all_frames(self, codes, progress: bool = False):
+    def all_frames(self, codes, progress: bool = False, fine=None):
         """(frames, raw frames), each (walkers, frames, L, 4, 3) nm, of the whole generation's structure
-        codes (walkers, frames, L)."""
+        codes (walkers, frames, L) and fine codes (same shape, with fine codes)."""
         if len(self.committed) == codes.shape[1]:
             kept_codes, done, raw = (np.stack(parts, axis=1) for parts in zip(*self.committed))
-            if kept_codes.shape == codes.shape and np.array_equal(kept_codes, codes):
+            both = codes if fine is None else np.stack([codes, fine], axis=2)
+            if kept_codes.shape == both.shape and np.array_equal(kept_codes, both):
                 self.reused = int(codes.shape[0] * codes.shape[1])
                 return done, raw
-        return self._finish(codes, progress=progress)
+        return self._finish(codes, progress=progress, fine=fine)
 
 
 # Default sampling temperature of motion-token models. On held-out MD (bench/realism.py, four proteins,
@@ -336,6 +348,12 @@ class Generator:
             self.vocab.check_key_tokenizer(
                 self.fold_tokenizer.codebook_size, self.fold_tokenizer.hash, source=str(self.fold_tokenizer.path)
             )
+        # Fine codes: the model draws them, the tokenizer's fine stage decodes them.
+        self.fine_codes = self.tokenizer.fine_codes if self.vocab.fine_codebook_size else None
+        if self.vocab.fine_codebook_size:
+            if self.fine_codes is None:
+                raise in_file(self.path, f"model has fine codes; tokenizer {self.tokenizer.path} has none")
+            self.vocab.check_fine(self.fine_codes.size, self.fine_codes.hash, source=str(self.tokenizer.path))
         self.model_hash = sha256_file(self.path)
 
     @property
@@ -352,7 +370,28 @@ class Generator:
                 f"the start structure has {n_residues}"
             )
         begin = self.vocab.structure_offset
-        return _core.FrameLayout(begin, begin + self.vocab.codebook_size, self.vocab.frame_id, n_residues)
+        if self.fine_codes is None:
+            return _core.FrameLayout(begin, begin + self.vocab.codebook_size, self.vocab.frame_id, n_residues)
+        fine = self.vocab.fine_offset
+        return _core.FrameLayout(
+            begin,
+            begin + self.vocab.codebook_size,
+            self.vocab.frame_id,
+            n_residues,
+            fine,
+            fine + self.vocab.fine_codebook_size,
+            self.fine_codes.follows.astype(np.uint8),
+        )
+
+    def fine_codes_of(self, fine_ids) -> np.ndarray:
+        """Fine-token ids (-1: none) -> fine codes (-1: none)."""
+        fine_ids = np.asarray(fine_ids)
+        return np.where(fine_ids >= 0, fine_ids - self.vocab.fine_offset, -1).astype(np.int32)
+
+    def fine_ids_of(self, fine_codes) -> np.ndarray:
+        """Fine codes (-1: none) -> fine-token ids (-1: none)."""
+        fine_codes = np.asarray(fine_codes)
+        return np.where(fine_codes >= 0, fine_codes + self.vocab.fine_offset, -1).astype(np.int32)
 
     def _start(self, start, top, window) -> Backbone:
         backbone = start if isinstance(start, Backbone) else load_backbone(start, top=top)
@@ -361,24 +400,25 @@ class Generator:
         return backbone[-window:]
 
     def _context(self, backbone: Backbone, key=None):
-        """(prefix ids, start-frame codes, key frame or None) for a start backbone."""
+        """(prefix ids, start-frame codes, key frame or None, start fine codes or None) for a start backbone."""
         if not self.motion:
-            return self.vocab.prefix(backbone.sequence), self.tokenizer.encode(backbone), None
+            return self.vocab.prefix(backbone.sequence), self.tokenizer.encode(backbone), None, None
         from mdllm.encoding import as_key
 
         key_xyz = as_key(key, backbone[-1:]) if key is not None else backbone.xyz[-1]
         fold = self.fold_tokenizer.encode(key_xyz[None])[0]
-        return (
-            self.vocab.prefix(backbone.sequence, key_tokens=fold),
-            self.tokenizer.encode(backbone.xyz, key_xyz),
-            key_xyz,
-        )
+        prefix = self.vocab.prefix(backbone.sequence, key_tokens=fold)
+        if self.fine_codes is None:
+            return prefix, self.tokenizer.encode(backbone.xyz, key_xyz), key_xyz, None
+        codes, fine = self.tokenizer.encode_fine(backbone.xyz, key_xyz)
+        return prefix, codes, key_xyz, fine
 
-    def decode(self, codes, key_xyz=None, sequence: str | None = None) -> np.ndarray:
-        """Structure codes (..., L) -> backbones (..., L, 4, 3) nm (mdllm.encoding.decode_tokens)."""
+    def decode(self, codes, key_xyz=None, sequence: str | None = None, fine=None) -> np.ndarray:
+        """Structure codes (..., L) (and their fine codes) -> backbones (..., L, 4, 3) nm
+        (mdllm.encoding.decode_tokens)."""
         from mdllm.encoding import decode_tokens
 
-        return decode_tokens(self.tokenizer, codes, key_xyz, sequence=sequence)
+        return decode_tokens(self.tokenizer, codes, key_xyz, sequence=sequence, fine=fine)
 
     def generate(
         self,
@@ -435,9 +475,14 @@ class Generator:
                 f"{self.path}: constrained decoding needs a motion-token model (codes placed on a key "
                 "frame); this is a torsion-token model"
             )
+        if constrain and self.fine_codes is not None:
+            raise MdllmError(
+                f"{self.path}: constrained decoding does not judge fine codes; use frame repair (repair=True) "
+                "with this model"
+            )
         backbone = self._start(start, top, window)
         layout = self.layout(backbone.n_residues)
-        prefix, start_tokens, key_xyz = self._context(backbone, key)
+        prefix, start_tokens, key_xyz, start_fine = self._context(backbone, key)
         constraint = None
         if constrain:
             from mdllm.sampling.constraint import ChainConstraint
@@ -457,7 +502,14 @@ class Generator:
         if repair:
             from mdllm.sampling.repair import FrameRepair
 
-            repairer = FrameRepair(self.tokenizer, key_xyz, backbone.sequence, backbone.chain_ids, repair_limits)
+            repairer = FrameRepair(
+                self.tokenizer,
+                key_xyz,
+                backbone.sequence,
+                backbone.chain_ids,
+                repair_limits,
+                use_fine=self.fine_codes is not None,
+            )
         prefix = prefix.astype(np.int32)
         start_ids = (start_tokens + self.vocab.structure_offset).astype(np.int32).ravel()
         frame_guard = FrameGuard(key_xyz, guard_limits) if guard and self.motion else None
@@ -468,10 +520,10 @@ class Generator:
             )
         finish = _Finisher(self, key_xyz, backbone.sequence, refine)
 
-        def frame_check(frame_tokens, fresh):
+        def frame_check(frame_tokens, frame_fine, fresh):
             accept = np.ones(len(frame_tokens), bool)
             rows = np.flatnonzero(fresh)
-            accept[rows] = frame_guard.check(finish.frames(frame_tokens, rows))
+            accept[rows] = frame_guard.check(finish.frames(frame_tokens, rows, frame_fine))
             return accept
 
         from mdllm.progress import bar as progress_bar
@@ -504,11 +556,15 @@ class Generator:
             link_guard=link_guard.core if link_guard else None,
             decoded_tries=constraint_limits.decoded_tries if constraint and constraint.core.decodes else 0,
             repair=repairer.core if repairer else None,
+            start_fine=None if start_fine is None else self.fine_ids_of(start_fine).ravel(),
         )
         bar.close()
         codes = tokens - self.vocab.structure_offset
+        fine = fine_logprobs = None
+        if self.fine_codes is not None:
+            fine, fine_logprobs = self.fine_codes_of(timing.pop("fine")), timing.pop("fine_logprobs")
         t1 = time.perf_counter()
-        xyz, raw = finish.all_frames(codes, progress=progress)
+        xyz, raw = finish.all_frames(codes, progress=progress, fine=fine)
         timing.update(decode_seconds=finish.decode_seconds, finish_seconds=time.perf_counter() - t1)
         refined = None
         if refine:
@@ -545,6 +601,12 @@ class Generator:
             "frames_per_second": codes.shape[0] * codes.shape[1] / max(timing["generate_seconds"], 1e-12),
             "tokenizer_kind": self.tokenizer.kind,
         }
+        if fine is not None:
+            info.update(
+                fine_hash=self.fine_codes.hash,
+                fine_codebook_size=self.fine_codes.size,
+                fine_token_fraction=float((fine >= 0).mean()),
+            )
         if constraint:
             draws = timing.pop("constrained_draws")
             info["constraint"] = {
@@ -603,6 +665,8 @@ class Generator:
             redraws=redraws if frame_guard else None,
             chain_ids=backbone.chain_ids,
             residue_ids=backbone.residue_ids,
+            fine=fine,
+            fine_logprobs=fine_logprobs,
         )
         if filter:
             ensemble.check(start_xyz=key_xyz if key_xyz is not None else backbone.xyz[-1])
@@ -613,10 +677,13 @@ class Generator:
         first frame is conditioned on the sequence alone."""
         backbone = trajectory if isinstance(trajectory, Backbone) else load_backbone(trajectory, top=top)
         layout = self.layout(backbone.n_residues)
-        prefix, codes, _ = self._context(backbone, backbone.xyz[0] if self.motion else None)
+        prefix, codes, _, fine = self._context(backbone, backbone.xyz[0] if self.motion else None)
         prefix = prefix.astype(np.int32)
         ids = (codes + self.vocab.structure_offset).astype(np.int32).ravel()
-        return self.llama.score(prefix, ids, layout, window).sum(axis=1)
+        if fine is None:
+            return self.llama.score(prefix, ids, layout, window).sum(axis=1)
+        lp, fine_lp = self.llama.score(prefix, ids, layout, window, self.fine_ids_of(fine).ravel())
+        return lp.sum(axis=1) + fine_lp.sum(axis=1)
 
 
 def generate(model, start, top=None, tokenizer=None, gpu_layers: int = 0, threads: int = 0, **kwargs) -> Ensemble:

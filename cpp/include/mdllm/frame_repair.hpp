@@ -73,8 +73,16 @@ class FrameRepair {
     bool valid(double max_rama_fraction) const;
   };
 
-  // The frame as the user gets it: out[L*12] from codes[L] (decoded, then projected).
-  void decode(const int32_t* codes, float* out) const;
+  // Fine codes (mdllm.tokenizer.motion_fine; needs the context decoder): vectors[K2*12] nm, follows[K]
+  // (1 where a first code takes a fine code) and the fine code given to a residue whose new first code
+  // takes one where the old did not (the one nearest no correction). Then every call takes the frame's
+  // fine codes too (-1: none), and a changed first code keeps, gains or drops its fine code accordingly.
+  void attach_fine(const float* vectors, int64_t k2, const uint8_t* follows, int32_t default_code);
+  bool has_fine() const { return !fine_vectors_.empty(); }
+
+  // The frame as the user gets it: out[L*12] from codes[L] (and fine[L] with fine codes; decoded, then
+  // projected).
+  void decode(const int32_t* codes, float* out, const int32_t* fine = nullptr) const;
   // The faults of decoded coordinates xyz[L*12].
   Faults faults(const float* xyz) const;
 
@@ -84,8 +92,8 @@ class FrameRepair {
     bool valid = false;     // the frame passes at the end
     bool was_valid = false; // it passed as drawn
   };
-  // Repairs codes[L] in place. Thread-safe (const).
-  Outcome repair(int32_t* codes, const float* logits, int64_t row_stride) const;
+  // Repairs codes[L] (and fine[L], with fine codes attached) in place. Thread-safe (const).
+  Outcome repair(int32_t* codes, const float* logits, int64_t row_stride, int32_t* fine = nullptr) const;
 
  private:
   const MotionTokenizer& tokenizer_;
@@ -99,9 +107,15 @@ class FrameRepair {
   std::vector<uint8_t> levels_;
   std::vector<uint8_t> chain_end_;  // (L) 1 at the last residue of a chain
   std::shared_ptr<const MotionContextDecoder::Layout> layout_;  // with a decoder
+  std::vector<double> fine_vectors_;  // (K2, 12) with fine codes attached
+  std::vector<uint8_t> fine_follows_;  // (K)
+  int32_t fine_default_ = 0;
 
-  // Residues first .. last-1 of codes decoded (unprojected) into raw[L*12].
-  void decode_raw(const int32_t* codes, int64_t first, int64_t last, float* raw) const;
+  // Residues first .. last-1 of codes decoded (unprojected) into raw[L*12]; `extra`: null or the fine
+  // codes' vectors (L*12).
+  void decode_raw(const int32_t* codes, int64_t first, int64_t last, float* raw, const double* extra = nullptr) const;
+  // The extra vectors (L*12) of fine[L]; checks them against codes[L].
+  std::vector<double> fine_extra(const int32_t* codes, const int32_t* fine) const;
   // The residues whose decoded placement depends on residue r's code: [first, last).
   std::pair<int64_t, int64_t> seen_by(int64_t r) const;
 };

@@ -28,6 +28,12 @@ struct FrameLayout {
   int32_t structure_end = 0;    // one past the last structure-token id
   int32_t separator = 0;        // frame-separator id
   int64_t residues = 0;         // structure tokens per frame
+  // Fine codes (mdllm.tokenizer.motion_fine; none when fine_begin == fine_end): the fine-token ids
+  // [fine_begin, fine_end), and fine_after[k] = 1 for each structure code k (id - structure_begin) that
+  // a fine token follows. Frames then differ in length: positions stay consecutive in each walker.
+  int32_t fine_begin = 0, fine_end = 0;
+  std::vector<uint8_t> fine_after;
+  bool has_fine() const { return fine_end > fine_begin; }
 };
 
 // The sampling temperature the Python API draws motion-token models at unless told otherwise
@@ -71,6 +77,10 @@ struct Trajectories {
   int64_t walkers = 0, frames = 0, residues = 0;
   std::vector<int32_t> tokens;  // (walkers, frames, residues) structure-token ids
   std::vector<float> logprobs;  // (walkers, frames, residues + 1): each token, then the separator
+  // With fine codes: (walkers, frames, residues) fine-token ids, -1 where none, and their log-probabilities
+  // (0 where none). Empty otherwise.
+  std::vector<int32_t> fine;
+  std::vector<float> fine_logprobs;
   std::vector<int32_t> redraws;  // (walkers, frames): how often the guard rejected a draw of the frame
   // (walkers, frames): codes of the frame's draws that link_guard sent back (residue redraws), and the
   // sent-back draws kept because link_guard allowed no code at all.
@@ -102,11 +112,12 @@ struct ModelOptions {
 using Progress = std::function<bool(int64_t frames_done)>;
 
 // The guard: called when every walker has drawn a frame's structure tokens, before its separator, with
-// the frame of each walker (walkers, residues) as structure-token ids and a mask of the walkers whose
-// draw is new; writes accept[w] (1 = keep). A rejected walker draws the frame again from the same
-// context with fresh random numbers, up to Options::max_tries times; the last draw is kept.
-using FrameCheck = std::function<void(const int32_t* frame_tokens, const uint8_t* fresh, int64_t walkers,
-                                      int64_t residues, uint8_t* accept)>;
+// the frame of each walker (walkers, residues) as structure-token ids (and its fine-token ids, -1 where
+// none, with fine codes; else null) and a mask of the walkers whose draw is new; writes accept[w]
+// (1 = keep). A rejected walker draws the frame again from the same context with fresh random numbers,
+// up to Options::max_tries times; the last draw is kept.
+using FrameCheck = std::function<void(const int32_t* frame_tokens, const int32_t* frame_fine, const uint8_t* fresh,
+                                      int64_t walkers, int64_t residues, uint8_t* accept)>;
 
 class Model {
  public:
@@ -120,16 +131,20 @@ class Model {
   std::string metadata(const std::string& key) const;
 
   // Generate options.frames new frames per walker after the prompt: prefix, then the last
-  // `window` of the start frames (n_start, residues). Throws std::invalid_argument on bad input and
-  // std::runtime_error when llama.cpp fails.
+  // `window` of the start frames (n_start, residues), with their fine tokens (same size, -1 where none)
+  // when the layout has fine codes. Throws std::invalid_argument on bad input and std::runtime_error
+  // when llama.cpp fails.
   Trajectories generate(const std::vector<int32_t>& prefix, const std::vector<int32_t>& start_frames,
                         const FrameLayout& layout, const Options& options, const Progress& progress = {},
-                        const FrameCheck& check = {});
+                        const FrameCheck& check = {}, const std::vector<int32_t>& start_fine = {});
 
   // Log-probabilities (frames, residues + 1) of a given trajectory's tokens under the same
-  // rolling window (teacher forcing); the first frame is conditioned on the prefix alone.
+  // rolling window (teacher forcing); the first frame is conditioned on the prefix alone. With fine
+  // codes, `fine` (frames, residues; -1 where none) and, when given, the fine tokens' log-probabilities
+  // in *fine_logprobs (frames, residues; 0 where none).
   std::vector<float> score(const std::vector<int32_t>& prefix, const std::vector<int32_t>& frames,
-                           const FrameLayout& layout, int64_t window);
+                           const FrameLayout& layout, int64_t window, const std::vector<int32_t>& fine = {},
+                           std::vector<float>* fine_logprobs = nullptr);
 
   // llama.cpp's own decode speed, without this loop: `steps` decode calls of `batch` sequences
   // with one token each, after a prompt of `context` tokens. Returns tokens per second.

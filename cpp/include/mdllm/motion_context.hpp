@@ -47,7 +47,10 @@ class MotionContextDecoder {
   std::shared_ptr<const Layout> layout(const float* key, int64_t n_res, const int32_t* classes) const;
   // Residue i decoded and placed: out[12] nm (N, CA, C, O) from one frame's tokens[L] (only the tokens
   // the decoder sees are read, so a causal decoder needs tokens 0..i alone). Tokens are not range-checked.
-  void decode_residue(const Layout& layout, int64_t i, const int32_t* tokens, double* out) const;
+  // `extra` (null, or L*12 nm): added to each residue's code vector, as a fine code adds to its first
+  // code (mdllm.tokenizer.motion_fine: the decoder reads c1 + c2 wherever a residue has both).
+  void decode_residue(const Layout& layout, int64_t i, const int32_t* tokens, double* out,
+                      const double* extra = nullptr) const;
 
  private:
   int window_ = 0, spatial_ = 0, ahead_ = 0;

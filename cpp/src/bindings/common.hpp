@@ -17,6 +17,7 @@ namespace py = pybind11;
 
 using InF32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using InI32 = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+using InU8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
 template <class Array>
 void require_size(const Array& a, int64_t expected, const char* name) {

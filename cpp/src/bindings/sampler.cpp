@@ -14,7 +14,6 @@ namespace mdllm::bindings {
 
 namespace s = mdllm::sampling;
 using InU64 = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
-using InU8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 static_assert(sizeof(s::Allowed) == 2 * sizeof(int32_t), "allowed ranges are passed as (rows, 2) int32");
 
 void register_sampler(py::module_& m) {
@@ -94,14 +93,23 @@ void register_sampler(py::module_& m) {
            py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
       .def_property_readonly("residues", &mdllm::FrameRepair::residues)
       .def_property_readonly("codes", &mdllm::FrameRepair::codes)
-      .def("decode", [](const mdllm::FrameRepair& r, InI32 codes, py::array out) {
+      .def_property_readonly("has_fine", &mdllm::FrameRepair::has_fine)
+      .def("attach_fine",
+           [](mdllm::FrameRepair& r, InF32 vectors, int64_t k2, InU8 follows, int32_t default_code) {
+             require_size(vectors, k2 * 12, "fine vectors");
+             require_size(follows, r.codes(), "follows");
+             r.attach_fine(vectors.data(), k2, follows.data(), default_code);
+           },
+           py::arg("vectors"), py::arg("k2"), py::arg("follows"), py::arg("default_code"))
+      .def("decode", [](const mdllm::FrameRepair& r, InI32 codes, py::array out, std::optional<InI32> fine) {
         require_size(codes, r.residues(), "codes");
+        if (fine) require_size(*fine, r.residues(), "fine");
         for (int64_t i = 0; i < r.residues(); ++i)
           if (codes.data()[i] < 0 || codes.data()[i] >= r.codes()) throw std::invalid_argument("code out of range");
         float* xyz = output<float>(out, r.residues() * 12, "out");
         py::gil_scoped_release nogil;
-        r.decode(codes.data(), xyz);
-      })
+        r.decode(codes.data(), xyz, fine ? fine->data() : nullptr);
+      }, py::arg("codes"), py::arg("out"), py::arg("fine") = py::none())
       .def("faults", [](const mdllm::FrameRepair& r, InF32 xyz) {
         require_size(xyz, r.residues() * 12, "xyz");
         const auto f = r.faults(xyz.data());
@@ -114,13 +122,14 @@ void register_sampler(py::module_& m) {
         d["valid"] = f.valid(r.params().max_rama_fraction);
         return d;
       })
-      .def("repair", [](const mdllm::FrameRepair& r, py::array codes, InF32 logits) {
+      .def("repair", [](const mdllm::FrameRepair& r, py::array codes, InF32 logits, std::optional<py::array> fine) {
         int32_t* c = output<int32_t>(codes, r.residues(), "codes");
+        int32_t* f = fine ? output<int32_t>(*fine, r.residues(), "fine") : nullptr;
         require_size(logits, r.residues() * r.codes(), "logits");
         mdllm::FrameRepair::Outcome o;
         {
           py::gil_scoped_release nogil;
-          o = r.repair(c, logits.data(), r.codes());
+          o = r.repair(c, logits.data(), r.codes(), f);
         }
         py::dict d;
         d["changed"] = o.changed;
@@ -128,7 +137,7 @@ void register_sampler(py::module_& m) {
         d["valid"] = o.valid;
         d["was_valid"] = o.was_valid;
         return d;
-      });
+      }, py::arg("codes"), py::arg("logits"), py::arg("fine") = py::none());
   m.def("counter_uniform", &s::counter_uniform, py::arg("seed"), py::arg("walker"), py::arg("step"));
   m.def("sample", [](InF32 logits, int64_t rows, int64_t vocab, InI32 allowed, float temperature,
                      int32_t top_k, float top_p, float min_p, uint64_t seed, InU64 walkers, InU64 steps,

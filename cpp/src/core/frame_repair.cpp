@@ -57,14 +57,41 @@ FrameRepair::FrameRepair(const MotionTokenizer& tokenizer, const MotionContextDe
   if (decoder_) layout_ = decoder_->layout(key_.data(), l_, decoder_classes_.empty() ? nullptr : decoder_classes_.data());
 }
 
-void FrameRepair::decode_raw(const int32_t* codes, int64_t first, int64_t last, float* raw) const {
+void FrameRepair::attach_fine(const float* vectors, int64_t k2, const uint8_t* follows, int32_t default_code) {
+  if (!decoder_) bad("fine codes need the context decoder");
+  if (k2 < 1 || default_code < 0 || default_code >= k2) bad("fine codes: need K2 >= 1 and a default code in 0..K2-1");
+  fine_vectors_.assign(vectors, vectors + k2 * 12);
+  for (double v : fine_vectors_)
+    if (!std::isfinite(v)) bad("fine code vectors contain NaN or infinite values");
+  fine_follows_.assign(follows, follows + tokenizer_.codebook_size());
+  fine_default_ = default_code;
+}
+
+std::vector<double> FrameRepair::fine_extra(const int32_t* codes, const int32_t* fine) const {
+  const int64_t k2 = static_cast<int64_t>(fine_vectors_.size()) / 12;
+  if (!has_fine()) {
+    if (fine) bad("fine codes given, but none attached");
+    return {};
+  }
+  if (!fine) bad("this repair has fine codes attached: give the frame's fine codes");
+  std::vector<double> extra(l_ * 12, 0.0);
+  for (int64_t i = 0; i < l_; ++i) {
+    const bool wants = fine_follows_[codes[i]] != 0;
+    if (wants != (fine[i] >= 0) || fine[i] >= k2)
+      bad("fine code " + std::to_string(fine[i]) + " at residue " + std::to_string(i) + " does not fit its first code");
+    if (wants) std::copy_n(&fine_vectors_[fine[i] * 12], 12, &extra[i * 12]);
+  }
+  return extra;
+}
+
+void FrameRepair::decode_raw(const int32_t* codes, int64_t first, int64_t last, float* raw, const double* extra) const {
   if (!decoder_) {
     tokenizer_.decode(codes + first, 1, last - first, key_.data() + first * 12, raw + first * 12);
     return;
   }
   double placed[12];
   for (int64_t i = first; i < last; ++i) {
-    decoder_->decode_residue(*layout_, i, codes, placed);
+    decoder_->decode_residue(*layout_, i, codes, placed, extra);
     for (int o = 0; o < 12; ++o) raw[i * 12 + o] = static_cast<float>(placed[o]);
   }
 }
@@ -75,8 +102,9 @@ std::pair<int64_t, int64_t> FrameRepair::seen_by(int64_t r) const {
   return {std::max<int64_t>(0, r - decoder_->ahead()), std::min<int64_t>(l_, r + decoder_->window() + 1)};
 }
 
-void FrameRepair::decode(const int32_t* codes, float* out) const {
-  decode_raw(codes, 0, l_, out);
+void FrameRepair::decode(const int32_t* codes, float* out, const int32_t* fine) const {
+  const std::vector<double> extra = fine_extra(codes, fine);
+  decode_raw(codes, 0, l_, out, extra.empty() ? nullptr : extra.data());
   projection::project_to_key_geometry(out, 1, l_, key_.data(), out);
 }
 
@@ -131,14 +159,24 @@ FrameRepair::Faults FrameRepair::faults(const float* xyz) const {
   return f;
 }
 
-FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, int64_t row_stride) const {
+FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, int64_t row_stride, int32_t* fine) const {
   const int64_t K = tokenizer_.codebook_size();
   if (row_stride < K) bad("logit rows shorter than the codebook");
   for (int64_t i = 0; i < l_; ++i)
     if (codes[i] < 0 || codes[i] >= K) bad("code " + std::to_string(codes[i]) + " outside 0.." + std::to_string(K - 1));
+  std::vector<double> extra = fine_extra(codes, fine);
+  double* extra_p = extra.empty() ? nullptr : extra.data();
+  // A first code c at residue r keeps r's fine code when both take one, gains the default one, or drops it.
+  auto fine_for = [&](int64_t r, int32_t c) -> int32_t {
+    if (!fine_follows_[c]) return -1;
+    return fine[r] >= 0 ? fine[r] : fine_default_;
+  };
+  auto set_extra = [&](int64_t r, int32_t f) {
+    for (int o = 0; o < 12; ++o) extra[r * 12 + o] = f >= 0 ? fine_vectors_[f * 12 + o] : 0.0;
+  };
   Outcome out;
   std::vector<float> raw(l_ * 12), trial_raw, xyz(l_ * 12);
-  decode_raw(codes, 0, l_, raw.data());
+  decode_raw(codes, 0, l_, raw.data(), extra_p);
   projection::project_to_key_geometry(raw.data(), 1, l_, key_.data(), xyz.data());
   Faults now = faults(xyz.data());
   out.was_valid = out.valid = now.valid(p_.max_rama_fraction);
@@ -160,10 +198,12 @@ FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, in
   auto decode_trial = [&](int64_t r, int32_t c) {
     const int32_t kept = codes[r];
     codes[r] = c;
+    if (extra_p) set_extra(r, fine_for(r, c));
     trial_raw = raw;
     const auto [first, last] = seen_by(r);
-    decode_raw(codes, first, last, trial_raw.data());
+    decode_raw(codes, first, last, trial_raw.data(), extra_p);
     codes[r] = kept;
+    if (extra_p) set_extra(r, fine[r]);
     ++out.judged;
   };
   // ... then the whole frame projected and judged.
@@ -205,6 +245,10 @@ FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, in
           if (windowed && local_score(r, trial_raw) >= local_now) continue;
           Faults trial = judge_trial();
           if (trial.score() < now.score()) {
+            if (extra_p) {
+              fine[r] = fine_for(r, codes_r[k]);
+              set_extra(r, fine[r]);
+            }
             codes[r] = codes_r[k];
             raw.swap(trial_raw);
             now = std::move(trial);

@@ -237,14 +237,23 @@ std::shared_ptr<const MotionContextDecoder::Layout> MotionContextDecoder::layout
   return out;
 }
 
-void MotionContextDecoder::decode_residue(const Layout& lay, int64_t i, const int32_t* t, double* out) const {
+void MotionContextDecoder::decode_residue(const Layout& lay, int64_t i, const int32_t* t, double* out,
+                                          const double* extra) const {
   const KeyFrames& k = lay.key;
   const int64_t cols = lay.cols;
   std::vector<double> x(inputs_), h0(hidden_), h1(hidden_);
+  double sum[kC];
+  // Residue j's code vector: its code, plus its extra vector when given.
+  auto vector_of = [&](int64_t j, int32_t token) -> const double* {
+    const double* code = &codes_[static_cast<int64_t>(token) * kC];
+    if (!extra) return code;
+    for (int o = 0; o < kC; ++o) sum[o] = code[o] + extra[j * kC + o];
+    return sum;
+  };
   for (int64_t c = 0; c < cols; ++c) {  // neighbours' codes in residue i's frame
     const int64_t j = lay.nb[i * cols + c];
     const double m = lay.ok[i * cols + c] ? 1.0 : 0.0;
-    const double* code = &codes_[static_cast<int64_t>(m ? t[j] : 0) * kC];  // unseen columns read no token
+    const double* code = m ? vector_of(j, t[j]) : &codes_[0];  // unseen columns read no token
     for (int a = 0; a < 4; ++a) {
       const V l = to_local(k, i, to_global(k, j, code + a * 3));
       x[c * 12 + a * 3] = l.x * m;
@@ -256,7 +265,7 @@ void MotionContextDecoder::decode_residue(const Layout& lay, int64_t i, const in
   for (int64_t d = 0; d < inputs_; ++d) x[d] = (x[d] * 10.0 - mean_[d]) / scale_[d];
   dense_gelu(w0t_.data(), b0_.data(), x.data(), inputs_, hidden_, h0.data());
   dense_gelu(w1t_.data(), b1_.data(), h0.data(), hidden_, hidden_, h1.data());
-  const double* code = &codes_[static_cast<int64_t>(t[i]) * kC];
+  const double* code = vector_of(i, t[i]);
   double disp[kC];
   for (int o = 0; o < kC; ++o) {
     const double* w = &w2_[o * hidden_];

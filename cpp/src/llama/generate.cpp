@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
+#include <type_traits>
 #include <limits>
 #include <mutex>
 #include <numeric>
@@ -85,6 +87,32 @@ void check_layout(const FrameLayout& layout, int32_t vocab) {
                                 std::to_string(vocab));
   if (layout.separator < 0 || layout.separator >= vocab)
     throw std::invalid_argument("frame layout: separator outside the model's vocabulary");
+  if (layout.has_fine()) {
+    if (layout.fine_begin < 0 || layout.fine_end > vocab ||
+        (layout.fine_begin < layout.structure_end && layout.structure_begin < layout.fine_end))
+      throw std::invalid_argument("frame layout: fine-token range outside the vocabulary or overlapping the structure tokens");
+    if (static_cast<int64_t>(layout.fine_after.size()) != layout.structure_end - layout.structure_begin)
+      throw std::invalid_argument("frame layout: fine_after needs one flag per structure token");
+  }
+}
+
+// Fine tokens beside structure tokens (one entry each, -1 where none): present exactly where the layout's
+// fine_after says, inside its fine range; none at all without fine codes.
+void check_fine(const FrameLayout& layout, const std::vector<int32_t>& tokens, const std::vector<int32_t>& fine,
+                const char* what) {
+  if (!layout.has_fine()) {
+    if (!fine.empty()) throw std::invalid_argument(std::string(what) + ": fine tokens for a layout without fine codes");
+    return;
+  }
+  if (fine.size() != tokens.size())
+    throw std::invalid_argument(std::string(what) + ": need one fine entry per structure token (-1: none), got " +
+                                std::to_string(fine.size()) + " for " + std::to_string(tokens.size()));
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const bool wants = layout.fine_after[tokens[i] - layout.structure_begin] != 0;
+    if (wants != (fine[i] >= 0) || (fine[i] >= 0 && (fine[i] < layout.fine_begin || fine[i] >= layout.fine_end)))
+      throw std::invalid_argument(std::string(what) + ": fine token " + std::to_string(fine[i]) + " at " +
+                                  std::to_string(i) + " does not fit its structure token " + std::to_string(tokens[i]));
+  }
 }
 
 void check_tokens(const std::vector<int32_t>& tokens, int32_t begin, int32_t end, const char* what) {
@@ -175,22 +203,28 @@ std::string Model::metadata(const std::string& key) const {
 
 Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vector<int32_t>& start_frames,
                              const FrameLayout& layout, const Options& opt, const Progress& progress,
-                             const FrameCheck& check) {
+                             const FrameCheck& check, const std::vector<int32_t>& start_fine) {
   const int32_t n_vocab = vocab_size();
   check_layout(layout, n_vocab);
   if (opt.walkers < 1 || opt.frames < 1 || opt.window < 1)
     throw std::invalid_argument("walkers, frames and window must be at least 1");
   const int64_t L = layout.residues, stride = L + 1, W = opt.window;
+  const bool fine = layout.has_fine();
   if (start_frames.size() % L != 0)
     throw std::invalid_argument("start frames: " + std::to_string(start_frames.size()) +
                                 " tokens is not a whole number of frames of " + std::to_string(L));
   check_tokens(prefix, 0, n_vocab, "prefix");
   check_tokens(start_frames, layout.structure_begin, layout.structure_end, "start frames");
+  check_fine(layout, start_frames, start_fine, "start frames");
   if (opt.repair && (opt.repair->codes() != layout.structure_end - layout.structure_begin || opt.repair->residues() != L))
     throw std::invalid_argument("frame repair: built for " + std::to_string(opt.repair->residues()) + " residues and " +
                                 std::to_string(opt.repair->codes()) + " codes, the frames have " + std::to_string(L) +
                                 " residues and " + std::to_string(layout.structure_end - layout.structure_begin) +
                                 " structure tokens");
+  if (opt.repair && opt.repair->has_fine() != fine)
+    throw std::invalid_argument("frame repair: fine codes attached to the repair and the layout must agree");
+  if (opt.constraint && fine)
+    throw std::invalid_argument("constrained decoding does not judge fine codes; use frame repair with this model");
   for (const auto& [name, cc] : {std::pair{"constraint", opt.constraint}, std::pair{"link guard", opt.link_guard}})
     if (cc && (cc->codes() != layout.structure_end - layout.structure_begin || cc->residues() != L))
       throw std::invalid_argument(std::string(name) + ": built for " + std::to_string(cc->residues()) +
@@ -198,23 +232,32 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
                                   std::to_string(L) + " residues and " +
                                   std::to_string(layout.structure_end - layout.structure_begin) + " structure tokens");
 
-  // The prompt: prefix, then the last W start frames each closed by a separator.
+  // The prompt: prefix, then the last W start frames (each residue's fine token after its structure
+  // token, with fine codes) each closed by a separator.
   const int64_t n_start = std::min<int64_t>(start_frames.size() / L, W);
+  const int64_t first_start = static_cast<int64_t>(start_frames.size() / L) - n_start;
   std::vector<int32_t> prompt(prefix);
-  for (int64_t f = start_frames.size() / L - n_start; f < static_cast<int64_t>(start_frames.size() / L); ++f) {
-    prompt.insert(prompt.end(), start_frames.begin() + f * L, start_frames.begin() + (f + 1) * L);
+  std::deque<int64_t> start_lengths;  // tokens of each start frame in the prompt, separator included
+  for (int64_t f = first_start; f < first_start + n_start; ++f) {
+    const size_t before = prompt.size();
+    for (int64_t j = 0; j < L; ++j) {
+      prompt.push_back(start_frames[f * L + j]);
+      if (fine && start_fine[f * L + j] >= 0) prompt.push_back(start_fine[f * L + j]);
+    }
     prompt.push_back(layout.separator);
+    start_lengths.push_back(static_cast<int64_t>(prompt.size() - before));
   }
   if (prompt.empty()) throw std::invalid_argument("need a prefix or at least one start frame");
   const int64_t P = static_cast<int64_t>(prefix.size());
   const int64_t N = opt.walkers;
-  const int64_t per_sequence = P + (W + 1) * stride;
+  const int64_t frame_max = fine ? 2 * L + 1 : stride;  // tokens of a frame at most
+  const int64_t per_sequence = P + (W + 1) * frame_max;
   const int64_t rebuild = N * per_sequence;  // naive re-evaluation submits every walker's window at once
 
   Context c;
-  // A repaired frame is evaluated again in one batch of L tokens.
+  // A repaired frame is evaluated again in one batch of its tokens.
   const int64_t max_batch = std::max<int64_t>({static_cast<int64_t>(prompt.size()), N, opt.kv_shift ? 0 : rebuild,
-                                               opt.repair ? L : 0});
+                                               opt.repair ? frame_max : 0});
   impl_->open(c, N, per_sequence, max_batch, impl_->rope_scale(L));
   llama_memory_t mem = llama_get_memory(c.ctx);
 
@@ -224,6 +267,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   out.residues = L;
   out.tokens.assign(N * opt.frames * L, 0);
   out.logprobs.assign(N * opt.frames * stride, 0.0f);
+  if (fine) {
+    out.fine.assign(N * opt.frames * L, -1);
+    out.fine_logprobs.assign(N * opt.frames * L, 0.0f);
+  }
 
   // Evaluate the shared prompt once on sequence 0, then copy it to every walker.
   auto t0 = Clock::now();
@@ -238,8 +285,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   out.prompt_seconds = seconds_since(t0);
 
   t0 = Clock::now();
-  int64_t pos = static_cast<int64_t>(prompt.size());
-  int64_t frames_in_context = n_start;
+  // Each walker's next position, where its current frame began, and the token counts of its complete
+  // frames in context (frames differ in length when fine tokens follow some residues).
+  std::vector<int64_t> pos(N, static_cast<int64_t>(prompt.size())), frame_pos(N, 0);
+  std::vector<std::deque<int64_t>> lengths(N, start_lengths);
   // Tokens of each walker's visible frames (complete ones and the current one); only re-evaluation
   // needs them, KV shifting keeps them in llama.cpp's cache.
   std::vector<std::vector<int32_t>> window_tokens;
@@ -249,9 +298,9 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   for (int64_t w = 0; w < N; ++w) walker_ids[w] = static_cast<uint64_t>(w);
   std::vector<int32_t> chosen(N), drawn_codes;
   std::vector<float> chosen_logprob(N);
-
   // Draw structure token j of the current frame for the walkers `ws` (all of them, or the ones the
-  // guard sent back) from their current logits, and feed the drawn tokens to llama.cpp at `at`.
+  // guard sent back) from their current logits, and feed the drawn tokens to llama.cpp at each walker's
+  // next position; then, with fine codes, the fine token of the walkers whose code takes one.
   const sampling::Allowed structure{layout.structure_begin, layout.structure_end};
   std::vector<float> subset_logits, masked_logits;
   std::vector<uint8_t> code_mask(layout.structure_end - layout.structure_begin);
@@ -341,7 +390,13 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   };
   // Frame repair chooses among the codes the model found likely where each residue was drawn.
   std::vector<float> frame_logits(opt.repair ? N * L * n_vocab : 0);
-  auto draw = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base, int64_t at) {
+  const sampling::Allowed fine_range{layout.fine_begin, layout.fine_end};
+  std::vector<int64_t> needs_fine;
+  std::vector<int32_t> fine_chosen(N);
+  std::vector<float> fine_logprob(N), fine_rows;
+  std::vector<uint64_t> fine_walkers(N), fine_steps(N);
+  std::vector<sampling::Allowed> fine_allowed(N, fine_range);
+  auto draw = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base) {
     const int64_t n = static_cast<int64_t>(ws.size());
     if (opt.repair)
       for (int64_t w : ws) std::memcpy(&frame_logits[(w * L + j) * n_vocab], &logits[w * n_vocab], sizeof(float) * n_vocab);
@@ -435,32 +490,79 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       out.tokens[(w * opt.frames + f) * L + j] = chosen[r];
       out.logprobs[(w * opt.frames + f) * stride + j] = chosen_logprob[r];
       if (!opt.kv_shift) window_tokens[w].push_back(chosen[r]);
-      batch.add(chosen[r], static_cast<llama_pos>(at), static_cast<llama_seq_id>(w), true);
+      batch.add(chosen[r], static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
     }
     decode(c.ctx, batch);
     out.tokens_decoded += n;
     for (int64_t r = 0; r < n; ++r)
       std::memcpy(&logits[ws[r] * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(r)),
                   sizeof(float) * n_vocab);
+    if (!fine) return;
+    // Walkers whose code takes a fine code draw it next, from the logits that followed their code.
+    needs_fine.clear();
+    for (int64_t r = 0; r < n; ++r)
+      if (layout.fine_after[chosen[r] - layout.structure_begin]) needs_fine.push_back(ws[r]);
+    const int64_t m = static_cast<int64_t>(needs_fine.size());
+    if (m == 0) return;
+    fine_rows.resize(m * n_vocab);
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t w = needs_fine[r];
+      std::memcpy(&fine_rows[r * n_vocab], &logits[w * n_vocab], sizeof(float) * n_vocab);
+      fine_walkers[r] = static_cast<uint64_t>(w);
+      // Bit 59: the fine draws' own random numbers.
+      fine_steps[r] = (step_base + static_cast<uint64_t>(f * stride + j)) | (uint64_t{1} << 59);
+    }
+    sampling::sample(fine_rows.data(), m, n_vocab, fine_allowed.data(), opt.sampling, opt.seed, fine_walkers.data(),
+                     fine_steps.data(), fine_chosen.data(), fine_logprob.data());
+    batch.clear();
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t w = needs_fine[r];
+      out.fine[(w * opt.frames + f) * L + j] = fine_chosen[r];
+      out.fine_logprobs[(w * opt.frames + f) * L + j] = fine_logprob[r];
+      if (!opt.kv_shift) window_tokens[w].push_back(fine_chosen[r]);
+      batch.add(fine_chosen[r], static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
+    }
+    decode(c.ctx, batch);
+    out.tokens_decoded += m;
+    for (int64_t r = 0; r < m; ++r)
+      std::memcpy(&logits[needs_fine[r] * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(r)),
+                  sizeof(float) * n_vocab);
   };
 
-  // Frame repair of the walkers `ws` in frame f (drawn at frame_pos ..): codes changed in parallel, then
-  // each changed frame evaluated again so that llama.cpp's cache and the next logits follow the codes kept.
+  // Drops walker w's tokens of frame f from its current frame's start on (llama.cpp's cache, the naive
+  // path's window, and the fine codes drawn), so that the frame can be drawn or evaluated again.
+  auto rewind = [&](int64_t w, int64_t f) {
+    llama_memory_seq_rm(mem, static_cast<llama_seq_id>(w), static_cast<llama_pos>(frame_pos[w]), -1);
+    if (!opt.kv_shift) window_tokens[w].resize(window_tokens[w].size() - (pos[w] - frame_pos[w]));
+    pos[w] = frame_pos[w];
+    if (fine) {
+      std::fill_n(&out.fine[(w * opt.frames + f) * L], L, -1);
+      std::fill_n(&out.fine_logprobs[(w * opt.frames + f) * L], L, 0.0f);
+    }
+  };
+
+  // Frame repair of the walkers `ws` in frame f: codes (and fine codes) changed in parallel, then each
+  // changed frame evaluated again so that llama.cpp's cache and the next logits follow the codes kept.
   out.repaired.assign(opt.repair ? N * opt.frames : 0, 0);
   std::vector<FrameRepair::Outcome> outcomes;
-  std::vector<int32_t> repair_codes;
-  auto repair_frames = [&](const std::vector<int64_t>& ws, int64_t f, int64_t frame_pos) {
+  std::vector<int32_t> repair_codes, repair_fine;
+  std::vector<int64_t> row_of;  // batch row of each residue's structure token, then of its fine token
+  auto repair_frames = [&](const std::vector<int64_t>& ws, int64_t f) {
     const auto tr = Clock::now();
     const int64_t n = static_cast<int64_t>(ws.size());
     outcomes.assign(n, {});
     repair_codes.resize(n * L);
+    repair_fine.assign(fine ? n * L : 0, -1);
     for (int64_t r = 0; r < n; ++r)
-      for (int64_t j = 0; j < L; ++j)
-        repair_codes[r * L + j] = out.tokens[(ws[r] * opt.frames + f) * L + j] - layout.structure_begin;
+      for (int64_t j = 0; j < L; ++j) {
+        const int64_t at = (ws[r] * opt.frames + f) * L + j;
+        repair_codes[r * L + j] = out.tokens[at] - layout.structure_begin;
+        if (fine && out.fine[at] >= 0) repair_fine[r * L + j] = out.fine[at] - layout.fine_begin;
+      }
     detail::parallel_for(n, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r)
         outcomes[r] = opt.repair->repair(&repair_codes[r * L], &frame_logits[ws[r] * L * n_vocab + layout.structure_begin],
-                                         n_vocab);
+                                         n_vocab, fine ? &repair_fine[r * L] : nullptr);
     });
     for (int64_t r = 0; r < n; ++r) {
       const int64_t w = ws[r];
@@ -468,23 +570,41 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       out.repair_failed += !outcomes[r].valid;
       out.repaired[w * opt.frames + f] = static_cast<int32_t>(outcomes[r].changed);
       if (outcomes[r].changed == 0) continue;
-      // The frame's codes as kept, evaluated again with every output: residue j's log-probability is then
-      // the model's given the kept codes before it (residue 0's context did not change).
+      // The frame's codes as kept, evaluated again with every output: each token's log-probability is then
+      // the model's given the kept tokens before it (residue 0's context did not change).
       int32_t* tokens = &out.tokens[(w * opt.frames + f) * L];
       float* lp = &out.logprobs[(w * opt.frames + f) * stride];
+      rewind(w, f);
       batch.clear();
+      row_of.assign(2 * L, -1);
       for (int64_t j = 0; j < L; ++j) {
         tokens[j] = repair_codes[r * L + j] + layout.structure_begin;
-        batch.add(tokens[j], static_cast<llama_pos>(frame_pos + j), static_cast<llama_seq_id>(w), true);
+        row_of[2 * j] = batch.size();
+        batch.add(tokens[j], static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
+        if (!opt.kv_shift) window_tokens[w].push_back(tokens[j]);
+        if (fine && repair_fine[r * L + j] >= 0) {
+          const int32_t id = repair_fine[r * L + j] + layout.fine_begin;
+          out.fine[(w * opt.frames + f) * L + j] = id;
+          row_of[2 * j + 1] = batch.size();
+          batch.add(id, static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
+          if (!opt.kv_shift) window_tokens[w].push_back(id);
+        }
       }
-      if (!opt.kv_shift) std::copy_n(tokens, L, window_tokens[w].end() - L);
-      llama_memory_seq_rm(mem, static_cast<llama_seq_id>(w), static_cast<llama_pos>(frame_pos), -1);
       decode(c.ctx, batch);
-      out.tokens_decoded += L;
+      out.tokens_decoded += batch.size();
       sampling::token_logprobs(&frame_logits[w * L * n_vocab], 1, n_vocab, &tokens[0], &lp[0]);
-      for (int64_t j = 1; j < L; ++j)
-        sampling::token_logprobs(llama_get_logits_ith(c.ctx, static_cast<int32_t>(j - 1)), 1, n_vocab, &tokens[j], &lp[j]);
-      std::memcpy(&logits[w * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(L - 1)), sizeof(float) * n_vocab);
+      for (int64_t j = 0; j < L; ++j) {
+        if (j > 0) {  // the token before residue j's: its fine token, else its structure token
+          const int64_t before = row_of[2 * j - 1] >= 0 ? row_of[2 * j - 1] : row_of[2 * j - 2];
+          sampling::token_logprobs(llama_get_logits_ith(c.ctx, static_cast<int32_t>(before)), 1, n_vocab, &tokens[j],
+                                   &lp[j]);
+        }
+        if (fine && row_of[2 * j + 1] >= 0)
+          sampling::token_logprobs(llama_get_logits_ith(c.ctx, static_cast<int32_t>(row_of[2 * j])), 1, n_vocab,
+                                   &out.fine[(w * opt.frames + f) * L + j],
+                                   &out.fine_logprobs[(w * opt.frames + f) * L + j]);
+      }
+      std::memcpy(&logits[w * n_vocab], llama_get_logits_ith(c.ctx, batch.size() - 1), sizeof(float) * n_vocab);
     }
     out.repair_seconds += seconds_since(tr);
   };
@@ -495,25 +615,28 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   out.redraws.assign(N * opt.frames, 0);
   out.residue_redraws.assign(N * opt.frames, 0);
   std::vector<float> frame_start_logits;
-  std::vector<int32_t> frame_tokens;
+  std::vector<int32_t> frame_tokens, frame_fine;
   std::vector<uint8_t> fresh(N), accept(N);
 
   for (int64_t f = 0; f < opt.frames; ++f) {
-    const int64_t frame_pos = pos;
+    frame_pos = pos;
     if (guarded) frame_start_logits = logits;
-    for (int64_t j = 0; j < L; ++j) draw(everyone, f, j, 0, pos++);
-    if (opt.repair) repair_frames(everyone, f, frame_pos);
+    for (int64_t j = 0; j < L; ++j) draw(everyone, f, j, 0);
+    if (opt.repair) repair_frames(everyone, f);
 
     // The guard: re-draw rejected frames from the context they were drawn in.
     if (guarded) {
       std::fill(fresh.begin(), fresh.end(), 1);
       for (int64_t attempt = 1;; ++attempt) {
         frame_tokens.resize(N * L);
-        for (int64_t w = 0; w < N; ++w)
+        frame_fine.resize(fine ? N * L : 0);
+        for (int64_t w = 0; w < N; ++w) {
           std::copy_n(&out.tokens[(w * opt.frames + f) * L], L, &frame_tokens[w * L]);
+          if (fine) std::copy_n(&out.fine[(w * opt.frames + f) * L], L, &frame_fine[w * L]);
+        }
         std::fill(accept.begin(), accept.end(), 1);
         const auto tc = Clock::now();
-        check(frame_tokens.data(), fresh.data(), N, L, accept.data());
+        check(frame_tokens.data(), fine ? frame_fine.data() : nullptr, fresh.data(), N, L, accept.data());
         out.check_seconds += seconds_since(tc);
         if (attempt > opt.max_tries) break;
         std::vector<int64_t> again;
@@ -524,14 +647,13 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
         for (int64_t w : again) {
           fresh[w] = 1;
           ++out.redraws[w * opt.frames + f];
-          llama_memory_seq_rm(mem, static_cast<llama_seq_id>(w), static_cast<llama_pos>(frame_pos), -1);
-          if (!opt.kv_shift) window_tokens[w].resize(window_tokens[w].size() - L);
+          rewind(w, f);
           std::memcpy(&logits[w * n_vocab], &frame_start_logits[w * n_vocab], sizeof(float) * n_vocab);
         }
         // Each attempt has its own random numbers: a step count no plain draw reaches.
         const uint64_t step_base = static_cast<uint64_t>(attempt) << 40;
-        for (int64_t j = 0; j < L; ++j) draw(again, f, j, step_base, frame_pos + j);
-        if (opt.repair) repair_frames(again, f, frame_pos);
+        for (int64_t j = 0; j < L; ++j) draw(again, f, j, step_base);
+        if (opt.repair) repair_frames(again, f);
       }
     }
 
@@ -549,39 +671,43 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
     }
     const bool last = f + 1 == opt.frames;
     if (!last) {
-      if (frames_in_context + 1 > W) {
+      if (static_cast<int64_t>(lengths[0].size()) + 1 > W) {
         // The frame being closed would make W + 1: drop the oldest before the separator is seen.
         if (opt.kv_shift) {
           for (int64_t w = 0; w < N; ++w) {
             const auto s = static_cast<llama_seq_id>(w);
-            llama_memory_seq_rm(mem, s, static_cast<llama_pos>(P), static_cast<llama_pos>(P + stride));
-            llama_memory_seq_add(mem, s, static_cast<llama_pos>(P + stride), -1, static_cast<llama_pos>(-stride));
+            const int64_t gone = lengths[w].front();
+            llama_memory_seq_rm(mem, s, static_cast<llama_pos>(P), static_cast<llama_pos>(P + gone));
+            llama_memory_seq_add(mem, s, static_cast<llama_pos>(P + gone), -1, static_cast<llama_pos>(-gone));
+            pos[w] -= gone, frame_pos[w] -= gone;
           }
         } else {
           batch.clear();
           for (int64_t w = 0; w < N; ++w) {
             const auto s = static_cast<llama_seq_id>(w);
-            window_tokens[w].erase(window_tokens[w].begin(), window_tokens[w].begin() + stride);
+            const int64_t gone = lengths[w].front();
+            window_tokens[w].erase(window_tokens[w].begin(), window_tokens[w].begin() + gone);
             llama_memory_seq_rm(mem, s, -1, -1);
             for (int64_t i = 0; i < P; ++i) batch.add(prefix[i], static_cast<llama_pos>(i), s, false);
             // Everything visible except the separator just sampled, which is decoded below.
             for (size_t i = 0; i + 1 < window_tokens[w].size(); ++i)
               batch.add(window_tokens[w][i], static_cast<llama_pos>(P + i), s, false);
+            pos[w] -= gone, frame_pos[w] -= gone;
           }
           decode(c.ctx, batch);
           out.tokens_decoded += batch.size();
         }
-        pos -= stride;
-        --frames_in_context;
+        for (int64_t w = 0; w < N; ++w) lengths[w].pop_front();
       }
       batch.clear();
-      for (int64_t w = 0; w < N; ++w) batch.add(chosen[w], static_cast<llama_pos>(pos), static_cast<llama_seq_id>(w), true);
+      for (int64_t w = 0; w < N; ++w)
+        batch.add(chosen[w], static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
       decode(c.ctx, batch);
       out.tokens_decoded += N;
-      for (int64_t w = 0; w < N; ++w)
+      for (int64_t w = 0; w < N; ++w) {
         std::memcpy(&logits[w * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(w)), sizeof(float) * n_vocab);
-      ++pos;
-      ++frames_in_context;
+        lengths[w].push_back(pos[w] - frame_pos[w]);
+      }
     }
     if (progress && !progress(f + 1)) {
       out.frames = f + 1;
@@ -590,66 +716,87 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   }
   out.generate_seconds = seconds_since(t0);
   if (out.frames < opt.frames) {  // stopped early: keep the finished frames of every walker
-    std::vector<int32_t> tokens(N * out.frames * L), redraws(N * out.frames), residue_redraws(N * out.frames);
-    std::vector<int32_t> repaired(out.repaired.empty() ? 0 : N * out.frames);
-    std::vector<float> logprobs(N * out.frames * stride);
-    for (int64_t w = 0; w < N; ++w) {
-      if (!repaired.empty()) std::copy_n(&out.repaired[w * opt.frames], out.frames, &repaired[w * out.frames]);
-      std::copy_n(&out.tokens[w * opt.frames * L], out.frames * L, &tokens[w * out.frames * L]);
-      std::copy_n(&out.logprobs[w * opt.frames * stride], out.frames * stride, &logprobs[w * out.frames * stride]);
-      std::copy_n(&out.redraws[w * opt.frames], out.frames, &redraws[w * out.frames]);
-      std::copy_n(&out.residue_redraws[w * opt.frames], out.frames, &residue_redraws[w * out.frames]);
-    }
-    out.tokens.swap(tokens);
-    out.logprobs.swap(logprobs);
-    out.redraws.swap(redraws);
-    out.residue_redraws.swap(residue_redraws);
-    out.repaired.swap(repaired);
+    auto keep = [&](auto& v, int64_t per_frame) {
+      if (v.empty()) return;
+      std::remove_reference_t<decltype(v)> kept(N * out.frames * per_frame);
+      for (int64_t w = 0; w < N; ++w)
+        std::copy_n(&v[w * opt.frames * per_frame], out.frames * per_frame, &kept[w * out.frames * per_frame]);
+      v.swap(kept);
+    };
+    keep(out.tokens, L);
+    keep(out.logprobs, stride);
+    keep(out.fine, L);
+    keep(out.fine_logprobs, L);
+    keep(out.redraws, 1);
+    keep(out.residue_redraws, 1);
+    keep(out.repaired, 1);
   }
   return out;
 }
 
 std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::vector<int32_t>& frames,
-                                const FrameLayout& layout, int64_t window) {
+                                const FrameLayout& layout, int64_t window, const std::vector<int32_t>& fine_tokens,
+                                std::vector<float>* fine_logprobs) {
   const int32_t n_vocab = vocab_size();
   check_layout(layout, n_vocab);
   const int64_t L = layout.residues, stride = L + 1;
+  const bool fine = layout.has_fine();
   if (window < 1) throw std::invalid_argument("window must be at least 1");
   if (frames.empty() || frames.size() % L != 0)
     throw std::invalid_argument("frames: need a whole, non-zero number of frames of " + std::to_string(L) + " tokens");
   if (prefix.empty()) throw std::invalid_argument("scoring needs a non-empty prefix");
   check_tokens(prefix, 0, n_vocab, "prefix");
   check_tokens(frames, layout.structure_begin, layout.structure_end, "frames");
-  const int64_t n_frames = frames.size() / L, P = prefix.size();
+  check_fine(layout, frames, fine_tokens, "frames");
+  const int64_t n_frames = frames.size() / L, P = prefix.size(), frame_max = fine ? 2 * L : L;
 
   Context c;
-  impl_->open(c, 1, P + (window + 1) * stride, std::max<int64_t>(P, L), impl_->rope_scale(L));
+  impl_->open(c, 1, P + (window + 1) * (frame_max + 1), std::max<int64_t>(P, frame_max), impl_->rope_scale(L));
   llama_memory_t mem = llama_get_memory(c.ctx);
-  Batch batch(static_cast<int32_t>(std::max<int64_t>(P, L)));
+  Batch batch(static_cast<int32_t>(std::max<int64_t>(P, frame_max)));
   for (int64_t i = 0; i < P; ++i) batch.add(prefix[i], static_cast<llama_pos>(i), 0, i + 1 == P);
   decode(c.ctx, batch);
   std::vector<float> previous(llama_get_logits_ith(c.ctx, -1), llama_get_logits_ith(c.ctx, -1) + n_vocab);
-  std::vector<float> rows(stride * n_vocab), out(n_frames * stride);
-  int64_t pos = P, in_context = 0;
+  std::vector<float> out(n_frames * stride);
+  if (fine_logprobs) fine_logprobs->assign(fine ? n_frames * L : 0, 0.0f);
+  std::vector<int32_t> ids;
+  std::vector<float> rows;
+  std::deque<int64_t> lengths;  // tokens of the frames in context, separator included
+  int64_t pos = P;
   for (int64_t f = 0; f < n_frames; ++f) {
-    // Structure tokens of frame f in one batch: row k of the outputs predicts token k + 1.
+    // Tokens of frame f in one batch: row k of the outputs predicts token k + 1.
+    ids.clear();
+    for (int64_t j = 0; j < L; ++j) {
+      ids.push_back(frames[f * L + j]);
+      if (fine && fine_tokens[f * L + j] >= 0) ids.push_back(fine_tokens[f * L + j]);
+    }
+    const int64_t T = static_cast<int64_t>(ids.size());
     batch.clear();
-    for (int64_t k = 0; k < L; ++k) batch.add(frames[f * L + k], static_cast<llama_pos>(pos + k), 0, true);
+    for (int64_t k = 0; k < T; ++k) batch.add(ids[k], static_cast<llama_pos>(pos + k), 0, true);
     decode(c.ctx, batch);
-    std::copy(previous.begin(), previous.end(), rows.begin());
-    for (int64_t k = 0; k < L; ++k) {
+    rows.assign(previous.begin(), previous.end());
+    rows.resize((T + 1) * n_vocab);
+    for (int64_t k = 0; k < T; ++k) {
       const float* r = llama_get_logits_ith(c.ctx, static_cast<int32_t>(k));
       std::copy(r, r + n_vocab, rows.begin() + (k + 1) * n_vocab);
     }
-    std::vector<int32_t> targets(frames.begin() + f * L, frames.begin() + (f + 1) * L);
-    targets.push_back(layout.separator);
-    sampling::token_logprobs(rows.data(), stride, n_vocab, targets.data(), &out[f * stride]);
-    pos += L;
-    if (in_context + 1 > window) {  // same eviction point as generation: before the separator
-      llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(P), static_cast<llama_pos>(P + stride));
-      llama_memory_seq_add(mem, 0, static_cast<llama_pos>(P + stride), -1, static_cast<llama_pos>(-stride));
-      pos -= stride;
-      --in_context;
+    ids.push_back(layout.separator);
+    std::vector<float> lp(T + 1);
+    sampling::token_logprobs(rows.data(), T + 1, n_vocab, ids.data(), lp.data());
+    for (int64_t k = 0, j = 0; k <= T; ++k) {  // structure tokens and the separator; fine tokens apart
+      if (k < T && fine && ids[k] >= layout.fine_begin && ids[k] < layout.fine_end) {
+        if (fine_logprobs) (*fine_logprobs)[f * L + j - 1] = lp[k];
+        continue;
+      }
+      out[f * stride + j++] = lp[k];
+    }
+    pos += T;
+    if (static_cast<int64_t>(lengths.size()) + 1 > window) {  // same eviction point as generation: before the separator
+      const int64_t gone = lengths.front();
+      lengths.pop_front();
+      llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(P), static_cast<llama_pos>(P + gone));
+      llama_memory_seq_add(mem, 0, static_cast<llama_pos>(P + gone), -1, static_cast<llama_pos>(-gone));
+      pos -= gone;
     }
     batch.clear();
     batch.add(layout.separator, static_cast<llama_pos>(pos), 0, true);
@@ -657,7 +804,7 @@ std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::v
     const float* r = llama_get_logits_ith(c.ctx, 0);
     previous.assign(r, r + n_vocab);
     ++pos;
-    ++in_context;
+    lengths.push_back(T + 1);
   }
   return out;
 }

@@ -41,7 +41,9 @@ class RepairLimits:
 
 
 class FrameRepair:
-    """Repairs frames of one protein (key frame, sequence, chains) for a motion tokenizer."""
+    """Repairs frames of one protein (key frame, sequence, chains) for a motion tokenizer; with
+    ``use_fine``, of a model with the tokenizer's fine codes (a changed first code keeps its fine code when
+    both take one, gains the fine code nearest no correction, or drops it)."""
 
     def __init__(
         self,
@@ -51,6 +53,7 @@ class FrameRepair:
         chain_ids=None,
         limits: RepairLimits = RepairLimits(),
         validity: ValidityLimits = ValidityLimits(),
+        use_fine: bool = False,
     ):
         from mdllm import _core
         from mdllm.tokenizer.motion_context import key_segments, residue_classes
@@ -95,21 +98,38 @@ class FrameRepair:
             limits.candidates,
             limits.wide_candidates,
         )
+        self.fine = getattr(tokenizer, "fine_codes", None) if use_fine else None
+        if self.fine is not None:
+            if self._decoder is None:
+                raise MdllmError("frame repair with fine codes needs the tokenizer's context decoder")
+            self.core.attach_fine(
+                np.ascontiguousarray(self.fine.codebook, np.float32),
+                self.fine.size,
+                np.ascontiguousarray(self.fine.follows, np.uint8),
+                self.fine.zero_code(),
+            )
 
-    def decode(self, codes) -> np.ndarray:
-        """(L, 4, 3) nm: the frame of ``codes`` (L,) as generation decodes it (decoder, then projection)."""
+    def decode(self, codes, fine=None) -> np.ndarray:
+        """(L, 4, 3) nm: the frame of ``codes`` (L,) (and its ``fine`` codes) as generation decodes it
+        (decoder, then projection)."""
         out = np.empty(self.key.shape, np.float32)
-        self.core.decode(np.ascontiguousarray(codes, np.int32), out)
+        self.core.decode(
+            np.ascontiguousarray(codes, np.int32), out, None if fine is None else np.asarray(fine, np.int32)
+        )
         return out
 
     def faults(self, xyz) -> dict:
         """The core's faults of one decoded frame (L, 4, 3) nm: rama, geometry, clashes, defined, score, valid."""
         return self.core.faults(np.ascontiguousarray(xyz, np.float32))
 
-    def repair(self, codes, logits) -> tuple[np.ndarray, dict]:
-        """(repaired codes (L,), outcome) for ``codes`` (L,) and the model's logits over the codes (L, K)."""
+    def repair(self, codes, logits, fine=None):
+        """(repaired codes (L,), outcome) for ``codes`` (L,) and the model's logits over the codes (L, K);
+        with fine codes, ``fine`` (L,) too, and (codes, fine, outcome) comes back."""
         out = np.array(codes, np.int32)
-        return out, self.core.repair(out, np.ascontiguousarray(logits, np.float32))
+        if fine is None:
+            return out, self.core.repair(out, np.ascontiguousarray(logits, np.float32))
+        fine_out = np.array(fine, np.int32)
+        return out, fine_out, self.core.repair(out, np.ascontiguousarray(logits, np.float32), fine_out)
 
 
 def reference_faults(xyz, sequence: str, chain_ids=None, limits: ValidityLimits = ValidityLimits()) -> dict:
