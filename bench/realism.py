@@ -112,46 +112,54 @@ def rmsf_ratio(xyz, held, ref) -> float:
     return float(rmsf(xyz, ref).mean() / rmsf(held, ref).mean())
 
 
-def _encode(tok, xyz, ref) -> np.ndarray:
-    return tok.encode(xyz, ref[None]) if tok.needs_key_frame else tok.encode(xyz)
+def _encode(tok, xyz, ref, fine: bool = False):
+    """(codes, fine codes or None): with ``fine`` (a model with fine codes) the tokenizer's fine stage too."""
+    if not tok.needs_key_frame:
+        return tok.encode(xyz), None
+    if fine:
+        return tok.encode_fine(xyz, ref[None])
+    return tok.encode(xyz, ref[None]), None
 
 
-def _decode(tok, codes, ref, sequence: str) -> np.ndarray:
-    """Codes decoded as generation decodes them (motion: key = ``ref``)."""
+def _decode(tok, coded, ref, sequence: str) -> np.ndarray:
+    """(codes, fine codes or None) decoded as generation decodes them (motion: key = ``ref``)."""
     from mdllm.encoding import decode_tokens
 
-    return decode_tokens(tok, codes, ref if tok.needs_key_frame else None, sequence=sequence)
+    codes, fine = coded
+    return decode_tokens(tok, codes, ref if tok.needs_key_frame else None, sequence=sequence, fine=fine)
 
 
-def marginal_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
-    """(raw, refined) frames whose residues each take a token drawn from that residue's tokens in
-    ``first`` (the training half), independently of every other residue and frame."""
+def marginal_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int, fine: bool = False):
+    """(raw, refined) frames whose residues each take a token (with its fine token) drawn from that
+    residue's tokens in ``first`` (the training half), independently of every other residue and frame."""
     from mdllm.geometry.refine import refine_backbones
 
-    tokens = _encode(tok, first, ref)
+    tokens, fine_codes = _encode(tok, first, ref, fine)
     rng = np.random.default_rng(seed)
-    drawn = np.stack([tokens[rng.integers(0, len(tokens), n_frames), i] for i in range(tokens.shape[1])], axis=1)
+    rows = np.stack([rng.integers(0, len(tokens), n_frames) for _ in range(tokens.shape[1])], axis=1)
+    columns = np.arange(tokens.shape[1])[None]
+    drawn = (tokens[rows, columns], None if fine_codes is None else fine_codes[rows, columns])
     raw = _decode(tok, drawn, ref, sequence)
     return raw, refine_backbones(raw, sequence)
 
 
-def surrogate_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
+def surrogate_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int, fine: bool = False):
     """(raw, refined) frames of a linear surrogate of ``first`` (the training half), through the tokens."""
     from mdllm.geometry.refine import refine_backbones
     from mdllm.lm.surrogate import LinearSurrogate
 
     frames = LinearSurrogate.fit([first], ref).sample(n_frames, seed=seed)
-    raw = _decode(tok, _encode(tok, frames, ref), ref, sequence)
+    raw = _decode(tok, _encode(tok, frames, ref, fine), ref, sequence)
     return raw, refine_backbones(raw, sequence)
 
 
-def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int):
+def elastic_baseline(tok, first, ref, sequence: str, n_frames: int, seed: int, fine: bool = False):
     """(raw, refined) frames of an elastic network model of ``ref`` moving as much as ``first``."""
     from mdllm.geometry.refine import refine_backbones
     from mdllm.lm.surrogate import LinearSurrogate
 
     frames = LinearSurrogate.elastic_network(ref, rmsf_A=float(rmsf(first, ref).mean())).sample(n_frames, seed=seed)
-    raw = _decode(tok, _encode(tok, frames, ref), ref, sequence)
+    raw = _decode(tok, _encode(tok, frames, ref, fine), ref, sequence)
     return raw, refine_backbones(raw, sequence)
 
 
@@ -185,8 +193,8 @@ def zero_shot(base, start, args, guard: bool) -> tuple[np.ndarray, np.ndarray, d
     )
     generated = ens.backbone()
     xyz = generated.xyz  # walker-major, as the pipeline writes them
-    raw = decode_tokens(gen.tokenizer, ens.tokens, ens.key_xyz, sequence=generated.sequence).reshape(xyz.shape)
-    return raw, xyz, ens.info, ens.tokens
+    raw = decode_tokens(gen.tokenizer, ens.tokens, ens.key_xyz, sequence=generated.sequence, fine=ens.fine)
+    return raw.reshape(xyz.shape), xyz, ens.info, ens.tokens
 
 
 def broken_links(tok, codes, key, sequence: str):
@@ -275,16 +283,17 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
     # the pipeline writes refined frames (the guard judged them so); the raw frames are the decoded tokens
     generated = tokenfile.load(Path(summary["generated"]).with_name("generated.tokens.npz"))
     tokens, key = generated.tokens, generated.key_xyz
+    fine = generated.fine is not None  # a model with fine codes: every row below goes through them too
     tok = load_tokenizers(KINDS[kind]["tokenizer"])[0]
-    raw = _decode(tok, tokens, key, md.sequence).reshape(xyz.shape)
+    raw = _decode(tok, (tokens, generated.fine), key, md.sequence).reshape(xyz.shape)
     g = info.get("guard") or {}
     first = md.xyz[:half]
 
-    held_codes = _encode(tok, held, ref)
+    held_codes = _encode(tok, held, ref, fine)
     trip = _decode(tok, held_codes, ref, md.sequence)  # the round trip
-    marginal_raw, marginal = marginal_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
-    surrogate_raw, surrogate = surrogate_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
-    elastic_raw, elastic = elastic_baseline(tok, first, ref, md.sequence, len(xyz), args.seed)
+    marginal_raw, marginal = marginal_baseline(tok, first, ref, md.sequence, len(xyz), args.seed, fine)
+    surrogate_raw, surrogate = surrogate_baseline(tok, first, ref, md.sequence, len(xyz), args.seed, fine)
+    elastic_raw, elastic = elastic_baseline(tok, first, ref, md.sequence, len(xyz), args.seed, fine)
     extra = {}
     if kind == "motion":
         base_dir = Path(args.motion_base) if args.motion_base else ROOT / "models" / "motion-lm"
@@ -319,7 +328,7 @@ def measure(protein: str, run_name: str, kind: str, guard: bool, args) -> dict:
         "round_trip": {
             **compare(trip, held, ref),
             "valid_raw": valid_fraction(trip, md.sequence),
-            "broken_links": broken_links(tok, held_codes, ref, md.sequence),
+            "broken_links": broken_links(tok, held_codes[0], ref, md.sequence),
         },
         # the ceiling: the training half itself compared with the held-out half in the same way
         "md_first_half": {**compare(first, held, ref), "valid": valid_fraction(first, md.sequence)},
