@@ -23,7 +23,7 @@ from mdllm.generate import Generator  # noqa: E402
 from mdllm.lm.export import write_gguf  # noqa: E402
 from mdllm.lm.model import MistralLM, ModelConfig, init_motion_codes  # noqa: E402
 from mdllm.lm.text import Vocabulary  # noqa: E402
-from mdllm.sampling.repair import FrameRepair  # noqa: E402
+from mdllm.sampling.repair import FrameRepair, RepairLimits  # noqa: E402
 
 TRPCAGE = DATA / "1L2Y_3models.pdb"  # Trp-cage NMR models, 20 residues
 
@@ -107,7 +107,8 @@ def test_fine_tokens_follow_the_codes_that_take_one_and_likelihoods_are_the_mode
 def test_repair_keeps_fine_codes_consistent_and_the_guard_judges_them(generator, tmp_path):
     gen = generator
     free = gen.generate(TRPCAGE, **KW)
-    ens = gen.generate(TRPCAGE, repair=True, **KW)
+    limits = RepairLimits(max_changes=6, candidates=16, wide_candidates=64)  # a random model's frames are far off
+    ens = gen.generate(TRPCAGE, repair=True, repair_limits=limits, **KW)
     assert ens.info["repair"]["codes_changed"] > 0
     np.testing.assert_array_equal(ens.fine >= 0, gen.fine_codes.follows[ens.tokens])
     raw = decode_tokens(
@@ -124,8 +125,10 @@ def test_repair_keeps_fine_codes_consistent_and_the_guard_judges_them(generator,
         np.testing.assert_allclose(lp, ens.token_logprobs[w], atol=2e-3)
         np.testing.assert_allclose(fine_lp, ens.fine_logprobs[w], atol=2e-3)
 
-    guarded = gen.generate(TRPCAGE, **{**KW, "guard": True, "refine": True}, repair=True)
-    assert guarded.info["guard"]["frames"] == 9
+    guarded = gen.generate(
+        TRPCAGE, **{**KW, "guard": True, "refine": True, "frames": 2}, repair=True, repair_limits=limits
+    )
+    assert guarded.info["guard"]["frames"] == 6
     np.testing.assert_array_equal(guarded.fine >= 0, gen.fine_codes.follows[guarded.tokens])
     with pytest.raises(MdllmError, match="frame repair"):
         gen.generate(TRPCAGE, **KW, constrain=True)
@@ -138,4 +141,4 @@ def test_repair_keeps_fine_codes_consistent_and_the_guard_judges_them(generator,
     assert saved.fine_hash == gen.fine_codes.hash
     np.testing.assert_allclose(saved.loglik, guarded.frame_loglik, rtol=1e-6)
     decoded = decode_file(tmp_path / "g.tokens.npz", tmp_path / "d.pdb")
-    assert load_backbone(decoded[0]).n_frames == 9
+    assert load_backbone(decoded[0]).n_frames == 6

@@ -11,6 +11,7 @@
 #include <deque>
 #include <type_traits>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <stdexcept>
@@ -298,9 +299,8 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   for (int64_t w = 0; w < N; ++w) walker_ids[w] = static_cast<uint64_t>(w);
   std::vector<int32_t> chosen(N), drawn_codes;
   std::vector<float> chosen_logprob(N);
-  // Draw structure token j of the current frame for the walkers `ws` (all of them, or the ones the
-  // guard sent back) from their current logits, and feed the drawn tokens to llama.cpp at each walker's
-  // next position; then, with fine codes, the fine token of the walkers whose code takes one.
+  // Draw structure token j of the current frame for the walkers `ws` (walkers at residue j: all of them,
+  // or the ones the guard sent back) from their current logits; `feed` then evaluates the drawn tokens.
   const sampling::Allowed structure{layout.structure_begin, layout.structure_end};
   std::vector<float> subset_logits, masked_logits;
   std::vector<uint8_t> code_mask(layout.structure_end - layout.structure_begin);
@@ -391,7 +391,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   // Frame repair chooses among the codes the model found likely where each residue was drawn.
   std::vector<float> frame_logits(opt.repair ? N * L * n_vocab : 0);
   const sampling::Allowed fine_range{layout.fine_begin, layout.fine_end};
-  std::vector<int64_t> needs_fine;
+  std::vector<std::pair<int64_t, int32_t>> pending;  // (walker, token) drawn, not yet evaluated
   std::vector<int32_t> fine_chosen(N);
   std::vector<float> fine_logprob(N), fine_rows;
   std::vector<uint64_t> fine_walkers(N), fine_steps(N);
@@ -484,29 +484,20 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       }
       out.link_guard_seconds += seconds_since(tc);
     }
-    batch.clear();
     for (int64_t r = 0; r < n; ++r) {
       const int64_t w = ws[r];
       out.tokens[(w * opt.frames + f) * L + j] = chosen[r];
       out.logprobs[(w * opt.frames + f) * stride + j] = chosen_logprob[r];
-      if (!opt.kv_shift) window_tokens[w].push_back(chosen[r]);
-      batch.add(chosen[r], static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
+      pending.emplace_back(w, chosen[r]);
     }
-    decode(c.ctx, batch);
-    out.tokens_decoded += n;
-    for (int64_t r = 0; r < n; ++r)
-      std::memcpy(&logits[ws[r] * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(r)),
-                  sizeof(float) * n_vocab);
-    if (!fine) return;
-    // Walkers whose code takes a fine code draw it next, from the logits that followed their code.
-    needs_fine.clear();
-    for (int64_t r = 0; r < n; ++r)
-      if (layout.fine_after[chosen[r] - layout.structure_begin]) needs_fine.push_back(ws[r]);
-    const int64_t m = static_cast<int64_t>(needs_fine.size());
-    if (m == 0) return;
+  };
+  // The fine tokens of residue j for the walkers `ws` (each drew a code at j that takes one), from the
+  // logits that followed their code.
+  auto draw_fine = [&](const std::vector<int64_t>& ws, int64_t f, int64_t j, uint64_t step_base) {
+    const int64_t m = static_cast<int64_t>(ws.size());
     fine_rows.resize(m * n_vocab);
     for (int64_t r = 0; r < m; ++r) {
-      const int64_t w = needs_fine[r];
+      const int64_t w = ws[r];
       std::memcpy(&fine_rows[r * n_vocab], &logits[w * n_vocab], sizeof(float) * n_vocab);
       fine_walkers[r] = static_cast<uint64_t>(w);
       // Bit 59: the fine draws' own random numbers.
@@ -514,19 +505,57 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
     }
     sampling::sample(fine_rows.data(), m, n_vocab, fine_allowed.data(), opt.sampling, opt.seed, fine_walkers.data(),
                      fine_steps.data(), fine_chosen.data(), fine_logprob.data());
-    batch.clear();
     for (int64_t r = 0; r < m; ++r) {
-      const int64_t w = needs_fine[r];
+      const int64_t w = ws[r];
       out.fine[(w * opt.frames + f) * L + j] = fine_chosen[r];
       out.fine_logprobs[(w * opt.frames + f) * L + j] = fine_logprob[r];
-      if (!opt.kv_shift) window_tokens[w].push_back(fine_chosen[r]);
-      batch.add(fine_chosen[r], static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
+      pending.emplace_back(w, fine_chosen[r]);
+    }
+  };
+  // The drawn tokens, one per walker, evaluated by llama.cpp in one batch at each walker's next position.
+  auto feed = [&] {
+    batch.clear();
+    for (const auto& [w, token] : pending) {
+      if (!opt.kv_shift) window_tokens[w].push_back(token);
+      batch.add(token, static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
     }
     decode(c.ctx, batch);
-    out.tokens_decoded += m;
-    for (int64_t r = 0; r < m; ++r)
-      std::memcpy(&logits[needs_fine[r] * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(r)),
+    out.tokens_decoded += static_cast<int64_t>(pending.size());
+    for (size_t r = 0; r < pending.size(); ++r)
+      std::memcpy(&logits[pending[r].first * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(r)),
                   sizeof(float) * n_vocab);
+    pending.clear();
+  };
+  // A whole frame for the walkers `ws`. Each walker advances one token per llama.cpp batch: its structure
+  // token of residue j, then (with fine codes, when its code takes one) its fine token, then residue j + 1;
+  // walkers that drew fewer fine tokens finish early and wait. Without fine codes every walker is at the
+  // same residue in every batch.
+  std::vector<int64_t> at_residue(N);
+  std::vector<uint8_t> at_fine(N);
+  std::map<std::pair<int64_t, uint8_t>, std::vector<int64_t>> groups;
+  auto draw_frame = [&](const std::vector<int64_t>& ws, int64_t f, uint64_t step_base) {
+    for (int64_t w : ws) at_residue[w] = 0, at_fine[w] = 0;
+    for (;;) {
+      groups.clear();
+      for (int64_t w : ws)
+        if (at_residue[w] < L) groups[{at_residue[w], at_fine[w]}].push_back(w);
+      if (groups.empty()) break;
+      for (const auto& [where, group] : groups) {
+        if (where.second)
+          draw_fine(group, f, where.first, step_base);
+        else
+          draw(group, f, where.first, step_base);
+      }
+      feed();
+      for (const auto& [where, group] : groups)
+        for (int64_t w : group) {
+          const int64_t j = where.first;
+          if (!where.second && fine && layout.fine_after[out.tokens[(w * opt.frames + f) * L + j] - layout.structure_begin])
+            at_fine[w] = 1;
+          else
+            ++at_residue[w], at_fine[w] = 0;
+        }
+    }
   };
 
   // Drops walker w's tokens of frame f from its current frame's start on (llama.cpp's cache, the naive
@@ -621,7 +650,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   for (int64_t f = 0; f < opt.frames; ++f) {
     frame_pos = pos;
     if (guarded) frame_start_logits = logits;
-    for (int64_t j = 0; j < L; ++j) draw(everyone, f, j, 0);
+    draw_frame(everyone, f, 0);
     if (opt.repair) repair_frames(everyone, f);
 
     // The guard: re-draw rejected frames from the context they were drawn in.
@@ -652,7 +681,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
         }
         // Each attempt has its own random numbers: a step count no plain draw reaches.
         const uint64_t step_base = static_cast<uint64_t>(attempt) << 40;
-        for (int64_t j = 0; j < L; ++j) draw(again, f, j, step_base);
+        draw_frame(again, f, step_base);
         if (opt.repair) repair_frames(again, f);
       }
     }
