@@ -123,8 +123,9 @@ def test_constrained_generation_is_more_valid_and_keeps_the_model_likelihood(gen
     info = ens.info["constraint"]
     assert info["constrained_draws"] == 4 * 3 * 19 and info["empty_masks"] < info["constrained_draws"] / 4
 
-    def judged(e):
-        raw = decode_tokens(generator.tokenizer, e.tokens.reshape(-1, 20), e.key_xyz)
+    def judged(e):  # frames as they decode (with their fine codes, for a model with them)
+        fine = None if e.fine is None else e.fine.reshape(-1, 20)
+        raw = decode_tokens(generator.tokenizer, e.tokens.reshape(-1, 20), e.key_xyz, fine=fine)
         return check_backbone(raw, e.sequence)
 
     before, after = judged(free), judged(ens)
@@ -146,12 +147,17 @@ def test_constrained_generation_is_more_valid_and_keeps_the_model_likelihood(gen
 
     # Log-probabilities are the unmodified model's: teacher-forced scoring of the same tokens.
     bb = load_backbone(TRPCAGE)[-2:]
-    prefix, start_codes, _, _ = generator._context(bb)
+    prefix, start_codes, _, start_fine = generator._context(bb)
     layout = generator.layout(20)
     offset = generator.vocab.structure_offset
     for w in range(4):
         ids = (np.concatenate([start_codes, ens.tokens[w]]) + offset).astype(np.int32)
-        per_token = generator.llama.score(prefix.astype(np.int32), ids.ravel(), layout, 2)
+        if start_fine is None:
+            per_token = generator.llama.score(prefix.astype(np.int32), ids.ravel(), layout, 2)
+        else:  # a model with fine codes: its fine tokens' likelihoods too
+            fine = generator.fine_ids_of(np.concatenate([start_fine, ens.fine[w]])).ravel()
+            per_token, per_fine = generator.llama.score(prefix.astype(np.int32), ids.ravel(), layout, 2, fine)
+            np.testing.assert_allclose(per_fine[2:], ens.fine_logprobs[w], atol=2e-3)
         np.testing.assert_allclose(per_token[2:], ens.token_logprobs[w], atol=2e-3)
 
 

@@ -129,7 +129,8 @@ def test_repaired_generation_is_valid_and_its_context_follows_the_codes_kept(tmp
     assert info["frames_repaired"] > 0 and info["codes_changed"] >= info["frames_repaired"]
 
     def judged(e):
-        raw = decode_tokens(gen.tokenizer, e.tokens.reshape(-1, 20), e.key_xyz, sequence=e.sequence)
+        fine = None if e.fine is None else e.fine.reshape(-1, 20)
+        raw = decode_tokens(gen.tokenizer, e.tokens.reshape(-1, 20), e.key_xyz, sequence=e.sequence, fine=fine)
         return check_backbone(raw, e.sequence)
 
     before, after = judged(free), judged(ens)
@@ -147,11 +148,16 @@ def test_repaired_generation_is_valid_and_its_context_follows_the_codes_kept(tmp
     # one: teacher-forced scoring of the whole trajectory reproduces them (it would not if llama.cpp's
     # cache still held the codes first drawn).
     bb = load_backbone(TRPCAGE)[-2:]
-    prefix, start_codes, _, _ = gen._context(bb)
+    prefix, start_codes, _, start_fine = gen._context(bb)
     offset = gen.vocab.structure_offset
     for w in range(3):
         ids = (np.concatenate([start_codes, ens.tokens[w]]) + offset).astype(np.int32)
-        per_token = gen.llama.score(prefix.astype(np.int32), ids.ravel(), gen.layout(20), 2)
+        if start_fine is None:
+            per_token = gen.llama.score(prefix.astype(np.int32), ids.ravel(), gen.layout(20), 2)
+        else:  # a model with fine codes: its fine tokens' likelihoods too
+            fine = gen.fine_ids_of(np.concatenate([start_fine, ens.fine[w]])).ravel()
+            per_token, per_fine = gen.llama.score(prefix.astype(np.int32), ids.ravel(), gen.layout(20), 2, fine)
+            np.testing.assert_allclose(per_fine[2:], ens.fine_logprobs[w], atol=2e-3)
         np.testing.assert_allclose(per_token[2:], ens.token_logprobs[w], atol=2e-3)
 
     # With the guard on top, the guard judges repaired frames; repair needs a motion-token model.

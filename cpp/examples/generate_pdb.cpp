@@ -13,7 +13,9 @@
 //   codes of the torsion tokenizer TORSION_DIR (default: torsiontoken beside TOKENIZER_DIR, as
 //   models/ ships them). Frames are decoded by the tokenizer's context decoder when its directory holds
 //   one (mdllm/motion_context.hpp, each residue from its own and its neighbours' tokens) and projected
-//   onto the key's local geometry (mdllm/projection.hpp), as Python decodes motion tokens.
+//   onto the key's local geometry (mdllm/projection.hpp), as Python decodes motion tokens. A model with
+//   fine codes (GGUF key mdllm.fine_codebook_size) draws a fine token after each code that takes one and
+//   needs the tokenizer's fine_codes.safetensors (mdllm.tokenizer.motion_fine).
 //
 // START.pdb: each MODEL is a frame (a file without MODEL records is one); the last `window` frames
 // start the generation. OUT.pdb holds one MODEL per generated frame, walker after walker: with the
@@ -162,25 +164,34 @@ class Codec {
   explicit Codec(mdllm::TorsionTokenizer torsion) : torsion_(std::move(torsion)) {}
   // With a context decoder file beside the motion tokenizer, residues are decoded from their
   // neighbours' tokens too; `sequence` gives them their Ramachandran classes.
+  // With `fine`, the tokenizer's fine codes are loaded (before the context decoder, which reads them).
   Codec(mdllm::MotionTokenizer motion, const float* key, const std::string& directory, const std::string& sequence,
-        int64_t n_res)
+        int64_t n_res, bool fine)
       : motion_(std::move(motion)), key_(key) {
+    if (fine) {
+      const std::string file = directory + "/fine_codes.safetensors";
+      if (!std::filesystem::exists(file))
+        throw std::runtime_error("the model draws fine codes; " + directory + " has no fine_codes.safetensors");
+      motion_->load_fine(file);
+    }
     const std::string context = directory + "/context_decoder.safetensors";
     if (!std::filesystem::exists(context)) return;
     context_.emplace(context, *motion_);
     classes_ = mdllm::MotionContextDecoder::residue_classes(sequence, key, n_res);
   }
 
-  void encode(const float* xyz, int64_t n_frames, int64_t n_res, int32_t* tokens) const {
+  // fine: null, or the fine codes (-1: none) with fine codes loaded.
+  void encode(const float* xyz, int64_t n_frames, int64_t n_res, int32_t* tokens, int32_t* fine) const {
+    if (fine) return motion_->encode_fine(xyz, n_frames, n_res, key_, tokens, fine);
     if (motion_) return motion_->encode(xyz, n_frames, n_res, key_, tokens);
     torsion_->encode(xyz, n_frames, n_res, tokens);
   }
-  void decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, float* xyz) const {
+  void decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, float* xyz, const int32_t* fine) const {
     if (!motion_) return torsion_->decode(tokens, n_frames, n_res, xyz);
     if (context_)
-      context_->decode(tokens, n_frames, n_res, key_, classes_.data(), xyz);
+      context_->decode(tokens, n_frames, n_res, key_, classes_.data(), xyz, fine);
     else
-      motion_->decode(tokens, n_frames, n_res, key_, xyz);
+      motion_->decode(tokens, n_frames, n_res, key_, xyz, fine);
     // each residue is placed on its own; restore the key's bonds between them, as Python's decode does
     mdllm::projection::project_to_key_geometry(xyz, n_frames, n_res, key_, xyz);
   }
@@ -191,6 +202,12 @@ class Codec {
   std::optional<mdllm::MotionContextDecoder> context_;
   std::vector<int32_t> classes_;
   const float* key_ = nullptr;
+
+ public:
+  const std::vector<uint8_t>& fine_follows() const {
+    static const std::vector<uint8_t> none;
+    return motion_ ? motion_->fine_follows() : none;
+  }
 };
 
 // The shipped models/ directory keeps the fold tokenizer beside the motion tokenizer.
@@ -248,6 +265,9 @@ int main(int argc, char** argv) {
     const std::string alphabet = "ACDEFGHIKLMNPQRSTVWY";  // then X, any other residue
     const int32_t fold_offset = amino + static_cast<int32_t>(alphabet.size()) + 1;
     const int32_t fold_codebook = structure - fold_offset;  // the key's fold codes lie between (motion models)
+    const std::string fine_size = model.metadata(keys::kFineCodebookSize);  // absent: no fine codes
+    const int32_t fine_codebook = fine_size.empty() ? 0 : std::stoi(fine_size);
+    const int32_t fine_offset = fine_codebook ? meta_int(model, keys::kFineOffset) : 0;
     const std::string trained = model.metadata(keys::kNResidues);  // 0: trained on several lengths
     if (!trained.empty() && std::stoll(trained) != 0 && std::stoll(trained) != L)
       throw std::runtime_error(model_path + ": model was trained on proteins of " + trained +
@@ -267,29 +287,37 @@ int main(int argc, char** argv) {
       fold.encode(key, 1, L, fold_codes.data());
       for (int32_t c : fold_codes) prefix.push_back(fold_offset + c);
       codec.emplace(load_checked<mdllm::MotionTokenizer>(tokenizer_dir, kMotionWhat, codebook), key, tokenizer_dir,
-                    start.sequence, L);
+                    start.sequence, L, fine_codebook > 0);
     } else {
       codec.emplace(load_checked<mdllm::TorsionTokenizer>(tokenizer_dir, kTorsionWhat, codebook));
     }
 
-    std::vector<int32_t> codes(n_start * L);
-    codec->encode(start_xyz, n_start, L, codes.data());
+    std::vector<int32_t> codes(n_start * L), fine(fine_codebook ? n_start * L : 0);
+    codec->encode(start_xyz, n_start, L, codes.data(), fine_codebook ? fine.data() : nullptr);
     for (auto& c : codes) c += structure;
+    for (auto& c : fine) c = c >= 0 ? c + fine_offset : -1;
     const int32_t separator = meta_int(model, keys::kFrameTokenId);
-    const mdllm::generation::FrameLayout layout{structure, structure + codebook, separator, L};
+    mdllm::generation::FrameLayout layout{structure, structure + codebook, separator, L};
+    if (fine_codebook) {
+      if (codec->fine_follows().size() != static_cast<size_t>(codebook))
+        throw std::runtime_error(tokenizer_dir + ": its fine codes do not fit this model's");
+      layout.fine_begin = fine_offset, layout.fine_end = fine_offset + fine_codebook;
+      layout.fine_after = codec->fine_follows();
+    }
     mdllm::generation::Options options;
     options.frames = frames;
     options.walkers = walkers;
     options.window = window;
     options.seed = seed;
     if (fold_codebook > 0) options.sampling.temperature = mdllm::generation::kMotionSamplingTemperature;
-    const auto result = model.generate(prefix, codes, layout, options);
+    const auto result = model.generate(prefix, codes, layout, options, {}, {}, fine);
 
-    std::vector<int32_t> generated(result.tokens);
+    std::vector<int32_t> generated(result.tokens), generated_fine(result.fine);
     for (auto& t : generated) t -= structure;
+    for (auto& t : generated_fine) t = t >= 0 ? t - fine_offset : -1;
     const int64_t n_out = walkers * result.frames;
     std::vector<float> xyz(generated.size() * 12);
-    codec->decode(generated.data(), n_out, L, xyz.data());
+    codec->decode(generated.data(), n_out, L, xyz.data(), fine_codebook ? generated_fine.data() : nullptr);
     for (float v : xyz)
       if (!std::isfinite(v)) throw std::runtime_error("decoded a non-finite coordinate");
     write_pdb(out_path, start.residue_names, xyz, n_out);

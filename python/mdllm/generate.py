@@ -459,7 +459,9 @@ class Generator:
         ``constraint_limits``); with a causal context decoder each drawn code is also judged as it will be
         decoded and drawn again when rejected (``ConstraintLimits.decoded_tries``). Likelihoods stay the
         model's; ``info["constraint"]`` counts the draws whose mask was empty (drawn unconstrained), the
-        codes the decoded check sent back and the draws it kept after finding no code that passes.
+        codes the decoded check sent back and the draws it kept after finding no code that passes. With fine
+        codes it judges the structure codes alone (the fine token after a code corrects it by a fraction of
+        an Å); repair judges frames as they decode, fine codes included.
         ``repair`` (motion tokens): frame repair; once a frame is drawn, residues that carry a validity fault
         (as the frame decodes) take other codes among the model's most likely there, until the frame passes
         (:mod:`mdllm.sampling.repair`, ``repair_limits``); the frame is then evaluated again so the next one
@@ -474,11 +476,6 @@ class Generator:
             raise MdllmError(
                 f"{self.path}: constrained decoding needs a motion-token model (codes placed on a key "
                 "frame); this is a torsion-token model"
-            )
-        if constrain and self.fine_codes is not None:
-            raise MdllmError(
-                f"{self.path}: constrained decoding does not judge fine codes; use frame repair (repair=True) "
-                "with this model"
             )
         backbone = self._start(start, top, window)
         layout = self.layout(backbone.n_residues)

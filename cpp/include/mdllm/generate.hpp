@@ -52,7 +52,8 @@ struct Options {
   // structure codes the constraint disallows given the walker's codes for residues < j of that frame
   // are removed (logits set to -inf in a copy). Its codes() must be the layout's structure-token count
   // and its residues() the layout's residues. Log-probabilities stay those of the unmodified model.
-  // Not owned; it must outlive the call.
+  // With fine codes the constraint judges the structure codes alone (a fine token, drawn after its
+  // code, corrects it by a fraction of an Å). Not owned; it must outlive the call.
   const ChainConstraint* constraint = nullptr;
   // When `constraint` has a decoder attached (ChainConstraint::attach_decoder): a code drawn under its
   // mask is judged again as it will be decoded (allows_decoded); a rejected code is removed and residue j

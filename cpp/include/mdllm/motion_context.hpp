@@ -37,9 +37,11 @@ class MotionContextDecoder {
   // are 0.45 nm or more apart, as mdllm.geometry.ramachandran.residue_classes.
   static std::vector<int32_t> residue_classes(const std::string& sequence, const float* key, int64_t n_res);
 
-  // xyz[F*L*12] from tokens[F*L], key[L*12] and classes[L] (or null).
+  // xyz[F*L*12] from tokens[F*L], key[L*12] and classes[L] (or null); `fine` (null, or F*L fine codes,
+  // -1 where none; the tokenizer had its fine codes loaded when this decoder was built) adds each
+  // residue's fine code to its code vector.
   void decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key, const int32_t* classes,
-              float* xyz) const;
+              float* xyz, const int32_t* fine = nullptr) const;
 
   // What one key frame and its classes fix (neighbours, rotations, key geometry around each residue):
   // built once for decoding one residue at a time, as constrained decoding does.
@@ -56,6 +58,7 @@ class MotionContextDecoder {
   int window_ = 0, spatial_ = 0, ahead_ = 0;
   int64_t hidden_ = 0, inputs_ = 0, k_ = 0;
   std::vector<double> codes_;  // (K, 12)
+  std::vector<double> fine_codes_;  // (K2, 12), when the tokenizer had fine codes
   std::vector<double> w0t_, b0_, w1t_, b1_, w2_, b2_, mean_, scale_;  // w0, w1 input-major (transposed)
 };
 

@@ -40,8 +40,24 @@ class MotionTokenizer {
 
   // tokens[F*L] from xyz[F*L*12] and key[L*12]; L >= 1, F >= 0.
   void encode(const float* xyz, int64_t n_frames, int64_t n_res, const float* key, int32_t* tokens) const;
-  // xyz[F*L*12] from tokens[F*L] and key[L*12]; L >= 1, F >= 0.
-  void decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key, float* xyz) const;
+  // xyz[F*L*12] from tokens[F*L] and key[L*12]; L >= 1, F >= 0. With fine codes loaded, `fine` (null, or
+  // F*L fine codes, -1 where none) adds each residue's fine code to its code.
+  void decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key, float* xyz,
+              const int32_t* fine = nullptr) const;
+
+  // Fine codes (mdllm.tokenizer.motion_fine; fine_codes.safetensors beside the tokenizer): "codebook" F32
+  // (K2, 12) nanometres and "follows" F32 (K,) with 1 where a first code takes a fine code. A residue whose
+  // first code takes one gets the fine code nearest to what its first code leaves (d - c1; same
+  // arithmetic as encode). The file's tie to this codebook (its first-stage token hash) is checked in
+  // Python; here only its shapes.
+  void load_fine(const std::string& path);
+  bool has_fine() const { return k2_ > 0; }
+  int64_t fine_size() const { return k2_; }
+  const std::vector<double>& fine_codes() const { return fine_codes_; }  // (K2, 12) row-major, nanometres
+  const std::vector<uint8_t>& fine_follows() const { return follows_; }  // (K)
+  // tokens[F*L] and fine[F*L] (-1 where none) from xyz[F*L*12] and key[L*12]; needs fine codes loaded.
+  void encode_fine(const float* xyz, int64_t n_frames, int64_t n_res, const float* key, int32_t* tokens,
+                   int32_t* fine) const;
 
  private:
   int64_t k_ = 0;
@@ -49,9 +65,14 @@ class MotionTokenizer {
   std::vector<double> codes_;      // (K, 12) row-major, for decode
   std::vector<double> columns_;    // (12, k_padded_): component j of every code, contiguous; the
                                    // padding holds +inf so it is never the nearest
+  int64_t k2_ = 0, k2_padded_ = 0;  // fine codes (0: none)
+  std::vector<double> fine_codes_, fine_columns_;
+  std::vector<uint8_t> follows_;
 
   // The nearest code to the local displacement d[12].
   int32_t nearest(const double* d) const;
+  void encode_impl(const float* xyz, int64_t n_frames, int64_t n_res, const float* key, int32_t* tokens,
+                   int32_t* fine) const;
 };
 
 }  // namespace mdllm

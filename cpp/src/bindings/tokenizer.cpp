@@ -55,14 +55,28 @@ void register_tokenizer(py::module_& m) {
            },
            py::arg("xyz"), py::arg("key"), py::arg("f"), py::arg("l"), py::arg("out"))
       .def("decode",
-           [](const MotionTokenizer& t, InI32 tokens, InF32 key, int64_t f, int64_t l, py::array out) {
+           [](const MotionTokenizer& t, InI32 tokens, InF32 key, int64_t f, int64_t l, py::array out,
+              std::optional<InI32> fine) {
              require_size(tokens, f * l, "tokens");
              require_size(key, l * 12, "key");
+             if (fine) require_size(*fine, f * l, "fine");
              float* o = output<float>(out, f * l * 12, "xyz");
              py::gil_scoped_release nogil;
-             t.decode(tokens.data(), f, l, key.data(), o);
+             t.decode(tokens.data(), f, l, key.data(), o, fine ? fine->data() : nullptr);
            },
-           py::arg("tokens"), py::arg("key"), py::arg("f"), py::arg("l"), py::arg("out"));
+           py::arg("tokens"), py::arg("key"), py::arg("f"), py::arg("l"), py::arg("out"), py::arg("fine") = py::none())
+      .def("load_fine", &MotionTokenizer::load_fine, py::arg("path"))
+      .def_property_readonly("has_fine", &MotionTokenizer::has_fine)
+      .def("encode_fine",
+           [](const MotionTokenizer& t, InF32 xyz, InF32 key, int64_t f, int64_t l, py::array tokens, py::array fine) {
+             require_size(xyz, f * l * 12, "xyz");
+             require_size(key, l * 12, "key");
+             int32_t* o = output<int32_t>(tokens, f * l, "tokens");
+             int32_t* g = output<int32_t>(fine, f * l, "fine");
+             py::gil_scoped_release nogil;
+             t.encode_fine(xyz.data(), f, l, key.data(), o, g);
+           },
+           py::arg("xyz"), py::arg("key"), py::arg("f"), py::arg("l"), py::arg("tokens"), py::arg("fine"));
   py::class_<MotionContextDecoder>(m, "MotionContextDecoder")
       .def(py::init<const std::string&, const MotionTokenizer&>(), py::arg("weights_path"), py::arg("tokenizer"))
       .def_property_readonly("window", &MotionContextDecoder::window)
@@ -77,16 +91,18 @@ void register_tokenizer(py::module_& m) {
           py::arg("sequence"), py::arg("key"), py::arg("l"))
       .def("decode",
            [](const MotionContextDecoder& d, InI32 tokens, InF32 key, std::optional<InI32> classes, int64_t f,
-              int64_t l, py::array out) {
+              int64_t l, py::array out, std::optional<InI32> fine) {
              require_size(tokens, f * l, "tokens");
              require_size(key, l * 12, "key");
              if (classes) require_size(*classes, l, "classes");
              float* o = output<float>(out, f * l * 12, "xyz");
              const int32_t* c = classes ? classes->data() : nullptr;
+             if (fine) require_size(*fine, f * l, "fine");
              py::gil_scoped_release nogil;
-             d.decode(tokens.data(), f, l, key.data(), c, o);
+             d.decode(tokens.data(), f, l, key.data(), c, o, fine ? fine->data() : nullptr);
            },
-           py::arg("tokens"), py::arg("key"), py::arg("classes"), py::arg("f"), py::arg("l"), py::arg("out"));
+           py::arg("tokens"), py::arg("key"), py::arg("classes"), py::arg("f"), py::arg("l"), py::arg("out"),
+           py::arg("fine") = py::none());
 }
 
 }  // namespace mdllm::bindings

@@ -144,6 +144,7 @@ MotionContextDecoder::MotionContextDecoder(const std::string& path, const Motion
   mean_ = tensor(file, path, "mean", {inputs_});
   scale_ = tensor(file, path, "scale", {inputs_});
   codes_ = tokenizer.codes();
+  fine_codes_ = tokenizer.fine_codes();
   k_ = tokenizer.codebook_size();
   // w0 and w1 kept input-major: the hidden units of a layer then accumulate in one contiguous loop
   // that vectorizes (a dot product per unit does not, without reordering its sum).
@@ -280,19 +281,32 @@ void MotionContextDecoder::decode_residue(const Layout& lay, int64_t i, const in
 }
 
 void MotionContextDecoder::decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key,
-                                  const int32_t* classes, float* xyz) const {
+                                  const int32_t* classes, float* xyz, const int32_t* fine) const {
   if (n_frames < 0 || n_res < 1) bad("context decoder: need at least one residue and a non-negative number of frames");
   for (int64_t i = 0; i < n_frames * n_res; ++i)
     if (tokens[i] < 0 || tokens[i] >= k_)
       bad("context decoder: token " + std::to_string(tokens[i]) + " is out of range (codebook size " +
           std::to_string(k_) + ")");
+  // Fine codes as each residue's extra vector (F*L*12).
+  std::vector<double> extra;
+  if (fine) {
+    const int64_t k2 = static_cast<int64_t>(fine_codes_.size()) / kC;
+    if (k2 == 0) bad("context decoder: fine codes given, but its tokenizer had none loaded");
+    extra.assign(n_frames * n_res * kC, 0.0);
+    for (int64_t i = 0; i < n_frames * n_res; ++i) {
+      if (fine[i] >= k2) bad("context decoder: fine code " + std::to_string(fine[i]) + " is out of range");
+      if (fine[i] >= 0) std::copy_n(&fine_codes_[static_cast<int64_t>(fine[i]) * kC], kC, &extra[i * kC]);
+    }
+  }
   const auto lay = layout(key, n_res, classes);
   detail::parallel_for(
       n_frames * n_res,
       [&](int64_t begin, int64_t end) {
         double placed[kC];
         for (int64_t item = begin; item < end; ++item) {
-          decode_residue(*lay, item % n_res, tokens + (item / n_res) * n_res, placed);
+          const int64_t frame = item / n_res;
+          decode_residue(*lay, item % n_res, tokens + frame * n_res, placed,
+                         extra.empty() ? nullptr : &extra[frame * n_res * kC]);
           for (int o = 0; o < kC; ++o) xyz[item * kC + o] = static_cast<float>(placed[o]);
         }
       },

@@ -189,12 +189,21 @@ MotionTokenizer MotionTokenizer::from_directory(const std::string& directory) {
   return MotionTokenizer(directory + "/model.safetensors", detail::read_text_file(directory + "/config.json"));
 }
 
+namespace {
+
+// Codes (K, 12) as the search reads them: (12, K rounded up to the vector width), component j of every code
+// contiguous, the padding +inf so that it is never the nearest.
+std::vector<double> as_columns(const std::vector<double>& codes, int64_t k, int64_t k_padded) {
+  std::vector<double> columns(kC * k_padded, std::numeric_limits<double>::infinity());
+  for (int64_t c = 0; c < k; ++c)
+    for (int j = 0; j < kC; ++j) columns[j * k_padded + c] = codes[c * kC + j];
+  return columns;
+}
+
 // argmin_k sum_{j=0..11} (d[j] - code[k][j])^2, ties to the smaller k. Each lane keeps the first
 // (smallest) code of its best value; the lanes are then merged by (value, index). The padding codes
 // score +inf and never win.
-int32_t MotionTokenizer::nearest(const double* d) const {
-  const double* col = columns_.data();
-  const int64_t stride = k_padded_;
+int32_t nearest_in(const double* col, int64_t stride, const double* d) {
   f64x8 best = f64x8{} + std::numeric_limits<double>::infinity();
   i64x8 best_k = i64x8{} + int64_t{0};
   i64x8 k_lanes = {0, 1, 2, 3, 4, 5, 6, 7};
@@ -225,8 +234,46 @@ int32_t MotionTokenizer::nearest(const double* d) const {
   return static_cast<int32_t>(index);
 }
 
+}  // namespace
+
+int32_t MotionTokenizer::nearest(const double* d) const { return nearest_in(columns_.data(), k_padded_, d); }
+
+void MotionTokenizer::load_fine(const std::string& path) {
+  const SafetensorsFile file = read_safetensors(path);
+  const auto codebook = file.tensors.find("codebook"), follows = file.tensors.find("follows");
+  if (codebook == file.tensors.end() || follows == file.tensors.end())
+    bad(path + ": needs tensors codebook and follows (not a fine-code file?)");
+  const auto meta = file.metadata.find("format");
+  if (meta == file.metadata.end() || meta->second != "mdllm-motion-fine")
+    bad(path + ": metadata format is not mdllm-motion-fine");
+  const Tensor& c = codebook->second;
+  const Tensor& f = follows->second;
+  if (c.shape.size() != 2 || c.shape[1] != kC || c.shape[0] < 1) bad(path + ": tensor codebook must have shape (K2, 12)");
+  if (f.shape.size() != 1 || f.shape[0] != k_)
+    bad(path + ": tensor follows must have one entry per code of this tokenizer (" + std::to_string(k_) + ")");
+  for (float v : c.data)
+    if (!std::isfinite(v)) bad(path + ": tensor codebook holds NaN or infinite values");
+  k2_ = c.shape[0];
+  fine_codes_.assign(c.data.begin(), c.data.end());
+  k2_padded_ = (k2_ + kWidth - 1) / kWidth * kWidth;
+  fine_columns_ = as_columns(fine_codes_, k2_, k2_padded_);
+  follows_.resize(k_);
+  for (int64_t k = 0; k < k_; ++k) follows_[k] = f.data[k] > 0.5f;
+}
+
 void MotionTokenizer::encode(const float* xyz, int64_t n_frames, int64_t n_res, const float* key,
                              int32_t* tokens) const {
+  encode_impl(xyz, n_frames, n_res, key, tokens, nullptr);
+}
+
+void MotionTokenizer::encode_fine(const float* xyz, int64_t n_frames, int64_t n_res, const float* key,
+                                  int32_t* tokens, int32_t* fine) const {
+  if (!has_fine()) bad("encode_fine: this motion tokenizer has no fine codes loaded");
+  encode_impl(xyz, n_frames, n_res, key, tokens, fine);
+}
+
+void MotionTokenizer::encode_impl(const float* xyz, int64_t n_frames, int64_t n_res, const float* key,
+                                  int32_t* tokens, int32_t* fine) const {
   if (n_frames < 0 || n_res < 1) bad("encode: need at least one residue and a non-negative number of frames");
   const Key k = prepare_key(key, n_res, "encode");
   for (int64_t i = 0; i < n_frames * n_res * kC; ++i)
@@ -236,6 +283,13 @@ void MotionTokenizer::encode(const float* xyz, int64_t n_frames, int64_t n_res, 
     for (int64_t i = begin; i < end; ++i) {
       displacement(x, i, f, k, d);
       out[i] = nearest(d);
+      if (!fine) continue;
+      int32_t* fine_out = fine + (out - tokens) + i;  // same (frame, residue) as out[i]
+      *fine_out = -1;
+      if (!follows_[out[i]]) continue;
+      double r[kC];
+      for (int j = 0; j < kC; ++j) r[j] = d[j] - codes_[static_cast<int64_t>(out[i]) * kC + j];
+      *fine_out = nearest_in(fine_columns_.data(), k2_padded_, r);
     }
   };
   if (n_frames < num_threads()) {  // few frames: spread each frame's residues over the cores instead
@@ -256,20 +310,32 @@ void MotionTokenizer::encode(const float* xyz, int64_t n_frames, int64_t n_res, 
 }
 
 void MotionTokenizer::decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key,
-                             float* xyz) const {
+                             float* xyz, const int32_t* fine) const {
   if (n_frames < 0 || n_res < 1) bad("decode: need at least one residue and a non-negative number of frames");
   const Key k = prepare_key(key, n_res, "decode");
   for (int64_t i = 0; i < n_frames * n_res; ++i)
     if (tokens[i] < 0 || tokens[i] >= k_)
       bad("decode: token " + std::to_string(tokens[i]) + " is out of range for this tokenizer (codebook size " +
           std::to_string(k_) + ")");
+  if (fine) {
+    if (!has_fine()) bad("decode: fine codes given, but none loaded");
+    for (int64_t i = 0; i < n_frames * n_res; ++i)
+      if ((follows_[tokens[i]] != 0) != (fine[i] >= 0) || fine[i] >= k2_)
+        bad("decode: fine code " + std::to_string(fine[i]) + " at " + std::to_string(i) + " does not fit its code " +
+            std::to_string(tokens[i]));
+  }
   // X[i, a] = Y[i, a] + F_i code[a], one (frame, residue) pair per item
   detail::parallel_for(
       n_frames * n_res,
       [&](int64_t begin, int64_t end) {
+        double sum[kC];
         for (int64_t item = begin; item < end; ++item) {
           const int64_t i = item % n_res;
           const double* code = &codes_[static_cast<int64_t>(tokens[item]) * kC];
+          if (fine && fine[item] >= 0) {
+            for (int j = 0; j < kC; ++j) sum[j] = code[j] + fine_codes_[static_cast<int64_t>(fine[item]) * kC + j];
+            code = sum;
+          }
           const V e1 = k.e1[i], e2 = k.e2[i], e3 = k.e3[i];
           for (int a = 0; a < 4; ++a) {
             const double* c = code + a * 3;

@@ -224,8 +224,6 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
                                 " structure tokens");
   if (opt.repair && opt.repair->has_fine() != fine)
     throw std::invalid_argument("frame repair: fine codes attached to the repair and the layout must agree");
-  if (opt.constraint && fine)
-    throw std::invalid_argument("constrained decoding does not judge fine codes; use frame repair with this model");
   for (const auto& [name, cc] : {std::pair{"constraint", opt.constraint}, std::pair{"link guard", opt.link_guard}})
     if (cc && (cc->codes() != layout.structure_end - layout.structure_begin || cc->residues() != L))
       throw std::invalid_argument(std::string(name) + ": built for " + std::to_string(cc->residues()) +

@@ -107,6 +107,8 @@ class MotionTokenizer:
         self.backend, self._cpp = compiled_kernels(_core_class(), path, cfg, backend, "numpy")
         self.context_decoder = _load_context_decoder(path)
         self.fine_codes = _load_fine_codes(path, self)
+        if self.fine_codes is not None and self._cpp is not None:
+            self._cpp.load_fine(str(self.fine_codes.path))
 
     @classmethod
     def load(cls, path=None, backend: str = "auto") -> "MotionTokenizer":
@@ -150,9 +152,14 @@ class MotionTokenizer:
         second token where the first code moves far (mdllm.tokenizer.motion_fine; -1 elsewhere)."""
         if self.fine_codes is None:
             raise in_file(self.path, "this motion tokenizer has no fine codes (mdllm tokenizer train-fine)")
-        tokens = self.encode(xyz, key)
         xyz, key = self._check(xyz, key)
-        return tokens, self.fine_codes.encode(displacements(xyz, key), tokens, self.codebook)
+        if self.backend == "numpy":
+            tokens = encode_reference(xyz, key, self.codebook)
+            return tokens, self.fine_codes.encode(displacements(xyz, key), tokens, self.codebook)
+        tokens = np.empty(xyz.shape[:2], np.int32)
+        fine = np.empty(xyz.shape[:2], np.int32)
+        self._cpp.encode_fine(xyz, key, xyz.shape[0], xyz.shape[1], tokens, fine)
+        return tokens, fine
 
     def code_vectors(self, tokens, fine=None) -> np.ndarray:
         """(F, L, 12) nm float64: each residue's code displacement, c1 (+ c2 where ``fine`` has one)."""
