@@ -144,3 +144,32 @@ def test_repair_keeps_fine_codes_consistent_and_the_guard_judges_them(generator,
     np.testing.assert_allclose(saved.loglik, guarded.frame_loglik, rtol=1e-6)
     decoded = decode_file(tmp_path / "g.tokens.npz", tmp_path / "d.pdb")
     assert load_backbone(decoded[0]).n_frames == 6
+
+
+def test_cpp_example_generates_with_fine_codes_like_python(generator, cpp_build, tmp_path):
+    """The C++ example (no Python) on the fine-code model: its frames are Python's, guard and refinement
+    off (Trp-cage's three NMR models start the window, chignolin one structure)."""
+    import subprocess
+
+    from conftest import ROOT
+
+    exe = cpp_build / "cpp" / "examples" / "generate_pdb"
+    for start, frames, walkers in ((TRPCAGE, 2, 2), (DATA / "5AWL.pdb", 1, 1)):
+        out = tmp_path / "fine.pdb"
+        args = [exe, generator.path, ROOT / "models" / "motiontoken", start, out, str(frames), str(walkers), "2", "5"]
+        r = subprocess.run(args, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        ens = generator.generate(start, **{**KW, "frames": frames, "walkers": walkers, "seed": 5})
+        assert (ens.fine >= 0).any()
+        from_cpp = load_backbone(out, check=False)
+        np.testing.assert_allclose(from_cpp.xyz, ens.backbones.reshape(from_cpp.xyz.shape), rtol=0, atol=1e-4)
+    # Without its fine codes the tokenizer cannot serve this model.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors", "context_decoder.safetensors"):
+        (bare / name).write_bytes((ROOT / "models" / "motiontoken" / name).read_bytes())
+    fold = ROOT / "models" / "torsiontoken"
+    r = subprocess.run(
+        [exe, generator.path, bare, TRPCAGE, tmp_path / "x.pdb", "1", "--fold", fold], capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "no fine_codes.safetensors" in r.stderr, r.stderr
