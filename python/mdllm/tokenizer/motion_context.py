@@ -168,18 +168,11 @@ class ContextDecoder:
 
     @classmethod
     def load(cls, path) -> "ContextDecoder":
-        from safetensors import safe_open
-
         from mdllm.files import sha256_file
-        from mdllm.tokenizer.weights import read_tensors
+        from mdllm.tokenizer.weights import read_header, read_tensors
 
         path = Path(path)
-        try:
-            with safe_open(str(path), "np") as f:
-                meta = f.metadata() or {}
-                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except Exception as exc:  # safetensors raises several types
-            raise in_file(path, f"not a readable safetensors file: {exc}") from None
+        meta, shapes = read_header(path)
         if "window" not in meta:
             raise in_file(path, "no 'window' in the metadata (not a motion context decoder)")
         tensors = read_tensors(path, {k: shapes.get(k, (0,)) for k in cls.TENSORS})

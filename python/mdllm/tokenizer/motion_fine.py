@@ -60,18 +60,11 @@ class FineCodes:
     @classmethod
     def load(cls, path, first_stage) -> "FineCodes":
         """Read ``path``, checked against the first stage (a MotionTokenizer) it was trained for."""
-        from safetensors import safe_open
-
         from mdllm.files import sha256_file
-        from mdllm.tokenizer.weights import read_tensors
+        from mdllm.tokenizer.weights import read_header, read_tensors
 
         path = Path(path)
-        try:
-            with safe_open(str(path), "np") as f:
-                meta = f.metadata() or {}
-                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except Exception as exc:  # safetensors raises several types
-            raise in_file(path, f"not a readable safetensors file: {exc}") from None
+        meta, shapes = read_header(path)
         if meta.get("format") != "mdllm-motion-fine":
             raise in_file(path, "not a fine-code file (metadata format is not mdllm-motion-fine)")
         if meta.get("first_stage_hash") != first_stage.hash:

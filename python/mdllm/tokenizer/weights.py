@@ -43,6 +43,17 @@ def read_config(directory):
     return config_from_dict(raw, source=str(path))
 
 
+def read_header(path) -> tuple[dict[str, str], dict[str, tuple]]:
+    """(metadata, tensor shapes) of a safetensors file, without reading its tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            return f.metadata() or {}, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises several types
+        raise in_file(path, f"not a readable safetensors file: {exc}") from None
+
+
 def read_tensors(path, expected: dict[str, tuple]) -> dict[str, np.ndarray]:
     """Load and check every tensor the model needs (names, shapes, finite values)."""
     from safetensors import SafetensorError
