@@ -68,7 +68,8 @@ def test_token_files_and_training_windows_carry_fine_codes_from_real_md(tmp_path
     t = trajs[0]
     np.testing.assert_array_equal(t.fine, encoded.fine)
     assert t.fine_hash == encoded.tokenizer.fine_codes.hash and t.fine_codebook_size == 1024
-    vocab = vocabulary_for(t)
+    assert vocabulary_for(t).fine_codebook_size == 0  # a new model speaks fine codes only when asked
+    vocab = vocabulary_for(t, fine=True)
     assert vocab.fine_codebook_size == 1024
     train, val = windows(trajs, vocab, window=3, stride=1, val_fraction=0.2)
     ids, targets = train[0]
@@ -123,3 +124,17 @@ def test_gguf_of_a_fine_code_model_matches_pytorch(tmp_path):
     with torch.no_grad():
         expected = model(torch.as_tensor(ids)[None])[0].numpy()
     assert np.abs(gguf_logits(path, ids) - expected).max() <= 1e-3
+
+
+def test_mdllm_train_speaks_fine_codes_only_when_asked(tmp_path, encoded):
+    import mdllm.lm as lm
+    from conftest import run_mdllm
+
+    path = tmp_path / "bba.npz"
+    encoded.save(path)
+    common = [path, "--preset", "tiny", "--window", "2", "--max-steps", "1", "--no-progress"]
+    for flag, size in (([], 0), (["--fine-codes"], 1024)):
+        out = tmp_path / f"m{size}"
+        r = run_mdllm("train", *common, "-o", out, *flag)
+        assert r.returncode == 0, r.stderr
+        assert lm.load(out).vocab.fine_codebook_size == size

@@ -28,6 +28,12 @@ def register(sub):
         "spans this many (0: plain positions; default 256 for motion tokens, 0 for torsion tokens)",
     )
     init.add_argument(
+        "--fine-codes",
+        action="store_true",
+        help="a new model of motion tokens also speaks the tokenizer's fine codes (a second token where a "
+        "residue moves far; the token files must hold them, as mdllm encode writes them)",
+    )
+    init.add_argument(
         "--motion-tokenizer",
         default="motiontoken",
         help="a new model of motion tokens: the tokenizer whose codebook seeds the codes' "
@@ -123,6 +129,7 @@ def run(args):
         n_conditioning=args.n_conditioning,
         motion_tokenizer=args.motion_tokenizer,
         frame_span=args.frame_span,
+        fine_codes=args.fine_codes,
     )
     lora = LoraSettings(
         rank=args.lora_rank,

@@ -33,17 +33,19 @@ def load_token_files(paths, vocab: Vocabulary | None = None) -> list[TokenFile]:
     return trajs
 
 
-def vocabulary_for(traj: TokenFile, n_conditioning: int = 8) -> Vocabulary:
-    """The vocabulary of a new model for tokens like ``traj``'s (with key-frame fold codes for motion tokens,
-    and fine codes when the file has them)."""
+def vocabulary_for(traj: TokenFile, n_conditioning: int = 8, fine: bool = False) -> Vocabulary:
+    """The vocabulary of a new model for tokens like ``traj``'s (with key-frame fold codes for motion tokens;
+    with ``fine``, the fine codes the file holds: mdllm.tokenizer.motion_fine)."""
+    if fine and traj.fine is None:
+        raise in_file(traj.source, "no fine codes in this token file (encode with a tokenizer that has them)")
     return Vocabulary(
         traj.codebook_size,
         traj.tokenizer_hash,
         n_conditioning,
         key_codebook_size=traj.key_codebook_size,
         key_tokenizer_hash=traj.key_tokenizer_hash,
-        fine_codebook_size=traj.fine_codebook_size,
-        fine_hash=traj.fine_hash,
+        fine_codebook_size=traj.fine_codebook_size if fine else 0,
+        fine_hash=traj.fine_hash if fine else "",
     )
 
 

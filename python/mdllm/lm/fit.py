@@ -22,6 +22,7 @@ class NewModel:
     n_conditioning: int = 8  # reserved conditioning token slots
     motion_tokenizer: str = "motiontoken"  # its codebook seeds the motion codes' embeddings (and smoothing)
     frame_span: int | None = None  # ModelConfig.frame_span; None: DEFAULT_FRAME_SPAN for motion tokens, else 0
+    fine_codes: bool = False  # speak the motion tokenizer's fine codes too (the token files must hold them)
 
 
 # Rotary positions per frame of a new motion-token model (ModelConfig.frame_span): more than the
@@ -63,7 +64,9 @@ def _new_model(trajs, spec: NewModel, window: int):
 
     if spec.preset not in PRESETS:
         raise MdllmError(f"unknown preset {spec.preset!r}; choose from {', '.join(PRESETS)}")
-    vocab = vocabulary_for(trajs[0], spec.n_conditioning)
+    vocab = vocabulary_for(trajs[0], spec.n_conditioning, fine=spec.fine_codes)
+    for t in trajs:
+        vocab.check_fine(t.fine_codebook_size, t.fine_hash, source=t.source)
 
     def frame_tokens(t):  # the longest frame: residues, separator and (a model with them) fine codes
         fine = int((t.fine >= 0).sum(-1).max()) if vocab.fine_codebook_size and t.fine is not None else 0
