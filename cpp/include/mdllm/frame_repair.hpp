@@ -73,12 +73,12 @@ class FrameRepair {
     bool valid(double max_rama_fraction) const;
   };
 
-  // Fine codes (mdllm.tokenizer.motion_fine; needs the context decoder): vectors[K2*12] nm, follows[K]
-  // (1 where a first code takes a fine code) and the fine code given to a residue whose new first code
-  // takes one where the old did not (the one nearest no correction). Then every call takes the frame's
-  // fine codes too (-1: none), and a changed first code keeps, gains or drops its fine code accordingly.
-  void attach_fine(const float* vectors, int64_t k2, const uint8_t* follows, int32_t default_code);
-  bool has_fine() const { return !fine_vectors_.empty(); }
+  // Frames with fine codes (mdllm.tokenizer.motion_fine): the tokenizer's own, loaded by
+  // MotionTokenizer::load_fine; needs the context decoder. Then every call takes the frame's fine codes too
+  // (-1: none), and a changed first code keeps its fine code, drops it, or gains the fine code nearest no
+  // correction.
+  void use_fine_codes();
+  bool has_fine() const { return fine_; }
 
   // The frame as the user gets it: out[L*12] from codes[L] (and fine[L] with fine codes; decoded, then
   // projected).
@@ -107,9 +107,8 @@ class FrameRepair {
   std::vector<uint8_t> levels_;
   std::vector<uint8_t> chain_end_;  // (L) 1 at the last residue of a chain
   std::shared_ptr<const MotionContextDecoder::Layout> layout_;  // with a decoder
-  std::vector<double> fine_vectors_;  // (K2, 12) with fine codes attached
-  std::vector<uint8_t> fine_follows_;  // (K)
-  int32_t fine_default_ = 0;
+  bool fine_ = false;
+  int32_t fine_default_ = 0;  // the fine code nearest no correction
 
   // Residues first .. last-1 of codes decoded (unprojected) into raw[L*12]; `extra`: null or the fine
   // codes' vectors (L*12).

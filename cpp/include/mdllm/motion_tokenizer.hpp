@@ -55,6 +55,9 @@ class MotionTokenizer {
   int64_t fine_size() const { return k2_; }
   const std::vector<double>& fine_codes() const { return fine_codes_; }  // (K2, 12) row-major, nanometres
   const std::vector<uint8_t>& fine_follows() const { return follows_; }  // (K)
+  // Throws std::invalid_argument unless fine[n] has a fine code (in 0..K2-1) exactly where tokens[n] take one
+  // and -1 elsewhere; needs fine codes loaded. Tokens must be in range.
+  void check_fine(const int32_t* tokens, const int32_t* fine, int64_t n) const;
   // tokens[F*L] and fine[F*L] (-1 where none) from xyz[F*L*12] and key[L*12]; needs fine codes loaded.
   void encode_fine(const float* xyz, int64_t n_frames, int64_t n_res, const float* key, int32_t* tokens,
                    int32_t* fine) const;

@@ -94,13 +94,7 @@ void register_sampler(py::module_& m) {
       .def_property_readonly("residues", &mdllm::FrameRepair::residues)
       .def_property_readonly("codes", &mdllm::FrameRepair::codes)
       .def_property_readonly("has_fine", &mdllm::FrameRepair::has_fine)
-      .def("attach_fine",
-           [](mdllm::FrameRepair& r, InF32 vectors, int64_t k2, InU8 follows, int32_t default_code) {
-             require_size(vectors, k2 * 12, "fine vectors");
-             require_size(follows, r.codes(), "follows");
-             r.attach_fine(vectors.data(), k2, follows.data(), default_code);
-           },
-           py::arg("vectors"), py::arg("k2"), py::arg("follows"), py::arg("default_code"))
+      .def("use_fine_codes", &mdllm::FrameRepair::use_fine_codes)
       .def("decode", [](const mdllm::FrameRepair& r, InI32 codes, py::array out, std::optional<InI32> fine) {
         require_size(codes, r.residues(), "codes");
         if (fine) require_size(*fine, r.residues(), "fine");

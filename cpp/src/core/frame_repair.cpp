@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -57,30 +58,29 @@ FrameRepair::FrameRepair(const MotionTokenizer& tokenizer, const MotionContextDe
   if (decoder_) layout_ = decoder_->layout(key_.data(), l_, decoder_classes_.empty() ? nullptr : decoder_classes_.data());
 }
 
-void FrameRepair::attach_fine(const float* vectors, int64_t k2, const uint8_t* follows, int32_t default_code) {
+void FrameRepair::use_fine_codes() {
   if (!decoder_) bad("fine codes need the context decoder");
-  if (k2 < 1 || default_code < 0 || default_code >= k2) bad("fine codes: need K2 >= 1 and a default code in 0..K2-1");
-  fine_vectors_.assign(vectors, vectors + k2 * 12);
-  for (double v : fine_vectors_)
-    if (!std::isfinite(v)) bad("fine code vectors contain NaN or infinite values");
-  fine_follows_.assign(follows, follows + tokenizer_.codebook_size());
-  fine_default_ = default_code;
+  if (!tokenizer_.has_fine()) bad("the tokenizer has no fine codes loaded");
+  const std::vector<double>& v = tokenizer_.fine_codes();
+  double best = std::numeric_limits<double>::infinity();
+  for (int64_t k = 0; k < tokenizer_.fine_size(); ++k) {
+    double sq = 0;
+    for (int o = 0; o < 12; ++o) sq += v[k * 12 + o] * v[k * 12 + o];
+    if (sq < best) best = sq, fine_default_ = static_cast<int32_t>(k);
+  }
+  fine_ = true;
 }
 
 std::vector<double> FrameRepair::fine_extra(const int32_t* codes, const int32_t* fine) const {
-  const int64_t k2 = static_cast<int64_t>(fine_vectors_.size()) / 12;
   if (!has_fine()) {
-    if (fine) bad("fine codes given, but none attached");
+    if (fine) bad("fine codes given, but this repair does not use them");
     return {};
   }
-  if (!fine) bad("this repair has fine codes attached: give the frame's fine codes");
+  if (!fine) bad("this repair uses fine codes: give the frame's fine codes");
+  tokenizer_.check_fine(codes, fine, l_);
   std::vector<double> extra(l_ * 12, 0.0);
-  for (int64_t i = 0; i < l_; ++i) {
-    const bool wants = fine_follows_[codes[i]] != 0;
-    if (wants != (fine[i] >= 0) || fine[i] >= k2)
-      bad("fine code " + std::to_string(fine[i]) + " at residue " + std::to_string(i) + " does not fit its first code");
-    if (wants) std::copy_n(&fine_vectors_[fine[i] * 12], 12, &extra[i * 12]);
-  }
+  for (int64_t i = 0; i < l_; ++i)
+    if (fine[i] >= 0) std::copy_n(&tokenizer_.fine_codes()[fine[i] * 12], 12, &extra[i * 12]);
   return extra;
 }
 
@@ -168,11 +168,11 @@ FrameRepair::Outcome FrameRepair::repair(int32_t* codes, const float* logits, in
   double* extra_p = extra.empty() ? nullptr : extra.data();
   // A first code c at residue r keeps r's fine code when both take one, gains the default one, or drops it.
   auto fine_for = [&](int64_t r, int32_t c) -> int32_t {
-    if (!fine_follows_[c]) return -1;
+    if (!tokenizer_.fine_follows()[c]) return -1;
     return fine[r] >= 0 ? fine[r] : fine_default_;
   };
   auto set_extra = [&](int64_t r, int32_t f) {
-    for (int o = 0; o < 12; ++o) extra[r * 12 + o] = f >= 0 ? fine_vectors_[f * 12 + o] : 0.0;
+    for (int o = 0; o < 12; ++o) extra[r * 12 + o] = f >= 0 ? tokenizer_.fine_codes()[f * 12 + o] : 0.0;
   };
   Outcome out;
   std::vector<float> raw(l_ * 12), trial_raw, xyz(l_ * 12);

@@ -261,6 +261,14 @@ void MotionTokenizer::load_fine(const std::string& path) {
   for (int64_t k = 0; k < k_; ++k) follows_[k] = f.data[k] > 0.5f;
 }
 
+void MotionTokenizer::check_fine(const int32_t* tokens, const int32_t* fine, int64_t n) const {
+  if (!has_fine()) bad("fine codes given, but none loaded");
+  for (int64_t i = 0; i < n; ++i)
+    if ((follows_[tokens[i]] != 0) != (fine[i] >= 0) || fine[i] >= k2_)
+      bad("fine code " + std::to_string(fine[i]) + " at " + std::to_string(i) + " does not fit its code " +
+          std::to_string(tokens[i]));
+}
+
 void MotionTokenizer::encode(const float* xyz, int64_t n_frames, int64_t n_res, const float* key,
                              int32_t* tokens) const {
   encode_impl(xyz, n_frames, n_res, key, tokens, nullptr);
@@ -317,13 +325,7 @@ void MotionTokenizer::decode(const int32_t* tokens, int64_t n_frames, int64_t n_
     if (tokens[i] < 0 || tokens[i] >= k_)
       bad("decode: token " + std::to_string(tokens[i]) + " is out of range for this tokenizer (codebook size " +
           std::to_string(k_) + ")");
-  if (fine) {
-    if (!has_fine()) bad("decode: fine codes given, but none loaded");
-    for (int64_t i = 0; i < n_frames * n_res; ++i)
-      if ((follows_[tokens[i]] != 0) != (fine[i] >= 0) || fine[i] >= k2_)
-        bad("decode: fine code " + std::to_string(fine[i]) + " at " + std::to_string(i) + " does not fit its code " +
-            std::to_string(tokens[i]));
-  }
+  if (fine) check_fine(tokens, fine, n_frames * n_res);
   // X[i, a] = Y[i, a] + F_i code[a], one (frame, residue) pair per item
   detail::parallel_for(
       n_frames * n_res,

@@ -102,12 +102,7 @@ class FrameRepair:
         if self.fine is not None:
             if self._decoder is None:
                 raise MdllmError("frame repair with fine codes needs the tokenizer's context decoder")
-            self.core.attach_fine(
-                np.ascontiguousarray(self.fine.codebook, np.float32),
-                self.fine.size,
-                np.ascontiguousarray(self.fine.follows, np.uint8),
-                self.fine.zero_code(),
-            )
+            self.core.use_fine_codes()  # the compiled tokenizer's own fine codes (MotionTokenizer loads them)
 
     def decode(self, codes, fine=None) -> np.ndarray:
         """(L, 4, 3) nm: the frame of ``codes`` (L,) (and its ``fine`` codes) as generation decodes it
