@@ -161,7 +161,7 @@ def train_fine_codes(
     """k-means of the residuals of the training displacements whose first code moves more than
     ``threshold_A``; writes ``out`` (a file, or FILE_NAME in a directory). With the first stage's
     trajectories, key frames and seed the samples are the first stage's own (mdllm.tokenizer.motion_train)."""
-    from mdllm.tokenizer.motion_train import _assign, displacement_samples, kmeans
+    from mdllm.tokenizer.motion_train import _assign, by_size, displacement_samples, kmeans
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -176,7 +176,7 @@ def train_fine_codes(
             f"(a fine codebook of {codebook_size} needs more): add MD with larger motions or lower --threshold"
         )
     centres, stats = kmeans(residuals, codebook_size, iterations, rng, progress)
-    centres = centres[np.argsort((centres**2).sum(1), kind="stable")]  # code 0: the smallest correction
+    centres = by_size(centres)  # code 0: the smallest correction
     fine = FineCodes(centres, follows, threshold_A, first_stage.hash)
     path = Path(out)
     if path.is_dir() or not path.suffix:

@@ -93,6 +93,11 @@ def kmeans(x, k: int, iterations: int, rng: np.random.Generator, progress: bool 
     }
 
 
+def by_size(centres) -> np.ndarray:
+    """Codes ordered by size (code 0 is the smallest motion): ids then read from still to large moves."""
+    return centres[np.argsort((centres**2).sum(1), kind="stable")]
+
+
 def train_motion(
     trajectories,
     out,
@@ -109,8 +114,7 @@ def train_motion(
     rng = np.random.default_rng(seed)
     samples = displacement_samples(trajectories, keys_per_trajectory, max_samples, rng)
     centres, stats = kmeans(samples, codebook_size, iterations, rng, progress)
-    # Order codes by size (code 0 is the smallest motion): ids then read from still to large moves.
-    centres = centres[np.argsort((centres**2).sum(1), kind="stable")]
+    centres = by_size(centres)
     cfg = MotionConfig(codebook_size=codebook_size)
     training = {
         "samples": int(len(samples)),
