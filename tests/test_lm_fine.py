@@ -1,5 +1,5 @@
 """Language models of motion tokens with fine codes (mdllm.tokenizer.motion_fine): the vocabulary, the
-token text with a fine token after each first code that moves far, token files and training windows from
+token text with two slots per residue (its fine token where its first code moves far, else <f_none>), token files and training windows from
 real MD."""
 
 import numpy as np
@@ -30,13 +30,29 @@ def fine_vocab(K=16, K2=8):
 
 def test_fine_tokens_follow_their_first_code():
     v = fine_vocab()
-    assert v.fine_offset == v.structure_offset + 16 and v.size == v.fine_offset + 8
-    assert v.token_strings()[-8:] == [f"<f_{i}>" for i in range(8)]
+    assert v.fine_offset == v.structure_offset + 16 and v.fine_none_id == v.fine_offset + 8 == v.size - 1
+    assert v.token_strings()[-9:] == [f"<f_{i}>" for i in range(8)] + ["<f_none>"]
+    assert v.tokens_per_residue == 2 and Vocabulary(16, "h").tokens_per_residue == 1
     tokens = np.array([[1, 2, 3], [4, 5, 6]])
     fine = np.array([[-1, 7, -1], [0, 1, 2]])
     ids = v.frames(tokens, fine)
-    s, f = v.structure_offset, v.fine_offset
-    expected = [s + 1, s + 2, f + 7, s + 3, v.frame_id, s + 4, f + 0, s + 5, f + 1, s + 6, f + 2, v.frame_id]
+    s, f, none = v.structure_offset, v.fine_offset, v.fine_none_id
+    expected = [
+        s + 1,
+        none,
+        s + 2,
+        f + 7,
+        s + 3,
+        none,
+        v.frame_id,
+        s + 4,
+        f + 0,
+        s + 5,
+        f + 1,
+        s + 6,
+        f + 2,
+        v.frame_id,
+    ]
     np.testing.assert_array_equal(ids, expected)
     with pytest.raises(MdllmError, match="hold fine codes"):
         v.frames(tokens)
@@ -56,8 +72,13 @@ def test_fine_tokens_follow_their_first_code():
         )
     )
     model.vocab = v
-    example, _ = v.example("ACD", tokens, key_tokens=[0, 1, 2], fine=fine)
+    example, targets = v.example("ACD", tokens, key_tokens=[0, 1, 2], fine=fine)
+    np.testing.assert_array_equal(targets[-14:], np.where(np.asarray(expected) == none, -100, expected))
     assert torch.isfinite(model(torch.as_tensor(example)[None])).all()
+    # Frames span frame_span rotary positions with two slots per residue: 2 L + 1 tokens.
+    positions = model.positions(torch.as_tensor(example)[None])[0, 0]
+    start = len(example) - 14
+    assert positions[start + 7] - positions[start] == pytest.approx(64)
 
 
 def test_token_files_and_training_windows_carry_fine_codes_from_real_md(tmp_path, encoded):
@@ -73,8 +94,8 @@ def test_token_files_and_training_windows_carry_fine_codes_from_real_md(tmp_path
     assert vocab.fine_codebook_size == 1024
     train, val = windows(trajs, vocab, window=3, stride=1, val_fraction=0.2)
     ids, targets = train[0]
-    n_fine = int((encoded.fine[:3] >= 0).sum())
-    assert len(ids) == len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + 3 * (t.n_residues + 1) + n_fine
+    assert len(ids) == len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + 3 * (2 * t.n_residues + 1)
+    assert (targets[ids == vocab.fine_none_id] == -100).all() and (ids == vocab.fine_none_id).any()
     # A model without fine codes reads the same files' first codes only.
     plain = Vocabulary(
         vocab.codebook_size,
@@ -83,7 +104,7 @@ def test_token_files_and_training_windows_carry_fine_codes_from_real_md(tmp_path
         key_tokenizer_hash=vocab.key_tokenizer_hash,
     )
     ids0, _ = windows(load_token_files([path], plain), plain, 3, 1, 0.2)[0][0]
-    assert len(ids0) == len(ids) - n_fine
+    assert len(ids0) == len(ids) - 3 * t.n_residues
     # And a model with fine codes refuses files without them.
     t.fine, t.fine_hash, t.fine_codebook_size = None, "", 0
     t.save(tmp_path / "first_only.npz")

@@ -31,10 +31,13 @@ struct FrameLayout {
   int64_t residues = 0;         // structure tokens per frame
   // Fine codes (mdllm.tokenizer.motion_fine; none when fine_begin == fine_end): the fine-token ids
   // [fine_begin, fine_end), and fine_after[k] = 1 for each structure code k (id - structure_begin) that
-  // a fine token follows. Frames then differ in length: positions stay consecutive in each walker.
+  // takes one. Every residue then has two slots, its structure token and its fine token or, where its
+  // code takes none, the token fine_none() (given, never drawn): frames are 2 L + 1 tokens.
   int32_t fine_begin = 0, fine_end = 0;
   std::vector<uint8_t> fine_after;
   bool has_fine() const { return fine_end > fine_begin; }
+  int32_t fine_none() const { return fine_end; }
+  int64_t tokens_per_frame() const { return (has_fine() ? 2 : 1) * residues + 1; }  // separator included
 };
 
 // The sampling temperature the Python API draws motion-token models at unless told otherwise

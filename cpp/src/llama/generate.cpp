@@ -89,9 +89,10 @@ void check_layout(const FrameLayout& layout, int32_t vocab) {
   if (layout.separator < 0 || layout.separator >= vocab)
     throw std::invalid_argument("frame layout: separator outside the model's vocabulary");
   if (layout.has_fine()) {
-    if (layout.fine_begin < 0 || layout.fine_end > vocab ||
-        (layout.fine_begin < layout.structure_end && layout.structure_begin < layout.fine_end))
-      throw std::invalid_argument("frame layout: fine-token range outside the vocabulary or overlapping the structure tokens");
+    // fine_end is <f_none>'s id, so it must be in the vocabulary too.
+    if (layout.fine_begin < 0 || layout.fine_end >= vocab ||
+        (layout.fine_begin < layout.structure_end && layout.structure_begin <= layout.fine_end))
+      throw std::invalid_argument("frame layout: fine-token range (and <f_none> after it) outside the vocabulary or overlapping the structure tokens");
     if (static_cast<int64_t>(layout.fine_after.size()) != layout.structure_end - layout.structure_begin)
       throw std::invalid_argument("frame layout: fine_after needs one flag per structure token");
   }
@@ -132,10 +133,10 @@ struct Model::Impl {
   int gpu_layers = 0;
   int64_t frame_span = 0;  // mdllm.frame_span: rotary positions per frame, 0 for plain positions
 
-  // llama.cpp's rope_freq_scale for frames of `residues` tokens + separator: the model's positions are
-  // scaled so that a frame spans frame_span of them in every protein (0: the model's own scale).
-  float rope_scale(int64_t residues) const {
-    return frame_span > 0 ? static_cast<float>(static_cast<double>(frame_span) / static_cast<double>(residues + 1))
+  // llama.cpp's rope_freq_scale for frames of `frame_tokens` tokens (separator included): the model's
+  // positions are scaled so that a frame spans frame_span of them in every protein (0: the model's own scale).
+  float rope_scale(int64_t frame_tokens) const {
+    return frame_span > 0 ? static_cast<float>(static_cast<double>(frame_span) / static_cast<double>(frame_tokens))
                           : 0.0f;
   }
 
@@ -231,8 +232,8 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
                                   std::to_string(L) + " residues and " +
                                   std::to_string(layout.structure_end - layout.structure_begin) + " structure tokens");
 
-  // The prompt: prefix, then the last W start frames (each residue's fine token after its structure
-  // token, with fine codes) each closed by a separator.
+  // The prompt: prefix, then the last W start frames (with fine codes each residue's fine token or
+  // <f_none> after its structure token) each closed by a separator.
   const int64_t n_start = std::min<int64_t>(start_frames.size() / L, W);
   const int64_t first_start = static_cast<int64_t>(start_frames.size() / L) - n_start;
   std::vector<int32_t> prompt(prefix);
@@ -241,7 +242,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
     const size_t before = prompt.size();
     for (int64_t j = 0; j < L; ++j) {
       prompt.push_back(start_frames[f * L + j]);
-      if (fine && start_fine[f * L + j] >= 0) prompt.push_back(start_fine[f * L + j]);
+      if (fine) prompt.push_back(start_fine[f * L + j] >= 0 ? start_fine[f * L + j] : layout.fine_none());
     }
     prompt.push_back(layout.separator);
     start_lengths.push_back(static_cast<int64_t>(prompt.size() - before));
@@ -249,15 +250,16 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   if (prompt.empty()) throw std::invalid_argument("need a prefix or at least one start frame");
   const int64_t P = static_cast<int64_t>(prefix.size());
   const int64_t N = opt.walkers;
-  const int64_t frame_max = fine ? 2 * L + 1 : stride;  // tokens of a frame at most
+  const int64_t frame_max = layout.tokens_per_frame();
   const int64_t per_sequence = P + (W + 1) * frame_max;
   const int64_t rebuild = N * per_sequence;  // naive re-evaluation submits every walker's window at once
 
   Context c;
-  // A repaired frame is evaluated again in one batch of its tokens.
-  const int64_t max_batch = std::max<int64_t>({static_cast<int64_t>(prompt.size()), N, opt.kv_shift ? 0 : rebuild,
+  // A repaired frame is evaluated again in one batch of its tokens; with fine codes a walker may feed
+  // its code and <f_none> in one batch.
+  const int64_t max_batch = std::max<int64_t>({static_cast<int64_t>(prompt.size()), fine ? 2 * N : N, opt.kv_shift ? 0 : rebuild,
                                                opt.repair ? frame_max : 0});
-  impl_->open(c, N, per_sequence, max_batch, impl_->rope_scale(L));
+  impl_->open(c, N, per_sequence, max_batch, impl_->rope_scale(layout.tokens_per_frame()));
   llama_memory_t mem = llama_get_memory(c.ctx);
 
   Trajectories out;
@@ -285,7 +287,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
 
   t0 = Clock::now();
   // Each walker's next position, where its current frame began, and the token counts of its complete
-  // frames in context (frames differ in length when fine tokens follow some residues).
+  // frames in context.
   std::vector<int64_t> pos(N, static_cast<int64_t>(prompt.size())), frame_pos(N, 0);
   std::vector<std::deque<int64_t>> lengths(N, start_lengths);
   // Tokens of each walker's visible frames (complete ones and the current one); only re-evaluation
@@ -487,6 +489,8 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       out.tokens[(w * opt.frames + f) * L + j] = chosen[r];
       out.logprobs[(w * opt.frames + f) * stride + j] = chosen_logprob[r];
       pending.emplace_back(w, chosen[r]);
+      // A code that takes no fine code fills its fine slot at once, in the same batch.
+      if (fine && !layout.fine_after[chosen[r] - layout.structure_begin]) pending.emplace_back(w, layout.fine_none());
     }
   };
   // The fine tokens of residue j for the walkers `ws` (each drew a code at j that takes one), from the
@@ -510,7 +514,8 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       pending.emplace_back(w, fine_chosen[r]);
     }
   };
-  // The drawn tokens, one per walker, evaluated by llama.cpp in one batch at each walker's next position.
+  // The drawn tokens (one per walker, or a code and <f_none>) evaluated by llama.cpp in one batch at each
+  // walker's next positions; a walker's logits are those after its last token.
   auto feed = [&] {
     batch.clear();
     for (const auto& [w, token] : pending) {
@@ -524,10 +529,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
                   sizeof(float) * n_vocab);
     pending.clear();
   };
-  // A whole frame for the walkers `ws`. Each walker advances one token per llama.cpp batch: its structure
-  // token of residue j, then (with fine codes, when its code takes one) its fine token, then residue j + 1;
-  // walkers that drew fewer fine tokens finish early and wait. Without fine codes every walker is at the
-  // same residue in every batch.
+  // A whole frame for the walkers `ws`. Each walker advances one draw per llama.cpp batch: its structure
+  // token of residue j, then (with fine codes, when its code takes one) its fine token, then residue j + 1
+  // (a code that takes none is fed with <f_none> in one batch); walkers that drew fewer fine tokens finish
+  // early and wait. Without fine codes every walker is at the same residue in every batch.
   std::vector<int64_t> at_residue(N);
   std::vector<uint8_t> at_fine(N);
   std::map<std::pair<int64_t, uint8_t>, std::vector<int64_t>> groups;
@@ -573,7 +578,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   out.repaired.assign(opt.repair ? N * opt.frames : 0, 0);
   std::vector<FrameRepair::Outcome> outcomes;
   std::vector<int32_t> repair_codes, repair_fine;
-  std::vector<int64_t> row_of;  // batch row of each residue's structure token, then of its fine token
+  std::vector<int64_t> row_of;  // batch row of each residue's structure token, then of its fine slot
   auto repair_frames = [&](const std::vector<int64_t>& ws, int64_t f) {
     const auto tr = Clock::now();
     const int64_t n = static_cast<int64_t>(ws.size());
@@ -609,9 +614,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
         row_of[2 * j] = batch.size();
         batch.add(tokens[j], static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
         if (!opt.kv_shift) window_tokens[w].push_back(tokens[j]);
-        if (fine && repair_fine[r * L + j] >= 0) {
-          const int32_t id = repair_fine[r * L + j] + layout.fine_begin;
-          out.fine[(w * opt.frames + f) * L + j] = id;
+        if (fine) {
+          const bool has = repair_fine[r * L + j] >= 0;
+          const int32_t id = has ? repair_fine[r * L + j] + layout.fine_begin : layout.fine_none();
+          if (has) out.fine[(w * opt.frames + f) * L + j] = id;
           row_of[2 * j + 1] = batch.size();
           batch.add(id, static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
           if (!opt.kv_shift) window_tokens[w].push_back(id);
@@ -621,12 +627,12 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
       out.tokens_decoded += batch.size();
       sampling::token_logprobs(&frame_logits[w * L * n_vocab], 1, n_vocab, &tokens[0], &lp[0]);
       for (int64_t j = 0; j < L; ++j) {
-        if (j > 0) {  // the token before residue j's: its fine token, else its structure token
+        if (j > 0) {  // the token before residue j's: its fine slot, else (no fine codes) its structure token
           const int64_t before = row_of[2 * j - 1] >= 0 ? row_of[2 * j - 1] : row_of[2 * j - 2];
           sampling::token_logprobs(llama_get_logits_ith(c.ctx, static_cast<int32_t>(before)), 1, n_vocab, &tokens[j],
                                    &lp[j]);
         }
-        if (fine && row_of[2 * j + 1] >= 0)
+        if (fine && repair_fine[r * L + j] >= 0)
           sampling::token_logprobs(llama_get_logits_ith(c.ctx, static_cast<int32_t>(row_of[2 * j])), 1, n_vocab,
                                    &out.fine[(w * opt.frames + f) * L + j],
                                    &out.fine_logprobs[(w * opt.frames + f) * L + j]);
@@ -775,10 +781,10 @@ std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::v
   check_tokens(prefix, 0, n_vocab, "prefix");
   check_tokens(frames, layout.structure_begin, layout.structure_end, "frames");
   check_fine(layout, frames, fine_tokens, "frames");
-  const int64_t n_frames = frames.size() / L, P = prefix.size(), frame_max = fine ? 2 * L : L;
+  const int64_t n_frames = frames.size() / L, P = prefix.size(), frame_max = layout.tokens_per_frame() - 1;
 
   Context c;
-  impl_->open(c, 1, P + (window + 1) * (frame_max + 1), std::max<int64_t>(P, frame_max), impl_->rope_scale(L));
+  impl_->open(c, 1, P + (window + 1) * (frame_max + 1), std::max<int64_t>(P, frame_max), impl_->rope_scale(layout.tokens_per_frame()));
   llama_memory_t mem = llama_get_memory(c.ctx);
   Batch batch(static_cast<int32_t>(std::max<int64_t>(P, frame_max)));
   for (int64_t i = 0; i < P; ++i) batch.add(prefix[i], static_cast<llama_pos>(i), 0, i + 1 == P);
@@ -795,7 +801,7 @@ std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::v
     ids.clear();
     for (int64_t j = 0; j < L; ++j) {
       ids.push_back(frames[f * L + j]);
-      if (fine && fine_tokens[f * L + j] >= 0) ids.push_back(fine_tokens[f * L + j]);
+      if (fine) ids.push_back(fine_tokens[f * L + j] >= 0 ? fine_tokens[f * L + j] : layout.fine_none());
     }
     const int64_t T = static_cast<int64_t>(ids.size());
     batch.clear();
@@ -810,9 +816,9 @@ std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::v
     ids.push_back(layout.separator);
     std::vector<float> lp(T + 1);
     sampling::token_logprobs(rows.data(), T + 1, n_vocab, ids.data(), lp.data());
-    for (int64_t k = 0, j = 0; k <= T; ++k) {  // structure tokens and the separator; fine tokens apart
-      if (k < T && fine && ids[k] >= layout.fine_begin && ids[k] < layout.fine_end) {
-        if (fine_logprobs) (*fine_logprobs)[f * L + j - 1] = lp[k];
+    for (int64_t k = 0, j = 0; k <= T; ++k) {  // structure tokens and the separator; fine slots apart
+      if (k < T && fine && ids[k] >= layout.fine_begin && ids[k] <= layout.fine_none()) {
+        if (fine_logprobs && ids[k] != layout.fine_none()) (*fine_logprobs)[f * L + j - 1] = lp[k];
         continue;
       }
       out[f * stride + j++] = lp[k];

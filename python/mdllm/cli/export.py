@@ -37,7 +37,7 @@ def run(args):
         seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 12))
         key = rng.integers(0, vocab.key_codebook_size, 12) if vocab.key_codebook_size else None
         fine = None
-        if vocab.fine_codebook_size:  # a fine token after about a third of the residues
+        if vocab.fine_codebook_size:  # a fine code in about a third of the fine slots
             fine = np.where(rng.random((3, 12)) < 0.3, rng.integers(0, vocab.fine_codebook_size, (3, 12)), -1)
         ids, _ = vocab.example(seq, rng.integers(0, vocab.codebook_size, (3, 12)), key_tokens=key, fine=fine)
         with torch.no_grad():

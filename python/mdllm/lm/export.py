@@ -32,7 +32,8 @@ LLAMA_FTYPE_MOSTLY_Q8_0 = 7  # llama.h enum llama_ftype
 FRAME_RULE = (
     "after the prefix '<s> <seq> residues </seq> [conditioning]', every frame is exactly "
     "L structure tokens (L = number of residues in the prefix) followed by one <frame> token; "
-    "with fine codes a fine token follows each structure token whose code takes one"
+    "with fine codes each structure token is followed by its fine token where its code takes one, "
+    "else by <f_none>"
 )
 
 
@@ -147,7 +148,7 @@ def _write(model: MistralLM, path: Path, dtype: str, name: str) -> None:
     w.add_string(keys.FRAME_RULE, FRAME_RULE)
     if cfg.frame_span:  # llama.cpp runs it as rope_freq_scale = frame_span / (residues + 1) per protein
         w.add_uint32(keys.FRAME_SPAN, cfg.frame_span)
-    if vocab.fine_codebook_size:  # frames of varying length: a fine token after each first code that takes one
+    if vocab.fine_codebook_size:  # two slots per residue: its fine token, or <f_none> (id offset + size)
         w.add_uint32(keys.FINE_CODEBOOK_SIZE, vocab.fine_codebook_size)
         w.add_uint32(keys.FINE_OFFSET, vocab.fine_offset)
         w.add_string(keys.FINE_HASH, vocab.fine_hash)

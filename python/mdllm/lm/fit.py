@@ -68,12 +68,9 @@ def _new_model(trajs, spec: NewModel, window: int):
     for t in trajs:
         vocab.check_fine(t.fine_codebook_size, t.fine_hash, source=t.source)
 
-    def frame_tokens(t):  # the longest frame: residues, separator and (a model with them) fine codes
-        fine = int((t.fine >= 0).sum(-1).max()) if vocab.fine_codebook_size and t.fine is not None else 0
-        return t.tokens.shape[1] + 1 + fine
-
     longest = max(
-        len(vocab.prefix(t.sequence, key_tokens=t.key_tokens)) + min(window, len(t.tokens)) * frame_tokens(t)
+        len(vocab.prefix(t.sequence, key_tokens=t.key_tokens))
+        + min(window, len(t.tokens)) * (vocab.tokens_per_residue * t.tokens.shape[1] + 1)
         for t in trajs
     )
     shape = dict(PRESETS[spec.preset])

@@ -5,7 +5,8 @@ Two settings matter for exact comparisons:
 - the KV cache is kept in float32 and flash attention is off (llama.cpp's defaults, float16 cache and
   flash attention, cost 1e-3 to 1e-2 in the logits);
 - a model with ``mdllm.frame_span`` (mdllm.lm.model.ModelConfig.frame_span) runs with rope_freq_scale
-  frame_span / (L + 1), L the amino-acid tokens among the ids, as PyTorch scales its positions;
+  frame_span / (L + 1) (with fine codes / (2 L + 1)), L the amino-acid tokens among the ids, as PyTorch
+  scales its positions;
 - llama.cpp's "extra" CPU weight buffers (AMX / repacked kernels) are off by default here: in the
   llama.cpp bundled with llama-cpp-python 0.3.36, the AMX Q8_0 matrix multiply crashes (SIGSEGV) on
   AMX-capable CPUs, and the plain kernels give the same results elsewhere.
@@ -85,7 +86,8 @@ def gguf_logits(path, ids, n_threads: int = 1, extra_buffers: bool = False) -> n
         span = _metadata_int(model, keys.FRAME_SPAN)
         if span:
             residues = int(residue_count(np.asarray(ids), _metadata_int(model, keys.AMINO_ACID_OFFSET)))
-            cparams.rope_freq_scale = frame_position_scale(span, residues)
+            per_residue = 2 if _metadata_int(model, keys.FINE_CODEBOOK_SIZE) else 1  # fine slot after each code
+            cparams.rope_freq_scale = frame_position_scale(span, residues, per_residue)
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             raise in_file(path, "llama.cpp could not create a context")

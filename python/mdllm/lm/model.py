@@ -205,7 +205,8 @@ class MistralLM(nn.Module):
 
     def positions(self, ids: torch.Tensor) -> torch.Tensor:
         """Rotary positions of ids (B, T): (T,) 0..T-1, or with ``frame_span`` (B, 1, T) scaled per row by
-        frame_span / (L + 1), L the amino-acid tokens of the row (as llama.cpp's rope_freq_scale does)."""
+        frame_span / (L + 1) (fine codes: / (2 L + 1)), L the amino-acid tokens of the row (as llama.cpp's
+        rope_freq_scale does)."""
         T = ids.shape[1]
         plain = torch.arange(T, device=ids.device)
         if not self.config.frame_span:
@@ -215,7 +216,10 @@ class MistralLM(nn.Module):
         from mdllm.lm.text import frame_position_scale, residue_count
 
         residues = residue_count(ids, self.vocab.amino_acid_offset).float()
-        return (plain[None, :] * frame_position_scale(self.config.frame_span, residues[:, None]))[:, None, :]
+        return (
+            plain[None, :]
+            * frame_position_scale(self.config.frame_span, residues[:, None], self.vocab.tokens_per_residue)
+        )[:, None, :]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, T) -> logits (B, T, vocab)."""

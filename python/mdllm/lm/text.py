@@ -8,7 +8,7 @@ the base vocabulary size when a Hugging Face checkpoint is extended with our tok
     amino acids   A C D E F G H I K L M N P Q R S T V W Y X     (X = unknown residue)
     key fold      <k_0> ... <k_{J-1}>           torsion codes of the key frame (motion models only)
     structure     <t_0> ... <t_{K-1}>           the K codes of the structure tokenizer
-    fine          <f_0> ... <f_{K2-1}>          fine motion codes (mdllm.tokenizer.motion_fine; 0 or K2)
+    fine          <f_0> ... <f_{K2-1}> <f_none>  fine motion codes (mdllm.tokenizer.motion_fine; none, or K2 + 1)
 
 A training example is
 
@@ -17,10 +17,13 @@ A training example is
 so every frame has exactly as many structure tokens as the prefix has residues, then one frame
 separator. With a motion tokenizer the structure codes are displacements from a key frame, and the key
 frame's own fold follows the sequence as L torsion codes (``key_codebook_size`` > 0), so that one model
-can learn how different folds move. With fine codes (``fine_codebook_size`` > 0) a residue whose first
-code moves far is followed by its fine token, ``t_i,j f_i,j``: frames then differ in length. Positions
-stay the token index (llama.cpp requires consecutive positions in a sequence), so a frame with fine
-tokens spans a little more of them than ``frame_span``.
+can learn how different folds move. With fine codes (``fine_codebook_size`` > 0) every residue has two
+slots, ``t_i,j f_i,j``: its fine token where its first code moves far, else ``<f_none>``. Frames then
+all have 2 L + 1 tokens, so the same residue one frame back stays ``frame_span`` positions away, as
+without fine codes (positions must stay consecutive token indices in llama.cpp; a first try with fine
+tokens only where a code takes one gave frames of varying length, and a BBA fine-tune of that model
+moved twice as much as its MD). ``<f_none>`` is given, never drawn: the first code decides it, so the
+loss is not taken on it.
 """
 
 from __future__ import annotations
@@ -44,10 +47,11 @@ def residue_count(ids, amino_acid_offset: int):
     return ((ids >= amino_acid_offset) & (ids < amino_acid_offset + len(AMINO_ACIDS + UNKNOWN_RESIDUE))).sum(-1)
 
 
-def frame_position_scale(frame_span: int, residues):
+def frame_position_scale(frame_span: int, residues, tokens_per_residue: int = 1):
     """Rotary position scale of a frame-span model (ModelConfig.frame_span) for frames of ``residues``
-    tokens + separator: one frame then spans ``frame_span`` positions (llama.cpp's rope_freq_scale)."""
-    return frame_span / (residues + 1)
+    residues of ``tokens_per_residue`` tokens each + separator: one frame then spans ``frame_span``
+    positions (llama.cpp's rope_freq_scale)."""
+    return frame_span / (tokens_per_residue * residues + 1)
 
 
 @dataclass(frozen=True)
@@ -119,9 +123,21 @@ class Vocabulary:
         return self.structure_offset + self.codebook_size
 
     @property
+    def fine_none_id(self) -> int:
+        """``<f_none>``: the fine slot of a residue whose first code takes no fine code (fine models)."""
+        if not self.fine_codebook_size:
+            raise MdllmError("this vocabulary has no fine codes")
+        return self.fine_offset + self.fine_codebook_size
+
+    @property
+    def tokens_per_residue(self) -> int:
+        """Tokens of one residue in a frame: its structure token, and with fine codes its fine slot."""
+        return 2 if self.fine_codebook_size else 1
+
+    @property
     def size(self) -> int:
         """Total number of ids, including the ``offset`` ids of a base vocabulary."""
-        return self.fine_offset + self.fine_codebook_size
+        return self.fine_offset + (self.fine_codebook_size + 1 if self.fine_codebook_size else 0)
 
     def conditioning_id(self, slot: int) -> int:
         if not 0 <= slot < self.n_conditioning:
@@ -139,6 +155,7 @@ class Vocabulary:
             + [f"<k_{i}>" for i in range(self.key_codebook_size)]
             + [f"<t_{i}>" for i in range(self.codebook_size)]
             + [f"<f_{i}>" for i in range(self.fine_codebook_size)]
+            + (["<f_none>"] if self.fine_codebook_size else [])
         )
 
     # --- encoding ------------------------------------------------------------------------------
@@ -165,7 +182,8 @@ class Vocabulary:
 
     def frames(self, tokens: np.ndarray, fine=None) -> np.ndarray:
         """(W, L) structure codes -> W * (L + 1) ids, each frame closed by the frame separator; with
-        ``fine`` (W, L) fine codes (-1: none) each fine code follows its residue's structure code."""
+        ``fine`` (W, L) fine codes (-1: none) W * (2 L + 1) ids, each residue's fine token (or
+        ``<f_none>``) after its structure token."""
         tokens = np.asarray(tokens)
         if tokens.ndim != 2:
             raise MdllmError(f"structure tokens must have shape (frames, residues), got {tokens.shape}")
@@ -186,16 +204,16 @@ class Vocabulary:
         fine = np.asarray(fine)
         if fine.shape != tokens.shape or (fine.size and (fine.min() < -1 or fine.max() >= self.fine_codebook_size)):
             raise MdllmError(f"fine codes of shape {fine.shape} outside -1..{self.fine_codebook_size - 1}")
-        pairs = np.stack([ids, np.where(fine >= 0, fine.astype(np.int64) + self.fine_offset, -1)], axis=-1)
-        pairs = np.concatenate([pairs.reshape(len(ids), -1), np.concatenate([sep, np.full_like(sep, -1)], 1)], 1)
-        flat = pairs.reshape(-1)
-        return flat[flat >= 0]
+        slots = np.where(fine >= 0, fine.astype(np.int64) + self.fine_offset, self.fine_none_id)
+        pairs = np.stack([ids, slots], axis=-1).reshape(len(ids), -1)
+        return np.concatenate([pairs, sep], axis=1).reshape(-1)
 
     def example(
         self, sequence: str, tokens: np.ndarray, conditioning: tuple[int, ...] = (), key_tokens=None, fine=None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(input ids, targets) of one training window; the loss is taken on frames only, since the
-        prefix is given by the user at generation time."""
+        prefix is given by the user at generation time (and not on ``<f_none>``, which the first code
+        decides)."""
         tokens = np.asarray(tokens)
         if tokens.ndim != 2 or tokens.shape[1] != len(sequence):
             raise MdllmError(
@@ -205,6 +223,8 @@ class Vocabulary:
         ids = np.concatenate([prefix, self.frames(tokens, fine)])
         targets = ids.copy()
         targets[: len(prefix)] = IGNORE
+        if self.fine_codebook_size:
+            targets[ids == self.fine_none_id] = IGNORE
         return ids, targets
 
     def decode_frames(self, ids: np.ndarray, n_residues: int) -> np.ndarray:
