@@ -1,6 +1,6 @@
 """Generation with fine motion codes (mdllm.tokenizer.motion_fine) in the C++ rolling window: a tiny real
 GGUF model whose vocabulary has the shipped tokenizer's fine codes, a real start structure. A fine token
-follows exactly the structure tokens whose code takes one; frames differ in length, and the likelihoods
+follows exactly the structure tokens whose code takes one (<f_none> fills the others' slot), and the likelihoods
 the loop records are the model's (teacher-forced scoring reproduces them) with KV shifting, the
 re-evaluating reference path, frame repair and the guard."""
 
@@ -21,6 +21,7 @@ from mdllm.encoding import decode_file, decode_tokens, load_tokenizers  # noqa: 
 from mdllm.evaluate import check_backbone  # noqa: E402
 from mdllm.generate import Generator  # noqa: E402
 from mdllm.lm.export import write_gguf  # noqa: E402
+from mdllm.lm.gguf_eval import gguf_logits  # noqa: E402
 from mdllm.lm.model import MistralLM, ModelConfig, init_motion_codes  # noqa: E402
 from mdllm.lm.text import Vocabulary  # noqa: E402
 from mdllm.sampling.repair import FrameRepair, RepairLimits  # noqa: E402
@@ -87,6 +88,19 @@ def test_fine_tokens_follow_the_codes_that_take_one_and_likelihoods_are_the_mode
     for w, (lp, fine_lp) in enumerate(teacher_forced(gen, ens, TRPCAGE)):
         np.testing.assert_allclose(lp, ens.token_logprobs[w], atol=2e-3)
         np.testing.assert_allclose(fine_lp, ens.fine_logprobs[w], atol=2e-3)
+    # The loop's context is the training text (mdllm.lm.text, <f_none> in the slot of codes that take no
+    # fine code): llama.cpp on Python's ids of the start frames and walker 0's first frame gives the
+    # likelihoods the loop recorded.
+    prefix, start_codes, _, start_fine = gen._context(load_backbone(TRPCAGE)[-2:])
+    frames = gen.vocab.frames(
+        np.concatenate([start_codes, ens.tokens[0, :1]]), np.concatenate([start_fine, ens.fine[0, :1]])
+    )
+    ids = np.concatenate([prefix, frames])
+    logp = torch.log_softmax(torch.as_tensor(gguf_logits(gen.path, ids), dtype=torch.float64), -1).numpy()
+    at = np.arange(len(ids) - 41, len(ids))  # frame 0: 20 (structure token, fine slot) pairs and the separator
+    np.testing.assert_allclose(logp[at[::2] - 1, ids[at[::2]]], ens.token_logprobs[0, 0], atol=2e-3)
+    has = ens.fine[0, 0] >= 0
+    np.testing.assert_allclose(logp[at[1::2] - 1, ids[at[1::2]]][has], ens.fine_logprobs[0, 0][has], atol=2e-3)
     # Frames are decoded with their fine codes.
     np.testing.assert_allclose(
         ens.backbones.reshape(-1, 20, 4, 3),

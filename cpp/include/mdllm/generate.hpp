@@ -1,13 +1,13 @@
 // Rolling-window generation of structure-token trajectories with llama.cpp.
 //
 // The model's text is a conditioning prefix followed by frames; a frame is `residues` structure
-// tokens and one separator (with fine codes, FrameLayout::fine_after, a fine token after each structure
-// token whose code takes one, so frames differ in length). While a frame is generated the model sees the prefix and the last
+// tokens and one separator (with fine codes, FrameLayout, each structure token is followed by its fine
+// token or <f_none>: 2 residues + 1 tokens). While a frame is generated the model sees the prefix and the last
 // `window` complete frames. When a new frame would overflow the window, the oldest frame is removed
 // from llama.cpp's KV cache and the later positions are shifted down, so nothing is re-evaluated.
 // Many walkers (one llama.cpp sequence each) advance in one batch; each walker draws its random
 // numbers from (seed, walker, step) alone. A model whose GGUF has `mdllm.frame_span` = S runs with
-// rotary positions scaled by S / (residues + 1) (llama.cpp's rope_freq_scale), as it was trained, so
+// rotary positions scaled by S / (tokens of a frame) (llama.cpp's rope_freq_scale), as it was trained, so
 // that one frame spans S positions whatever the protein. This header does not expose llama.cpp.
 #pragma once
 
