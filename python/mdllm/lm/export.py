@@ -146,7 +146,7 @@ def _write(model: MistralLM, path: Path, dtype: str, name: str) -> None:
     w.add_uint32(keys.AMINO_ACID_OFFSET, vocab.amino_acid_offset)
     w.add_uint32(keys.STRUCTURE_OFFSET, vocab.structure_offset)
     w.add_string(keys.FRAME_RULE, FRAME_RULE)
-    if cfg.frame_span:  # llama.cpp runs it as rope_freq_scale = frame_span / (residues + 1) per protein
+    if cfg.frame_span:  # llama.cpp runs it as rope_freq_scale = frame_span / (tokens of a frame) per protein
         w.add_uint32(keys.FRAME_SPAN, cfg.frame_span)
     if vocab.fine_codebook_size:  # two slots per residue: its fine token, or <f_none> (id offset + size)
         w.add_uint32(keys.FINE_CODEBOOK_SIZE, vocab.fine_codebook_size)
