@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <deque>
 #include <type_traits>
 #include <limits>
 #include <map>
@@ -237,15 +236,12 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   const int64_t n_start = std::min<int64_t>(start_frames.size() / L, W);
   const int64_t first_start = static_cast<int64_t>(start_frames.size() / L) - n_start;
   std::vector<int32_t> prompt(prefix);
-  std::deque<int64_t> start_lengths;  // tokens of each start frame in the prompt, separator included
   for (int64_t f = first_start; f < first_start + n_start; ++f) {
-    const size_t before = prompt.size();
     for (int64_t j = 0; j < L; ++j) {
       prompt.push_back(start_frames[f * L + j]);
       if (fine) prompt.push_back(start_fine[f * L + j] >= 0 ? start_fine[f * L + j] : layout.fine_none());
     }
     prompt.push_back(layout.separator);
-    start_lengths.push_back(static_cast<int64_t>(prompt.size() - before));
   }
   if (prompt.empty()) throw std::invalid_argument("need a prefix or at least one start frame");
   const int64_t P = static_cast<int64_t>(prefix.size());
@@ -286,10 +282,10 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   out.prompt_seconds = seconds_since(t0);
 
   t0 = Clock::now();
-  // Each walker's next position, where its current frame began, and the token counts of its complete
-  // frames in context.
+  // Each walker's next position and where its current frame began (walkers that draw fewer fine tokens
+  // run ahead within a frame; every frame has frame_max tokens), and the complete frames in context.
   std::vector<int64_t> pos(N, static_cast<int64_t>(prompt.size())), frame_pos(N, 0);
-  std::vector<std::deque<int64_t>> lengths(N, start_lengths);
+  int64_t frames_in_context = n_start;
   // Tokens of each walker's visible frames (complete ones and the current one); only re-evaluation
   // needs them, KV shifting keeps them in llama.cpp's cache.
   std::vector<std::vector<int32_t>> window_tokens;
@@ -704,43 +700,40 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
     }
     const bool last = f + 1 == opt.frames;
     if (!last) {
-      if (static_cast<int64_t>(lengths[0].size()) + 1 > W) {
+      if (frames_in_context + 1 > W) {
         // The frame being closed would make W + 1: drop the oldest before the separator is seen.
         if (opt.kv_shift) {
           for (int64_t w = 0; w < N; ++w) {
             const auto s = static_cast<llama_seq_id>(w);
-            const int64_t gone = lengths[w].front();
-            llama_memory_seq_rm(mem, s, static_cast<llama_pos>(P), static_cast<llama_pos>(P + gone));
-            llama_memory_seq_add(mem, s, static_cast<llama_pos>(P + gone), -1, static_cast<llama_pos>(-gone));
-            pos[w] -= gone, frame_pos[w] -= gone;
+            llama_memory_seq_rm(mem, s, static_cast<llama_pos>(P), static_cast<llama_pos>(P + frame_max));
+            llama_memory_seq_add(mem, s, static_cast<llama_pos>(P + frame_max), -1, static_cast<llama_pos>(-frame_max));
+            pos[w] -= frame_max, frame_pos[w] -= frame_max;
           }
         } else {
           batch.clear();
           for (int64_t w = 0; w < N; ++w) {
             const auto s = static_cast<llama_seq_id>(w);
-            const int64_t gone = lengths[w].front();
-            window_tokens[w].erase(window_tokens[w].begin(), window_tokens[w].begin() + gone);
+            window_tokens[w].erase(window_tokens[w].begin(), window_tokens[w].begin() + frame_max);
             llama_memory_seq_rm(mem, s, -1, -1);
             for (int64_t i = 0; i < P; ++i) batch.add(prefix[i], static_cast<llama_pos>(i), s, false);
             // Everything visible except the separator just sampled, which is decoded below.
             for (size_t i = 0; i + 1 < window_tokens[w].size(); ++i)
               batch.add(window_tokens[w][i], static_cast<llama_pos>(P + i), s, false);
-            pos[w] -= gone, frame_pos[w] -= gone;
+            pos[w] -= frame_max, frame_pos[w] -= frame_max;
           }
           decode(c.ctx, batch);
           out.tokens_decoded += batch.size();
         }
-        for (int64_t w = 0; w < N; ++w) lengths[w].pop_front();
+        --frames_in_context;
       }
       batch.clear();
       for (int64_t w = 0; w < N; ++w)
         batch.add(chosen[w], static_cast<llama_pos>(pos[w]++), static_cast<llama_seq_id>(w), true);
       decode(c.ctx, batch);
       out.tokens_decoded += N;
-      for (int64_t w = 0; w < N; ++w) {
+      for (int64_t w = 0; w < N; ++w)
         std::memcpy(&logits[w * n_vocab], llama_get_logits_ith(c.ctx, static_cast<int32_t>(w)), sizeof(float) * n_vocab);
-        lengths[w].push_back(pos[w] - frame_pos[w]);
-      }
+      ++frames_in_context;
     }
     if (progress && !progress(f + 1)) {
       out.frames = f + 1;
@@ -794,8 +787,7 @@ std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::v
   if (fine_logprobs) fine_logprobs->assign(fine ? n_frames * L : 0, 0.0f);
   std::vector<int32_t> ids;
   std::vector<float> rows;
-  std::deque<int64_t> lengths;  // tokens of the frames in context, separator included
-  int64_t pos = P;
+  int64_t pos = P, in_context = 0;
   for (int64_t f = 0; f < n_frames; ++f) {
     // Tokens of frame f in one batch: row k of the outputs predicts token k + 1.
     ids.clear();
@@ -816,20 +808,20 @@ std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::v
     ids.push_back(layout.separator);
     std::vector<float> lp(T + 1);
     sampling::token_logprobs(rows.data(), T + 1, n_vocab, ids.data(), lp.data());
-    for (int64_t k = 0, j = 0; k <= T; ++k) {  // structure tokens and the separator; fine slots apart
-      if (k < T && fine && ids[k] >= layout.fine_begin && ids[k] <= layout.fine_none()) {
-        if (fine_logprobs && ids[k] != layout.fine_none()) (*fine_logprobs)[f * L + j - 1] = lp[k];
-        continue;
-      }
-      out[f * stride + j++] = lp[k];
+    // Structure tokens and the separator; with fine codes each residue's slot follows its token (<f_none>
+    // has no likelihood of its own: the code decides it).
+    const int64_t per_residue = fine ? 2 : 1;
+    for (int64_t j = 0; j < L; ++j) {
+      out[f * stride + j] = lp[per_residue * j];
+      if (fine_logprobs && fine && fine_tokens[f * L + j] >= 0) (*fine_logprobs)[f * L + j] = lp[2 * j + 1];
     }
+    out[f * stride + L] = lp[T];
     pos += T;
-    if (static_cast<int64_t>(lengths.size()) + 1 > window) {  // same eviction point as generation: before the separator
-      const int64_t gone = lengths.front();
-      lengths.pop_front();
-      llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(P), static_cast<llama_pos>(P + gone));
-      llama_memory_seq_add(mem, 0, static_cast<llama_pos>(P + gone), -1, static_cast<llama_pos>(-gone));
-      pos -= gone;
+    if (in_context + 1 > window) {  // same eviction point as generation: before the separator
+      llama_memory_seq_rm(mem, 0, static_cast<llama_pos>(P), static_cast<llama_pos>(P + T + 1));
+      llama_memory_seq_add(mem, 0, static_cast<llama_pos>(P + T + 1), -1, static_cast<llama_pos>(-(T + 1)));
+      pos -= T + 1;
+      --in_context;
     }
     batch.clear();
     batch.add(layout.separator, static_cast<llama_pos>(pos), 0, true);
@@ -837,7 +829,7 @@ std::vector<float> Model::score(const std::vector<int32_t>& prefix, const std::v
     const float* r = llama_get_logits_ith(c.ctx, 0);
     previous.assign(r, r + n_vocab);
     ++pos;
-    lengths.push_back(T + 1);
+    ++in_context;
   }
   return out;
 }
