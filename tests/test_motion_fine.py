@@ -186,5 +186,9 @@ def test_compiled_fine_encode_and_decode_match_the_numpy_reference(bba):
         key,
     )
     np.testing.assert_allclose(decoded, expected, atol=2e-5)
+    # Both refuse fine codes that do not stand exactly where the first codes take one.
+    none = np.full_like(fine, -1)
     with pytest.raises(MdllmError, match="does not fit"):
-        cpp.core_tokenizer().decode(tokens, np.ascontiguousarray(key), *tokens.shape, placed, np.full_like(fine, -1))
+        cpp.core_tokenizer().decode(tokens, np.ascontiguousarray(key), *tokens.shape, placed, none)
+    with pytest.raises(MdllmError, match="does not fit"):
+        cpp.core_context_decoder().decode(tokens, np.ascontiguousarray(key), classes, *tokens.shape, decoded, none)

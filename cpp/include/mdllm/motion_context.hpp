@@ -30,7 +30,7 @@ class MotionContextDecoder {
   int window() const { return window_; }
   int spatial() const { return spatial_; }
   int ahead() const { return ahead_; }
-  int64_t codes() const { return k_; }
+  int64_t codes() const { return tokenizer_.codebook_size(); }
   static int64_t feature_size(int window, int spatial, int ahead);
 
   // Ramachandran classes of a one-letter sequence (L), chains split where the key's consecutive CAs
@@ -39,7 +39,8 @@ class MotionContextDecoder {
 
   // xyz[F*L*12] from tokens[F*L], key[L*12] and classes[L] (or null); `fine` (null, or F*L fine codes,
   // -1 where none; the tokenizer had its fine codes loaded when this decoder was built) adds each
-  // residue's fine code to its code vector.
+  // residue's fine code to its code vector; they must stand exactly where the tokens take one
+  // (MotionTokenizer::check_fine).
   void decode(const int32_t* tokens, int64_t n_frames, int64_t n_res, const float* key, const int32_t* classes,
               float* xyz, const int32_t* fine = nullptr) const;
 
@@ -56,9 +57,8 @@ class MotionContextDecoder {
 
  private:
   int window_ = 0, spatial_ = 0, ahead_ = 0;
-  int64_t hidden_ = 0, inputs_ = 0, k_ = 0;
-  std::vector<double> codes_;  // (K, 12)
-  std::vector<double> fine_codes_;  // (K2, 12), when the tokenizer had fine codes
+  int64_t hidden_ = 0, inputs_ = 0;
+  MotionTokenizer tokenizer_;  // its codes and fine codes (as loaded when this decoder was built)
   std::vector<double> w0t_, b0_, w1t_, b1_, w2_, b2_, mean_, scale_;  // w0, w1 input-major (transposed)
 };
 

@@ -112,7 +112,8 @@ int64_t MotionContextDecoder::feature_size(int window, int spatial, int ahead) {
   return columns * 12 + (columns - 1) * 13 + kClasses;
 }
 
-MotionContextDecoder::MotionContextDecoder(const std::string& path, const MotionTokenizer& tokenizer) {
+MotionContextDecoder::MotionContextDecoder(const std::string& path, const MotionTokenizer& tokenizer)
+    : tokenizer_(tokenizer) {
   const SafetensorsFile file = read_safetensors(path);
   auto meta_int = [&](const char* name, int fallback) {
     const auto it = file.metadata.find(name);
@@ -143,9 +144,6 @@ MotionContextDecoder::MotionContextDecoder(const std::string& path, const Motion
   b2_ = tensor(file, path, "b2", {kC});
   mean_ = tensor(file, path, "mean", {inputs_});
   scale_ = tensor(file, path, "scale", {inputs_});
-  codes_ = tokenizer.codes();
-  fine_codes_ = tokenizer.fine_codes();
-  k_ = tokenizer.codebook_size();
   // w0 and w1 kept input-major: the hidden units of a layer then accumulate in one contiguous loop
   // that vectorizes (a dot product per unit does not, without reordering its sum).
   w0t_ = transposed(w0_rows, hidden_, inputs_);
@@ -246,7 +244,7 @@ void MotionContextDecoder::decode_residue(const Layout& lay, int64_t i, const in
   double sum[kC];
   // Residue j's code vector: its code, plus its extra vector when given.
   auto vector_of = [&](int64_t j, int32_t token) -> const double* {
-    const double* code = &codes_[static_cast<int64_t>(token) * kC];
+    const double* code = &tokenizer_.codes()[static_cast<int64_t>(token) * kC];
     if (!extra) return code;
     for (int o = 0; o < kC; ++o) sum[o] = code[o] + extra[j * kC + o];
     return sum;
@@ -254,7 +252,7 @@ void MotionContextDecoder::decode_residue(const Layout& lay, int64_t i, const in
   for (int64_t c = 0; c < cols; ++c) {  // neighbours' codes in residue i's frame
     const int64_t j = lay.nb[i * cols + c];
     const double m = lay.ok[i * cols + c] ? 1.0 : 0.0;
-    const double* code = m ? vector_of(j, t[j]) : &codes_[0];  // unseen columns read no token
+    const double* code = m ? vector_of(j, t[j]) : &tokenizer_.codes()[0];  // unseen columns read no token
     for (int a = 0; a < 4; ++a) {
       const V l = to_local(k, i, to_global(k, j, code + a * 3));
       x[c * 12 + a * 3] = l.x * m;
@@ -284,19 +282,17 @@ void MotionContextDecoder::decode(const int32_t* tokens, int64_t n_frames, int64
                                   const int32_t* classes, float* xyz, const int32_t* fine) const {
   if (n_frames < 0 || n_res < 1) bad("context decoder: need at least one residue and a non-negative number of frames");
   for (int64_t i = 0; i < n_frames * n_res; ++i)
-    if (tokens[i] < 0 || tokens[i] >= k_)
+    if (tokens[i] < 0 || tokens[i] >= codes())
       bad("context decoder: token " + std::to_string(tokens[i]) + " is out of range (codebook size " +
-          std::to_string(k_) + ")");
+          std::to_string(codes()) + ")");
   // Fine codes as each residue's extra vector (F*L*12).
   std::vector<double> extra;
   if (fine) {
-    const int64_t k2 = static_cast<int64_t>(fine_codes_.size()) / kC;
-    if (k2 == 0) bad("context decoder: fine codes given, but its tokenizer had none loaded");
+    tokenizer_.check_fine(tokens, fine, n_frames * n_res);
+    const std::vector<double>& fine_codes = tokenizer_.fine_codes();
     extra.assign(n_frames * n_res * kC, 0.0);
-    for (int64_t i = 0; i < n_frames * n_res; ++i) {
-      if (fine[i] >= k2) bad("context decoder: fine code " + std::to_string(fine[i]) + " is out of range");
-      if (fine[i] >= 0) std::copy_n(&fine_codes_[static_cast<int64_t>(fine[i]) * kC], kC, &extra[i * kC]);
-    }
+    for (int64_t i = 0; i < n_frames * n_res; ++i)
+      if (fine[i] >= 0) std::copy_n(&fine_codes[static_cast<int64_t>(fine[i]) * kC], kC, &extra[i * kC]);
   }
   const auto lay = layout(key, n_res, classes);
   detail::parallel_for(
