@@ -27,7 +27,11 @@ def pairs(traj, top, keys, second_half=False):
     return np.concatenate(out)
 
 
-training = [md(p, r) for p in ("chignolin_5AWL", "trpcage_2JOF", "bba_1FME", "villin_2F4K") for r in ("T300K_rep0", "T360K_rep0")]
+training = [
+    md(p, r)
+    for p in ("chignolin_5AWL", "trpcage_2JOF", "bba_1FME", "villin_2F4K")
+    for r in ("T300K_rep0", "T360K_rep0")
+]
 training.append(("data/adk/adk_dims.xtc", "data/adk/adk_dims.pdb"))
 seen = np.concatenate([pairs(*s, keys=4) for s in training])
 counts = np.zeros((tok.codebook_size, tok.fine_codes.size))
