@@ -116,7 +116,7 @@ def generator():
 def test_constrained_generation_is_more_valid_and_keeps_the_model_likelihood(generator):
     from mdllm.evaluate import check_backbone
 
-    # At the model's own distribution (temperature 1; the default 0.8 draws the shipped base's Trp-cage
+    # At the model's own distribution (temperature 1; at the default 0.8 a fine-code base drew Trp-cage's
     # frames without faults) free frames break local geometry for the constraint to mend.
     kw = dict(frames=3, walkers=4, window=2, seed=3, progress=False, guard=False, refine=False)
     kw["params"] = SamplingParams(temperature=1.0)

@@ -282,9 +282,11 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   out.prompt_seconds = seconds_since(t0);
 
   t0 = Clock::now();
-  // Each walker's next position and where its current frame began (walkers that draw fewer fine tokens
-  // run ahead within a frame; every frame has frame_max tokens), and the complete frames in context.
-  std::vector<int64_t> pos(N, static_cast<int64_t>(prompt.size())), frame_pos(N, 0);
+  // Each walker's next position (walkers that draw fewer fine tokens run ahead within a frame), where the
+  // current frame began (the same for every walker: every frame has frame_max tokens), and the complete
+  // frames in context.
+  std::vector<int64_t> pos(N, static_cast<int64_t>(prompt.size()));
+  int64_t frame_start = 0;
   int64_t frames_in_context = n_start;
   // Tokens of each walker's visible frames (complete ones and the current one); only re-evaluation
   // needs them, KV shifting keeps them in llama.cpp's cache.
@@ -560,9 +562,9 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   // Drops walker w's tokens of frame f from its current frame's start on (llama.cpp's cache, the naive
   // path's window, and the fine codes drawn), so that the frame can be drawn or evaluated again.
   auto rewind = [&](int64_t w, int64_t f) {
-    llama_memory_seq_rm(mem, static_cast<llama_seq_id>(w), static_cast<llama_pos>(frame_pos[w]), -1);
-    if (!opt.kv_shift) window_tokens[w].resize(window_tokens[w].size() - (pos[w] - frame_pos[w]));
-    pos[w] = frame_pos[w];
+    llama_memory_seq_rm(mem, static_cast<llama_seq_id>(w), static_cast<llama_pos>(frame_start), -1);
+    if (!opt.kv_shift) window_tokens[w].resize(window_tokens[w].size() - (pos[w] - frame_start));
+    pos[w] = frame_start;
     if (fine) {
       std::fill_n(&out.fine[(w * opt.frames + f) * L], L, -1);
       std::fill_n(&out.fine_logprobs[(w * opt.frames + f) * L], L, 0.0f);
@@ -648,7 +650,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
   std::vector<uint8_t> fresh(N), accept(N);
 
   for (int64_t f = 0; f < opt.frames; ++f) {
-    frame_pos = pos;
+    frame_start = pos[0];
     if (guarded) frame_start_logits = logits;
     draw_frame(everyone, f, 0);
     if (opt.repair) repair_frames(everyone, f);
@@ -707,7 +709,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
             const auto s = static_cast<llama_seq_id>(w);
             llama_memory_seq_rm(mem, s, static_cast<llama_pos>(P), static_cast<llama_pos>(P + frame_max));
             llama_memory_seq_add(mem, s, static_cast<llama_pos>(P + frame_max), -1, static_cast<llama_pos>(-frame_max));
-            pos[w] -= frame_max, frame_pos[w] -= frame_max;
+            pos[w] -= frame_max;
           }
         } else {
           batch.clear();
@@ -719,7 +721,7 @@ Trajectories Model::generate(const std::vector<int32_t>& prefix, const std::vect
             // Everything visible except the separator just sampled, which is decoded below.
             for (size_t i = 0; i + 1 < window_tokens[w].size(); ++i)
               batch.add(window_tokens[w][i], static_cast<llama_pos>(P + i), s, false);
-            pos[w] -= frame_max, frame_pos[w] -= frame_max;
+            pos[w] -= frame_max;
           }
           decode(c.ctx, batch);
           out.tokens_decoded += batch.size();
